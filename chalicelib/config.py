@@ -1,0 +1,87 @@
+"""Backend settings, read from the environment of the running stage.
+
+``.chalice/config.json`` sets these per stage (local, dev, prod and test);
+``chalice.test.Client`` and ``chalice local`` apply the same file, and Lambda
+gets it from the deployment.  Parsing is strict: an unknown profile name or a
+non-numeric value is a deployment bug, reported at first use rather than
+papered over with a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1 is the
+# minimum recommended configuration.  ``test`` exists only so the test suite
+# can run thousands of logins; a stage selects it explicitly.
+ARGON2_PROFILES: Mapping[str, tuple[int, int, int]] = {
+    #        (memory KiB, iterations, lanes)
+    "owasp": (19 * 1024, 2, 1),
+    "test": (64, 1, 1),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the backend reads from its environment."""
+
+    stage: str
+    users_table: str
+    sessions_table: str
+    attempts_table: str
+    app_key_secret_id: str
+    token_issuer: str
+    token_audience: str
+    access_token_ttl: int
+    refresh_token_ttl: int
+    argon2_profile: str
+    app_key_cache_ttl: int
+    region: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``).
+
+        Raises:
+            RuntimeError: a required variable is missing or malformed.
+        """
+        env = os.environ if env is None else env
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise RuntimeError(f"missing required setting {name}")
+            return value
+
+        def number(name: str, default: int, lo: int, hi: int) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise RuntimeError(f"setting {name} must be an integer") from exc
+            if not lo <= value <= hi:
+                raise RuntimeError(f"setting {name} must be within [{lo}, {hi}]")
+            return value
+
+        profile = env.get("SEALBOX_ARGON2_PROFILE", "owasp")
+        if profile not in ARGON2_PROFILES:
+            raise RuntimeError("setting SEALBOX_ARGON2_PROFILE names an unknown profile")
+        return cls(
+            stage=env.get("SEALBOX_STAGE", "dev"),
+            users_table=need("SEALBOX_USERS_TABLE"),
+            sessions_table=need("SEALBOX_SESSIONS_TABLE"),
+            attempts_table=need("SEALBOX_ATTEMPTS_TABLE"),
+            app_key_secret_id=need("SEALBOX_APP_KEY_SECRET_ID"),
+            token_issuer=need("SEALBOX_TOKEN_ISSUER"),
+            token_audience=need("SEALBOX_TOKEN_AUDIENCE"),
+            # DESIGN §3: access tokens live at most 20 minutes.
+            access_token_ttl=number("SEALBOX_ACCESS_TOKEN_TTL", 900, 60, 1200),
+            refresh_token_ttl=number("SEALBOX_REFRESH_TOKEN_TTL", 30 * 86400, 300, 90 * 86400),
+            argon2_profile=profile,
+            app_key_cache_ttl=number("SEALBOX_APP_KEY_CACHE_TTL", 300, 0, 3600),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
