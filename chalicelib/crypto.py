@@ -1,0 +1,177 @@
+"""The backend's one room for ``cryptography.hazmat``.
+
+The backend never encrypts or decrypts user data (DESIGN invariant 2).  It
+needs exactly three primitives, each wrapped here with the reason it is used
+the way it is:
+
+* Ed25519 -- the app signing key (JWTs) and verifying devices' card
+  self-signatures.
+* Argon2id -- hashing the login key a device derived from its password.
+* SHA-256 and the OS CSPRNG -- refresh-token digests and random identifiers.
+
+Everything else in ``chalicelib`` calls these functions instead of importing
+``cryptography.hazmat`` (ruff's TID251 enforces it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from cryptography.exceptions import InvalidKey, InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+__all__ = [
+    "Ed25519PrivateKey",
+    "Ed25519PublicKey",
+    "InvalidSignature",
+    "argon2id_hash",
+    "argon2id_needs_rehash",
+    "argon2id_verify",
+    "ed25519_generate",
+    "ed25519_private_from_raw",
+    "ed25519_private_raw",
+    "ed25519_public_from_raw",
+    "ed25519_public_raw",
+    "ed25519_verify",
+    "random_bytes",
+    "sha256",
+    "timing_safe_equal",
+]
+
+ED25519_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+ARGON2_SALT_SIZE = 16
+ARGON2_HASH_SIZE = 32
+
+
+# --- randomness and digests -------------------------------------------------
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes from the OS CSPRNG (``secrets`` wraps ``os.urandom``)."""
+    return secrets.token_bytes(n)
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest.  Used for refresh-token lookup keys: the tokens are 256
+    random bits, so a fast unsalted hash is enough to make a leaked table
+    useless (no password-style stretching needed)."""
+    return hashlib.sha256(data).digest()
+
+
+def timing_safe_equal(a: bytes, b: bytes) -> bool:
+    """Compare secrets without a data-dependent early exit."""
+    return hmac.compare_digest(a, b)
+
+
+# --- Ed25519 ------------------------------------------------------------------
+
+
+def ed25519_generate() -> Ed25519PrivateKey:
+    """A fresh Ed25519 key from the OS CSPRNG."""
+    return Ed25519PrivateKey.generate()
+
+
+def ed25519_private_from_raw(seed: bytes) -> Ed25519PrivateKey:
+    """Load a private key from its 32-byte RFC 8032 seed.
+
+    Raises:
+        ValueError: ``seed`` is not 32 bytes.
+    """
+    if len(seed) != ED25519_KEY_SIZE:
+        raise ValueError("Ed25519 private keys are 32 bytes")
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def ed25519_private_raw(key: Ed25519PrivateKey) -> bytes:
+    """The 32-byte seed of ``key`` (only for writing it to Secrets Manager)."""
+    return key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+
+
+def ed25519_public_from_raw(raw: bytes) -> Ed25519PublicKey:
+    """Load a public key from its 32-byte encoding.
+
+    Raises:
+        ValueError: ``raw`` is not 32 bytes or not a valid point encoding.
+    """
+    if len(raw) != ED25519_KEY_SIZE:
+        raise ValueError("Ed25519 public keys are 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def ed25519_public_raw(key: Ed25519PublicKey) -> bytes:
+    """The 32-byte encoding of ``key``."""
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
+    """Verify an Ed25519 signature; raise if it does not verify.
+
+    OpenSSL's Ed25519 is strict (RFC 8032 §5.1.7): it rejects a non-canonical
+    ``S`` (>= L), so a valid signature can't be re-encoded into a second valid
+    one.  The Wycheproof ed25519 file checks this at our wrapper.
+
+    Raises:
+        InvalidSignature: the signature is malformed or does not verify.
+    """
+    if len(signature) != ED25519_SIGNATURE_SIZE:
+        raise InvalidSignature("Ed25519 signatures are 64 bytes")
+    public_key.verify(signature, message)
+
+
+# --- Argon2id -----------------------------------------------------------------
+
+
+def argon2id_hash(secret: bytes, *, memory_kib: int, iterations: int, lanes: int) -> str:
+    """Hash ``secret`` with Argon2id and a fresh 128-bit random salt.
+
+    Returns the PHC string (``$argon2id$v=19$m=...,t=...,p=...$salt$hash``),
+    which records its own parameters so they can be raised later without
+    invalidating stored hashes.
+    """
+    kdf = Argon2id(
+        salt=random_bytes(ARGON2_SALT_SIZE),
+        length=ARGON2_HASH_SIZE,
+        iterations=iterations,
+        lanes=lanes,
+        memory_cost=memory_kib,
+    )
+    return kdf.derive_phc_encoded(secret)
+
+
+def argon2id_verify(secret: bytes, phc: str) -> bool:
+    """True when ``secret`` matches the PHC string ``phc``.
+
+    The comparison inside ``cryptography`` is constant-time.  A malformed
+    ``phc`` (a storage bug, never client input) counts as a mismatch.
+    """
+    try:
+        Argon2id.verify_phc_encoded(secret, phc)
+    except (InvalidKey, ValueError):
+        return False
+    return True
+
+
+def argon2id_needs_rehash(phc: str, *, memory_kib: int, iterations: int, lanes: int) -> bool:
+    """True when ``phc`` was made with weaker parameters than the ones given."""
+    try:
+        params = phc.split("$")[3]
+        fields = dict(part.split("=", 1) for part in params.split(","))
+        return (
+            int(fields["m"]) < memory_kib
+            or int(fields["t"]) < iterations
+            or int(fields["p"]) < lanes
+        )
+    except (IndexError, KeyError, ValueError):
+        return True
