@@ -1,0 +1,1 @@
+"""Chalice blueprints: the HTTP edge.  Parse, call one service, return."""

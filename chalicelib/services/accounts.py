@@ -1,0 +1,316 @@
+"""Accounts: registration, login with brute-force throttling, refresh sessions.
+
+The device never sends its password.  It derives a *login key* from it
+(``client_sim.passwords``) and sends that; this service hashes the login key
+again with Argon2id before storing it, so a stolen users table is as hard to
+attack as a password database, and what the server learns can't open the key
+backup (DESIGN invariant 4).
+
+Throttling is per account and settled by conditional writes: every login
+attempt is *charged* before the login key is checked, by a compare-and-swap
+on the account's attempt record.  A burst of parallel guesses therefore can't
+all slip past the lockout check -- each one must win the CAS, and after the
+free attempts each win pushes ``locked_until`` out exponentially.  Unknown
+usernames are charged exactly like known ones and pay one Argon2id
+verification against a dummy hash, so neither the answer, the lockout
+behaviour nor (to within noise) the time reveals whether an account exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chalicelib import crypto
+from chalicelib.errors import (
+    InvalidCredentials,
+    InvalidLoginKey,
+    InvalidUsername,
+    TooManyAttempts,
+    Unauthorized,
+)
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+
+LOGIN_KEY_SIZE = 32
+# A recognisable prefix lets secret scanners find leaked refresh tokens.
+REFRESH_TOKEN_PREFIX = "sbr_"  # noqa: S105 - a prefix, not a credential
+REFRESH_TOKEN_BYTES = 32
+_REFRESH_TOKEN_RE = re.compile(r"sbr_[A-Za-z0-9_-]{43}")
+
+
+# --- records and stores (implemented by chalicelib.storage) -----------------
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    identity: str
+    login_hash: str = field(repr=False)
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    identity: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """Consecutive login attempts not yet cleared by a success."""
+
+    attempts: int
+    locked_until: int
+    expires_at: int
+
+
+class UserStore(Protocol):
+    def create(self, user: UserRecord) -> None:
+        """Store ``user``; raise ``UsernameTaken`` if the identity exists."""
+
+    def get(self, identity: str) -> UserRecord | None: ...
+
+    def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
+        """Replace the hash iff it is still ``old_hash``; False if it changed."""
+
+
+class SessionStore(Protocol):
+    def create(self, token_hash: str, session: SessionRecord) -> None: ...
+
+    def get(self, token_hash: str) -> SessionRecord | None:
+        """The stored session, expired or not (the service checks expiry)."""
+
+    def delete(self, token_hash: str) -> bool:
+        """Delete the session; False if it did not exist."""
+
+
+class AttemptStore(Protocol):
+    def get(self, identity: str) -> AttemptRecord | None:
+        """The stored record, expired or not (the service checks expiry)."""
+
+    def swap(self, identity: str, expected: AttemptRecord | None, new: AttemptRecord) -> bool:
+        """Compare-and-swap: write ``new`` iff the stored record still equals
+        ``expected`` (``None``: no record).  False when another attempt won."""
+
+
+_CLEARED = AttemptRecord(attempts=0, locked_until=0, expires_at=0)
+
+
+# --- policy -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """Exponential backoff after ``free_attempts`` consecutive failures.
+
+    After the ``free_attempts``-th consecutive failure the account waits
+    ``base_delay`` seconds, doubling with each further failure up to
+    ``max_delay``.  With the defaults an online guesser gets 5 tries, then
+    about one more per hour: a few dozen guesses a day against a login key
+    derived from a 12+ character password.  The record expires ``window``
+    seconds after the last attempt.
+    """
+
+    free_attempts: int = 5
+    base_delay: int = 30
+    max_delay: int = 3600
+    window: int = 86400
+
+    def delay_after(self, attempts: int) -> int:
+        if attempts < self.free_attempts:
+            return 0
+        exponent = min(attempts - self.free_attempts, 32)
+        return min(self.base_delay * (2**exponent), self.max_delay)
+
+
+class LoginKeyHasher:
+    """Argon2id over login keys, with a dummy hash for unknown users."""
+
+    def __init__(self, *, memory_kib: int, iterations: int, lanes: int) -> None:
+        self._params = {"memory_kib": memory_kib, "iterations": iterations, "lanes": lanes}
+        self._dummy: str | None = None
+
+    def hash(self, login_key: bytes) -> str:
+        return crypto.argon2id_hash(login_key, **self._params)
+
+    def verify(self, login_key: bytes, phc: str) -> bool:
+        return crypto.argon2id_verify(login_key, phc)
+
+    def verify_dummy(self, login_key: bytes) -> bool:
+        """Spend one verification's worth of work and return False."""
+        if self._dummy is None:
+            # Made once per warm container with the live parameters, so its
+            # cost matches a real user's hash.
+            self._dummy = self.hash(crypto.random_bytes(LOGIN_KEY_SIZE))
+        crypto.argon2id_verify(login_key, self._dummy)
+        return False
+
+    def needs_rehash(self, phc: str) -> bool:
+        return crypto.argon2id_needs_rehash(phc, **self._params)
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    refresh_token: str = field(repr=False)
+    identity: str
+    expires_at: int
+
+
+# --- the service ----------------------------------------------------------------
+
+
+class AccountService:
+    """Register, log in, log out, and resolve refresh tokens."""
+
+    # A concurrent attempt on the same account makes our CAS lose; re-read and
+    # try again this many times before answering 429.
+    _CAS_ROUNDS = 3
+
+    def __init__(
+        self,
+        users: UserStore,
+        sessions: SessionStore,
+        attempts: AttemptStore,
+        hasher: LoginKeyHasher,
+        *,
+        refresh_ttl: int,
+        policy: LockoutPolicy | None = None,
+        clock: Callable[[], float],
+        token_bytes: Callable[[int], bytes] = crypto.random_bytes,
+    ) -> None:
+        self._users = users
+        self._sessions = sessions
+        self._attempts = attempts
+        self._hasher = hasher
+        self._refresh_ttl = refresh_ttl
+        self._policy = policy or LockoutPolicy()
+        self._clock = clock
+        self._token_bytes = token_bytes
+
+    # registration ------------------------------------------------------------
+
+    def register(self, username: object, login_key: object) -> str:
+        """Create an account; return its identity.
+
+        Raises:
+            InvalidUsername, InvalidLoginKey: malformed input (nothing stored).
+            UsernameTaken: the identity exists (nothing changed).
+        """
+        identity = _identity(username)
+        key = _login_key(login_key)
+        record = UserRecord(
+            identity=identity,
+            login_hash=self._hasher.hash(key),
+            created_at=int(self._clock()),
+        )
+        self._users.create(record)
+        return identity
+
+    # login -------------------------------------------------------------------
+
+    def login(self, username: object, login_key: object) -> IssuedSession:
+        """Check the login key and open a refresh session.
+
+        Raises:
+            InvalidUsername, InvalidLoginKey: malformed input.
+            TooManyAttempts: the account is in a backoff period, whether or
+                not this key is correct; ``retry_after`` says when to retry.
+            InvalidCredentials: unknown user or wrong key (one answer).
+        """
+        identity = _identity(username)
+        key = _login_key(login_key)
+        charged = self._charge_attempt(identity)
+        user = self._users.get(identity)
+        if user is None:
+            self._hasher.verify_dummy(key)
+            raise InvalidCredentials()
+        if not self._hasher.verify(key, user.login_hash):
+            raise InvalidCredentials()
+        # Success clears the count (an already-expired record, which TTL
+        # removes) -- unless another attempt has charged the account since,
+        # in which case clearing would erase that attempt's backoff.
+        self._attempts.swap(identity, charged, _CLEARED)
+        if self._hasher.needs_rehash(user.login_hash):
+            self._users.update_login_hash(identity, user.login_hash, self._hasher.hash(key))
+        return self._open_session(identity)
+
+    def _charge_attempt(self, identity: str) -> AttemptRecord:
+        for _ in range(self._CAS_ROUNDS):
+            now = int(self._clock())
+            stored = self._attempts.get(identity)
+            live = stored if stored is not None and stored.expires_at > now else None
+            if live is not None and live.locked_until > now:
+                raise TooManyAttempts(retry_after=live.locked_until - now)
+            count = (live.attempts if live is not None else 0) + 1
+            charged = AttemptRecord(
+                attempts=count,
+                locked_until=now + self._policy.delay_after(count),
+                expires_at=now + self._policy.window,
+            )
+            if self._attempts.swap(identity, stored, charged):
+                return charged
+        raise TooManyAttempts(retry_after=1)
+
+    def _open_session(self, identity: str) -> IssuedSession:
+        token = REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
+        expires_at = int(self._clock()) + self._refresh_ttl
+        self._sessions.create(
+            refresh_token_digest(token), SessionRecord(identity=identity, expires_at=expires_at)
+        )
+        return IssuedSession(refresh_token=token, identity=identity, expires_at=expires_at)
+
+    # refresh sessions --------------------------------------------------------
+
+    def authenticate_refresh(self, token: str) -> SessionRecord:
+        """Resolve a refresh token to its live session.
+
+        Raises:
+            Unauthorized: malformed, unknown, revoked or expired token.
+        """
+        if not _REFRESH_TOKEN_RE.fullmatch(token):
+            raise Unauthorized()
+        session = self._sessions.get(refresh_token_digest(token))
+        # moto never expires TTL items and AWS may take up to 48 h: check here.
+        if session is None or session.expires_at <= self._clock():
+            raise Unauthorized()
+        return session
+
+    def logout(self, token: str) -> None:
+        """Revoke the refresh token at once.
+
+        Raises:
+            Unauthorized: the token is malformed, unknown, revoked or expired.
+        """
+        self.authenticate_refresh(token)
+        if not self._sessions.delete(refresh_token_digest(token)):
+            raise Unauthorized()
+
+
+def refresh_token_digest(token: str) -> str:
+    """Storage key for a refresh token: base64url(SHA-256(token)).
+
+    Only this digest is stored, so a copy of the sessions table can't be
+    replayed as credentials.
+    """
+    return b64url_encode(crypto.sha256(token.encode("ascii")))
+
+
+def _identity(username: object) -> str:
+    try:
+        return normalize_identity(username)
+    except InvalidIdentity as exc:
+        raise InvalidUsername() from exc
+
+
+def _login_key(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidLoginKey()
+    try:
+        key = b64url_decode(value, max_len=LOGIN_KEY_SIZE)
+    except ValueError as exc:
+        raise InvalidLoginKey() from exc
+    if len(key) != LOGIN_KEY_SIZE:
+        raise InvalidLoginKey()
+    return key
