@@ -122,7 +122,7 @@ class LockoutPolicy:
         if attempts < self.free_attempts:
             return 0
         exponent = min(attempts - self.free_attempts, 32)
-        return min(self.base_delay * (2**exponent), self.max_delay)
+        return min(self.base_delay << exponent, self.max_delay)
 
 
 class LoginKeyHasher:

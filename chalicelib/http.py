@@ -1,0 +1,275 @@
+"""The HTTP edge: one route decorator, one error table, one body parser.
+
+Every route is declared through :meth:`ApiBlueprint.route`, whose ``auth``
+argument is required: a route can't be added without saying which bearer
+credential protects it, and the credential is checked before the view runs.
+Views receive an :class:`ApiRequest` and return an :class:`ApiResponse`;
+domain errors raised anywhere below become ``{"error": {"code", "message"}}``
+bodies here, and anything unexpected becomes a bare 500 ``internal_error``
+with the exception logged by type and location only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice.app import Blueprint, Request, Response
+
+from chalicelib.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    SealboxError,
+    Unauthorized,
+)
+from chalicelib.logs import log_event, log_exception
+
+# Bearer credentials are bounded before any parsing.  Access JWTs are ~600
+# bytes; refresh tokens are 47.
+MAX_AUTHORIZATION_HEADER = 2048
+DEFAULT_MAX_BODY = 8 * 1024
+
+# Responses carry credentials or per-user data: never cache them anywhere
+# (RFC 6749 §5.1 requires this for token responses).
+_DEFAULT_HEADERS: dict[str, str | list[str]] = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class Auth(enum.Enum):
+    """Which credential a route requires."""
+
+    NONE = "none"
+    REFRESH = "refresh"
+    ACCESS = "access"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, once the route's credential has been verified."""
+
+    identity: str
+    # For access tokens: the token's ``exp``.  For refresh tokens: the session's.
+    expires_at: int
+    credential: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """What a view may read from the request.
+
+    ``principal`` is set for ``Auth.REFRESH`` and ``Auth.ACCESS`` routes and
+    ``None`` for public ones.
+    """
+
+    raw: Request
+    principal: Principal | None
+    max_body: int
+
+    @property
+    def identity(self) -> str:
+        """The authenticated identity (only on authenticated routes)."""
+        if self.principal is None:
+            raise RuntimeError("identity read on a route without authentication")
+        return self.principal.identity
+
+    def json(self, *, required: Collection[str], optional: Collection[str] = ()) -> dict[str, Any]:
+        """The body as a JSON object with exactly the allowed keys.
+
+        Raises:
+            PayloadTooLarge: the body exceeds the route's limit.
+            InvalidRequest: not UTF-8 JSON, not an object, a required field
+                missing, or a field that is not part of the contract.
+        """
+        raw = self.raw.raw_body or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        if len(raw) > self.max_body:
+            raise PayloadTooLarge()
+        try:
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # RecursionError: deeply nested arrays fit in a small body.
+            raise InvalidRequest("The body must be a JSON object.") from exc
+        if not isinstance(body, dict):
+            raise InvalidRequest("The body must be a JSON object.")
+        missing = sorted(set(required) - body.keys())
+        if missing:
+            raise InvalidRequest(f"Missing field(s): {', '.join(missing)}.")
+        unknown = sorted(body.keys() - set(required) - set(optional))
+        if unknown:
+            # Field names only, truncated: the message must not echo input.
+            names = ", ".join(name[:40] for name in unknown[:5])
+            raise InvalidRequest(f"Unknown field(s): {names}.")
+        return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header.
+
+    Raises:
+        Unauthorized: header missing, oversized or not a Bearer credential.
+    """
+    header = request.headers.get("authorization")
+    if not isinstance(header, str) or not header or len(header) > MAX_AUTHORIZATION_HEADER:
+        raise Unauthorized()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized()
+    return token
+
+
+# The authenticators are looked up when a request arrives, from the wiring
+# module, so nothing AWS-related is touched at import time.
+Authenticator = Callable[[str], Principal]
+
+
+class ApiBlueprint:
+    """A Chalice blueprint whose routes must declare their authentication."""
+
+    def __init__(self, import_name: str, authenticators: Callable[[Auth], Authenticator]) -> None:
+        self.blueprint = Blueprint(import_name)
+        self._authenticators = authenticators
+
+    def route(
+        self,
+        path: str,
+        *,
+        methods: list[str],
+        auth: Auth,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> Callable[[Callable[..., ApiResponse]], Callable[..., Response]]:
+        """Register ``view`` for ``path``; ``auth`` is checked before it runs."""
+        if not isinstance(auth, Auth):
+            raise TypeError("auth must be an Auth member")
+
+        def decorator(view: Callable[..., ApiResponse]) -> Callable[..., Response]:
+            def handler(**path_params: str) -> Response:
+                started = time.perf_counter()
+                request = self.blueprint.current_request
+                identity: str | None = None
+                try:
+                    principal = None
+                    if auth is not Auth.NONE:
+                        principal = self._authenticators(auth)(bearer_token(request))
+                        identity = principal.identity
+                    result = view(ApiRequest(request, principal, max_body), **path_params)
+                    response = render(result)
+                except SealboxError as exc:
+                    response = error_response(exc)
+                except Exception as exc:  # noqa: BLE001 - the edge must answer
+                    log_exception("unhandled_exception", exc, route=path)
+                    response = error_response(SealboxError())
+                log_event(
+                    "request",
+                    method=request.method,
+                    route=path,
+                    status=response.status_code,
+                    code=_error_code(response),
+                    identity=identity,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    request_id=_request_id(self.blueprint),
+                )
+                return response
+
+            handler.__name__ = view.__name__
+            handler.__doc__ = view.__doc__
+            handler.sealbox_auth = auth  # type: ignore[attr-defined]
+            self.blueprint.route(path, methods=methods)(handler)
+            return handler
+
+        return decorator
+
+
+def render(result: ApiResponse) -> Response:
+    headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **result.headers}
+    if result.body is None:
+        headers.pop("Content-Type", None)
+        return Response(body="", status_code=result.status, headers=headers)
+    return Response(body=_dumps(result.body), status_code=result.status, headers=headers)
+
+
+def error_response(exc: SealboxError) -> Response:
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **exc.headers}
+    return Response(body=_dumps(body), status_code=exc.status, headers=headers)
+
+
+def _dumps(body: Mapping[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def _error_code(response: Response) -> str | None:
+    if response.status_code < 400 or not isinstance(response.body, str):
+        return None
+    try:
+        return str(json.loads(response.body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _request_id(blueprint: Blueprint) -> str | None:
+    try:
+        context = blueprint.lambda_context
+    except (AttributeError, RuntimeError):
+        return None
+    return getattr(context, "aws_request_id", None)
+
+
+# Chalice answers some requests itself, before any view runs (wrong method,
+# wrong content type, an exception outside our handlers).  Its bodies look
+# like {"Code": "...", "Message": "..."}; this table rewrites them into the
+# Sealbox error shape so clients see one format.
+_CHALICE_CODES = {
+    "BadRequestError": "invalid_request",
+    "BadRequest": "invalid_request",
+    "UnauthorizedError": "invalid_token",
+    "ForbiddenError": "forbidden",
+    "NotFoundError": "not_found",
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "RequestTimeoutError": "request_timeout",
+    "ConflictError": "conflict",
+    "UnprocessableEntityError": "invalid_request",
+    "TooManyRequestsError": "too_many_requests",
+    "InternalServerError": "internal_error",
+}
+_CHALICE_MESSAGES = {
+    "method_not_allowed": "This method is not allowed on this resource.",
+    "unsupported_media_type": "Request bodies must be application/json.",
+    "internal_error": "An internal error occurred.",
+}
+
+
+def normalize_chalice_error(response: Response) -> Response:
+    """Rewrite a Chalice-generated error body into the Sealbox error shape."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    code = _CHALICE_CODES.get(str(body.get("Code")), "internal_error")
+    message = _CHALICE_MESSAGES.get(code, "The request could not be processed.")
+    headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **(response.headers or {})}
+    headers["Content-Type"] = "application/json"
+    return Response(
+        body=_dumps({"error": {"code": code, "message": message}}),
+        status_code=response.status_code,
+        headers=headers,
+    )

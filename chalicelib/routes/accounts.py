@@ -1,0 +1,39 @@
+"""``/v1/users`` and ``/v1/sessions``: registration, login, logout."""
+
+from __future__ import annotations
+
+from chalicelib import wiring
+from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+
+api = ApiBlueprint(__name__, wiring.authenticator)
+
+
+@api.route("/v1/users", methods=["POST"], auth=Auth.NONE)
+def create_user(request: ApiRequest) -> ApiResponse:
+    """Register ``username`` with the login key the device derived."""
+    body = request.json(required=("username", "login_key"))
+    identity = wiring.container().accounts.register(body["username"], body["login_key"])
+    return ApiResponse(201, {"identity": identity})
+
+
+@api.route("/v1/sessions", methods=["POST"], auth=Auth.NONE)
+def create_session(request: ApiRequest) -> ApiResponse:
+    """Log in: a refresh token, returned once and stored only as a digest."""
+    body = request.json(required=("username", "login_key"))
+    session = wiring.container().accounts.login(body["username"], body["login_key"])
+    return ApiResponse(
+        201,
+        {
+            "identity": session.identity,
+            "refresh_token": session.refresh_token,
+            "expires_at": session.expires_at,
+        },
+    )
+
+
+@api.route("/v1/sessions/current", methods=["DELETE"], auth=Auth.REFRESH)
+def delete_session(request: ApiRequest) -> ApiResponse:
+    """Log out: the refresh token stops working at once."""
+    assert request.principal is not None  # guaranteed by Auth.REFRESH
+    wiring.container().accounts.logout(request.principal.credential)
+    return ApiResponse(204)

@@ -1,0 +1,136 @@
+"""Composition: the one place that builds AWS clients and services.
+
+Nothing here runs at import time.  The first request in a warm container
+builds the :class:`Container` from the environment (``Settings.from_env``);
+its clients and services are created on first use and then reused for the
+life of the container, which is what makes the app-key cache and the dummy
+Argon2id hash pay off.  ``boto3`` itself is imported lazily, so a cold start
+that only serves ``/.well-known/jwks.json`` from cache, or fails validation,
+doesn't pay for it.
+
+Tests call :func:`reset` between cases (a fresh moto account each time) or
+install a container of their own with :func:`install`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.config import ARGON2_PROFILES, Settings
+from chalicelib.http import Auth, Authenticator, Principal
+from chalicelib.services.accounts import AccountService, LoginKeyHasher
+from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+
+class Container:
+    """Lazily built clients and services for one warm Lambda container."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_factory: Callable[..., Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._client_factory = client_factory
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    # --- AWS clients ----------------------------------------------------------
+
+    def _client(self, service: str, *, connect_timeout: float, read_timeout: float) -> Any:
+        # boto3 sessions are not thread-safe (chalice local serves requests on
+        # threads); clients are, once built.
+        with self._lock:
+            if self._client_factory is not None:
+                return self._client_factory(service)
+            # Deferred: importing boto3 costs a large share of a cold start.
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"mode": "standard", "max_attempts": 3},
+            )
+            session: Any = boto3.session.Session()
+            return session.client(service, region_name=self.settings.region, config=config)
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb", connect_timeout=2, read_timeout=5)
+        return client
+
+    @cached_property
+    def secretsmanager(self) -> SecretsManagerClient:
+        # Short timeouts: an unreachable Secrets Manager should become a quick
+        # 503 signing_unavailable, not a Lambda timeout.
+        client: SecretsManagerClient = self._client(
+            "secretsmanager", connect_timeout=1, read_timeout=2
+        )
+        return client
+
+    # --- services ---------------------------------------------------------------
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        memory_kib, iterations, lanes = ARGON2_PROFILES[self.settings.argon2_profile]
+        return AccountService(
+            users=DynamoUserStore(self.dynamodb, self.settings.users_table),
+            sessions=DynamoSessionStore(self.dynamodb, self.settings.sessions_table),
+            attempts=DynamoAttemptStore(self.dynamodb, self.settings.attempts_table),
+            hasher=LoginKeyHasher(memory_kib=memory_kib, iterations=iterations, lanes=lanes),
+            refresh_ttl=self.settings.refresh_token_ttl,
+            clock=self._clock,
+        )
+
+    # --- authentication -----------------------------------------------------------
+
+    def authenticate_refresh(self, token: str) -> Principal:
+        session = self.accounts.authenticate_refresh(token)
+        return Principal(identity=session.identity, expires_at=session.expires_at, credential=token)
+
+    def authenticator(self, auth: Auth) -> Authenticator:
+        if auth is Auth.REFRESH:
+            return self.authenticate_refresh
+        raise ValueError(f"no authenticator for {auth}")
+
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The container of this warm Lambda (built on first call)."""
+    global _container
+    if _container is None:
+        with _container_lock:
+            if _container is None:
+                _container = Container(Settings.from_env())
+    return _container
+
+
+def authenticator(auth: Auth) -> Authenticator:
+    """Resolve the authenticator for ``auth`` at request time."""
+    return container().authenticator(auth)
+
+
+def install(new: Container | None) -> None:
+    """Replace the container (tests and the local stack)."""
+    global _container
+    with _container_lock:
+        _container = new
+
+
+def reset() -> None:
+    """Forget the container; the next request builds a fresh one."""
+    install(None)

@@ -1,0 +1,264 @@
+"""AccountService with in-memory stores: registration, login, lockout, sessions."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import (
+    InvalidCredentials,
+    InvalidLoginKey,
+    InvalidUsername,
+    TooManyAttempts,
+    Unauthorized,
+    UsernameTaken,
+)
+from chalicelib.services.accounts import (
+    AccountService,
+    AttemptRecord,
+    LockoutPolicy,
+    LoginKeyHasher,
+    refresh_token_digest,
+)
+from chalicelib.wire.b64 import b64url_encode
+from tests.support.fakes import FakeClock, MemoryAttempts, MemorySessions, MemoryUsers
+
+KEY = b64url_encode(bytes(range(32)))
+OTHER_KEY = b64url_encode(bytes(range(1, 33)))
+
+
+class CountingHasher(LoginKeyHasher):
+    def __init__(self) -> None:
+        super().__init__(memory_kib=64, iterations=1, lanes=1)
+        self.verifications = 0
+
+    def verify(self, login_key: bytes, phc: str) -> bool:
+        self.verifications += 1
+        return super().verify(login_key, phc)
+
+    def verify_dummy(self, login_key: bytes) -> bool:
+        self.verifications += 1
+        return super().verify_dummy(login_key)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def parts(clock: FakeClock):
+    users, sessions, attempts, hasher = (
+        MemoryUsers(),
+        MemorySessions(),
+        MemoryAttempts(),
+        CountingHasher(),
+    )
+    service = AccountService(
+        users, sessions, attempts, hasher, refresh_ttl=3600, clock=clock, policy=LockoutPolicy()
+    )
+    return service, users, sessions, attempts, hasher
+
+
+def test_register_normalises_identity_and_stores_only_a_hash(parts) -> None:
+    service, users, *_ = parts
+    assert service.register("Alice", KEY) == "alice"
+    stored = users.items["alice"]
+    assert stored.login_hash.startswith("$argon2id$")
+    assert KEY not in stored.login_hash
+    assert "login_hash" not in repr(stored)
+
+
+def test_register_twice_is_username_taken(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    with pytest.raises(UsernameTaken):
+        service.register("ALICE", OTHER_KEY)
+
+
+@pytest.mark.parametrize(
+    "username", ["al", "a" * 65, "al/ice", "alıce", "al ice", "", None, 5, "alice\n", "ａ" * 70]
+)
+def test_register_rejects_bad_usernames(parts, username) -> None:
+    service, users, *_ = parts
+    with pytest.raises(InvalidUsername):
+        service.register(username, KEY)
+    assert users.items == {}
+
+
+@pytest.mark.parametrize(
+    "login_key",
+    [
+        "",
+        b64url_encode(bytes(31)),
+        b64url_encode(bytes(33)),
+        b64url_encode(bytes(32)) + "=",
+        "A" * 44,
+        "not base64 at all!!",
+        None,
+        32,
+        ["x"],
+    ],
+)
+def test_register_rejects_bad_login_keys(parts, login_key) -> None:
+    service, users, *_ = parts
+    with pytest.raises(InvalidLoginKey):
+        service.register("alice", login_key)
+    assert users.items == {}
+
+
+def test_login_issues_a_refresh_token_stored_only_as_digest(parts, clock) -> None:
+    service, _, sessions, *_ = parts
+    service.register("alice", KEY)
+    issued = service.login("Alice", KEY)
+    assert issued.identity == "alice"
+    assert issued.refresh_token.startswith("sbr_")
+    assert len(issued.refresh_token) == 47
+    assert issued.expires_at == int(clock.now) + 3600
+    assert list(sessions.items) == [refresh_token_digest(issued.refresh_token)]
+    assert issued.refresh_token not in repr(issued)
+    assert service.authenticate_refresh(issued.refresh_token).identity == "alice"
+
+
+def test_unknown_user_and_wrong_key_fail_the_same_way_with_equal_work(parts) -> None:
+    service, *_, hasher = parts
+    service.register("alice", KEY)
+    with pytest.raises(InvalidCredentials) as wrong_key:
+        service.login("alice", OTHER_KEY)
+    work_wrong = hasher.verifications
+    with pytest.raises(InvalidCredentials) as unknown:
+        service.login("mallory", KEY)
+    assert hasher.verifications - work_wrong == work_wrong == 1
+    assert (wrong_key.value.code, wrong_key.value.message, wrong_key.value.status) == (
+        unknown.value.code,
+        unknown.value.message,
+        unknown.value.status,
+    )
+
+
+def test_lockout_backs_off_exponentially_and_refuses_even_the_right_key(parts, clock) -> None:
+    service, *_, hasher = parts
+    service.register("alice", KEY)
+    policy = LockoutPolicy()
+    for _ in range(policy.free_attempts - 1):
+        with pytest.raises(InvalidCredentials):
+            service.login("alice", OTHER_KEY)
+    # The 5th failure starts the first backoff period.
+    with pytest.raises(InvalidCredentials):
+        service.login("alice", OTHER_KEY)
+    verifications = hasher.verifications
+    with pytest.raises(TooManyAttempts) as locked:
+        service.login("alice", KEY)
+    assert locked.value.retry_after == policy.base_delay
+    assert locked.value.headers["Retry-After"] == str(policy.base_delay)
+    # Refused before any Argon2id work: lockout is not a password oracle.
+    assert hasher.verifications == verifications
+
+    clock.advance(policy.base_delay)
+    with pytest.raises(InvalidCredentials):
+        service.login("alice", OTHER_KEY)
+    with pytest.raises(TooManyAttempts) as doubled:
+        service.login("alice", KEY)
+    assert doubled.value.retry_after == 2 * policy.base_delay
+
+    clock.advance(2 * policy.base_delay)
+    assert service.login("alice", KEY).identity == "alice"
+    # Success clears the count: five more free attempts.
+    for _ in range(policy.free_attempts - 1):
+        with pytest.raises(InvalidCredentials):
+            service.login("alice", OTHER_KEY)
+
+
+def test_unknown_accounts_lock_out_exactly_like_known_ones(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    outcomes: dict[str, list[str]] = {}
+    for name in ("alice", "nobody"):
+        seen = []
+        for _ in range(7):
+            try:
+                service.login(name, OTHER_KEY)
+            except (InvalidCredentials, TooManyAttempts) as exc:
+                seen.append(f"{exc.code}:{exc.headers.get('Retry-After')}")
+        outcomes[name] = seen
+    assert outcomes["alice"] == outcomes["nobody"]
+
+
+def test_backoff_is_capped(parts) -> None:
+    policy = LockoutPolicy()
+    assert policy.delay_after(policy.free_attempts - 1) == 0
+    assert policy.delay_after(policy.free_attempts) == policy.base_delay
+    assert policy.delay_after(1000) == policy.max_delay
+
+
+def test_a_parallel_guess_that_loses_the_race_sees_the_lock(parts, clock) -> None:
+    """Two attempts read the same attempt record; only one may charge it."""
+    service, _, _, attempts, _ = parts
+    service.register("alice", KEY)
+    stale = AttemptRecord(attempts=4, locked_until=0, expires_at=int(clock.now) + 100)
+    attempts.items["alice"] = stale
+    # Another request charges the 5th attempt between our read and our write.
+    real_get = attempts.get
+    raced = False
+
+    def racing_get(identity: str):
+        nonlocal raced
+        record = real_get(identity)
+        if not raced:
+            raced = True
+            attempts.items[identity] = AttemptRecord(5, int(clock.now) + 30, stale.expires_at)
+        return record
+
+    attempts.get = racing_get  # type: ignore[method-assign]
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY)
+
+
+def test_expired_attempt_records_are_ignored(parts, clock) -> None:
+    """moto never deletes TTL items; the service checks expiry itself."""
+    service, _, _, attempts, _ = parts
+    service.register("alice", KEY)
+    attempts.items["alice"] = AttemptRecord(50, int(clock.now) + 10_000, int(clock.now) - 1)
+    assert service.login("alice", KEY).identity == "alice"
+
+
+def test_logout_revokes_at_once(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    service.logout(token)
+    with pytest.raises(Unauthorized):
+        service.authenticate_refresh(token)
+    with pytest.raises(Unauthorized):
+        service.logout(token)
+
+
+def test_expired_sessions_are_refused(parts, clock) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    clock.advance(3600)
+    with pytest.raises(Unauthorized):
+        service.authenticate_refresh(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "sbr_", "sbr_" + "A" * 42, "sbr_" + "A" * 44, "xyz_" + "A" * 43, "sbr_" + "*" * 43],
+)
+def test_malformed_refresh_tokens_are_refused_without_lookup(parts, token) -> None:
+    service, _, sessions, *_ = parts
+    sessions.get = None  # type: ignore[method-assign,assignment]  # must not be reached
+    with pytest.raises(Unauthorized):
+        service.authenticate_refresh(token)
+
+
+def test_weak_stored_hashes_are_upgraded_on_login(parts) -> None:
+    service, users, _sessions, _attempts, _ = parts
+    weak = LoginKeyHasher(memory_kib=32, iterations=1, lanes=1)
+    service.register("alice", KEY)
+    from chalicelib.services.accounts import UserRecord
+    from chalicelib.wire.b64 import b64url_decode
+
+    users.items["alice"] = UserRecord("alice", weak.hash(b64url_decode(KEY)), 0)
+    service.login("alice", KEY)
+    assert "m=64," in users.items["alice"].login_hash
