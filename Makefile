@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ORACLES := tests/oracles
 
-.PHONY: demo test lint typecheck unit functional e2e vectors oracles bench clean venv
+.PHONY: demo test lint typecheck unit functional e2e vectors oracles bench clean venv policies
 
 venv: $(STAMP)
 
@@ -59,3 +59,7 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(ORACLES)/node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the per-stage IAM policy files Chalice deploys from infra/policies.json.
+policies: venv
+	$(PY) -c "from client_sim.local_stack import write_policies; write_policies()"

@@ -12,12 +12,21 @@ with the template so the two can't drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 INFRA_DIR = Path(__file__).resolve().parent.parent / "infra"
 TEMPLATE_PATH = INFRA_DIR / "resources.json"
@@ -179,3 +188,232 @@ _CREATORS: dict[str, Callable[[Callable[[str], Any], Mapping[str, Any]], str]] =
     "AWS::DynamoDB::Table": _create_table,
     "AWS::SecretsManager::Secret": _create_secret,
 }
+
+
+# --- running the stack ------------------------------------------------------------
+
+PROJECT_DIR = INFRA_DIR.parent
+FAKE_CREDENTIALS = {
+    # moto accepts any credentials; these make sure real ones are never used.
+    "AWS_ACCESS_KEY_ID": "sealbox-local",
+    "AWS_SECRET_ACCESS_KEY": "sealbox-local",
+    "AWS_SESSION_TOKEN": "sealbox-local",
+}
+_CHALICE_MAIN = "import sys; from chalice.cli import main; sys.exit(main())"
+
+
+class StackError(RuntimeError):
+    """The local stack could not start, or a process of it died."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def stage_environment(stage: str) -> dict[str, str]:
+    """The environment variables ``.chalice/config.json`` sets for ``stage``."""
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    env: dict[str, str] = dict(config.get("environment_variables", {}))
+    env.update(config["stages"][stage].get("environment_variables", {}))
+    return env
+
+
+class LocalStack:
+    """moto server + provisioning + ``chalice local``, all on loopback.
+
+    Use as a context manager; leaving it stops every process it started, in
+    reverse order, each in its own process group so nothing is orphaned.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        stage: str = "local",
+        region: str = "us-east-1",
+        log: IO[str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the local stack only listens on loopback")
+        self.host = host
+        self.port = port or free_port(host)
+        self.stage = stage
+        self.region = region
+        self.moto_port = free_port(host)
+        self._log = log
+        self._timeout = startup_timeout
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for anything that should talk to this stack's AWS."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(FAKE_CREDENTIALS)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.aws_endpoint,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+            }
+        )
+        return env
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this stack's moto server."""
+        import boto3
+
+        session: Any = boto3.session.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=self.region,
+        )
+        return session.client(service, endpoint_url=self.aws_endpoint)
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            argv,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=self._log or subprocess.DEVNULL,
+            start_new_session=True,  # own process group: we can stop all of it
+        )
+        self._procs.append(proc)
+        return proc
+
+    def _wait_until(
+        self, ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str
+    ) -> None:
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"{what} exited with status {proc.returncode} during startup")
+            if ready():
+                return
+            time.sleep(0.1)
+        raise StackError(f"{what} did not become ready within {self._timeout:.0f} s")
+
+    def _http_ok(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback http
+                return 200 <= reply.status < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500
+        except OSError:
+            return False
+
+    def start(self) -> LocalStack:
+        """Start moto, provision it, seed the app key, start ``chalice local``.
+
+        Raises:
+            StackError: a process failed to start or to answer in time.
+        """
+        try:
+            moto = self._spawn(
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.moto_port)],
+                self.aws_env(),
+            )
+            self._wait_until(
+                lambda: self._http_ok(f"{self.aws_endpoint}/moto-api/"), moto, "moto server"
+            )
+            provision(self.client, stage=self.stage, region=self.region)
+            self.seed_app_key()
+            api = self._spawn(
+                [
+                    sys.executable,
+                    "-c",
+                    _CHALICE_MAIN,
+                    "local",
+                    "--no-autoreload",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--stage",
+                    self.stage,
+                ],
+                self.aws_env(),
+            )
+            self._wait_until(
+                lambda: self._http_ok(f"{self.url}/.well-known/jwks.json"), api, "chalice local"
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def seed_app_key(self) -> None:
+        """Write a first app signing key (on AWS the first rotation does this)."""
+        from chalicelib.storage.appkeys import ensure_app_key
+
+        secret_id = stage_environment(self.stage)["SEALBOX_APP_KEY_SECRET_ID"]
+        ensure_app_key(self.client("secretsmanager"), secret_id, time.time())
+
+    def check_alive(self) -> None:
+        """Raise :class:`StackError` if a process of the stack has died."""
+        for proc in self._procs:
+            if proc.poll() is not None:
+                raise StackError(f"a stack process exited with status {proc.returncode}")
+
+    def stop(self) -> None:
+        """Stop every process this stack started (SIGTERM, then SIGKILL)."""
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._procs.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- IAM policies ---------------------------------------------------------------
+
+POLICIES_PATH = INFRA_DIR / "policies.json"
+
+
+def render_policies(stage: str) -> dict[str, str]:
+    """The least-privilege policy files Chalice deploys for ``stage``.
+
+    ``infra/policies.json`` is the source (one policy per function, with a
+    ``${Stage}`` placeholder); Chalice wants one literal file per stage and
+    function under ``.chalice/``.  Returns file name -> JSON text.  A test
+    checks the committed files equal this output.
+    """
+    source = json.loads(POLICIES_PATH.read_text(encoding="utf-8"))
+    out = {}
+    for function, policy in source.items():
+        text = json.dumps(policy, indent=2).replace("${Stage}", stage)
+        out[f"policy-{function}-{stage}.json"] = text + "\n"
+    return out
+
+
+def write_policies(stages: tuple[str, ...] = ("local", "dev", "prod", "test")) -> None:
+    """Regenerate ``.chalice/policy-*.json`` from ``infra/policies.json``."""
+    for stage in stages:
+        for name, text in render_policies(stage).items():
+            (PROJECT_DIR / ".chalice" / name).write_text(text, encoding="utf-8")
