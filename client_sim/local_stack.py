@@ -417,3 +417,18 @@ def write_policies(stages: tuple[str, ...] = ("local", "dev", "prod", "test")) -
     for stage in stages:
         for name, text in render_policies(stage).items():
             (PROJECT_DIR / ".chalice" / name).write_text(text, encoding="utf-8")
+
+
+def pin_stage_parameter(template_path: Path, stage: str) -> None:
+    """Make a packaged template default to the stage it was packaged for.
+
+    ``chalice package --stage S`` bakes stage S's table names into the
+    functions' environment; the merged resources take their names from the
+    ``Stage`` parameter.  Pinning the parameter's default (and its allowed
+    values) to S means a deployment can't create one stage's tables for
+    another stage's functions.
+    """
+    template = json.loads(template_path.read_text(encoding="utf-8"))
+    template["Parameters"]["Stage"]["Default"] = stage
+    template["Parameters"]["Stage"]["AllowedValues"] = [stage]
+    template_path.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")

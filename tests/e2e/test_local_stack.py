@@ -1,0 +1,69 @@
+"""``sealbox local`` over real HTTP: the contract, the AWS state, the shutdown."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import pytest
+
+from client_sim.api import ApiClient, ApiError
+from client_sim.demo import verify_access_token
+from client_sim.local_stack import free_port, stage_environment
+from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
+from client_sim.transport import HttpTransport
+from tests.e2e.conftest import RunningStack, port_of, start_local, stop_local
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_prints_both_endpoints_on_loopback(local_stack: RunningStack) -> None:
+    assert local_stack.url.startswith("http://127.0.0.1:")
+    assert local_stack.aws_endpoint.startswith("http://127.0.0.1:")
+    assert local_stack.lines[0].startswith("aws endpoint ")
+
+
+def test_full_account_flow_over_http(local_stack: RunningStack) -> None:
+    api = ApiClient(HttpTransport(local_stack.url))
+    keys = derive_password_keys("e2e-alice", "a long enough password", PASSWORD_KDF_SIMULATION)
+    assert api.register("E2E-Alice", keys.login_key_b64) == "e2e-alice"
+    with pytest.raises(ApiError) as taken:
+        api.register("e2e-alice", keys.login_key_b64)
+    assert taken.value.code == "username_taken"
+    session = api.login("e2e-alice", keys.login_key_b64)
+    access = api.access_token(session.refresh_token)
+    audience = stage_environment("local")["SEALBOX_TOKEN_AUDIENCE"]
+    claims = verify_access_token(access.access_token, api.jwks(), audience=audience)
+    assert claims["sub"] == "e2e-alice"
+    assert api.me(access.access_token)["identity"] == "e2e-alice"
+    api.logout(session.refresh_token)
+    with pytest.raises(ApiError) as revoked:
+        api.access_token(session.refresh_token)
+    assert revoked.value.status == 401
+
+
+def test_state_is_inspectable_through_the_printed_aws_endpoint(local_stack: RunningStack) -> None:
+    api = ApiClient(HttpTransport(local_stack.url))
+    keys = derive_password_keys("e2e-bob", "a long enough password", PASSWORD_KDF_SIMULATION)
+    api.register("e2e-bob", keys.login_key_b64)
+    table = stage_environment("local")["SEALBOX_USERS_TABLE"]
+    item = local_stack.client("dynamodb").get_item(
+        TableName=table, Key={"identity": {"S": "e2e-bob"}}
+    )["Item"]
+    assert item["login_hash"]["S"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert keys.login_key_b64 not in repr(item)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stops_every_process_on_signal(sig: int) -> None:
+    stack = start_local(free_port())
+    api_port, moto_port = port_of(stack.url), port_of(stack.aws_endpoint)
+    assert not refused(api_port)
+    assert not refused(moto_port)
+    assert stop_local(stack, sig) == 0
+    assert refused(api_port)
+    assert refused(moto_port)
