@@ -1,0 +1,1 @@
+"""Pure domain services: no chalice, no boto3 (DESIGN §5)."""
