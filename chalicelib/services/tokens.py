@@ -407,8 +407,10 @@ class TokenService:
             raise _Rejected("header_json")
         if "crit" in header:
             # We implement no JWS extension, so any critical one must be
-            # refused (RFC 7515 §4.1.11).  PyJWT 2.15 accepts crit=["b64"];
-            # the exact-members check below would catch it too.
+            # refused (RFC 7515 §4.1.11).  PyJWT 2.15 refuses unknown names
+            # but accepts {"crit": ["b64"], "b64": true} on an ordinary
+            # token.  The exact-members check below would catch it too;
+            # this one states the rule.
             raise _Rejected("crit")
         if set(header) != _HEADER_MEMBERS:
             raise _Rejected("header_members")

@@ -68,10 +68,11 @@ def header_for(key: AppKey = KEY_A, **changes: Any) -> dict[str, Any]:
     return header
 
 
-def claims_for(now: int = T0, sub: str = "alice", **changes: Any) -> dict[str, Any]:
+def claims_for(now: int = T0, **changes: Any) -> dict[str, Any]:
+    """Claims as TokenService issues them at ``now``; ``name=...`` removes one."""
     claims: dict[str, Any] = {
         "iss": ISSUER,
-        "sub": sub,
+        "sub": "alice",
         "aud": AUDIENCE,
         "client_id": "sealbox-device",
         "iat": now,
