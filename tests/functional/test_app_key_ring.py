@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -265,3 +266,23 @@ def test_ring_arguments_are_checked(sm):
         SecretsManagerKeyRing(sm, SECRET_ID, cache_ttl=-1)
     with pytest.raises(ValueError, match="durations"):
         SecretsManagerKeyRing(sm, SECRET_ID, cache_ttl=1, error_backoff=0)
+
+
+def test_concurrent_callers_share_one_load(seeded):
+    calls = record_calls(seeded)
+    ring = make_ring(seeded, FakeClock(0))
+    barrier = threading.Barrier(8)
+    kids: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        kids.append(ring.signing_key().kid)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(kids)) == 1
+    assert len(kids) == 8
+    assert calls.count("GetSecretValue") == 2
