@@ -95,8 +95,8 @@ JTI_BYTES: Final = 16
 _HEADER_MEMBERS: Final = frozenset({"alg", "typ", "kid"})
 _REQUIRED_CLAIMS: Final = ("iss", "sub", "aud", "client_id", "iat", "nbf", "exp", "jti")
 _COMPACT_RE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-# Two base64url characters per byte, rounded up, is plenty for a header of
-# three short members; anything longer is not ours.
+# Our header encodes to about 100 characters; a longer one is not ours, and
+# the bound keeps the pre-signature JSON parse small.
 _MAX_HEADER_SEGMENT: Final = 256
 
 
