@@ -1,0 +1,258 @@
+"""Rotation of the app key on moto, by calling the handler's four steps.
+
+(moto's RotateSecret can't run the Lambda: see tests.support.aws.begin_rotation.)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import Unauthorized
+from chalicelib.rotation import ROTATION_STEPS, RotationError, handle_rotation_event
+from chalicelib.services.tokens import TokenService
+from chalicelib.storage.appkeys import SecretsManagerKeyRing, ensure_app_key
+from chalicelib.wire.appkey import parse_app_key_secret
+from tests.support.aws import (
+    SECRET_ID,
+    begin_rotation,
+    inject_outage,
+    moto_aws,
+    read_stage,
+    secretsmanager_client,
+    stages,
+)
+from tests.support.tokens import AUDIENCE, ISSUER, T0, FakeClock
+
+CACHE_TTL = 300
+
+
+@pytest.fixture
+def sm(monkeypatch):
+    with moto_aws(monkeypatch):
+        client = secretsmanager_client()
+        ensure_app_key(client, SECRET_ID, T0)
+        yield client
+
+
+def event(token: str, step: str, secret_id: str = SECRET_ID) -> dict[str, Any]:
+    return {"SecretId": secret_id, "ClientRequestToken": token, "Step": step}
+
+
+def rotate(client: Any) -> str:
+    token = begin_rotation(client)
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token, step), client)
+    return token
+
+
+def current_version(client: Any) -> str:
+    return next(v for v, labels in stages(client).items() if "AWSCURRENT" in labels)
+
+
+class Container:
+    """One warm Lambda container: its own ring, clocks and token service."""
+
+    def __init__(self, client: Any) -> None:
+        self.clock = FakeClock(0)
+        self.wall = FakeClock()
+        self.ring = SecretsManagerKeyRing(client, SECRET_ID, cache_ttl=CACHE_TTL, clock=self.clock)
+        self.tokens = TokenService(
+            self.ring, issuer=ISSUER, audience=AUDIENCE, ttl=900, clock=self.wall
+        )
+
+    def kid_of(self, token: str) -> str:
+        return self.tokens.verify(token).kid
+
+
+def test_full_rotation(sm):
+    old_version = current_version(sm)
+    old_kid = parse_app_key_secret(read_stage(sm, "AWSCURRENT")).kid
+    warm = Container(sm)
+    before = warm.tokens.issue("alice").access_token
+
+    token = rotate(sm)
+
+    # Stages: new version current, old version previous, nothing pending.
+    assert stages(sm) == {old_version: ["AWSPREVIOUS"], token: ["AWSCURRENT"]}
+    new_kid = parse_app_key_secret(read_stage(sm, "AWSCURRENT")).kid
+    assert new_kid != old_kid
+    assert parse_app_key_secret(read_stage(sm, "AWSPREVIOUS")).kid == old_kid
+
+    # A container started after the rotation signs with the new key and
+    # accepts tokens from before it.
+    cold = Container(sm)
+    after = cold.tokens.issue("bob").access_token
+    assert cold.kid_of(after) == new_kid
+    assert cold.kid_of(before) == old_kid
+    assert [k["kid"] for k in cold.tokens.jwks()["keys"]] == [new_kid, old_kid]
+
+    # The warm container still signs with its cached key until its TTL, and
+    # learns the new key as soon as a token names it (unknown-kid refresh).
+    assert warm.kid_of(warm.tokens.issue("alice").access_token) == old_kid
+    assert warm.kid_of(after) == new_kid
+    assert warm.ring.stats.forced_refreshes == 1
+    assert [k["kid"] for k in warm.tokens.jwks()["keys"]] == [new_kid, old_kid]
+    assert warm.kid_of(warm.tokens.issue("alice").access_token) == new_kid
+
+
+def test_second_rotation_retires_the_first_key(sm):
+    first = Container(sm)
+    oldest = first.tokens.issue("alice").access_token
+    rotate(sm)
+    middle = Container(sm).tokens.issue("alice").access_token
+    rotate(sm)
+    latest = Container(sm)
+    assert len(latest.tokens.jwks()["keys"]) == 2
+    assert latest.tokens.verify(middle).sub == "alice"
+    with pytest.raises(Unauthorized):
+        latest.tokens.verify(oldest)
+    assert len(stages(sm)) == 2  # older versions carry no labels
+
+
+@pytest.mark.parametrize("step", ROTATION_STEPS)
+def test_each_step_is_idempotent(sm, step):
+    token = begin_rotation(sm)
+    for earlier in ROTATION_STEPS[: ROTATION_STEPS.index(step)]:
+        handle_rotation_event(event(token, earlier), sm)
+    handle_rotation_event(event(token, step), sm)
+    labels = stages(sm)
+    pending = sm.get_secret_value(SecretId=SECRET_ID, VersionId=token)["SecretString"]
+    handle_rotation_event(event(token, step), sm)
+    assert stages(sm) == labels
+    assert sm.get_secret_value(SecretId=SECRET_ID, VersionId=token)["SecretString"] == pending
+
+
+def test_steps_after_finish_are_no_ops(sm):
+    token = rotate(sm)
+    labels = stages(sm)
+    current = read_stage(sm, "AWSCURRENT")
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token, step), sm)
+    assert stages(sm) == labels
+    assert read_stage(sm, "AWSCURRENT") == current
+
+
+def test_finish_converges_after_an_interruption(sm):
+    old_version = current_version(sm)
+    token = begin_rotation(sm)
+    for step in ROTATION_STEPS[:3]:
+        handle_rotation_event(event(token, step), sm)
+    # Crash after finish's first call (AWSPREVIOUS moved onto the current
+    # version) and before the second.
+    sm.update_secret_version_stage(
+        SecretId=SECRET_ID, VersionStage="AWSPREVIOUS", MoveToVersionId=old_version
+    )
+    handle_rotation_event(event(token, "finishSecret"), sm)
+    assert stages(sm) == {old_version: ["AWSPREVIOUS"], token: ["AWSCURRENT"]}
+    # Crash after the AWSCURRENT move and before AWSPENDING was dropped.
+    token2 = begin_rotation(sm)
+    for step in ROTATION_STEPS[:3]:
+        handle_rotation_event(event(token2, step), sm)
+    sm.update_secret_version_stage(
+        SecretId=SECRET_ID,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=token2,
+        RemoveFromVersionId=token,
+    )
+    assert "AWSPENDING" in stages(sm)[token2]
+    handle_rotation_event(event(token2, "finishSecret"), sm)
+    assert stages(sm) == {token: ["AWSPREVIOUS"], token2: ["AWSCURRENT"]}
+
+
+def test_moto_moves_awsprevious_with_awscurrent(sm):
+    # What the emulator does on its own (documented in chalicelib.rotation):
+    # moving AWSCURRENT puts AWSPREVIOUS on the version it left.
+    old_version = current_version(sm)
+    sm.put_secret_value(
+        SecretId=SECRET_ID, SecretString="x", ClientRequestToken="a" * 32, VersionStages=["X"]
+    )
+    sm.update_secret_version_stage(
+        SecretId=SECRET_ID,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId="a" * 32,
+        RemoveFromVersionId=old_version,
+    )
+    assert stages(sm) == {old_version: ["AWSPREVIOUS"], "a" * 32: ["AWSCURRENT", "X"]}
+
+
+def test_create_never_overwrites_an_existing_pending_value(sm):
+    token = begin_rotation(sm)
+    handle_rotation_event(event(token, "createSecret"), sm)
+    pending = sm.get_secret_value(SecretId=SECRET_ID, VersionId=token, VersionStage="AWSPENDING")
+    handle_rotation_event(event(token, "createSecret"), sm, clock=lambda: T0 + 999)
+    again = sm.get_secret_value(SecretId=SECRET_ID, VersionId=token, VersionStage="AWSPENDING")
+    assert again["SecretString"] == pending["SecretString"]
+
+
+# --- event validation -------------------------------------------------------------
+
+
+def test_rotation_must_be_enabled(sm):
+    token = "b" * 32
+    sm.put_secret_value(
+        SecretId=SECRET_ID, SecretString="x", ClientRequestToken=token, VersionStages=["AWSPENDING"]
+    )
+    with pytest.raises(RotationError, match="not enabled for rotation"):
+        handle_rotation_event(event(token, "createSecret"), sm)
+
+
+def test_unknown_token_is_refused(sm):
+    begin_rotation(sm)
+    with pytest.raises(RotationError, match="not staged for rotation"):
+        handle_rotation_event(event("c" * 32, "createSecret"), sm)
+
+
+def test_token_not_pending_is_refused(sm):
+    first = rotate(sm)
+    rotate(sm)  # `first` is now AWSPREVIOUS, not pending
+    assert stages(sm)[first] == ["AWSPREVIOUS"]
+    with pytest.raises(RotationError, match="not AWSPENDING"):
+        handle_rotation_event(event(first, "createSecret"), sm)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {},
+        {"SecretId": SECRET_ID, "ClientRequestToken": "t"},
+        {"SecretId": SECRET_ID, "ClientRequestToken": "t", "Step": "dropSecret"},
+        {"SecretId": "", "ClientRequestToken": "t", "Step": "createSecret"},
+        {"SecretId": SECRET_ID, "ClientRequestToken": 5, "Step": "createSecret"},
+    ],
+)
+def test_malformed_events_are_refused(sm, bad):
+    with pytest.raises(RotationError):
+        handle_rotation_event(bad, sm)
+
+
+def test_a_bad_pending_value_fails_the_test_step(sm):
+    token = begin_rotation(sm)
+    handle_rotation_event(event(token, "createSecret"), sm)
+    good = json.loads(sm.get_secret_value(SecretId=SECRET_ID, VersionId=token)["SecretString"])
+    bad = dict(good, x=parse_app_key_secret(read_stage(sm, "AWSCURRENT")).kid[:43])
+    sm.put_secret_value(
+        SecretId=SECRET_ID,
+        SecretString=json.dumps(bad),
+        ClientRequestToken=token,
+        VersionStages=["AWSPENDING"],
+    )
+    with pytest.raises(RotationError, match="malformed") as info:
+        handle_rotation_event(event(token, "testSecret"), sm)
+    assert good["d"] not in str(info.value)
+    assert stages(sm)[token] == ["AWSPENDING"]
+
+
+def test_secrets_manager_errors_become_rotation_errors(sm):
+    token = begin_rotation(sm)
+    outage = inject_outage(sm, "PutSecretValue")
+    outage.error = ClientError(
+        {"Error": {"Code": "InternalServiceError", "Message": "x"}}, "PutSecretValue"
+    )
+    with pytest.raises(RotationError, match="InternalServiceError"):
+        handle_rotation_event(event(token, "createSecret"), sm)
