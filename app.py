@@ -14,9 +14,11 @@ from typing import Any
 
 from chalice.app import Chalice, Request, Response
 
+from chalicelib import wiring
 from chalicelib.http import normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
-from chalicelib.routes import accounts
+from chalicelib.rotation import handle_rotation_event
+from chalicelib.routes import accounts, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -25,9 +27,16 @@ app.log.setLevel(logging.CRITICAL)
 logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
 
 app.register_blueprint(accounts.api.blueprint)
+app.register_blueprint(tokens.api.blueprint)
 
 
 @app.middleware("http")
 def sealbox_error_shape(event: Request, get_response: Callable[[Request], Response]) -> Any:
     """Give errors that Chalice produces itself (405, 415, ...) our JSON shape."""
     return normalize_chalice_error(get_response(event))
+
+
+@app.lambda_function(name="rotate_app_key")
+def rotate_app_key(event: dict[str, Any], context: Any) -> None:
+    """Secrets Manager rotation for the app signing key (four steps)."""
+    handle_rotation_event(event, wiring.container().secretsmanager)

@@ -15,7 +15,9 @@ import logging
 import traceback
 from typing import Any
 
-LOGGER_NAME = "sealbox"
+# A child of Chalice's app logger ("sealbox"), so records reach the handler
+# Chalice installs (stdout, hence CloudWatch on Lambda) exactly once.
+LOGGER_NAME = "sealbox.api"
 
 # Everything here is non-secret by construction: identities are public
 # (they are looked up in the key directory), and the rest is metadata.

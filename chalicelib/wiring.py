@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.config import ARGON2_PROFILES, Settings
 from chalicelib.http import Auth, Authenticator, Principal
 from chalicelib.services.accounts import AccountService, LoginKeyHasher
+from chalicelib.services.tokens import TokenService
+from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
 from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ class Container:
         self._client_factory = client_factory
         self._clock = clock
         self._lock = threading.Lock()
+        # botocore logs request and response bodies at DEBUG; for Secrets
+        # Manager that would be the app key (invariant 3).
+        quiet_botocore_payload_logs()
 
     # --- AWS clients ----------------------------------------------------------
 
@@ -93,15 +98,42 @@ class Container:
             clock=self._clock,
         )
 
+    @cached_property
+    def keyring(self) -> SecretsManagerKeyRing:
+        # One ring per warm container: its cache is what keeps Secrets Manager
+        # reads to about one per cache TTL.
+        return SecretsManagerKeyRing(
+            self.secretsmanager,
+            self.settings.app_key_secret_id,
+            cache_ttl=self.settings.app_key_cache_ttl,
+            clock=self._clock,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        return TokenService(
+            self.keyring,
+            issuer=self.settings.token_issuer,
+            audience=self.settings.token_audience,
+            ttl=self.settings.access_token_ttl,
+            clock=self._clock,
+        )
+
     # --- authentication -----------------------------------------------------------
 
     def authenticate_refresh(self, token: str) -> Principal:
         session = self.accounts.authenticate_refresh(token)
         return Principal(identity=session.identity, expires_at=session.expires_at, credential=token)
 
+    def authenticate_access(self, token: str) -> Principal:
+        claims = self.tokens.verify(token)
+        return Principal(identity=claims.identity, expires_at=claims.exp, credential=token)
+
     def authenticator(self, auth: Auth) -> Authenticator:
         if auth is Auth.REFRESH:
             return self.authenticate_refresh
+        if auth is Auth.ACCESS:
+            return self.authenticate_access
         raise ValueError(f"no authenticator for {auth}")
 
 

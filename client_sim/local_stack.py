@@ -310,7 +310,7 @@ class LocalStack:
     def _http_ok(self, url: str) -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback http
-                return 200 <= reply.status < 500
+                return bool(200 <= reply.status < 500)
         except urllib.error.HTTPError as exc:
             return exc.code < 500
         except OSError:

@@ -409,8 +409,8 @@ def ensure_app_key(client: SecretsManagerClient, secret_id: str, now: float) -> 
         now: Unix seconds, recorded as the key's ``created_at``.
 
     Returns:
-        True when the secret was created, False when it already existed
-        (and its ``AWSCURRENT`` value is a valid app key).
+        True when the secret was created or had no value and got its first
+        one; False when it already held a valid app key as ``AWSCURRENT``.
 
     Raises:
         MalformedAppKeySecret: the secret exists but its ``AWSCURRENT`` value
@@ -434,7 +434,22 @@ def ensure_app_key(client: SecretsManagerClient, secret_id: str, now: float) -> 
         return True
     try:
         response = client.get_secret_value(SecretId=secret_id, VersionStage=STAGE_CURRENT)
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFoundException":
+            raise ServiceUnavailable() from exc
+        # The secret exists without any value: provisioned from the template
+        # (which leaves the first value to the first rotation).  Give it one.
+        try:
+            client.put_secret_value(
+                SecretId=secret_id,
+                SecretString=new_app_key_secret(now),
+                VersionStages=[STAGE_CURRENT],
+            )
+        except (ClientError, BotoCoreError) as put_exc:
+            raise ServiceUnavailable() from put_exc
+        log.info("app key secret given its first value", extra={"secret_id": secret_id})
+        return True
+    except BotoCoreError as exc:
         raise ServiceUnavailable() from exc
     value = response.get("SecretString")
     if not isinstance(value, str):

@@ -8,7 +8,7 @@ between tests.
 from __future__ import annotations
 
 import json
-import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,39 +16,43 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
-from moto import mock_aws
 
 from chalicelib import wiring
+from chalicelib.config import Settings
+from chalicelib.storage.appkeys import ensure_app_key
 from client_sim.api import ApiClient
-from client_sim.local_stack import provision
+from client_sim.local_stack import ProvisionReport, provision, stage_environment
 from client_sim.transport import ChaliceTransport, HttpReply
 from tests.conftest import ROOT
+from tests.support.aws import moto_aws
+from tests.support.fakes import FakeClock
 
 STAGE = "test"
+STAGE_ENV = stage_environment(STAGE)
+
+
+@pytest.fixture(autouse=True)
+def fresh_wiring() -> Iterator[None]:
+    """Each test builds its own container (clients bound to its moto state)."""
+    wiring.reset()
+    yield
+    wiring.reset()
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # mock_aws stops intercepting when an endpoint override is set (DESIGN §8).
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-
-
-@pytest.fixture
-def aws(aws_env: None) -> Iterator[None]:
-    with mock_aws():
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with moto_aws(monkeypatch):
         yield
 
 
 @pytest.fixture
-def stack(aws: None) -> Any:
-    return provision(aws_client, stage=STAGE)
+def stack(aws: None) -> ProvisionReport:
+    """The test stage provisioned from infra/resources.json, app key seeded."""
+    report = provision(aws_client, stage=STAGE)
+    ensure_app_key(
+        aws_client("secretsmanager"), STAGE_ENV["SEALBOX_APP_KEY_SECRET_ID"], time.time()
+    )
+    return report
 
 
 def aws_client(service: str) -> Any:
@@ -85,13 +89,20 @@ class Raw:
 
 
 @pytest.fixture
-def chalice_client(stack: Any) -> Iterator[Client]:
+def chalice_client(stack: ProvisionReport) -> Iterator[Client]:
     from app import app
 
-    wiring.reset()
     with Client(app, stage_name=STAGE, project_dir=str(ROOT)) as client:
         yield client
-    wiring.reset()
+
+
+@pytest.fixture
+def clock(stack: ProvisionReport) -> FakeClock:
+    """Install a container whose services read this clock (time travel)."""
+    fake = FakeClock(time.time())
+    settings = Settings.from_env({**STAGE_ENV, "AWS_REGION": "us-east-1"})
+    wiring.install(wiring.Container(settings, clock=fake))
+    return fake
 
 
 @pytest.fixture

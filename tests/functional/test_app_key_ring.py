@@ -70,6 +70,15 @@ def test_ensure_app_key_creates_once_and_never_overwrites(sm):
     assert len(stages(sm)) == 1
 
 
+def test_ensure_app_key_fills_a_provisioned_secret_that_has_no_value(sm):
+    """The template creates the secret empty (AWS's first rotation fills it)."""
+    sm.create_secret(Name=SECRET_ID, Description="provisioned from infra/resources.json")
+    assert ensure_app_key(sm, SECRET_ID, T0) is True
+    assert parse_app_key_secret(read_stage(sm, "AWSCURRENT")).created_at == T0
+    assert ensure_app_key(sm, SECRET_ID, T0 + 5) is False
+    assert len(stages(sm)) == 1
+
+
 def test_ensure_app_key_refuses_to_touch_a_malformed_secret(sm):
     sm.create_secret(Name=SECRET_ID, SecretString="not a key")
     with pytest.raises(MalformedAppKeySecret):
