@@ -25,7 +25,7 @@ import hmac
 import importlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 from chalicelib.wire.binary import Reader, lp16, u8
 from chalicelib.wire.cards import Card, CardContent, InvalidCard, decode_card, sign_card
@@ -278,7 +278,7 @@ class KeyBundle:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         # Pickling would copy the seeds into whatever stores the pickle.
         raise TypeError("KeyBundle cannot be pickled; use to_bytes() and encrypt it")
 
