@@ -486,12 +486,16 @@ def open_sealed_to_path(
     return sender
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Opened:
     """A verified plaintext and its sender (from :func:`open_sealed_bytes`)."""
 
     plaintext: bytes
     sender: VerifiedSender
+
+    def __repr__(self) -> str:
+        # User plaintext never goes into logs or tracebacks through a repr.
+        return f"Opened(sender={self.sender.card_id!r}, plaintext_length={len(self.plaintext)})"
 
 
 def seal_bytes(data: bytes, *, sender: KeyBundle, recipients: Sequence[Card]) -> bytes:
