@@ -578,10 +578,17 @@ def card_from_json_text(raw: bytes | str) -> Card:
         CardMalformed: not UTF-8, not JSON, or duplicate keys.
         InvalidCard: see :func:`card_from_json`.
     """
+    # A character is at least one byte, so the cheap length check comes
+    # first and the encoded size is measured only for short enough text.
     if len(raw) > MAX_CARD_JSON_SIZE:
         raise CardTooLarge()
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if isinstance(raw, str):
+            if len(raw.encode("utf-8")) > MAX_CARD_JSON_SIZE:
+                raise CardTooLarge()
+            text = raw
+        else:
+            text = raw.decode("utf-8")
         obj = json.loads(
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )

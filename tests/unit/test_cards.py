@@ -286,6 +286,8 @@ def test_json_text_limits() -> None:
     text = json.dumps(make_card().to_json())
     with pytest.raises(cards.CardTooLarge):
         cards.card_from_json_text(text + " " * cards.MAX_CARD_JSON_SIZE)
+    with pytest.raises(cards.CardTooLarge):
+        cards.card_from_json_text("é" * (cards.MAX_CARD_JSON_SIZE // 2 + 1))
     with pytest.raises(cards.CardMalformed):
         cards.card_from_json_text("{not json")
     with pytest.raises(cards.CardMalformed):

@@ -270,7 +270,7 @@ def test_opener_may_match_through_a_previous_card() -> None:
 # --- properties ------------------------------------------------------------------
 
 STREAM_SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
