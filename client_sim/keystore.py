@@ -1,0 +1,553 @@
+"""The device keystore: private key bundles encrypted at rest (the simulator's Keychain).
+
+Layout under the device's home directory::
+
+    <home>/keystore/            0700
+        device.key              0600  the device key (stand-in for Keychain / Keystore hardware)
+        keystore.sbk            0600  the encrypted keystore
+        .lock                   0600  serializes writers
+
+``keystore.sbk`` (docs/spec/keystore.md has the byte-by-byte layout)::
+
+    header     = "SBKSTORE" || version (1) || flags (0) || nonce (32)
+    ciphertext = ChaCha20-Poly1305 under HKDF-SHA-256(device key, salt = nonce,
+                 info = "sealbox/v1/keystore"), nonce 0, AAD = header
+    body       = lp16(identity) || settings || key bundles (current first)
+
+Any change to any byte fails authentication and raises :class:`KeystoreTampered`
+(a :class:`KeystoreCorrupted`).  Writes are atomic (temporary file, fsync,
+rename, fsync of the directory): a crash leaves either the old keystore or
+the new one.  Files and the directory must not be readable by anyone but
+the owner; a keystore with looser permissions is refused, not repaired.
+
+The state holds the current bundle *and* every previous one (after a
+rotation), so data sealed to an old card stays readable, plus small
+non-secret device settings the SDK needs (server URL, backup version, ...).
+Nothing that holds key material prints it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, NoReturn
+
+from chalicelib.wire.binary import Reader, lp16, u8, u16
+from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+from client_sim import _hazmat
+from client_sim.identity import InvalidKeyBundle, KeyBundle
+
+__all__ = [
+    "DEVICE_KEY_MAGIC",
+    "KEYSTORE_LABEL",
+    "KEYSTORE_MAGIC",
+    "KEYSTORE_VERSION",
+    "MAX_BUNDLES",
+    "DeviceKey",
+    "Keystore",
+    "KeystoreCorrupted",
+    "KeystoreError",
+    "KeystoreNotFound",
+    "KeystorePermissionError",
+    "KeystoreState",
+    "KeystoreTampered",
+    "decode_keystore",
+    "encode_keystore",
+]
+
+KEYSTORE_MAGIC: Final = b"SBKSTORE"
+KEYSTORE_VERSION: Final = 1
+KEYSTORE_FLAGS: Final = 0
+KEYSTORE_LABEL: Final = b"sealbox/v1/keystore"
+DEVICE_KEY_MAGIC: Final = b"SBDEVKEY"
+DEVICE_KEY_VERSION: Final = 1
+DEVICE_KEY_FINGERPRINT_LABEL: Final = b"sealbox/v1/device-key-fingerprint"
+
+KEYSTORE_DIR: Final = "keystore"
+KEYSTORE_FILE: Final = "keystore.sbk"
+DEVICE_KEY_FILE: Final = "device.key"
+LOCK_FILE: Final = ".lock"
+
+HEADER_SIZE: Final = len(KEYSTORE_MAGIC) + 1 + 1 + _hazmat.AT_REST_NONCE_SIZE
+# One current bundle plus history: a device that rotates monthly for ten
+# years stays well inside.  Bounds the work a corrupted count can cause.
+MAX_BUNDLES: Final = 256
+MAX_SETTINGS: Final = 64
+MAX_SETTING_VALUE: Final = 1024
+MAX_KEYSTORE_SIZE: Final = 2 * 1024 * 1024
+_SETTING_NAME_RE: Final = re.compile(r"[a-z0-9_.-]{1,64}")
+
+
+# --- errors -------------------------------------------------------------------
+
+
+class KeystoreError(Exception):
+    """Base of every keystore failure.  Messages never contain key material."""
+
+
+class KeystoreNotFound(KeystoreError):
+    """There is no keystore on this device yet."""
+
+
+class KeystoreCorrupted(KeystoreError):
+    """The keystore (or the device key file) is not a valid file of this version."""
+
+
+class KeystoreTampered(KeystoreCorrupted):
+    """The keystore failed authentication: modified, truncated, or a different device key."""
+
+
+class KeystorePermissionError(KeystoreError):
+    """A keystore file or directory is accessible to other users, or owned by someone else."""
+
+
+# --- the device key -----------------------------------------------------------
+
+
+class DeviceKey:
+    """The 32-byte key that encrypts the keystore at rest.
+
+    On a phone this key would live in the Keychain / Android Keystore and
+    never be exported; the simulator keeps it in its own 0600 file
+    (:meth:`load_or_create`) or takes one injected by the caller.  ``repr``
+    shows a one-way fingerprint only.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != _hazmat.AT_REST_KEY_SIZE:
+            raise ValueError("a device key is 32 bytes")
+        self._key = key
+
+    @classmethod
+    def generate(cls, rand: Callable[[int], bytes] = _hazmat.id_random_bytes) -> DeviceKey:
+        """A fresh device key from ``rand`` (the OS CSPRNG by default)."""
+        return cls(rand(_hazmat.AT_REST_KEY_SIZE))
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, one-way identifier for logs and ``repr`` (not the key)."""
+        return hashlib.sha256(DEVICE_KEY_FINGERPRINT_LABEL + self._key).hexdigest()[:16]
+
+    def to_file_bytes(self) -> bytes:
+        """The versioned file form: ``"SBDEVKEY" || version || key``.  Secret."""
+        return DEVICE_KEY_MAGIC + u8(DEVICE_KEY_VERSION) + self._key
+
+    @classmethod
+    def from_file_bytes(cls, data: bytes) -> DeviceKey:
+        """Parse :meth:`to_file_bytes` output.
+
+        Raises:
+            KeystoreCorrupted: wrong magic, version or length.
+        """
+        if (
+            len(data) != len(DEVICE_KEY_MAGIC) + 1 + _hazmat.AT_REST_KEY_SIZE
+            or not data.startswith(DEVICE_KEY_MAGIC)
+            or data[len(DEVICE_KEY_MAGIC)] != DEVICE_KEY_VERSION
+        ):
+            raise KeystoreCorrupted("the device key file is not valid")
+        return cls(data[len(DEVICE_KEY_MAGIC) + 1 :])
+
+    @classmethod
+    def load_or_create(
+        cls, path: Path, rand: Callable[[int], bytes] = _hazmat.id_random_bytes
+    ) -> DeviceKey:
+        """Read the device key at ``path``, creating it (0600) if it does not exist.
+
+        Raises:
+            KeystorePermissionError: the file is accessible to other users.
+            KeystoreCorrupted: the file is not a device key.
+        """
+        try:
+            return cls.from_file_bytes(_read_private(path, 64))
+        except FileNotFoundError:
+            key = cls.generate(rand)
+            _atomic_write(path, key.to_file_bytes())
+            return key
+
+    def __repr__(self) -> str:
+        return f"DeviceKey(fingerprint={self.fingerprint!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("DeviceKey cannot be pickled")
+
+
+# --- state ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class KeystoreState:
+    """Everything the keystore holds: identity, key bundles and device settings.
+
+    ``bundles[0]`` is the current bundle; the rest are previous bundles,
+    newest first, kept so that old messages stay readable.  ``settings`` is
+    a small map of non-secret values (names ``[a-z0-9_.-]{1,64}``).
+
+    Raises (from the constructor):
+        ValueError: the identity is not canonical, a bundle belongs to
+            another identity, two bundles share a card, or a limit is exceeded.
+    """
+
+    identity: str
+    bundles: tuple[KeyBundle, ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            canonical = normalize_identity(self.identity)
+        except InvalidIdentity as exc:
+            raise ValueError("the keystore identity is not valid") from exc
+        if canonical != self.identity:
+            raise ValueError("the keystore identity must be canonical")
+        bundles = tuple(self.bundles)
+        if len(bundles) > MAX_BUNDLES:
+            raise ValueError(f"a keystore holds at most {MAX_BUNDLES} key bundles")
+        if any(not isinstance(b, KeyBundle) or b.identity != self.identity for b in bundles):
+            raise ValueError("every key bundle must belong to the keystore identity")
+        if len({b.card_id for b in bundles}) != len(bundles):
+            raise ValueError("a card appears twice in the keystore")
+        settings = dict(self.settings)
+        if len(settings) > MAX_SETTINGS:
+            raise ValueError(f"a keystore holds at most {MAX_SETTINGS} settings")
+        for name, value in settings.items():
+            if not isinstance(name, str) or not _SETTING_NAME_RE.fullmatch(name):
+                raise ValueError("setting names are 1-64 characters of a-z, 0-9, '_', '.', '-'")
+            if not isinstance(value, str) or len(value.encode("utf-8")) > MAX_SETTING_VALUE:
+                raise ValueError(f"setting values are strings of at most {MAX_SETTING_VALUE} bytes")
+        object.__setattr__(self, "bundles", bundles)
+        object.__setattr__(self, "settings", MappingProxyType(dict(sorted(settings.items()))))
+
+    @property
+    def current(self) -> KeyBundle | None:
+        """The bundle whose card is (or is about to be) the active one."""
+        return self.bundles[0] if self.bundles else None
+
+    @property
+    def current_card_id(self) -> str | None:
+        return self.bundles[0].card_id if self.bundles else None
+
+    @property
+    def previous(self) -> tuple[KeyBundle, ...]:
+        """Superseded bundles, newest first."""
+        return self.bundles[1:]
+
+    @property
+    def card_ids(self) -> tuple[str, ...]:
+        return tuple(b.card_id for b in self.bundles)
+
+    def bundle_for(self, card_id: str) -> KeyBundle | None:
+        """The bundle (current or previous) whose card is ``card_id``."""
+        return next((b for b in self.bundles if b.card_id == card_id), None)
+
+    def with_current(self, bundle: KeyBundle) -> KeystoreState:
+        """A state where ``bundle`` is current and the old current joins the history."""
+        return KeystoreState(self.identity, (bundle, *self.bundles), self.settings)
+
+    def with_settings(self, **changes: str | None) -> KeystoreState:
+        """A state with settings set (a string) or removed (``None``)."""
+        settings = dict(self.settings)
+        for name, value in changes.items():
+            if value is None:
+                settings.pop(name, None)
+            else:
+                settings[name] = value
+        return KeystoreState(self.identity, self.bundles, settings)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeystoreState):
+            return NotImplemented
+        return (
+            self.identity == other.identity
+            and self.bundles == other.bundles
+            and dict(self.settings) == dict(other.settings)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"KeystoreState(identity={self.identity!r}, current_card_id={self.current_card_id!r}, "
+            f"previous={len(self.previous)}, settings={sorted(self.settings)!r})"
+        )
+
+    __str__ = __repr__
+
+
+# --- the file format ------------------------------------------------------------
+
+
+def _encode_body(state: KeystoreState) -> bytes:
+    parts = [lp16(state.identity.encode("ascii")), u16(len(state.settings))]
+    for name, value in state.settings.items():
+        parts += [lp16(name.encode("ascii")), lp16(value.encode("utf-8"))]
+    parts.append(u16(len(state.bundles)))
+    parts += [lp16(bundle.to_bytes()) for bundle in state.bundles]
+    return b"".join(parts)
+
+
+def _decode_body(body: bytes) -> KeystoreState:
+    reader = Reader(body)
+    identity = reader.lp16().decode("ascii")
+    count = reader.u16()
+    if count > MAX_SETTINGS:
+        raise ValueError("too many settings")
+    settings: dict[str, str] = {}
+    previous_name = ""
+    for _ in range(count):
+        name = reader.lp16().decode("ascii")
+        # Sorted and unique: the body of a given state has one encoding.
+        if name <= previous_name:
+            raise ValueError("settings are not sorted")
+        previous_name = name
+        settings[name] = reader.lp16().decode("utf-8")
+    count = reader.u16()
+    if count > MAX_BUNDLES:
+        raise ValueError("too many key bundles")
+    bundles = tuple(KeyBundle.from_bytes(reader.lp16()) for _ in range(count))
+    reader.finish()
+    return KeystoreState(identity, bundles, settings)
+
+
+def encode_keystore(
+    state: KeystoreState,
+    device_key: DeviceKey,
+    *,
+    rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+) -> bytes:
+    """The encrypted file form of ``state`` under ``device_key``.
+
+    ``rand`` supplies the 32-byte nonce; only the vector generator passes a
+    deterministic one.
+    """
+    header = KEYSTORE_MAGIC + u8(KEYSTORE_VERSION) + u8(KEYSTORE_FLAGS)
+    header += rand(_hazmat.AT_REST_NONCE_SIZE)
+    nonce = header[-_hazmat.AT_REST_NONCE_SIZE :]
+    ciphertext = _hazmat.at_rest_seal(
+        device_key._key, nonce, KEYSTORE_LABEL, _encode_body(state), header
+    )
+    return header + ciphertext
+
+
+def decode_keystore(data: bytes, device_key: DeviceKey) -> KeystoreState:
+    """Authenticate, decrypt and parse a keystore file.
+
+    Raises:
+        KeystoreCorrupted: not a keystore, an unsupported version or flags,
+            or a body that does not parse.
+        KeystoreTampered: authentication failed (modified, truncated, or
+            encrypted under another device key).
+    """
+    if len(data) > MAX_KEYSTORE_SIZE:
+        raise KeystoreCorrupted("the keystore is larger than any valid keystore")
+    if len(data) < HEADER_SIZE or not data.startswith(KEYSTORE_MAGIC):
+        raise KeystoreCorrupted("not a Sealbox keystore")
+    header = data[:HEADER_SIZE]
+    if header[len(KEYSTORE_MAGIC)] != KEYSTORE_VERSION:
+        raise KeystoreCorrupted("unsupported keystore version")
+    if header[len(KEYSTORE_MAGIC) + 1] != KEYSTORE_FLAGS:
+        raise KeystoreCorrupted("unknown keystore flags")
+    nonce = header[-_hazmat.AT_REST_NONCE_SIZE :]
+    try:
+        body = _hazmat.at_rest_open(
+            device_key._key, nonce, KEYSTORE_LABEL, data[HEADER_SIZE:], header
+        )
+    except _hazmat.InvalidTag as exc:
+        raise KeystoreTampered(
+            "the keystore failed authentication (modified, or another device key)"
+        ) from exc
+    try:
+        return _decode_body(body)
+    except (ValueError, InvalidKeyBundle, UnicodeDecodeError) as exc:
+        # Authenticated but unparseable: written by a buggy or newer writer.
+        raise KeystoreCorrupted("the keystore contents are not valid") from exc
+
+
+# --- files ------------------------------------------------------------------------
+
+
+def _check_private(st: os.stat_result, what: str) -> None:
+    if st.st_uid != os.getuid():
+        raise KeystorePermissionError(f"the {what} is owned by another user")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise KeystorePermissionError(f"the {what} is accessible to other users")
+
+
+def _read_private(path: Path, limit: int) -> bytes:
+    """Read a small private file without following symlinks.
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        KeystorePermissionError: it is not a regular, owner-only file.
+        KeystoreCorrupted: it is larger than ``limit``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise KeystorePermissionError(f"cannot open {path.name} safely") from exc
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KeystorePermissionError(f"{path.name} is not a regular file")
+        _check_private(st, path.name)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise KeystoreCorrupted(f"{path.name} is larger than any valid file")
+    return data
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, as a 0600 file.
+
+    The data is written to a fresh temporary file in the same directory,
+    flushed to disk, renamed over ``path``, and the directory entry is
+    flushed too, so after a crash ``path`` holds the old or the new bytes,
+    never a mix.
+    """
+    tmp = path.with_name(f".{path.name}.{_hazmat.id_random_bytes(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class Keystore:
+    """The keystore of one simulated device, under ``home``.
+
+    Args:
+        home: the device's home directory (created if missing).
+        device_key: inject a device key (tests, or a platform keystore);
+            by default it is read from, or created in, ``keystore/device.key``.
+        rand: randomness for nonces and a new device key.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        device_key: DeviceKey | None = None,
+        rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+    ) -> None:
+        self._home = Path(home)
+        self._device_key = device_key
+        self._rand = rand
+
+    @property
+    def directory(self) -> Path:
+        return self._home / KEYSTORE_DIR
+
+    @property
+    def path(self) -> Path:
+        return self.directory / KEYSTORE_FILE
+
+    @property
+    def device_key_path(self) -> Path:
+        return self.directory / DEVICE_KEY_FILE
+
+    def exists(self) -> bool:
+        """True when a keystore file is present (it may still fail to load)."""
+        return self.path.exists()
+
+    def _ensure_directory(self) -> None:
+        self._home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            # mkdir's mode is filtered by the umask; set it exactly.
+            self.directory.chmod(0o700)
+        self._check_directory()
+
+    def _check_directory(self) -> None:
+        st = os.lstat(self.directory)
+        if not stat.S_ISDIR(st.st_mode):
+            raise KeystorePermissionError("the keystore path is not a directory")
+        _check_private(st, "keystore directory")
+
+    def _key_for_reading(self) -> DeviceKey:
+        if self._device_key is not None:
+            return self._device_key
+        try:
+            return DeviceKey.from_file_bytes(_read_private(self.device_key_path, 64))
+        except FileNotFoundError as exc:
+            raise KeystoreCorrupted("the keystore exists but its device key is missing") from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(
+            self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self) -> KeystoreState:
+        """Read, authenticate and decrypt the keystore.
+
+        Raises:
+            KeystoreNotFound: there is no keystore.
+            KeystorePermissionError: the directory or a file is not owner-only.
+            KeystoreTampered: authentication failed.
+            KeystoreCorrupted: the file (or the device key file) is invalid.
+        """
+        if not self.directory.exists() or not self.path.exists():
+            raise KeystoreNotFound("no keystore on this device")
+        self._check_directory()
+        data = _read_private(self.path, MAX_KEYSTORE_SIZE)
+        return decode_keystore(data, self._key_for_reading())
+
+    def save(self, state: KeystoreState) -> None:
+        """Write ``state`` atomically, creating the directory and device key if needed.
+
+        Raises:
+            KeystorePermissionError: an existing directory or file is not owner-only.
+            KeystoreCorrupted: an existing device key file is invalid.
+        """
+        self._ensure_directory()
+        with self._locked():
+            key = self._device_key
+            if key is None:
+                key = DeviceKey.load_or_create(self.device_key_path, self._rand)
+                self._device_key = key
+            _atomic_write(self.path, encode_keystore(state, key, rand=self._rand))
+
+    def destroy(self) -> None:
+        """Delete the keystore and the device key (unregister / cleanup)."""
+        for name in (KEYSTORE_FILE, DEVICE_KEY_FILE, LOCK_FILE):
+            (self.directory / name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.directory.rmdir()
+        self._device_key = None
+
+    def __repr__(self) -> str:
+        return f"Keystore(path={str(self.path)!r})"

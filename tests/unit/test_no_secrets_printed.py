@@ -1,0 +1,106 @@
+"""No secret-holding type prints key material (or plaintext) in repr or str.
+
+Each object is printed with repr(), str() and inside a container, and the
+output is searched for every secret it holds in raw, hex, base64 and
+base64url form (and as a Python bytes literal).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+
+from client_sim.backup import KdfParams, open_backup, seal_backup
+from client_sim.keystore import DeviceKey, Keystore, KeystoreState
+from client_sim.sealed import Opened, SealedWriter, unframe
+from tests.identities import bundle, seed
+
+ALICE = bundle("alice")
+SECRETS = [
+    seed("alice", 0, "ed25519"),
+    seed("alice", 0, "x25519"),
+    seed("alice", 0, "pq"),
+]
+DEVICE_SECRET = seed("device")
+PLAINTEXT = b"top secret plaintext: 0123456789abcdef"
+
+
+def forms(secret: bytes) -> list[str]:
+    out = [
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode().rstrip("="),
+        base64.urlsafe_b64encode(secret).decode().rstrip("="),
+        repr(secret)[2:-1],
+        secret.decode("latin-1"),
+    ]
+    # Also any 8-byte window of the hex form, in case part of a key is shown.
+    hexed = secret.hex()
+    out += [hexed[i : i + 16] for i in range(0, len(hexed) - 16, 8)]
+    return out
+
+
+def printed(obj: object) -> str:
+    return "\n".join((repr(obj), str(obj), repr([obj]), str({"k": obj}), f"{obj!r}"))
+
+
+def assert_hides(obj: object, secrets: list[bytes]) -> None:
+    text = printed(obj)
+    for secret in secrets:
+        for form in forms(secret):
+            assert form not in text, (type(obj).__name__, form)
+
+
+def test_key_bundle() -> None:
+    assert_hides(ALICE, SECRETS)
+
+
+def test_device_key() -> None:
+    assert_hides(DeviceKey(DEVICE_SECRET), [DEVICE_SECRET])
+
+
+def test_keystore_state_and_keystore(tmp_path: Path) -> None:
+    state = KeystoreState("alice", (ALICE,), {"server": "http://127.0.0.1:1"})
+    assert_hides(state, SECRETS)
+    store = Keystore(tmp_path, device_key=DeviceKey(DEVICE_SECRET))
+    store.save(state)
+    assert_hides(store, [*SECRETS, DEVICE_SECRET])
+    assert_hides(store.load(), SECRETS)
+
+
+def test_backup_contents() -> None:
+    key = seed("backup")
+    params = KdfParams(memory_kib=19456, iterations=2, lanes=1, salt=bytes(16))
+    contents = open_backup(seal_backup([ALICE], key, params), key)
+    assert_hides(contents, [*SECRETS, key])
+
+
+def test_sealed_writer_and_opened() -> None:
+    out = io.BytesIO()
+    writer = SealedWriter(out, sender=ALICE, recipient_card_ids=[ALICE.card_id])
+    assert_hides(writer, SECRETS)
+    writer.write(PLAINTEXT)
+    writer.close()
+    plain = io.BytesIO()
+    sender = unframe(
+        io.BytesIO(out.getvalue()),
+        plain,
+        sender_cards=[ALICE.card],
+        opener_card_ids=[ALICE.card_id],
+    )
+    opened = Opened(plaintext=plain.getvalue(), sender=sender)
+    assert_hides(opened, [*SECRETS, PLAINTEXT])
+    assert_hides(sender, SECRETS)
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_the_check_itself_can_fail(secret: bytes) -> None:
+    class Leaky:
+        def __repr__(self) -> str:
+            return f"Leaky({secret.hex()})"
+
+    with pytest.raises(AssertionError):
+        assert_hides(Leaky(), [secret])
