@@ -59,41 +59,64 @@ class StreamDecryptor:
 
     Raises :class:`DecryptionError` for a wrong tag, a truncated stream (EOF
     before a valid final chunk), reordered chunks, an empty final chunk in a
-    non-empty payload, and any byte after the final chunk.
+    non-empty payload, and any byte after the final chunk.  Every chunk it
+    returns has authenticated at its position; when a problem shows only
+    after an authentic chunk (the stream ends without a final chunk, or data
+    follows the final chunk), that chunk is returned and the next call
+    raises.  This is exactly what the CCTV vectors expect an API to release.
     """
 
-    __slots__ = ("_counter", "_done", "_key", "_src")
+    __slots__ = ("_counter", "_done", "_key", "_src", "_trailing")
 
     def __init__(self, key: bytes, src: ByteSource) -> None:
         self._key = key
         self._src = src
         self._counter = 0
         self._done = False
+        self._trailing = False
 
     @property
     def done(self) -> bool:
-        """True once the final chunk has been authenticated."""
-        return self._done
+        """True once the final chunk has been authenticated and nothing follows."""
+        return self._done and not self._trailing
+
+    def _open(self, data: bytes, last: bool) -> bytes | None:
+        try:
+            return _hazmat.chacha20poly1305_open(self._key, _nonce(self._counter, last), data)
+        except _hazmat.InvalidTag:
+            return None
 
     def next_chunk(self) -> bytes:
-        """The next authenticated plaintext chunk; ``b""`` only after the end
-        (or for the one chunk of an empty payload)."""
+        """The next authenticated plaintext chunk; ``b""`` once the end has
+        been reached (and for the one chunk of an empty payload)."""
+        if self._trailing:
+            raise DecryptionError
         if self._done:
             return b""
         data = self._src.read(ENCRYPTED_CHUNK_SIZE)
-        # A full-size chunk is the last one exactly when nothing follows it;
-        # a shorter one can only be last (it ended at EOF).  Any byte after a
-        # final chunk therefore turns it into a non-final chunk whose tag
-        # fails, so trailing data is always detected.
-        last = len(data) < ENCRYPTED_CHUNK_SIZE or not self._src.peek(1)
-        if len(data) < _TAG_SIZE:
-            raise DecryptionError
-        try:
-            plain = _hazmat.chacha20poly1305_open(self._key, _nonce(self._counter, last), data)
-        except _hazmat.InvalidTag:
-            raise DecryptionError from None
-        if last and not plain and self._counter:
+        plain: bytes | None
+        if len(data) < ENCRYPTED_CHUNK_SIZE:
+            # A short chunk ended at EOF, so it can only be the final one; it
+            # is empty only when the whole payload is (and EOF right after a
+            # non-final chunk is a truncation).
+            if len(data) < _TAG_SIZE or (len(data) == _TAG_SIZE and self._counter):
+                raise DecryptionError
+            last = True
+            plain = self._open(data, last=True)
+        else:
+            # A full-size chunk is normally not the last; if it does not
+            # authenticate as such, it may be a full-size final chunk.
+            last = False
+            plain = self._open(data, last=False)
+            if plain is None:
+                last = True
+                plain = self._open(data, last=True)
+        if plain is None:
             raise DecryptionError
         self._counter += 1
-        self._done = last
+        if last:
+            self._done = True
+            # Anything after the final chunk is an error, reported by the
+            # next call (after this authentic chunk has been released).
+            self._trailing = bool(self._src.peek(1))
         return plain
