@@ -62,7 +62,7 @@ def age_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, age.X25519
 
 @pytest.mark.parametrize("size", [*SIZES, BIG])
 def test_age_cli_encrypts_we_decrypt(size: int, age_keys) -> None:
-    key_file, identity = age_keys
+    _, identity = age_keys
     data = payload(size)
     ciphertext = _run([harness.AGE_CLI, "-r", str(identity.recipient())], data)
     assert age.decrypt_bytes(ciphertext, [identity]) == data
