@@ -13,3 +13,11 @@ import click
 @click.version_option(package_name="sealbox")
 def main() -> None:
     """Sealbox: end-to-end encrypted application kit."""
+
+
+# Each verb lives in its own module; registering here keeps `sealbox --help`
+# complete without this module knowing what the verbs do.
+from client_sim.age_cli import age_command, age_keygen_command  # noqa: E402
+
+main.add_command(age_command)
+main.add_command(age_keygen_command)
