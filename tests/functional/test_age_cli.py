@@ -46,7 +46,7 @@ def _one_line_error(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("sealbox: error: ")
-    return lines[0]
+    return str(lines[0])
 
 
 def test_keygen_layout_mode_and_no_overwrite(tmp_path: Path, runner: CliRunner) -> None:
