@@ -6,6 +6,7 @@ import gc
 import hashlib
 import io
 import pickle
+from collections.abc import Sequence
 
 import pytest
 
@@ -99,7 +100,7 @@ class ForeignRecipient:
 
 
 class ForeignIdentity:
-    def unwrap(self, stanzas: list[age.Stanza]) -> bytes:
+    def unwrap(self, stanzas: Sequence[age.Stanza]) -> bytes:
         for s in stanzas:
             if s.type == "example.com/plain":
                 return s.body
