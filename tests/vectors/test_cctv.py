@@ -17,54 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zlib
-from dataclasses import dataclass, field
 
 import pytest
 
-from client_sim import age
 from tests.conftest import require_oracle
 from tests.oracles import harness
+from tests.vectors.testkit import ACCEPTED, Vector, parse_vector, run_vector
 
 EXPECTED_VECTOR_COUNT = 143
-
-
-@dataclass
-class Vector:
-    name: str
-    expect: str
-    body: bytes
-    payload: str | None = None
-    identities: list[str] = field(default_factory=list)
-    passphrases: list[str] = field(default_factory=list)
-    armored: bool = False
-
-
-def parse_vector(name: str, raw: bytes) -> Vector:
-    head, _, body = raw.partition(b"\n\n")
-    fields: list[tuple[str, str]] = []
-    for line in head.decode().split("\n"):
-        key, _, value = line.partition(": ")
-        fields.append((key, value))
-    compressed = any(k == "compressed" and v == "zlib" for k, v in fields)
-    vector = Vector(name, "", zlib.decompress(body) if compressed else body)
-    for key, value in fields:
-        if key == "expect":
-            vector.expect = value
-        elif key == "payload":
-            vector.payload = value
-        elif key == "identity":
-            vector.identities.append(value)
-        elif key == "passphrase":
-            vector.passphrases.append(value)
-        elif key == "armored":
-            vector.armored = value == "yes"
-        elif key in ("compressed", "file key", "comment"):
-            pass
-        else:
-            pytest.fail(f"{name}: unknown vector key {key!r}")
-    assert vector.expect, name
-    return vector
 
 
 def _vector_names() -> list[str]:
@@ -79,39 +39,6 @@ def _load(name: str) -> Vector:
     return parse_vector(name, vectors[name])
 
 
-def run_vector(vector: Vector) -> tuple[str, bytes]:
-    """Decrypt as an application would; returns (outcome, released plaintext)."""
-    identities: list[age.Identity] = [age.parse_identity(i) for i in vector.identities]
-    identities += [age.ScryptIdentity(p) for p in vector.passphrases]
-    if not identities:
-        # Vectors that fail before any key is needed name none; an unrelated
-        # key keeps the call valid without being able to match anything.
-        identities = [age.X25519Identity.generate()]
-    released = bytearray()
-    try:
-        reader = age.decrypt_reader(io.BytesIO(vector.body), identities)
-    except age.NoIdentityMatch:
-        return "no match", b""
-    except age.DecryptionError:
-        return "open failure", b""
-    try:
-        while chunk := reader.read1():
-            released += chunk
-    except age.DecryptionError:
-        return "payload failure", bytes(released)
-    return "success", bytes(released)
-
-
-_ACCEPTED = {
-    "success": {"success"},
-    "no match": {"no match"},
-    "header failure": {"open failure"},
-    "HMAC failure": {"open failure"},
-    "payload failure": {"payload failure"},
-    "armor failure": {"open failure", "payload failure"},
-}
-
-
 def test_vector_count_is_exact():
     vectors = harness.cctv_vectors()
     require_oracle(vectors is not None, "npm cctv-age@0.2.0 and node")
@@ -124,7 +51,7 @@ def test_vector_count_is_exact():
 def test_cctv_vector(name: str):
     vector = _load(name)
     outcome, released = run_vector(vector)
-    assert outcome in _ACCEPTED[vector.expect], (vector.expect, outcome)
+    assert outcome in ACCEPTED[vector.expect], (vector.expect, outcome)
     if vector.payload is not None:
         assert hashlib.sha256(released).hexdigest() == vector.payload
     elif vector.expect != "payload failure":
@@ -138,7 +65,7 @@ def test_every_outcome_kind_is_exercised():
     require_oracle(vectors is not None, "npm cctv-age@0.2.0 and node")
     assert vectors is not None
     kinds = {parse_vector(n, raw).expect for n, raw in vectors.items()}
-    assert kinds == set(_ACCEPTED)
+    assert kinds == set(ACCEPTED)
 
 
 def test_success_vectors_round_trip_the_header_bytes():
