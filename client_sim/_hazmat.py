@@ -150,7 +150,7 @@ def _chacha_args(key: bytes, nonce: bytes) -> ChaCha20Poly1305:
 
 
 def chacha20poly1305_seal(
-    key: bytes, nonce: bytes, plaintext: bytes, aad: bytes | None = None
+    key: bytes, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes | None = None
 ) -> bytes:
     """Encrypt and authenticate (RFC 8439); returns ciphertext || 16-byte tag.
 

@@ -41,6 +41,7 @@ FILE_KEY_SIZE = 16
 _NONCE_SIZE = 16
 _HEADER_INFO = b"header"
 _PAYLOAD_INFO = b"payload"
+_COPY_SIZE = 16 * CHUNK_SIZE
 
 
 @runtime_checkable
@@ -160,8 +161,14 @@ class AgeWriter(io.BufferedIOBase):
         while pos < total:
             if len(self._buf) == CHUNK_SIZE:
                 # More data follows a full buffer, so it is not the last chunk.
-                self._out.write(self._encryptor.seal(bytes(self._buf), last=False))
+                self._out.write(self._encryptor.seal(self._buf, last=False))
                 self._buf.clear()
+            if not self._buf and total - pos > CHUNK_SIZE:
+                # Whole chunks that are certainly not the last are sealed
+                # straight from the caller's buffer, without a copy.
+                self._out.write(self._encryptor.seal(view[pos : pos + CHUNK_SIZE], last=False))
+                pos += CHUNK_SIZE
+                continue
             take = min(CHUNK_SIZE - len(self._buf), total - pos)
             self._buf += view[pos : pos + take]
             pos += take
@@ -174,7 +181,7 @@ class AgeWriter(io.BufferedIOBase):
         try:
             if not self._finished:
                 self._finished = True
-                self._out.write(self._encryptor.seal(bytes(self._buf), last=True))
+                self._out.write(self._encryptor.seal(self._buf, last=True))
                 self._buf.clear()
                 if isinstance(self._out, _armor.ArmorWriter):
                     self._out.close()
@@ -387,8 +394,9 @@ def encrypt(
         ValueError, TypeError: as for :func:`encrypt_writer`.
     """
     with encrypt_writer(dst, recipients, armor=armor) as writer:
-        while chunk := src.read(CHUNK_SIZE):
-            writer.write(chunk)
+        # Large reads let the writer seal most chunks without copying them.
+        while block := src.read(_COPY_SIZE):
+            writer.write(block)
 
 
 def decrypt(

@@ -58,6 +58,17 @@ class ByteSource:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at EOF)."""
+        if self._pos >= len(self._buf) and not self._eof:
+            # Fast path for chunk-sized reads: skip the buffer entirely when
+            # the source hands over everything at once (files usually do).
+            data = self._src.read(n)
+            if len(data) == n:
+                return data
+            if not data:
+                self._eof = True
+                return b""
+            self._buf = bytearray(data)
+            self._pos = 0
         self._fill(n)
         out = bytes(self._buf[self._pos : self._pos + n])
         self._pos += len(out)

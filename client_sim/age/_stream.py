@@ -40,7 +40,7 @@ class StreamEncryptor:
         self._counter = 0
         self._done = False
 
-    def seal(self, chunk: bytes | memoryview, *, last: bool) -> bytes:
+    def seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> bytes:
         """Encrypt one chunk (exactly CHUNK_SIZE unless ``last``)."""
         if self._done:
             raise ValueError("the final chunk was already sealed")
@@ -48,7 +48,7 @@ class StreamEncryptor:
             raise ValueError("non-final chunks are exactly 64 KiB")
         if last and not chunk and self._counter:
             raise ValueError("only an empty payload has an empty final chunk")
-        out = _hazmat.chacha20poly1305_seal(self._key, _nonce(self._counter, last), bytes(chunk))
+        out = _hazmat.chacha20poly1305_seal(self._key, _nonce(self._counter, last), chunk)
         self._counter += 1
         self._done = last
         return out
