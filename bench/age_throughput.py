@@ -167,7 +167,7 @@ def rss(sizes: list[int], workdir: Path) -> None:
         results[size] = (e, d)
         plain.unlink()
         enc.unlink()
-    print("\npeak RSS of one child process (sealbox age, streaming file to file)")
+    print("\npeak RSS of one child process (sealbox age, streaming a file to /dev/null)")
     print(f"{'file size':>12s} {'encrypt MiB':>12s} {'decrypt MiB':>12s}")
     for size, (e, d) in results.items():
         print(f"{human(size):>12s} {e / 1024:12.1f} {d / 1024:12.1f}")
