@@ -215,3 +215,16 @@ def test_output_mode_follows_umask(tmp_path: Path, runner: CliRunner, key_file: 
         os.umask(old)
     assert result.exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def test_post_quantum_identity_and_recipients_files(tmp_path: Path, runner: CliRunner) -> None:
+    key = tmp_path / "pq.txt"
+    assert runner.invoke(main, ["age-keygen", "--pq", "-o", str(key)]).exit_code == 0
+    recipients = tmp_path / "recipients.txt"
+    recipients.write_text(f"# hybrid only\n{_recipient_of(key)}\n")
+    enc = runner.invoke(main, ["age", "-R", str(recipients)], input=b"post-quantum")
+    assert enc.exit_code == 0
+    assert b"\n-> mlkem768x25519 " in enc.stdout_bytes
+    dec = runner.invoke(main, ["age", "-d", "-i", str(key)], input=enc.stdout_bytes)
+    assert dec.exit_code == 0
+    assert dec.stdout_bytes == b"post-quantum"
