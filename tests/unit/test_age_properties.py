@@ -53,7 +53,9 @@ def test_any_bit_flip_fails(blob: bytes, data: st.DataObject) -> None:
 @FAST
 @given(st.sampled_from(FILES), st.data())
 def test_any_truncation_or_extension_fails(blob: bytes, data: st.DataObject) -> None:
-    cut = data.draw(st.integers(0, len(blob) - 1))
+    # Armor may end right after END without a newline (as the spec allows),
+    # so for the armored file the shortest real truncation removes two bytes.
+    cut = data.draw(st.integers(0, len(blob) - (2 if blob is ARMORED else 1)))
     _fails_opaquely(blob[:cut])
     if blob is not ARMORED:  # whitespace after armor is allowed by design
         _fails_opaquely(blob + data.draw(st.binary(min_size=1, max_size=40)))
