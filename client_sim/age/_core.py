@@ -205,7 +205,7 @@ class AgeWriter(io.BufferedIOBase):
     def __del__(self) -> None:
         # Never finalize from the garbage collector: a forgotten close() must
         # leave a truncated (undecryptable) file, not a valid shorter one.
-        if not self._finished:
+        if not getattr(self, "_finished", True):
             self._finished = True
             self._buf.clear()
 
