@@ -1,1 +1,1 @@
-"""Micro-benchmarks, runnable as modules: ``python -m bench.<name>``."""
+"""Benchmarks (run as modules, e.g. ``python -m bench.age_throughput``)."""

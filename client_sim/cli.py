@@ -82,3 +82,11 @@ def demo(port: int) -> None:
         click.echo(f"sealbox: demo failed: {exc}", err=True)
         sys.exit(1)
     click.echo(f"Demo passed in {time.perf_counter() - started:.1f} s; the stack is stopped.")
+
+
+# Each verb lives in its own module; registering here keeps `sealbox --help`
+# complete without this module knowing what the verbs do.
+from client_sim.age_cli import age_command, age_keygen_command  # noqa: E402
+
+main.add_command(age_command)
+main.add_command(age_keygen_command)

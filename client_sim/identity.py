@@ -22,14 +22,13 @@ called, so this module imports without the age package.
 from __future__ import annotations
 
 import hmac
-import importlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NoReturn, Protocol
 
 from chalicelib.wire.binary import Reader, lp16, u8
 from chalicelib.wire.cards import Card, CardContent, InvalidCard, decode_card, sign_card
-from client_sim import _hazmat
+from client_sim import _hazmat, age
 
 __all__ = [
     "KEY_BUNDLE_LABEL",
@@ -258,10 +257,9 @@ class KeyBundle:
 
     def age_identities(self) -> list[AgeIdentity]:
         """The age identities that open files sealed to this bundle's card."""
-        age = _age_module()
         return [
-            getattr(age, _AGE_PQ_IDENTITY)(self._pq_seed),
-            getattr(age, _AGE_X25519_IDENTITY)(self._x25519_secret),
+            age.HybridIdentity._from_seed(self._pq_seed),
+            age.X25519Identity._from_secret(self._x25519_secret),
         ]
 
     # --- no secrets in output, no accidental sharing ----------------------------
@@ -284,20 +282,6 @@ class KeyBundle:
 
 
 # --- age adapter ----------------------------------------------------------------
-#
-# The only names this package expects from client_sim.age besides the
-# encrypt_writer / decrypt_reader pair used by client_sim.sealed.  Each takes
-# the raw key bytes: a 32-byte X25519 public key or secret, a 1216-byte
-# MLKEM768-X25519 public key, or a 32-byte ML-KEM-768+X25519 seed.
-_AGE_X25519_RECIPIENT: Final = "X25519Recipient"
-_AGE_X25519_IDENTITY: Final = "X25519Identity"
-_AGE_PQ_RECIPIENT: Final = "MLKEM768X25519Recipient"
-_AGE_PQ_IDENTITY: Final = "MLKEM768X25519Identity"
-
-
-def _age_module() -> Any:
-    """Import :mod:`client_sim.age` at call time (it is optional at import)."""
-    return importlib.import_module("client_sim.age")
 
 
 def age_recipients_for(cards: Iterable[Card]) -> list[AgeRecipient]:
@@ -314,12 +298,10 @@ def age_recipients_for(cards: Iterable[Card]) -> list[AgeRecipient]:
     cards = list(cards)
     if not cards:
         raise ValueError("at least one recipient card is needed")
-    age = _age_module()
-    if all(card.pq_public_key is not None for card in cards):
-        make = getattr(age, _AGE_PQ_RECIPIENT)
-        return [make(card.pq_public_key) for card in cards]
-    make = getattr(age, _AGE_X25519_RECIPIENT)
-    return [make(card.x25519_public_key) for card in cards]
+    pq_keys = [card.pq_public_key for card in cards]
+    if all(key is not None for key in pq_keys):
+        return [age.HybridRecipient(key) for key in pq_keys if key is not None]
+    return [age.X25519Recipient(card.x25519_public_key) for card in cards]
 
 
 def age_identities_for(bundles: Iterable[KeyBundle]) -> list[AgeIdentity]:

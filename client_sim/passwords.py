@@ -155,10 +155,6 @@ def derive_password_keys(
     return PasswordKeys(
         identity=identity,
         params=params,
-        login_key=_hazmat.hkdf_sha256_derive(
-            master, salt=None, info=LOGIN_KEY_LABEL, length=KEY_SIZE
-        ),
-        backup_key=_hazmat.hkdf_sha256_derive(
-            master, salt=None, info=BACKUP_KEY_LABEL, length=KEY_SIZE
-        ),
+        login_key=_hazmat.hkdf_sha256(master, salt=b"", info=LOGIN_KEY_LABEL, length=KEY_SIZE),
+        backup_key=_hazmat.hkdf_sha256(master, salt=b"", info=BACKUP_KEY_LABEL, length=KEY_SIZE),
     )

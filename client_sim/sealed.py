@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import itertools
 import os
@@ -46,11 +45,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol, cast
 
 from chalicelib.wire.binary import lp16, u8, u16, u64
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
-from client_sim import _hazmat
+from client_sim import _hazmat, age
+from client_sim.age.errors import AgeError
 from client_sim.identity import KeyBundle, age_identities_for, age_recipients_for
 
 __all__ = [
@@ -369,15 +369,6 @@ def unframe(
 # --- composition with age -----------------------------------------------------------
 
 
-def _age() -> Any:
-    return importlib.import_module("client_sim.age")
-
-
-def _age_error() -> type[Exception]:
-    error: type[Exception] = importlib.import_module("client_sim.age.errors").AgeError
-    return error
-
-
 def seal(
     src: _Source,
     dst: _Sink,
@@ -399,7 +390,7 @@ def seal(
     _recipient_ids(recipient_ids)  # validate before anything is written
     age_recipients = age_recipients_for(recipients)
     with (
-        _age().encrypt_writer(dst, age_recipients) as encrypted,
+        age.encrypt_writer(cast(BinaryIO, dst), age_recipients) as encrypted,
         SealedWriter(encrypted, sender=sender, recipient_card_ids=recipient_ids) as framed,
     ):
         while chunk := src.read(_CHUNK):
@@ -440,9 +431,9 @@ def open_sealed(
         SealedError: any framing or signature failure (see :func:`unframe`).
     """
     bundles = _bundles(keys)
-    age_error = _age_error()
+    age_error = AgeError
     try:
-        reader = _age().decrypt_reader(src, age_identities_for(bundles))
+        reader = age.decrypt_reader(src, age_identities_for(bundles))
         with contextlib.closing(reader) if hasattr(reader, "close") else contextlib.nullcontext():
             return unframe(
                 reader,

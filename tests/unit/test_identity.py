@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import pickle
 
 import pytest
 
 from chalicelib.wire import cards
 from chalicelib.wire.binary import lp16
-from client_sim import _hazmat
+from client_sim import _hazmat, age
 from client_sim.identity import (
     KEY_BUNDLE_LABEL,
     InvalidKeyBundle,
@@ -18,7 +17,6 @@ from client_sim.identity import (
     age_identities_for,
     age_recipients_for,
 )
-from tests import age_double
 from tests.identities import bundle, seed
 
 
@@ -168,16 +166,16 @@ def test_repr_names_identity_and_card_only() -> None:
 # --- the age adapter -------------------------------------------------------------
 
 
-def test_age_recipients_prefer_pq_when_every_card_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = age_double.install(monkeypatch)
-    age = importlib.import_module("client_sim.age")  # the real package or the double
+def test_age_recipients_prefer_pq_when_every_card_has_it() -> None:
     recipients = age_recipients_for([bundle("alice").card, bundle("bob").card])
-    assert [type(r).__name__ for r in recipients] == ["MLKEM768X25519Recipient"] * 2, backend
-    assert isinstance(recipients[0], age.MLKEM768X25519Recipient)
+    assert [type(r) for r in recipients] == [age.HybridRecipient] * 2
+    assert [str(r) for r in recipients] == [
+        str(age.HybridRecipient(bundle(name).card.pq_public_key or b""))
+        for name in ("alice", "bob")
+    ]
 
 
-def test_age_recipients_fall_back_to_x25519_for_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    age_double.install(monkeypatch)
+def test_age_recipients_fall_back_to_x25519_for_all() -> None:
     ed = seed("legacy", "ed")
     content = cards.CardContent(
         identity="legacy",
@@ -187,7 +185,7 @@ def test_age_recipients_fall_back_to_x25519_for_all(monkeypatch: pytest.MonkeyPa
     )
     legacy = cards.sign_card(content, lambda m: _hazmat.ed25519_sign_with_seed(ed, m))
     recipients = age_recipients_for([bundle("alice").card, legacy])
-    assert [type(r).__name__ for r in recipients] == ["X25519Recipient"] * 2
+    assert [type(r) for r in recipients] == [age.X25519Recipient] * 2
 
 
 def test_age_recipients_need_a_card() -> None:
@@ -195,9 +193,7 @@ def test_age_recipients_need_a_card() -> None:
         age_recipients_for([])
 
 
-def test_age_identities_cover_every_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
-    age_double.install(monkeypatch)
+def test_age_identities_cover_every_bundle() -> None:
     identities = age_identities_for([bundle("alice"), bundle("alice", 1)])
     assert len(identities) == 4
-    names = sorted({type(i).__name__ for i in identities})
-    assert names == ["MLKEM768X25519Identity", "X25519Identity"]
+    assert {type(i) for i in identities} == {age.HybridIdentity, age.X25519Identity}

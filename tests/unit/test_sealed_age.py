@@ -1,15 +1,10 @@
 """client_sim.sealed composed with age: seal, open, open to a path.
 
-These tests run against the real ``client_sim.age`` when it is importable
-and against tests/age_double.py otherwise (``age_double.install``).  With
-the double they check the composition only; with the real package they are
-end-to-end.  Each test asserts which backend ran via the ``age_backend``
-fixture, so a report shows it.
+End to end: the signed inner framing inside real age files.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import stat
@@ -19,7 +14,7 @@ import pytest
 
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card
-from client_sim import sealed
+from client_sim import age, sealed
 from client_sim.identity import KeyBundle, age_recipients_for
 from client_sim.sealed import (
     RecipientMismatch,
@@ -32,18 +27,12 @@ from client_sim.sealed import (
     seal,
     seal_bytes,
 )
-from tests import age_double
 from tests.identities import bundle
 
 ALICE, BOB, CAROL = bundle("alice"), bundle("bob"), bundle("carol")
 
 
-@pytest.fixture(autouse=True)
-def age_backend(monkeypatch: pytest.MonkeyPatch) -> str:
-    return age_double.install(monkeypatch)
-
-
-def test_round_trip_to_several_recipients(age_backend: str) -> None:
+def test_round_trip_to_several_recipients() -> None:
     ciphertext = seal_bytes(b"hi all", sender=ALICE, recipients=[BOB.card, CAROL.card, ALICE.card])
     for reader in (BOB, CAROL, ALICE):
         opened = open_sealed_bytes(ciphertext, reader, [ALICE.card])
@@ -52,15 +41,13 @@ def test_round_trip_to_several_recipients(age_backend: str) -> None:
         assert opened.sender.card_id == ALICE.card_id
 
 
-def test_the_sender_is_not_visible_outside_the_age_payload(age_backend: str) -> None:
-    if age_backend == "double":
-        pytest.skip("the age test double does not encrypt; runs once client_sim.age is merged")
+def test_the_sender_is_not_visible_outside_the_age_payload() -> None:
     ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
     assert b64url_decode(ALICE.card_id) not in ciphertext
     assert b"SBSEALED" not in ciphertext
 
 
-def test_streaming_seal_and_open(age_backend: str) -> None:
+def test_streaming_seal_and_open() -> None:
     data = os.urandom(300_000)
     encrypted = io.BytesIO()
     seal(io.BytesIO(data), encrypted, sender=ALICE, recipients=[BOB.card])
@@ -70,20 +57,20 @@ def test_streaming_seal_and_open(age_backend: str) -> None:
     assert who.plaintext_length == len(data)
 
 
-def test_non_recipient_cannot_decrypt(age_backend: str) -> None:
+def test_non_recipient_cannot_decrypt() -> None:
     ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
     with pytest.raises(SealedDecryptionError):
         open_sealed_bytes(ciphertext, CAROL, [ALICE.card])
 
 
-def test_tampered_ciphertext_is_a_decryption_error(age_backend: str) -> None:
+def test_tampered_ciphertext_is_a_decryption_error() -> None:
     ciphertext = bytearray(seal_bytes(b"x" * 1000, sender=ALICE, recipients=[BOB.card]))
     ciphertext[-20] ^= 0x01
     with pytest.raises(SealedDecryptionError):
         open_sealed_bytes(bytes(ciphertext), BOB, [ALICE.card])
 
 
-def test_unknown_sender(age_backend: str) -> None:
+def test_unknown_sender() -> None:
     ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
     with pytest.raises(UnknownSender) as info:
         open_sealed_bytes(ciphertext, BOB, [CAROL.card])
@@ -92,7 +79,6 @@ def test_unknown_sender(age_backend: str) -> None:
 
 def inner_stream(ciphertext: bytes, keys: KeyBundle) -> bytes:
     """What a plain age decryption of a sealed message yields."""
-    age = importlib.import_module("client_sim.age")
     reader = age.decrypt_reader(io.BytesIO(ciphertext), keys.age_identities())
     out = io.BytesIO()
     while chunk := reader.read(65536):
@@ -101,20 +87,19 @@ def inner_stream(ciphertext: bytes, keys: KeyBundle) -> bytes:
 
 
 def age_encrypt(inner: bytes, card: Card) -> bytes:
-    age = importlib.import_module("client_sim.age")
     out = io.BytesIO()
     with age.encrypt_writer(out, age_recipients_for([card])) as writer:
         writer.write(inner)
     return out.getvalue()
 
 
-def test_plain_age_decryption_yields_the_framed_stream(age_backend: str) -> None:
+def test_plain_age_decryption_yields_the_framed_stream() -> None:
     inner = inner_stream(seal_bytes(b"payload", sender=ALICE, recipients=[BOB.card]), BOB)
     assert inner.startswith(b"SBSEALED\x01\x00" + b64url_decode(ALICE.card_id))
     assert inner[-72 - 7 : -72] == b"payload"
 
 
-def test_forwarded_message_is_refused(age_backend: str) -> None:
+def test_forwarded_message_is_refused() -> None:
     # Bob decrypts Alice's message and re-encrypts the signed inner stream to Carol.
     ciphertext = seal_bytes(b"for bob", sender=ALICE, recipients=[BOB.card])
     forwarded = age_encrypt(inner_stream(ciphertext, BOB), CAROL.card)
@@ -122,7 +107,7 @@ def test_forwarded_message_is_refused(age_backend: str) -> None:
         open_sealed_bytes(forwarded, CAROL, [ALICE.card])
 
 
-def test_old_messages_open_after_both_sides_rotated(age_backend: str) -> None:
+def test_old_messages_open_after_both_sides_rotated() -> None:
     ciphertext = seal_bytes(b"old", sender=ALICE, recipients=[BOB.card])
     alice_new, bob_new = bundle("alice", 1), bundle("bob", 1)
     opened = open_sealed_bytes(ciphertext, [bob_new, BOB], [alice_new.card, ALICE.card])
@@ -130,7 +115,7 @@ def test_old_messages_open_after_both_sides_rotated(age_backend: str) -> None:
     assert opened.sender.card_id == ALICE.card_id
 
 
-def test_seal_validates_recipients_before_writing(age_backend: str) -> None:
+def test_seal_validates_recipients_before_writing() -> None:
     out = io.BytesIO()
     with pytest.raises(ValueError, match="recipient"):
         seal(io.BytesIO(b"x"), out, sender=ALICE, recipients=[])
@@ -139,7 +124,7 @@ def test_seal_validates_recipients_before_writing(age_backend: str) -> None:
         open_sealed_bytes(b"", [], [ALICE.card])
 
 
-def test_open_to_path_publishes_only_verified_plaintext(age_backend: str, tmp_path: Path) -> None:
+def test_open_to_path_publishes_only_verified_plaintext(tmp_path: Path) -> None:
     ciphertext = seal_bytes(b"verified", sender=ALICE, recipients=[BOB.card])
     target = tmp_path / "out.txt"
     who = open_sealed_to_path(io.BytesIO(ciphertext), target, BOB, [ALICE.card])
@@ -150,9 +135,7 @@ def test_open_to_path_publishes_only_verified_plaintext(age_backend: str, tmp_pa
 
 
 @pytest.mark.parametrize("failure", ["unknown_sender", "tampered", "bad_signature"])
-def test_open_to_path_leaves_nothing_on_failure(
-    age_backend: str, tmp_path: Path, failure: str
-) -> None:
+def test_open_to_path_leaves_nothing_on_failure(tmp_path: Path, failure: str) -> None:
     ciphertext = seal_bytes(b"v" * 200_000, sender=ALICE, recipients=[BOB.card])
     senders = [ALICE.card]
     expected: type[Exception] = sealed.SealedError

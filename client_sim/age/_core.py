@@ -1,0 +1,445 @@
+"""Encrypt and decrypt: header, MAC, payload, and the streaming objects."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+from client_sim import _hazmat
+from client_sim.age import armor as _armor
+from client_sim.age._format import (
+    Stanza,
+    parse_header,
+    serialize_header_without_mac,
+    serialize_mac_line,
+)
+from client_sim.age._io import ByteSource, Readable
+from client_sim.age._stream import CHUNK_SIZE, StreamDecryptor, StreamEncryptor
+from client_sim.age.errors import DecryptionError, NoIdentityMatch
+from client_sim.age.pq import POSTQUANTUM_LABEL
+from client_sim.age.scrypt import DEFAULT_MAX_WORK_FACTOR, ScryptIdentity
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+__all__ = [
+    "AgeReader",
+    "AgeWriter",
+    "Identity",
+    "Recipient",
+    "RecipientWithLabels",
+    "decrypt",
+    "decrypt_bytes",
+    "decrypt_reader",
+    "encrypt",
+    "encrypt_bytes",
+    "encrypt_writer",
+]
+
+FILE_KEY_SIZE = 16
+_NONCE_SIZE = 16
+_HEADER_INFO = b"header"
+_PAYLOAD_INFO = b"payload"
+_COPY_SIZE = 16 * CHUNK_SIZE
+
+
+@runtime_checkable
+class Recipient(Protocol):
+    """Something a file can be encrypted to (one method, like age's)."""
+
+    def wrap(self, file_key: bytes) -> list[Stanza]:
+        """Stanzas that carry ``file_key`` to this recipient."""
+        ...
+
+
+@runtime_checkable
+class RecipientWithLabels(Protocol):
+    """Optional extension of :class:`Recipient`.
+
+    :func:`encrypt` succeeds only if every recipient reports the same label
+    set (the empty set for plain recipients).  Hybrid recipients report
+    ``{"postquantum"}`` so they can't be mixed with classic ones; a scrypt
+    recipient reports a unique label so it can only be used alone.
+    """
+
+    def wrap_with_labels(self, file_key: bytes) -> tuple[list[Stanza], frozenset[str]]:
+        """Stanzas plus this recipient's labels."""
+        ...
+
+
+@runtime_checkable
+class Identity(Protocol):
+    """Something that can open stanzas (one method, like age's)."""
+
+    def unwrap(self, stanzas: Sequence[Stanza]) -> bytes:
+        """The 16-byte file key from whichever stanza this identity opens.
+
+        Must raise :class:`NoIdentityMatch` when none is addressed to it and
+        :class:`DecryptionError` when a stanza of its type is malformed.
+        """
+        ...
+
+
+@runtime_checkable
+class _SeededRecipient(Protocol):
+    # The private test seam: native recipients can draw their randomness
+    # from an injected ``rand`` so vectors are reproducible.
+    def _wrap_with_labels(
+        self, file_key: bytes, rand: _hazmat.Rand
+    ) -> tuple[list[Stanza], frozenset[str]]: ...
+
+
+def _wrap_all(recipients: Sequence[Recipient], file_key: bytes, rand: _hazmat.Rand) -> list[Stanza]:
+    if isinstance(recipients, (str, bytes)) or not isinstance(recipients, Sequence):
+        raise TypeError("recipients must be a sequence of Recipient objects")
+    if not recipients:
+        raise ValueError("no recipients given")
+    stanzas: list[Stanza] = []
+    label_sets: list[frozenset[str]] = []
+    for recipient in recipients:
+        if isinstance(recipient, _SeededRecipient):
+            wrapped, labels = recipient._wrap_with_labels(file_key, rand)
+        elif isinstance(recipient, RecipientWithLabels):
+            wrapped, labels = recipient.wrap_with_labels(file_key)
+        elif isinstance(recipient, Recipient):
+            wrapped, labels = recipient.wrap(file_key), frozenset()
+        else:
+            raise TypeError(f"not a Recipient: {type(recipient).__name__}")
+        if not wrapped or not all(isinstance(s, Stanza) for s in wrapped):
+            raise TypeError("a recipient must return a non-empty list of Stanza")
+        stanzas.extend(wrapped)
+        label_sets.append(frozenset(labels))
+    if any(labels != label_sets[0] for labels in label_sets):
+        if any(POSTQUANTUM_LABEL in labels for labels in label_sets):
+            raise ValueError(
+                "incompatible recipients: can't mix post-quantum and classic recipients"
+            )
+        raise ValueError("incompatible recipients: a passphrase recipient must be used alone")
+    if len(stanzas) > 1 and any(s.type == "scrypt" for s in stanzas):
+        raise ValueError("incompatible recipients: a passphrase recipient must be used alone")
+    return stanzas
+
+
+class AgeWriter(io.BufferedIOBase):
+    """Encrypts what is written to it; :meth:`close` seals the final chunk.
+
+    The header was written to the destination when the writer was made.
+    Plaintext is buffered one chunk (64 KiB) at a time, so memory does not
+    depend on the amount written.  ``close()`` does not close the
+    destination.  Used as a context manager, an exception inside the block
+    *aborts* instead: no final chunk is written, so the truncated output
+    fails to decrypt rather than passing for a complete shorter file.  A
+    writer that is garbage-collected without ``close()`` is aborted the same
+    way.
+    """
+
+    def __init__(
+        self, out: BinaryIO | _armor.ArmorWriter, encryptor: StreamEncryptor, dst: BinaryIO
+    ) -> None:
+        super().__init__()
+        self._out = out
+        self._dst = dst
+        self._encryptor = encryptor
+        self._buf = bytearray()
+        self._finished = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        """Buffer ``data``, emitting each full chunk once more data follows it.
+
+        Raises:
+            ValueError: the writer is closed.
+        """
+        if self.closed:
+            raise ValueError("write to a closed AgeWriter")
+        view = memoryview(data).cast("B")
+        total = len(view)
+        pos = 0
+        while pos < total:
+            if len(self._buf) == CHUNK_SIZE:
+                # More data follows a full buffer, so it is not the last chunk.
+                self._out.write(self._encryptor.seal(self._buf, last=False))
+                self._buf.clear()
+            if not self._buf and total - pos > CHUNK_SIZE:
+                # Whole chunks that are certainly not the last are sealed
+                # straight from the caller's buffer, without a copy.
+                self._out.write(self._encryptor.seal(view[pos : pos + CHUNK_SIZE], last=False))
+                pos += CHUNK_SIZE
+                continue
+            take = min(CHUNK_SIZE - len(self._buf), total - pos)
+            self._buf += view[pos : pos + take]
+            pos += take
+        return total
+
+    def close(self) -> None:
+        """Seal the final chunk (and the armor trailer); idempotent."""
+        if self.closed:
+            return
+        try:
+            if not self._finished:
+                self._finished = True
+                self._out.write(self._encryptor.seal(self._buf, last=True))
+                self._buf.clear()
+                if isinstance(self._out, _armor.ArmorWriter):
+                    self._out.close()
+                if hasattr(self._dst, "flush"):
+                    self._dst.flush()
+        finally:
+            super().close()
+
+    def abort(self) -> None:
+        """Stop without sealing the final chunk (the output stays invalid)."""
+        self._finished = True
+        self._buf.clear()
+        super().close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        # Never finalize from the garbage collector: a forgotten close() must
+        # leave a truncated (undecryptable) file, not a valid shorter one.
+        if not getattr(self, "_finished", True):
+            self._finished = True
+            self._buf.clear()
+
+
+class AgeReader(io.BufferedIOBase):
+    """Decrypted plaintext of an age file, read one authenticated chunk at a time.
+
+    Every read raises :class:`DecryptionError` if the payload is damaged,
+    truncated, reordered or followed by trailing data; such problems surface
+    at the latest when the end is reached, and no unauthenticated byte is
+    ever returned.  Once raised, the error repeats on every later read.
+    ``close()`` does not close the source.
+    """
+
+    def __init__(self, decryptor: StreamDecryptor) -> None:
+        super().__init__()
+        self._decryptor = decryptor
+        self._chunk = b""
+        self._offset = 0
+        self._failed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fetch(self) -> bool:
+        """Load the next chunk; False at the end of the plaintext."""
+        if self._failed:
+            raise DecryptionError
+        while self._offset >= len(self._chunk):
+            if self._decryptor.done:
+                return False
+            try:
+                self._chunk = self._decryptor.next_chunk()
+            except DecryptionError:
+                self._failed = True
+                raise
+            self._offset = 0
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all remaining when ``size`` is negative or
+        None); fewer only at the end.
+
+        Raises:
+            DecryptionError: the payload failed authentication.
+        """
+        if self.closed:
+            raise ValueError("read from a closed AgeReader")
+        if size is None or size < 0:
+            parts = []
+            while self._fetch():
+                parts.append(self._chunk[self._offset :])
+                self._offset = len(self._chunk)
+            return b"".join(parts)
+        out = bytearray()
+        while len(out) < size and self._fetch():
+            take = min(size - len(out), len(self._chunk) - self._offset)
+            out += self._chunk[self._offset : self._offset + take]
+            self._offset += take
+        return bytes(out)
+
+    def read1(self, size: int = -1, /) -> bytes:
+        """At most one chunk's worth: bytes already decrypted, or the next chunk."""
+        if self.closed:
+            raise ValueError("read from a closed AgeReader")
+        if not self._fetch():
+            return b""
+        end = len(self._chunk) if size < 0 else min(len(self._chunk), self._offset + size)
+        out = self._chunk[self._offset : end]
+        self._offset = end
+        return out
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _encrypt_writer(
+    dst: BinaryIO, recipients: Sequence[Recipient], *, armor: bool, rand: _hazmat.Rand
+) -> AgeWriter:
+    # The private seam behind encrypt_writer: ``rand`` supplies the file key,
+    # the payload nonce and (for native recipients) ephemeral keys and salts.
+    file_key = rand(FILE_KEY_SIZE)
+    stanzas = _wrap_all(recipients, file_key, rand)
+    header = serialize_header_without_mac(stanzas)
+    mac_key = _hazmat.hkdf_sha256(file_key, salt=b"", info=_HEADER_INFO)
+    mac = _hazmat.hmac_sha256(mac_key, header)
+    nonce = rand(_NONCE_SIZE)
+    out: BinaryIO | _armor.ArmorWriter = _armor.ArmorWriter(dst) if armor else dst
+    out.write(header + serialize_mac_line(mac) + nonce)
+    payload_key = _hazmat.hkdf_sha256(file_key, salt=nonce, info=_PAYLOAD_INFO)
+    return AgeWriter(out, StreamEncryptor(payload_key), dst)
+
+
+def encrypt_writer(
+    dst: BinaryIO, recipients: Sequence[Recipient], *, armor: bool = False
+) -> AgeWriter:
+    """Start an age file on ``dst``; returns a writer for the plaintext.
+
+    The header is written immediately; call ``close()`` (or leave a ``with``
+    block normally) to seal the last chunk.  ``dst`` is never closed.
+
+    Raises:
+        ValueError: no recipients, or recipients that can't be combined
+            (a passphrase with anything else, post-quantum with classic).
+        TypeError: something in ``recipients`` is not a :class:`Recipient`.
+    """
+    return _encrypt_writer(dst, recipients, armor=armor, rand=_hazmat.random_bytes)
+
+
+def _unwrap_file_key(
+    stanzas: Sequence[Stanza], identities: Sequence[Identity], max_scrypt_work_factor: int
+) -> bytes:
+    # A passphrase stanza must be alone (c2sp.org/age); checked here for
+    # every identity type, not only by the scrypt identity.
+    if len(stanzas) != 1 and any(s.type == "scrypt" for s in stanzas):
+        raise DecryptionError
+    for identity in identities:
+        if isinstance(identity, ScryptIdentity):
+            identity = identity._capped(max_scrypt_work_factor)
+        try:
+            file_key = identity.unwrap(stanzas)
+        except NoIdentityMatch:
+            continue
+        if not isinstance(file_key, bytes) or len(file_key) != FILE_KEY_SIZE:
+            raise DecryptionError
+        return file_key
+    raise NoIdentityMatch
+
+
+def _check_identities(identities: Sequence[Identity], max_scrypt_work_factor: int) -> None:
+    if isinstance(identities, (str, bytes)) or not isinstance(identities, Sequence):
+        raise TypeError("identities must be a sequence of Identity objects")
+    if not identities:
+        raise ValueError("no identities given")
+    for identity in identities:
+        if not isinstance(identity, Identity):
+            raise TypeError(f"not an Identity: {type(identity).__name__}")
+    if isinstance(max_scrypt_work_factor, bool) or not isinstance(max_scrypt_work_factor, int):
+        raise TypeError("max_scrypt_work_factor must be an int")
+    if not 1 <= max_scrypt_work_factor <= _hazmat.SCRYPT_MAX_LOG_N:
+        raise ValueError(f"max_scrypt_work_factor must be 1..{_hazmat.SCRYPT_MAX_LOG_N}")
+
+
+def decrypt_reader(
+    src: Readable,
+    identities: Sequence[Identity],
+    *,
+    max_scrypt_work_factor: int = DEFAULT_MAX_WORK_FACTOR,
+) -> AgeReader:
+    """Open an age file (binary or armored, detected) for reading.
+
+    The header is read and authenticated before this returns; the payload is
+    authenticated chunk by chunk as it is read.
+
+    Raises:
+        NoIdentityMatch: no identity opens any stanza.
+        DecryptionError: anything else wrong with the header, the armor or
+            the nonce (the payload raises later, from the reader).
+        ValueError, TypeError: bad arguments.
+    """
+    _check_identities(identities, max_scrypt_work_factor)
+    source = ByteSource(src)
+    if _armor.looks_armored(source):
+        source = ByteSource(_armor.ArmorReader(source))
+    header = parse_header(source)
+    file_key = _unwrap_file_key(header.stanzas, identities, max_scrypt_work_factor)
+    mac_key = _hazmat.hkdf_sha256(file_key, salt=b"", info=_HEADER_INFO)
+    if not _hazmat.hmac_sha256_verify(mac_key, header.mac_input, header.mac):
+        raise DecryptionError
+    nonce = source.read(_NONCE_SIZE)
+    if len(nonce) != _NONCE_SIZE:
+        raise DecryptionError
+    payload_key = _hazmat.hkdf_sha256(file_key, salt=nonce, info=_PAYLOAD_INFO)
+    return AgeReader(StreamDecryptor(payload_key, source))
+
+
+def encrypt(
+    src: Readable, dst: BinaryIO, recipients: Sequence[Recipient], *, armor: bool = False
+) -> None:
+    """Encrypt everything readable from ``src`` to ``dst`` (streaming).
+
+    Raises:
+        ValueError, TypeError: as for :func:`encrypt_writer`.
+    """
+    with encrypt_writer(dst, recipients, armor=armor) as writer:
+        # Large reads let the writer seal most chunks without copying them.
+        while block := src.read(_COPY_SIZE):
+            writer.write(block)
+
+
+def decrypt(
+    src: Readable,
+    dst: BinaryIO,
+    identities: Sequence[Identity],
+    *,
+    max_scrypt_work_factor: int = DEFAULT_MAX_WORK_FACTOR,
+) -> None:
+    """Decrypt ``src`` to ``dst`` (streaming).
+
+    Plaintext reaches ``dst`` one authenticated chunk at a time, so when the
+    payload turns out to be damaged, ``dst`` already holds the chunks before
+    the damage: write to a temporary file and keep it only on success (the
+    CLI does this).
+
+    Raises:
+        NoIdentityMatch, DecryptionError: as for :func:`decrypt_reader`.
+    """
+    reader = decrypt_reader(src, identities, max_scrypt_work_factor=max_scrypt_work_factor)
+    while chunk := reader.read1(CHUNK_SIZE):
+        dst.write(chunk)
+
+
+def encrypt_bytes(data: bytes, recipients: Sequence[Recipient], *, armor: bool = False) -> bytes:
+    """Encrypt ``data`` in memory; returns the age file."""
+    out = io.BytesIO()
+    encrypt(io.BytesIO(data), out, recipients, armor=armor)
+    return out.getvalue()
+
+
+def decrypt_bytes(
+    data: bytes,
+    identities: Sequence[Identity],
+    *,
+    max_scrypt_work_factor: int = DEFAULT_MAX_WORK_FACTOR,
+) -> bytes:
+    """Decrypt an age file held in memory; returns the plaintext.
+
+    Raises:
+        NoIdentityMatch, DecryptionError: as for :func:`decrypt_reader`.
+    """
+    reader = decrypt_reader(
+        io.BytesIO(data), identities, max_scrypt_work_factor=max_scrypt_work_factor
+    )
+    return reader.read()

@@ -1,0 +1,101 @@
+"""A small buffered reader over any binary file object.
+
+The header parser needs lines and a look-ahead, the STREAM reader needs exact
+reads and a one-byte peek, and neither may assume the source is seekable
+(stdin, sockets, an armor decoder).  :class:`ByteSource` gives both over a
+plain ``read(n)`` with a bounded buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["ByteSource", "Readable"]
+
+_READ_SIZE = 64 * 1024
+
+
+class Readable(Protocol):
+    """Anything with a binary ``read(n)`` (files, BytesIO, our readers)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ByteSource:
+    """Buffered reads, peeks and bounded line reads over ``src``.
+
+    The buffer never holds more than the largest single request plus one
+    read block, so memory does not depend on the size of the input.
+    """
+
+    __slots__ = ("_buf", "_eof", "_pos", "_src")
+
+    def __init__(self, src: Readable) -> None:
+        self._src = src
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+
+    def _available(self) -> int:
+        return len(self._buf) - self._pos
+
+    def _fill(self, want: int) -> None:
+        """Read until ``want`` bytes are buffered or the source is exhausted."""
+        if self._pos and self._pos >= len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        while self._available() < want and not self._eof:
+            chunk = self._src.read(max(_READ_SIZE, want - self._available()))
+            if not chunk:
+                self._eof = True
+                break
+            self._buf += chunk
+
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` upcoming bytes, without consuming them (fewer only at EOF)."""
+        self._fill(n)
+        return bytes(self._buf[self._pos : self._pos + n])
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at EOF)."""
+        if self._pos >= len(self._buf) and not self._eof:
+            # Fast path for chunk-sized reads: skip the buffer entirely when
+            # the source hands over everything at once (files usually do).
+            data = self._src.read(n)
+            if len(data) == n:
+                return data
+            if not data:
+                self._eof = True
+                return b""
+            self._buf = bytearray(data)
+            self._pos = 0
+        self._fill(n)
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(out)
+        return out
+
+    def skip(self, n: int) -> None:
+        """Consume ``n`` bytes that a :meth:`peek` already returned."""
+        self._pos += n
+
+    def read_line(self, limit: int) -> bytes | None:
+        """The next line including its ``\\n``; at EOF the unterminated rest.
+
+        Returns ``None`` when no ``\\n`` occurs within ``limit`` bytes, so a
+        hostile input can't make us buffer an unbounded line.
+        """
+        start = 0
+        while True:
+            index = self._buf.find(b"\n", self._pos + start, self._pos + limit)
+            if index >= 0:
+                out = bytes(self._buf[self._pos : index + 1])
+                self._pos = index + 1
+                return out
+            start = self._available()
+            if start >= limit:
+                return None
+            if self._eof:
+                out = bytes(self._buf[self._pos :])
+                self._pos = len(self._buf)
+                return out
+            self._fill(start + 1)

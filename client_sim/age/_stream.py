@@ -1,0 +1,122 @@
+"""The age payload: STREAM over ChaCha20-Poly1305 in 64 KiB chunks.
+
+Each chunk is sealed under the payload key with the 12-byte nonce
+``counter (11 bytes, big-endian) || last flag (0x00, or 0x01 on the final
+chunk)``.  The flag makes truncation at a chunk boundary detectable, the
+counter makes reordering detectable, and plaintext is released one
+authenticated chunk at a time, so memory stays at about one chunk whatever
+the file size.
+"""
+
+from __future__ import annotations
+
+from client_sim import _hazmat
+from client_sim.age._io import ByteSource
+from client_sim.age.errors import DecryptionError
+
+__all__ = ["CHUNK_SIZE", "ENCRYPTED_CHUNK_SIZE", "StreamDecryptor", "StreamEncryptor"]
+
+CHUNK_SIZE = 64 * 1024
+_TAG_SIZE = _hazmat.CHACHA20_POLY1305_TAG_SIZE
+ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + _TAG_SIZE
+# The counter has 11 bytes; a file would need 2**88 chunks to wrap it, but we
+# refuse rather than ever reuse a nonce.
+_MAX_COUNTER = (1 << 88) - 1
+
+
+def _nonce(counter: int, last: bool) -> bytes:
+    if counter > _MAX_COUNTER:
+        raise OverflowError("age STREAM counter exhausted")
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+class StreamEncryptor:
+    """Seals chunks in order.  The caller decides which chunk is the last."""
+
+    __slots__ = ("_counter", "_done", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._counter = 0
+        self._done = False
+
+    def seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> bytes:
+        """Encrypt one chunk (exactly CHUNK_SIZE unless ``last``)."""
+        if self._done:
+            raise ValueError("the final chunk was already sealed")
+        if len(chunk) > CHUNK_SIZE or (not last and len(chunk) != CHUNK_SIZE):
+            raise ValueError("non-final chunks are exactly 64 KiB")
+        if last and not chunk and self._counter:
+            raise ValueError("only an empty payload has an empty final chunk")
+        out = _hazmat.chacha20poly1305_seal(self._key, _nonce(self._counter, last), chunk)
+        self._counter += 1
+        self._done = last
+        return out
+
+
+class StreamDecryptor:
+    """Opens chunks from a :class:`ByteSource` positioned after the nonce.
+
+    Raises :class:`DecryptionError` for a wrong tag, a truncated stream (EOF
+    before a valid final chunk), reordered chunks, an empty final chunk in a
+    non-empty payload, and any byte after the final chunk.  Every chunk it
+    returns has authenticated at its position; when a problem shows only
+    after an authentic chunk (the stream ends without a final chunk, or data
+    follows the final chunk), that chunk is returned and the next call
+    raises.  This is exactly what the CCTV vectors expect an API to release.
+    """
+
+    __slots__ = ("_counter", "_done", "_key", "_src", "_trailing")
+
+    def __init__(self, key: bytes, src: ByteSource) -> None:
+        self._key = key
+        self._src = src
+        self._counter = 0
+        self._done = False
+        self._trailing = False
+
+    @property
+    def done(self) -> bool:
+        """True once the final chunk has been authenticated and nothing follows."""
+        return self._done and not self._trailing
+
+    def _open(self, data: bytes, last: bool) -> bytes | None:
+        try:
+            return _hazmat.chacha20poly1305_open(self._key, _nonce(self._counter, last), data)
+        except _hazmat.InvalidTag:
+            return None
+
+    def next_chunk(self) -> bytes:
+        """The next authenticated plaintext chunk; ``b""`` once the end has
+        been reached (and for the one chunk of an empty payload)."""
+        if self._trailing:
+            raise DecryptionError
+        if self._done:
+            return b""
+        data = self._src.read(ENCRYPTED_CHUNK_SIZE)
+        plain: bytes | None
+        if len(data) < ENCRYPTED_CHUNK_SIZE:
+            # A short chunk ended at EOF, so it can only be the final one; it
+            # is empty only when the whole payload is (and EOF right after a
+            # non-final chunk is a truncation).
+            if len(data) < _TAG_SIZE or (len(data) == _TAG_SIZE and self._counter):
+                raise DecryptionError
+            last = True
+            plain = self._open(data, last=True)
+        else:
+            # A full-size chunk is normally not the last; if it does not
+            # authenticate as such, it may be a full-size final chunk.
+            last = False
+            plain = self._open(data, last=False)
+            if plain is None:
+                last = True
+                plain = self._open(data, last=True)
+        if plain is None:
+            raise DecryptionError
+        self._counter += 1
+        if last:
+            self._done = True
+            # Anything after the final chunk is an error, reported by the
+            # next call (after this authentic chunk has been released).
+            self._trailing = bool(self._src.peek(1))
+        return plain

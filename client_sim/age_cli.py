@@ -1,0 +1,379 @@
+"""``sealbox age`` and ``sealbox age-keygen``: age-compatible command lines.
+
+The flags, file layouts and behaviour follow the age CLI:
+
+* ``sealbox age-keygen [--pq] [-o FILE]`` writes ``# created:``,
+  ``# public key:`` and the identity line; a new ``-o`` file gets mode 0600
+  and an existing one is never overwritten.  ``-y`` prints the recipients of
+  an identity file.
+* ``sealbox age [-e] (-r RECIPIENT | -R FILE | -i FILE)... [-a] [-o OUT] [IN]``,
+  ``sealbox age -p [-a] [-o OUT] [IN]`` and
+  ``sealbox age -d [-i FILE]... [-o OUT] [IN]``.  ``IN`` and ``OUT`` default
+  to stdin and stdout (``-`` names them too).
+
+Failures print one line, ``sealbox: error: ...``, and exit with status 1.
+With ``-o``, output goes to a temporary file in the same directory that is
+renamed into place only on success, so nothing partial is ever left there.
+Passphrases come from the terminal (no echo; asked twice when encrypting)
+or, for scripts, from the ``SEALBOX_PASSPHRASE`` environment variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import getpass
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import click
+
+from client_sim import age
+from client_sim.age import Stanza
+from client_sim.age._keys import MAX_KEY_FILE_SIZE
+
+__all__ = ["age_command", "age_keygen_command"]
+
+PASSPHRASE_ENV = "SEALBOX_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+_COPY_SIZE = 64 * 1024
+
+
+class _CLIError(Exception):
+    """A failure reported as ``sealbox: error: <message>``."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise _CLIError(message)
+
+
+def _report(message: str) -> NoReturn:
+    click.echo(f"sealbox: error: {message}", err=True)
+    sys.exit(1)
+
+
+# --- input and output ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _open_input(path: str | None) -> Iterator[BinaryIO]:
+    if path is None or path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        _fail(f"failed to open input file {path!r}: {exc.strerror}")
+    with handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _open_output(path: str | None) -> Iterator[BinaryIO]:
+    """Stdout, or a temporary file next to ``path`` renamed into place only
+    when the block finishes without an exception."""
+    if path is None or path == "-":
+        stream = sys.stdout.buffer
+        yield stream
+        stream.flush()
+        return
+    target = Path(path)
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    except OSError as exc:
+        _fail(f"failed to create output file {path!r}: {exc.strerror}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        # Give the result the mode a plain open() would have (mkstemp's 0600
+        # would surprise users), then publish it atomically.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+
+
+def _stdout_is_terminal(path: str | None) -> bool:
+    return (path is None or path == "-") and sys.stdout.buffer.isatty()
+
+
+# --- passphrases ------------------------------------------------------------------
+
+
+def _read_passphrase(*, confirm: bool) -> str:
+    """From SEALBOX_PASSPHRASE, else from the terminal without echo."""
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env is not None:
+        if not from_env:
+            _fail(f"{PASSPHRASE_ENV} is set but empty")
+        return from_env
+    try:
+        # getpass falls back to reading stdin when there is no terminal,
+        # which would eat the input file: make sure a terminal exists first.
+        os.close(os.open("/dev/tty", os.O_RDWR))
+    except OSError:
+        _fail(f"no terminal to read a passphrase from; set {PASSPHRASE_ENV}")
+    passphrase = getpass.getpass("Enter passphrase: ")
+    if not passphrase:
+        _fail("empty passphrase")
+    if confirm and getpass.getpass("Confirm passphrase: ") != passphrase:
+        _fail("passphrases didn't match")
+    return passphrase
+
+
+class _PromptingScryptIdentity:
+    """A passphrase identity that asks for the passphrase only when the file
+    actually has a scrypt stanza (so ``-d`` without ``-i`` works like age)."""
+
+    def unwrap(self, stanzas: Sequence[Stanza]) -> bytes:
+        if not any(s.type == "scrypt" for s in stanzas):
+            raise age.NoIdentityMatch
+        identity = age.ScryptIdentity(_read_passphrase(confirm=False))
+        return identity.unwrap(stanzas)
+
+
+# --- key files -----------------------------------------------------------------------
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(MAX_KEY_FILE_SIZE + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"failed to read {what} {path!r}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _identities_from(paths: Sequence[str]) -> list[age.X25519Identity | age.HybridIdentity]:
+    identities: list[age.X25519Identity | age.HybridIdentity] = []
+    for path in paths:
+        try:
+            identities += age.parse_identities_file(_read_text(path, "identity file"))
+        except age.InvalidKey as exc:
+            _fail(f"identity file {path!r}: {exc}")
+    return identities
+
+
+def _recipients_from(
+    recipients: Sequence[str], recipient_files: Sequence[str]
+) -> list[age.X25519Recipient | age.HybridRecipient]:
+    out: list[age.X25519Recipient | age.HybridRecipient] = []
+    for text in recipients:
+        try:
+            out.append(age.parse_recipient(text))
+        except age.InvalidKey as exc:
+            _fail(f"invalid recipient {text!r}: {exc}")
+    for path in recipient_files:
+        try:
+            out += age.parse_recipients_file(_read_text(path, "recipients file"))
+        except age.InvalidKey as exc:
+            _fail(f"recipients file {path!r}: {exc}")
+    return out
+
+
+# --- sealbox age ----------------------------------------------------------------------
+
+
+@click.command(
+    "age",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Encrypt and decrypt files with age (age-compatible flags).",
+)
+@click.option("-e", "--encrypt", "encrypt_flag", is_flag=True, help="Encrypt (the default).")
+@click.option("-d", "--decrypt", "decrypt_flag", is_flag=True, help="Decrypt.")
+@click.option("-o", "--output", metavar="OUTPUT", help="Write the result to OUTPUT.")
+@click.option("-a", "--armor", is_flag=True, help="Encrypt to a PEM encoded format.")
+@click.option("-p", "--passphrase", is_flag=True, help="Encrypt with a passphrase.")
+@click.option(
+    "-r",
+    "--recipient",
+    "recipients",
+    multiple=True,
+    metavar="RECIPIENT",
+    help="Encrypt to RECIPIENT (age1... or age1pq1...). Repeatable.",
+)
+@click.option(
+    "-R",
+    "--recipients-file",
+    "recipient_files",
+    multiple=True,
+    metavar="PATH",
+    help="Encrypt to the recipients listed at PATH. Repeatable.",
+)
+@click.option(
+    "-i",
+    "--identity",
+    "identity_files",
+    multiple=True,
+    metavar="PATH",
+    help="Use the identity file at PATH. Repeatable.",
+)
+@click.argument("input_path", required=False, metavar="[INPUT]")
+def age_command(
+    encrypt_flag: bool,
+    decrypt_flag: bool,
+    output: str | None,
+    armor: bool,
+    passphrase: bool,
+    recipients: tuple[str, ...],
+    recipient_files: tuple[str, ...],
+    identity_files: tuple[str, ...],
+    input_path: str | None,
+) -> None:
+    """Encrypt INPUT (default stdin) to OUTPUT (default stdout), or decrypt it.
+
+    \b
+    sealbox age [-e] (-r RECIPIENT | -R PATH | -i PATH)... [-a] [-o OUTPUT] [INPUT]
+    sealbox age -p [-a] [-o OUTPUT] [INPUT]
+    sealbox age -d [-i PATH]... [-o OUTPUT] [INPUT]
+
+    Passphrases are read from the terminal, or from SEALBOX_PASSPHRASE.
+    """
+    try:
+        if encrypt_flag and decrypt_flag:
+            _fail("-e/--encrypt can't be used with -d/--decrypt")
+        if decrypt_flag:
+            _decrypt(
+                output, armor, passphrase, recipients, recipient_files, identity_files, input_path
+            )
+        else:
+            _encrypt(
+                output, armor, passphrase, recipients, recipient_files, identity_files, input_path
+            )
+    except _CLIError as exc:
+        _report(str(exc))
+    except age.NoIdentityMatch:
+        _report("no identity matched any of the recipients")
+    except age.DecryptionError:
+        _report("decryption failed: the file is damaged, altered, or not an age file")
+    except OSError as exc:
+        _report(f"i/o error: {exc.strerror or exc}")
+
+
+def _encrypt(
+    output: str | None,
+    armor: bool,
+    passphrase: bool,
+    recipients: tuple[str, ...],
+    recipient_files: tuple[str, ...],
+    identity_files: tuple[str, ...],
+    input_path: str | None,
+) -> None:
+    if passphrase and (recipients or recipient_files or identity_files):
+        _fail("-p/--passphrase can't be combined with -r/-R/-i")
+    if not armor and _stdout_is_terminal(output):
+        _fail("refusing to output binary to the terminal. Did you mean to use -a/--armor?")
+    targets: list[age.Recipient]
+    if passphrase:
+        targets = [age.ScryptRecipient(_read_passphrase(confirm=True))]
+    else:
+        targets = list(_recipients_from(recipients, recipient_files))
+        targets += [i.recipient() for i in _identities_from(identity_files)]
+        if not targets:
+            _fail("missing recipients: use -r, -R, -i or -p")
+    with _open_input(input_path) as src, _open_output(output) as dst:
+        try:
+            writer = age.encrypt_writer(dst, targets, armor=armor)
+        except ValueError as exc:
+            _fail(str(exc))
+        with writer:
+            while chunk := src.read(_COPY_SIZE):
+                writer.write(chunk)
+
+
+def _decrypt(
+    output: str | None,
+    armor: bool,
+    passphrase: bool,
+    recipients: tuple[str, ...],
+    recipient_files: tuple[str, ...],
+    identity_files: tuple[str, ...],
+    input_path: str | None,
+) -> None:
+    if armor:
+        _fail("-a/--armor can't be used with -d/--decrypt (armor is detected)")
+    if passphrase:
+        _fail("-p/--passphrase can't be used with -d/--decrypt (it is detected)")
+    if recipients or recipient_files:
+        _fail("-r/-R can't be used with -d/--decrypt")
+    identities: list[age.Identity] = list(_identities_from(identity_files))
+    if not identities:
+        identities = [_PromptingScryptIdentity()]
+    with _open_input(input_path) as src, _open_output(output) as dst:
+        reader = age.decrypt_reader(src, identities)
+        while chunk := reader.read1(_COPY_SIZE):
+            dst.write(chunk)
+
+
+# --- sealbox age-keygen --------------------------------------------------------------
+
+
+def _created_line() -> str:
+    now = datetime.datetime.now().astimezone().replace(microsecond=0)
+    stamp = now.isoformat()
+    if now.utcoffset() == datetime.timedelta(0):
+        stamp = stamp.removesuffix("+00:00") + "Z"
+    return f"# created: {stamp}"
+
+
+@click.command(
+    "age-keygen",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Generate an age identity (age-keygen compatible).",
+)
+@click.option("--pq", is_flag=True, help="Generate a post-quantum hybrid identity.")
+@click.option("-o", "--output", metavar="OUTPUT", help="Write the identity to OUTPUT (0600).")
+@click.option(
+    "-y", "convert", is_flag=True, help="Print the recipients of the identity file INPUT."
+)
+@click.argument("input_path", required=False, metavar="[INPUT]")
+def age_keygen_command(pq: bool, output: str | None, convert: bool, input_path: str | None) -> None:
+    """Generate a new identity, or with -y convert INPUT's identities to recipients.
+
+    \b
+    sealbox age-keygen [--pq] [-o OUTPUT]
+    sealbox age-keygen -y [-o OUTPUT] [INPUT]
+    """
+    try:
+        if convert:
+            if pq:
+                _fail("--pq can't be used with -y")
+            identities = _identities_from([input_path or "-"])
+            text = "".join(f"{i.recipient()}\n" for i in identities)
+            _write_new_or_stdout(output, text, mode=0o666)
+            return
+        if input_path is not None:
+            _fail("an input file is only accepted with -y")
+        identity: age.X25519Identity | age.HybridIdentity = (
+            age.HybridIdentity.generate() if pq else age.X25519Identity.generate()
+        )
+        recipient = str(identity.recipient())
+        text = f"{_created_line()}\n# public key: {recipient}\n{identity.secret_string()}\n"
+        _write_new_or_stdout(output, text, mode=0o600)
+        if output is not None or not sys.stdout.isatty():
+            click.echo(f"Public key: {recipient}", err=True)
+    except _CLIError as exc:
+        _report(str(exc))
+
+
+def _write_new_or_stdout(output: str | None, text: str, *, mode: int) -> None:
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        # O_EXCL: never overwrite an existing key file (age-keygen refuses too).
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        _fail(f"output file {output!r} exists")
+    except OSError as exc:
+        _fail(f"failed to open output file {output!r}: {exc.strerror}")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
