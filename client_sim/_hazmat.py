@@ -10,25 +10,17 @@ primitive; everything composes what ``cryptography`` provides.
 from __future__ import annotations
 
 import hashlib
-import hashlib as _id_hashlib
 import hmac
 import secrets
-import secrets as _id_secrets
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives import hashes as _id_hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
-from cryptography.hazmat.primitives.asymmetric import ed25519 as _id_ed25519
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
-from cryptography.hazmat.primitives.asymmetric import mlkem as _id_mlkem
-from cryptography.hazmat.primitives.asymmetric import x25519 as _id_x25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305 as _IdChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF as _IdHKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -69,19 +61,16 @@ __all__ = [
     "hkdf_sha256",
     "hmac_sha256",
     "hmac_sha256_verify",
-    "id_random_bytes",
     "mlkem768x25519_from_seed",
     "mlkem768x25519_open",
     "mlkem768x25519_public_check",
     "mlkem768x25519_seal",
-    "pq_hybrid_public_key_of",
     "random_bytes",
     "scrypt_derive",
     "sha256",
     "shake256",
     "timing_safe_equal",
     "x25519_public_from_private",
-    "x25519_public_key_of",
     "x25519_shared_secret",
 ]
 
@@ -432,15 +421,13 @@ def argon2id(
     ).derive(secret)
 
 
-# --- identity, signatures and data at rest ---
+# --- identity, signatures and data at rest -------------------------------------
 #
-# Owned by the device-identity code (client_sim.identity, .sealed, .keystore,
-# .backup).  Keys cross this boundary as raw bytes so that callers never hold
-# a ``cryptography`` key object and so that secret-holding types can control
-# their own ``repr``.  A few functions overlap with the age section above
-# (X25519 public keys, the ML-KEM-768+X25519 seed expansion, HKDF and
-# ChaCha20-Poly1305); they carry distinct names and can be merged into it.
-
+# Used by client_sim.identity, .sealed, .keystore and .backup.  Keys cross
+# this boundary as raw bytes so that callers never hold a ``cryptography``
+# key object and so that secret-holding types control their own ``repr``.
+# X25519 public keys, the hybrid seed expansion, HKDF and ChaCha20-Poly1305
+# come from the sections above.
 
 ED25519_SEED_SIZE = 32
 ED25519_PUBLIC_KEY_SIZE = 32
@@ -459,11 +446,6 @@ AT_REST_TAG_SIZE = 16
 AT_REST_MAX_PLAINTEXT = 64 * 1024 * 1024
 
 
-def id_random_bytes(n: int) -> bytes:
-    """``n`` bytes from the OS CSPRNG (every key, seed and nonce on the device)."""
-    return _id_secrets.token_bytes(n)
-
-
 def ed25519_public_key_of(seed: bytes) -> bytes:
     """The 32-byte public key of the Ed25519 private key whose RFC 8032 seed is ``seed``.
 
@@ -475,7 +457,7 @@ def ed25519_public_key_of(seed: bytes) -> bytes:
     """
     if len(seed) != ED25519_SEED_SIZE:
         raise ValueError("Ed25519 seeds are 32 bytes")
-    key = _id_ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     return key.public_key().public_bytes_raw()
 
 
@@ -491,7 +473,7 @@ def ed25519_sign_with_seed(seed: bytes, message: bytes) -> bytes:
     """
     if len(seed) != ED25519_SEED_SIZE:
         raise ValueError("Ed25519 seeds are 32 bytes")
-    return _id_ed25519.Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+    return ed25519.Ed25519PrivateKey.from_private_bytes(seed).sign(message)
 
 
 def ed25519_verify_raw(public_key: bytes, signature: bytes, message: bytes) -> None:
@@ -510,55 +492,20 @@ def ed25519_verify_raw(public_key: bytes, signature: bytes, message: bytes) -> N
     if len(public_key) != ED25519_PUBLIC_KEY_SIZE or len(signature) != ED25519_SIGNATURE_BYTES:
         raise InvalidSignature("Ed25519 keys are 32 bytes and signatures 64 bytes")
     try:
-        key = _id_ed25519.Ed25519PublicKey.from_public_bytes(public_key)
+        key = ed25519.Ed25519PublicKey.from_public_bytes(public_key)
     except ValueError as exc:
         raise InvalidSignature("not an Ed25519 public key") from exc
     key.verify(signature, message)
 
 
-def x25519_public_key_of(secret: bytes) -> bytes:
-    """The X25519 public key (RFC 7748 ``X25519(secret, 9)``) of a 32-byte secret.
-
-    Raises:
-        ValueError: ``secret`` is not 32 bytes.
-    """
-    if len(secret) != X25519_SECRET_SIZE:
-        raise ValueError("X25519 secrets are 32 bytes")
-    key = _id_x25519.X25519PrivateKey.from_private_bytes(secret)
-    return key.public_key().public_bytes_raw()
-
-
-def pq_hybrid_public_key_of(seed: bytes) -> bytes:
-    """The MLKEM768-X25519 public key of a 32-byte age PQ identity seed.
-
-    This is ``PrivateKeyToPublicKey`` of the MLKEM768-X25519 HPKE KEM (HPKE KEM
-    0x647a, the same construction as X-Wing) that age's ``age1pq1`` recipients
-    encode: the seed expands with SHAKE256 into 96 bytes, the first 64 are the
-    FIPS 203 ML-KEM-768 ``(d, z)`` seed and the last 32 the X25519 scalar, and
-    the public key is the 1184-byte ML-KEM encapsulation key followed by the
-    32-byte X25519 public key (1216 bytes).  The layout is checked against the
-    example key pair of the C2SP age specification in the vector tests.
-
-    Raises:
-        ValueError: ``seed`` is not 32 bytes.
-    """
-    if len(seed) != PQ_HYBRID_SEED_SIZE:
-        raise ValueError("ML-KEM-768+X25519 seeds are 32 bytes")
-    expanded = _id_hashlib.shake_256(seed).digest(96)
-    mlkem_key = _id_mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
-    x25519_key = _id_x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
-    return mlkem_key.public_key().public_bytes_raw() + x25519_key.public_key().public_bytes_raw()
-
-
-def _at_rest_cipher(key: bytes, nonce: bytes, label: bytes) -> _IdChaCha20Poly1305:
+def _at_rest_subkey(key: bytes, nonce: bytes, label: bytes) -> bytes:
     if len(key) != AT_REST_KEY_SIZE:
         raise ValueError("at-rest keys are 32 bytes")
     if len(nonce) != AT_REST_NONCE_SIZE:
         raise ValueError("at-rest nonces are 32 bytes")
     if not label:
         raise ValueError("at-rest encryption needs a domain-separation label")
-    subkey = _IdHKDF(algorithm=_id_hashes.SHA256(), length=32, salt=nonce, info=label).derive(key)
-    return _IdChaCha20Poly1305(subkey)
+    return hkdf_sha256(key, salt=nonce, info=label)
 
 
 # One fixed ChaCha20-Poly1305 nonce is safe below because every message gets
@@ -574,7 +521,7 @@ def at_rest_seal(key: bytes, nonce: bytes, label: bytes, plaintext: bytes, aad: 
 
     Args:
         key: the 32-byte long-term key (device key or backup key).
-        nonce: 32 fresh random bytes (``id_random_bytes``); it salts the subkey
+        nonce: 32 fresh random bytes (:func:`random_bytes`); it salts the subkey
             and must be stored next to the ciphertext.
         label: a ``sealbox/v1/...`` label that separates uses of one key.
         plaintext: at most ``AT_REST_MAX_PLAINTEXT`` bytes.
@@ -588,7 +535,9 @@ def at_rest_seal(key: bytes, nonce: bytes, label: bytes, plaintext: bytes, aad: 
     """
     if len(plaintext) > AT_REST_MAX_PLAINTEXT:
         raise ValueError("plaintext too large for at-rest encryption")
-    return _at_rest_cipher(key, nonce, label).encrypt(_AT_REST_AEAD_NONCE, plaintext, aad)
+    return chacha20poly1305_seal(
+        _at_rest_subkey(key, nonce, label), _AT_REST_AEAD_NONCE, plaintext, aad
+    )
 
 
 def at_rest_open(key: bytes, nonce: bytes, label: bytes, ciphertext: bytes, aad: bytes) -> bytes:
@@ -600,4 +549,6 @@ def at_rest_open(key: bytes, nonce: bytes, label: bytes, ciphertext: bytes, aad:
     """
     if not AT_REST_TAG_SIZE <= len(ciphertext) <= AT_REST_MAX_PLAINTEXT + AT_REST_TAG_SIZE:
         raise InvalidTag()
-    return _at_rest_cipher(key, nonce, label).decrypt(_AT_REST_AEAD_NONCE, ciphertext, aad)
+    return chacha20poly1305_open(
+        _at_rest_subkey(key, nonce, label), _AT_REST_AEAD_NONCE, ciphertext, aad
+    )

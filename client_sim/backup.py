@@ -226,7 +226,7 @@ def seal_backup(
     params: KdfParams,
     *,
     bounds: KdfBounds = DEFAULT_BOUNDS,
-    rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+    rand: Callable[[int], bytes] = _hazmat.random_bytes,
 ) -> bytes:
     """Seal ``bundles`` (current first) under ``backup_key``.
 

@@ -97,8 +97,8 @@ class KeyBundle:
             raise InvalidKeyBundle("the card has no ML-KEM-768+X25519 key")
         if (
             _hazmat.ed25519_public_key_of(ed25519_seed) != card.ed25519_public_key
-            or _hazmat.x25519_public_key_of(x25519_secret) != card.x25519_public_key
-            or _hazmat.pq_hybrid_public_key_of(pq_seed) != card.pq_public_key
+            or _hazmat.x25519_public_from_private(x25519_secret) != card.x25519_public_key
+            or _hazmat.mlkem768x25519_from_seed(pq_seed).public_bytes != card.pq_public_key
         ):
             raise InvalidKeyBundle("the private keys do not match the card")
         object.__setattr__(self, "_card", card)
@@ -118,7 +118,7 @@ class KeyBundle:
         *,
         created_at: int | None = None,
         previous_card_id: str | None = None,
-        rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+        rand: Callable[[int], bytes] = _hazmat.random_bytes,
     ) -> KeyBundle:
         """Make fresh keys for ``identity`` and self-sign their card.
 
@@ -158,8 +158,8 @@ class KeyBundle:
             identity=identity,
             created_at=created_at,
             ed25519_public_key=_hazmat.ed25519_public_key_of(ed25519_seed),
-            x25519_public_key=_hazmat.x25519_public_key_of(x25519_secret),
-            pq_public_key=_hazmat.pq_hybrid_public_key_of(pq_seed),
+            x25519_public_key=_hazmat.x25519_public_from_private(x25519_secret),
+            pq_public_key=_hazmat.mlkem768x25519_from_seed(pq_seed).public_bytes,
             previous_card_id=previous_card_id,
         )
         card = sign_card(content, lambda msg: _hazmat.ed25519_sign_with_seed(ed25519_seed, msg))
@@ -169,7 +169,7 @@ class KeyBundle:
         self,
         *,
         created_at: int | None = None,
-        rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+        rand: Callable[[int], bytes] = _hazmat.random_bytes,
     ) -> KeyBundle:
         """Fresh keys for the same identity, whose card names this card as previous.
 

@@ -129,7 +129,7 @@ class DeviceKey:
         self._key = key
 
     @classmethod
-    def generate(cls, rand: Callable[[int], bytes] = _hazmat.id_random_bytes) -> DeviceKey:
+    def generate(cls, rand: Callable[[int], bytes] = _hazmat.random_bytes) -> DeviceKey:
         """A fresh device key from ``rand`` (the OS CSPRNG by default)."""
         return cls(rand(_hazmat.AT_REST_KEY_SIZE))
 
@@ -159,7 +159,7 @@ class DeviceKey:
 
     @classmethod
     def load_or_create(
-        cls, path: Path, rand: Callable[[int], bytes] = _hazmat.id_random_bytes
+        cls, path: Path, rand: Callable[[int], bytes] = _hazmat.random_bytes
     ) -> DeviceKey:
         """Read the device key at ``path``, creating it (0600) if it does not exist.
 
@@ -323,7 +323,7 @@ def encode_keystore(
     state: KeystoreState,
     device_key: DeviceKey,
     *,
-    rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+    rand: Callable[[int], bytes] = _hazmat.random_bytes,
 ) -> bytes:
     """The encrypted file form of ``state`` under ``device_key``.
 
@@ -424,7 +424,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     flushed too, so after a crash ``path`` holds the old or the new bytes,
     never a mix.
     """
-    tmp = path.with_name(f".{path.name}.{_hazmat.id_random_bytes(6).hex()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_hazmat.random_bytes(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -453,7 +453,7 @@ class Keystore:
         home: str | os.PathLike[str],
         *,
         device_key: DeviceKey | None = None,
-        rand: Callable[[int], bytes] = _hazmat.id_random_bytes,
+        rand: Callable[[int], bytes] = _hazmat.random_bytes,
     ) -> None:
         self._home = Path(home)
         self._device_key = device_key

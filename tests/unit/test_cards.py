@@ -23,8 +23,8 @@ def make_content(**overrides: Any) -> cards.CardContent:
         "identity": "alice",
         "created_at": 1_700_000_000,
         "ed25519_public_key": hz.ed25519_public_key_of(ED_SEED),
-        "x25519_public_key": hz.x25519_public_key_of(bytes([3]) * 32),
-        "pq_public_key": hz.pq_hybrid_public_key_of(bytes([4]) * 32),
+        "x25519_public_key": hz.x25519_public_from_private(bytes([3]) * 32),
+        "pq_public_key": hz.mlkem768x25519_from_seed(bytes([4]) * 32).public_bytes,
         "previous_card_id": None,
     }
     fields.update(overrides)

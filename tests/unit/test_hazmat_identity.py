@@ -47,18 +47,18 @@ def test_x25519_public_key_rfc7748() -> None:
     # RFC 7748 §6.1: Alice's key pair.
     secret = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
     public = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
-    assert hz.x25519_public_key_of(secret) == public
+    assert hz.x25519_public_from_private(secret) == public
     with pytest.raises(ValueError, match="32 bytes"):
-        hz.x25519_public_key_of(b"")
+        hz.x25519_public_from_private(b"")
 
 
 def test_pq_hybrid_public_key_layout() -> None:
-    pk = hz.pq_hybrid_public_key_of(SEED)
+    pk = hz.mlkem768x25519_from_seed(SEED).public_bytes
     assert len(pk) == hz.PQ_HYBRID_PUBLIC_KEY_SIZE == 1216
-    assert pk == hz.pq_hybrid_public_key_of(SEED)
-    assert pk != hz.pq_hybrid_public_key_of(bytes(32))
+    assert pk == hz.mlkem768x25519_from_seed(SEED).public_bytes
+    assert pk != hz.mlkem768x25519_from_seed(bytes(32)).public_bytes
     with pytest.raises(ValueError, match="32 bytes"):
-        hz.pq_hybrid_public_key_of(bytes(31))
+        hz.mlkem768x25519_from_seed(bytes(31))
 
 
 KEY = bytes(range(32, 64))
@@ -103,5 +103,5 @@ def test_at_rest_refuses_bad_sizes() -> None:
 
 
 def test_random_bytes_are_fresh() -> None:
-    assert len(hz.id_random_bytes(32)) == 32
-    assert hz.id_random_bytes(32) != hz.id_random_bytes(32)
+    assert len(hz.random_bytes(32)) == 32
+    assert hz.random_bytes(32) != hz.random_bytes(32)

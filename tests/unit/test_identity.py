@@ -136,7 +136,7 @@ def test_card_without_pq_key_cannot_back_a_bundle() -> None:
         identity="carol",
         created_at=1,
         ed25519_public_key=_hazmat.ed25519_public_key_of(ed),
-        x25519_public_key=_hazmat.x25519_public_key_of(seed("nopq", "x")),
+        x25519_public_key=_hazmat.x25519_public_from_private(seed("nopq", "x")),
     )
     card = cards.sign_card(content, lambda m: _hazmat.ed25519_sign_with_seed(ed, m))
     with pytest.raises(InvalidKeyBundle, match="no ML-KEM"):
@@ -181,7 +181,7 @@ def test_age_recipients_fall_back_to_x25519_for_all() -> None:
         identity="legacy",
         created_at=1,
         ed25519_public_key=_hazmat.ed25519_public_key_of(ed),
-        x25519_public_key=_hazmat.x25519_public_key_of(seed("legacy", "x")),
+        x25519_public_key=_hazmat.x25519_public_from_private(seed("legacy", "x")),
     )
     legacy = cards.sign_card(content, lambda m: _hazmat.ed25519_sign_with_seed(ed, m))
     recipients = age_recipients_for([bundle("alice").card, legacy])

@@ -57,11 +57,11 @@ def test_c2sp_example_key_pair() -> None:
     hrp, public = bech32_decode(doc["recipient"])
     assert hrp == "age1pq"
     assert len(public) == cards.MLKEM768X25519_KEY_SIZE == 1216
-    assert _hazmat.pq_hybrid_public_key_of(seed) == public
+    assert _hazmat.mlkem768x25519_from_seed(seed).public_bytes == public
     # The last 32 bytes are an X25519 key: the one of the second half of
     # SHAKE256(seed, 96), i.e. ML-KEM-768 first and X25519 last.
     x25519_secret = hashlib.shake_256(seed).digest(96)[64:]
-    assert public[1184:] == _hazmat.x25519_public_key_of(x25519_secret)
+    assert public[1184:] == _hazmat.x25519_public_from_private(x25519_secret)
 
 
 def test_bech32_decoder_rejects_a_typo() -> None:
