@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.services.tokens import StaticKeyRing, TokenService
 from chalicelib.wire.appkey import AppKey
 from chalicelib.wire.b64 import b64url_encode
+from tests.support.fakes import FakeClock as _FakeClock
 
 ISSUER = "urn:sealbox:test"
 AUDIENCE = "urn:sealbox:test:api"
@@ -28,17 +28,11 @@ KEY_C = AppKey.from_seed(bytes(range(2, 34)), created_at=T0 + 86400)
 FOREIGN = AppKey.from_seed(b"\xee" * 32, created_at=T0)
 
 
-@dataclass
-class FakeClock:
-    """A settable clock (seconds)."""
+class FakeClock(_FakeClock):
+    """A settable clock starting at :data:`T0` (the tokens' reference time)."""
 
-    now: float = float(T0)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+    def __init__(self, now: float = float(T0)) -> None:
+        super().__init__(now)
 
 
 def make_service(
