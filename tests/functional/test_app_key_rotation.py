@@ -256,3 +256,24 @@ def test_secrets_manager_errors_become_rotation_errors(sm):
     )
     with pytest.raises(RotationError, match="InternalServiceError"):
         handle_rotation_event(event(token, "createSecret"), sm)
+
+
+def test_first_rotation_replaces_the_deployment_placeholder(monkeypatch):
+    """On AWS the template creates the secret with a generated placeholder and
+    RotateImmediatelyOnUpdate runs the first rotation (docs/deploying.md)."""
+    from chalicelib.errors import SigningUnavailable
+
+    with moto_aws(monkeypatch):
+        client = secretsmanager_client()
+        client.create_secret(Name=SECRET_ID, SecretString="Xq3vPlaceholderFromCloudFormation")
+        container = Container(client)
+        with pytest.raises(SigningUnavailable):
+            container.tokens.issue("alice")
+        rotate(client)
+        container.clock.advance(CACHE_TTL + 60)
+        token = container.tokens.issue("alice").access_token
+        assert container.tokens.verify(token).identity == "alice"
+        # The placeholder is now AWSPREVIOUS: ignored, not fatal.
+        assert [k.kid for k in container.ring.verification_keys()] == [
+            parse_app_key_secret(read_stage(client, "AWSCURRENT")).kid
+        ]
