@@ -27,6 +27,7 @@ from chalicelib.errors import (
     Unauthorized,
 )
 from chalicelib.logs import log_event, log_exception
+from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 
 # Bearer credentials are bounded before any parsing.  Access JWTs are ~600
 # bytes; refresh tokens are 47.
@@ -100,9 +101,10 @@ class ApiRequest:
         if len(raw) > self.max_body:
             raise PayloadTooLarge()
         try:
-            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            # RecursionError: deeply nested arrays fit in a small body.
+            # Strict: a repeated key would let two parsers read different
+            # values from one body; NaN/Infinity are not JSON.
+            body = loads_strict(raw)
+        except StrictJSONError as exc:
             raise InvalidRequest("The body must be a JSON object.") from exc
         if not isinstance(body, dict):
             raise InvalidRequest("The body must be a JSON object.")
@@ -115,10 +117,6 @@ class ApiRequest:
             names = ", ".join(name[:40] for name in unknown[:5])
             raise InvalidRequest(f"Unknown field(s): {names}.")
         return body
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def bearer_token(request: Request) -> str:

@@ -79,8 +79,12 @@ class _Table:
         }
         if values:
             kwargs["ExpressionAttributeValues"] = values
+        return self._conditional(self._client.put_item, **kwargs)
+
+    def _conditional(self, operation: Any, **kwargs: Any) -> bool:
+        """Run a conditional write; False when its condition failed."""
         try:
-            self._client.put_item(**kwargs)
+            operation(**kwargs)
         except ClientError as exc:
             if _code(exc) == _CONDITION_FAILED:
                 return False
@@ -113,22 +117,15 @@ class DynamoUserStore(_Table):
         )
 
     def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"identity": {"S": identity}},
-                UpdateExpression="SET #h = :new",
-                ConditionExpression="#h = :old",
-                ExpressionAttributeNames={"#h": "login_hash"},
-                ExpressionAttributeValues={":new": {"S": new_hash}, ":old": {"S": old_hash}},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return self._conditional(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"identity": {"S": identity}},
+            UpdateExpression="SET #h = :new",
+            ConditionExpression="#h = :old",
+            ExpressionAttributeNames={"#h": "login_hash"},
+            ExpressionAttributeValues={":new": {"S": new_hash}, ":old": {"S": old_hash}},
+        )
 
 
 class DynamoSessionStore(_Table):
@@ -154,20 +151,13 @@ class DynamoSessionStore(_Table):
         )
 
     def delete(self, token_hash: str) -> bool:
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key={"token_hash": {"S": token_hash}},
-                ConditionExpression="attribute_exists(#k)",
-                ExpressionAttributeNames={"#k": "token_hash"},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return self._conditional(
+            self._client.delete_item,
+            TableName=self._table,
+            Key={"token_hash": {"S": token_hash}},
+            ConditionExpression="attribute_exists(#k)",
+            ExpressionAttributeNames={"#k": "token_hash"},
+        )
 
 
 class DynamoAttemptStore(_Table):

@@ -30,7 +30,6 @@ with :func:`check_created_at`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -39,6 +38,7 @@ from chalicelib import crypto
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.binary import Reader, lp16, u8, u64
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 
 __all__ = [
     "CARD_CONTENT_LABEL",
@@ -553,19 +553,6 @@ def _check_field_set(
         raise MissingCardField(field=prefix + missing[0])
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise CardMalformed("The card JSON repeats a field.")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise CardMalformed("The card JSON contains a non-finite number.")
-
-
 def card_from_json_text(raw: bytes | str) -> Card:
     """Parse and verify a card from JSON text, bounding the work first.
 
@@ -582,19 +569,11 @@ def card_from_json_text(raw: bytes | str) -> Card:
     # first and the encoded size is measured only for short enough text.
     if len(raw) > MAX_CARD_JSON_SIZE:
         raise CardTooLarge()
+    if isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_CARD_JSON_SIZE:
+        raise CardTooLarge()
     try:
-        if isinstance(raw, str):
-            if len(raw.encode("utf-8")) > MAX_CARD_JSON_SIZE:
-                raise CardTooLarge()
-            text = raw
-        else:
-            text = raw.decode("utf-8")
-        obj = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except InvalidCard:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        obj = loads_strict(raw)
+    except StrictJSONError as exc:
         raise CardMalformed("The card is not valid JSON.") from exc
     return card_from_json(obj)
 

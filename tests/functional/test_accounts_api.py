@@ -76,6 +76,7 @@ def test_duplicate_registration_is_409_and_changes_nothing(raw) -> None:
         (b"[" * 5000 + b"]" * 5000, 413, "payload_too_large"),
         (b"[" * 3000 + b"]" * 3000, 400, "invalid_request"),
         (b'{"username": NaN, "login_key": 1}', 400, "invalid_request"),
+        (b'{"username": "alice", "username": "bob", "login_key": 1}', 400, "invalid_request"),
         ({"username": "alice", "login_key": "A" * 9000}, 413, "payload_too_large"),
     ],
 )
