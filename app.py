@@ -18,7 +18,7 @@ from chalicelib import wiring
 from chalicelib.http import normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, tokens
+from chalicelib.routes import accounts, meta, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -28,6 +28,7 @@ logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
 
 app.register_blueprint(accounts.api.blueprint)
 app.register_blueprint(tokens.api.blueprint)
+app.register_blueprint(meta.api.blueprint)
 
 
 @app.middleware("http")

@@ -134,3 +134,10 @@ def test_secrets_manager_outage_is_503_signing_unavailable_then_recovers(clock, 
     outage.error = None
     clock.advance(int(reply.headers["retry-after"]))
     assert raw("POST", "/v1/tokens", token=refresh).status == 200
+
+
+def test_openapi_document_is_served(raw) -> None:
+    reply = raw("GET", "/openapi.json")
+    assert reply.status == 200
+    assert reply.json()["openapi"] == "3.1.0"
+    assert "/v1/tokens" in reply.json()["paths"]

@@ -1,0 +1,14 @@
+"""``GET /openapi.json``: the API described, accurately enough to fuzz from."""
+
+from __future__ import annotations
+
+from chalicelib import openapi, wiring
+from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+
+api = ApiBlueprint(__name__, wiring.authenticator)
+
+
+@api.route("/openapi.json", methods=["GET"], auth=Auth.NONE)
+def openapi_document(request: ApiRequest) -> ApiResponse:
+    """The OpenAPI 3.1 document of every route."""
+    return ApiResponse(200, openapi.document(), headers={"Cache-Control": "public, max-age=300"})
