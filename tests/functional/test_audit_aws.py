@@ -1,0 +1,58 @@
+"""The audit reads every byte of a moto account and catches a planted leak."""
+
+from __future__ import annotations
+
+import base64
+
+import boto3
+
+from client_sim.audit import audit, aws_haystacks, needle
+from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
+from tests.functional.conftest import STAGE_ENV, aws_client
+
+PASSWORD = "an audit password, long enough"
+
+
+def run_audit(needles):
+    return audit(
+        aws_haystacks(
+            aws_client,
+            prefix="sealbox-test",
+            skip_secret_ids=[STAGE_ENV["SEALBOX_APP_KEY_SECRET_ID"]],
+        ),
+        needles,
+    )
+
+
+def test_a_clean_account_passes_and_a_planted_canary_fails(api) -> None:
+    keys = derive_password_keys("auditee", PASSWORD, PASSWORD_KDF_SIMULATION)
+    api.register("auditee", keys.login_key_b64)
+    session = api.login("auditee", keys.login_key_b64)
+    canary = b"CANARY-plaintext-that-must-never-leave-the-device"
+    needles = [
+        needle("password", PASSWORD),
+        needle("login-key", keys.login_key),
+        needle("backup-key", keys.backup_key),
+        needle("refresh-token", session.refresh_token),
+        needle("canary", canary),
+    ]
+    clean = run_audit(needles)
+    assert clean.passed, clean.summary()
+    assert clean.scanned["dynamodb-item"] >= 2  # the user and the session
+
+    # The test-only leak: a careless code path writes plaintext into a table.
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=STAGE_ENV["SEALBOX_USERS_TABLE"],
+        Item={"identity": {"S": "leaky"}, "note": {"B": base64.b64encode(canary)}},
+    )
+    leaked = run_audit(needles)
+    assert not leaked.passed
+    assert ("dynamodb-item", STAGE_ENV["SEALBOX_USERS_TABLE"], "canary") in leaked.hits
+
+
+def test_the_app_key_is_skipped_but_other_secrets_are_read(stack) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.create_secret(Name="sealbox/test/other", SecretString="a-secret-that-is-not-the-app-key")
+    report = run_audit([needle("other", "a-secret-that-is-not-the-app-key")])
+    assert report.scanned["secret"] == 1
+    assert report.hits == [("secret", "sealbox/test/other", "other")]
