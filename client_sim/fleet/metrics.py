@@ -1,0 +1,95 @@
+"""Thread-safe run metrics: per-route latencies, outcomes, throughput."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Path segments that are ids, not routes: replaced by a placeholder so that
+# latencies group by route template (``/v1/blobs/{id}``), not by object.
+_ID_SEGMENT = re.compile(r"^(?:[A-Za-z0-9_-]{20,}|\d+)$")
+
+
+def route_template(method: str, path: str) -> str:
+    """``GET /v1/blobs/abc...`` -> ``GET /v1/blobs/{id}`` (query string dropped)."""
+    bare = path.split("?", 1)[0]
+    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in bare.split("/")]
+    return f"{method.upper()} {'/'.join(parts)}"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of a non-empty list."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class Metrics:
+    """Everything a fleet run counts.  All methods are thread-safe."""
+
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    # (second since start) -> completed requests, for throughput over time.
+    timeline: Counter[int] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def request(self, route: str, status: int | None, seconds: float) -> None:
+        """One request finished (``status`` None: no HTTP answer)."""
+        with self._lock:
+            self.latencies[route].append(seconds)
+            self.statuses[route][status if status is not None else 0] += 1
+            self.timeline[int(self.clock() - self.started)] += 1
+
+    def count(self, event: str, n: int = 1) -> None:
+        """A scenario event: ``delivered``, ``mismatch``, ``retry``, ..."""
+        with self._lock:
+            self.events[event] += n
+
+    def error(self, kind: str) -> None:
+        """An error a device saw, by kind (``transport``, ``http_409``, ...)."""
+        with self._lock:
+            self.errors[kind] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready view of the counters and per-route percentiles."""
+        with self._lock:
+            routes = {}
+            for route, samples in sorted(self.latencies.items()):
+                routes[route] = {
+                    "count": len(samples),
+                    "p50_ms": round(percentile(samples, 0.50) * 1000, 2),
+                    "p95_ms": round(percentile(samples, 0.95) * 1000, 2),
+                    "p99_ms": round(percentile(samples, 0.99) * 1000, 2),
+                    "max_ms": round(max(samples) * 1000, 2),
+                    "statuses": {str(k): v for k, v in sorted(self.statuses[route].items())},
+                }
+            elapsed = max(self.clock() - self.started, 1e-9)
+            total = sum(len(s) for s in self.latencies.values())
+            return {
+                "elapsed_s": round(elapsed, 3),
+                "requests": total,
+                "requests_per_s": round(total / elapsed, 1),
+                "routes": routes,
+                "events": dict(sorted(self.events.items())),
+                "errors": dict(sorted(self.errors.items())),
+                "timeline": [self.timeline.get(s, 0) for s in range(int(elapsed) + 1)],
+            }
+
+    def latency_samples(self) -> dict[str, list[float]]:
+        """Copies of the raw latency samples (seconds), for charts."""
+        with self._lock:
+            return {route: list(samples) for route, samples in self.latencies.items()}
