@@ -388,12 +388,6 @@ class Device:
                 raise UsernameTaken("this username is taken") from exc
             raise
         state = self._start_session(identity, session, keys)
-        if taken and state.current is None:
-            # Registering again (after unregister, or on another phone): the
-            # backup's keys come along, so data sealed to old cards stays readable.
-            with contextlib.suppress(BackupNotFound):
-                self._restore(state, keys)
-            state = self._require_session()
         active = self._own_active_card(identity)
         if active is not None:
             if state.bundle_for(active.card_id) is None:
@@ -401,8 +395,15 @@ class Device:
                     "this identity already has an active card on another device; "
                     "log in to restore its keys from the backup"
                 )
+            # This device published it before failing part-way: done.
             self._save(_with_current(state, active.card_id))
             return identity
+        if taken and state.current is None:
+            # Registering again after unregister: the backup's keys come
+            # along, so data sealed to the old cards stays readable here.
+            with contextlib.suppress(BackupNotFound):
+                self._restore(state, keys)
+            state = self._require_session()
         bundle = KeyBundle.generate(identity, created_at=int(self._clock()))
         self._publish_new(state, bundle)
         return identity
@@ -520,9 +521,7 @@ class Device:
             self._encrypt_stream(source, out, to)
 
     def _encrypt_stream(self, src: Any, dst: Any, to: Iterable[str]) -> None:
-        state = self._require_keys()
-        current = state.current
-        assert current is not None  # _require_keys guarantees it
+        _, current = self._require_keys()
         cards = self.find_users(to)
         recipients = [current.card] + [
             card for card in cards.values() if card.card_id != current.card_id
@@ -548,7 +547,7 @@ class Device:
             SenderMismatch: signed by someone other than ``sender``.
             NoPrivateKey, CardVerificationFailed.
         """
-        state = self._require_keys()
+        state, _ = self._require_keys()
         try:
             opened = open_sealed_bytes(
                 bytes(data), state.bundles, [], resolve_sender=self._sender_resolver(state, sender)
@@ -567,7 +566,7 @@ class Device:
         checked: on any exception the caller MUST discard it.
         :meth:`decrypt_file` does that for you.
         """
-        state = self._require_keys()
+        state, _ = self._require_keys()
         try:
             verified = open_sealed(
                 src, dst, state.bundles, [], resolve_sender=self._sender_resolver(state, sender)
@@ -585,7 +584,7 @@ class Device:
         sender: str | None = None,
     ) -> Sender:
         """Decrypt the file ``src`` to ``dst``; ``dst`` appears only if everything verified."""
-        state = self._require_keys()
+        state, _ = self._require_keys()
         with open(src, "rb") as source:
             try:
                 verified = open_sealed_to_path(
@@ -665,11 +664,12 @@ class Device:
         Raises:
             NoPrivateKey, NotLoggedIn.
             ConcurrentChange: another device changed this identity's card
-                first; restore the backup to get its keys.
+                first (restore the backup to get its keys), or, after the
+                rotation succeeded, other devices kept replacing the backup.
+            WrongPassword: the rotation succeeded but the backup is sealed
+                under a password changed elsewhere; log in and back up.
         """
-        state = self._require_keys()
-        current = state.current
-        assert current is not None
+        state, current = self._require_keys()
         new = current.rotate(created_at=int(self._clock()))
         self._publish_new(state, new)
         self._update_backup()
@@ -683,9 +683,7 @@ class Device:
         verifies (as signed by a revoked card).  Logging in again restores
         the keys from the backup, and :meth:`register` publishes a new card.
         """
-        state = self._require_keys()
-        current = state.current
-        assert current is not None
+        state, current = self._require_keys()
         try:
             self._authed(lambda token: self._api.revoke_card(token, current.card_id))
         except ApiError as exc:
@@ -741,7 +739,7 @@ class Device:
                 (it was changed on another device): log in again.
             ConcurrentChange: other devices kept replacing it.
         """
-        state = self._require_keys()
+        state, _ = self._require_keys()
         return self._write_backup(state)
 
     @_device_errors
@@ -836,8 +834,12 @@ class Device:
         staged = self._seal(state.identity, bundles, new)
         expected_pending: int | None = None
         if pending is not None:
-            if self._try_open(pending, new) is None and not self._stale(pending):
-                raise _Retry  # another device's change is in flight
+            ours = self._try_open(pending, new) or self._try_open(pending, old)
+            if ours is None and not self._stale(pending):
+                # Sealed under a password we don't know, recently: another
+                # device's change is in flight.  (One we can open is a
+                # leftover of an earlier try or of a finished change.)
+                raise _Retry
             expected_pending = pending.version
         try:
             staged_version = self._put_backup(PENDING_BACKUP_NAME, staged, expected_pending)
@@ -922,7 +924,9 @@ class Device:
                 continue
         else:
             raise ConcurrentChange("other devices kept replacing the backup; try later")
-        with contextlib.suppress(_NotFound, _Conflict):
+        # Best effort: a staged copy left behind opens with the current
+        # password, so restores and later changes simply take it over.
+        with contextlib.suppress(_NotFound, _Conflict, ApiError, TransportError):
             self._delete_backup(PENDING_BACKUP_NAME, staged.version)
         self._merge_into_keystore(bundles)
 
@@ -958,7 +962,7 @@ class Device:
 
     def _update_backup(self) -> None:
         """After a rotation: refresh the backup if there is one (never create it)."""
-        state = self._require_keys()
+        state, _ = self._require_keys()
         if _BACKUP_KEY in state.settings and self._fetch_backup(BACKUP_NAME) is not None:
             self._write_backup(state)
 
@@ -986,9 +990,8 @@ class Device:
                 # finish it so the primary opens with this password again.
                 self._promote(stored, keys, keys, overwrite_unreadable=True)
             return
-        if not found:
+        if not found or refused is None:
             raise BackupNotFound("there is no key backup for this identity")
-        assert refused is not None
         raise refused
 
     # --- backup helpers --------------------------------------------------------------
@@ -1109,6 +1112,9 @@ class Device:
         try:
             self._authed(lambda token: self._api.publish_card(token, bundle.card.to_json()))
         except ApiError as exc:
+            if exc.status >= 500:
+                # The server may have committed before failing: keep it pending.
+                raise
             active = self._own_active_card(state.identity) if exc.status == 409 else None
             if active is None or active.card_id != bundle.card_id:
                 self._save(_without(self._load_or(before), bundle.card_id))
@@ -1220,15 +1226,14 @@ class Device:
             raise NotLoggedIn("log in first")
         return state
 
-    def _require_keys(self) -> KeystoreState:
+    def _require_keys(self) -> tuple[KeystoreState, KeyBundle]:
+        """The keystore and its current bundle, a pending publication settled first."""
         state = self._load()
+        if state is not None and _PENDING_CARD in state.settings:
+            state = self._settle(state)
         if state is None or state.current is None:
             raise NoPrivateKey("this device has no private key: register, or log in to restore")
-        if _PENDING_CARD in state.settings:
-            state = self._settle(state)
-            if state.current is None:
-                raise NoPrivateKey("this device has no published key: register again")
-        return state
+        return state, state.current
 
     def _check_device_free(self, identity: str) -> None:
         state = self._load()
