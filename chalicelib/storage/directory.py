@@ -75,7 +75,7 @@ _TRANSACTION_ROUNDS: Final = 3
 # they are asked for again with exponential backoff, a bounded number of
 # times, before the request fails with 503.
 _BATCH_ROUNDS: Final = 5
-_BATCH_BACKOFF: Final = 0.05
+_BACKOFF: Final = 0.05
 
 
 def _card_key(card_id: str) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _head_key(identity: str) -> dict[str, Any]:
 
 
 class _Transactor:
-    """Conditional ``TransactWriteItems`` with the error handling both stores share."""
+    """``TransactWriteItems`` whose cancellation reasons decide: lost race, retry, or 503."""
 
     def __init__(self, client: DynamoDBClient, sleep: Callable[[float], None]) -> None:
         self._client = client
@@ -110,7 +110,7 @@ class _Transactor:
                     return False
                 if not reasons & _RETRYABLE_REASONS or round_ == _TRANSACTION_ROUNDS - 1:
                     raise ServiceUnavailable() from exc
-                self._sleep(_BATCH_BACKOFF * 2**round_)
+                self._sleep(_BACKOFF * 2**round_)
             except BotoCoreError as exc:
                 raise translate(exc) from exc
             else:
@@ -288,7 +288,7 @@ class DynamoCardStore:
                 return found
             request = {self._table: dict(unprocessed[self._table])}
             if round_ < _BATCH_ROUNDS - 1:
-                self._sleep(_BATCH_BACKOFF * 2**round_)
+                self._sleep(_BACKOFF * 2**round_)
         raise ServiceUnavailable()
 
     def _get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
