@@ -458,6 +458,9 @@ class Device:
             UsersNotFound: some identities have no active card.
             CardVerificationFailed: the server returned a card that doesn't verify.
         """
+        if isinstance(identities, str):
+            # A lone string would be read as its characters.
+            raise TypeError("identities must be a collection of strings, not a string")
         wanted = list(dict.fromkeys(_identity(name) for name in identities))
         self._load_card_cache()
         now = self._clock()
@@ -521,6 +524,8 @@ class Device:
             self._encrypt_stream(source, out, to)
 
     def _encrypt_stream(self, src: Any, dst: Any, to: Iterable[str]) -> None:
+        if isinstance(to, str):
+            raise TypeError("to must be a collection of identities, not a string")
         _, current = self._require_keys()
         cards = self.find_users(to)
         recipients = [current.card] + [

@@ -466,3 +466,11 @@ def assert_backups(device: Device, *, present: set[str]) -> None:
         if device._fetch_backup(name) is not None:
             found.add(name)
     assert found == present
+
+
+def test_a_lone_string_is_not_a_list_of_identities(make: MakeDevice, recording) -> None:
+    with pytest.raises(TypeError):
+        make("phone").find_users("alice")
+    with pytest.raises(TypeError):
+        make("phone").encrypt(b"x", to="alice")
+    assert recording.requests == []
