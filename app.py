@@ -18,7 +18,7 @@ from chalicelib import wiring
 from chalicelib.http import normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, meta, tokens
+from chalicelib.routes import accounts, backups, cards, meta, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -29,6 +29,8 @@ logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
 app.register_blueprint(accounts.api.blueprint)
 app.register_blueprint(tokens.api.blueprint)
 app.register_blueprint(meta.api.blueprint)
+app.register_blueprint(cards.api.blueprint)
+app.register_blueprint(backups.api.blueprint)
 
 
 @app.middleware("http")

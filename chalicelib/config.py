@@ -39,6 +39,10 @@ class Settings:
     argon2_profile: str
     app_key_cache_ttl: int
     region: str
+    # Key directory (cards, backups).
+    cards_table: str
+    backups_table: str
+    card_max_skew: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,4 +88,8 @@ class Settings:
             argon2_profile=profile,
             app_key_cache_ttl=number("SEALBOX_APP_KEY_CACHE_TTL", 300, 0, 3600),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            cards_table=need("SEALBOX_CARDS_TABLE"),
+            backups_table=need("SEALBOX_BACKUPS_TABLE"),
+            # How far a published card's created_at may be from the server clock.
+            card_max_skew=number("SEALBOX_CARD_MAX_SKEW", 300, 30, 3600),
         )

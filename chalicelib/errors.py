@@ -134,3 +134,82 @@ class SigningUnavailable(ServiceUnavailable):
 
 class InternalError(SealboxError):
     """A bug or an unexpected state.  Logged server-side by type only."""
+
+
+# --- key directory: cards, backups, login-key change ------------------------
+
+
+class InvalidIdentity(InvalidRequest):
+    code = "invalid_identity"
+    default_message = (
+        "Identities are 3-64 characters of a-z, 0-9, '.', '_' or '-' after NFKC normalisation."
+    )
+
+
+class CardRejected(InvalidRequest):
+    """A published card failed to parse or verify.
+
+    ``code`` is the stable code of the card format error
+    (``chalicelib.wire.cards``: ``bad_card_signature``, ``card_clock_skew``,
+    ...), so clients see exactly which rule the card broke.
+    """
+
+    code = "invalid_card"
+    default_message = "The card is invalid."
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CardIdentityMismatch(InvalidRequest):
+    code = "card_identity_mismatch"
+    default_message = "The card names another identity than the access token."
+
+
+class InvalidCardId(InvalidRequest):
+    code = "invalid_card_id"
+    default_message = "card_id must be 43 characters of canonical unpadded base64url."
+
+
+class CardConflict(Conflict):
+    """The publication or revocation lost against the directory's current state."""
+
+    code = "card_conflict"
+    default_message = (
+        "The identity's active card is not the one this request expects "
+        "(already registered, or another device rotated or revoked it)."
+    )
+
+
+class CardNotActive(Conflict):
+    code = "card_not_active"
+    default_message = "Only the active card can be revoked."
+
+
+class InvalidBackupName(InvalidRequest):
+    code = "invalid_backup_name"
+    default_message = "Backup names are 1-64 characters of a-z, 0-9, '.', '_' or '-'."
+
+
+class InvalidBackup(InvalidRequest):
+    code = "invalid_backup"
+    default_message = "ciphertext must be a Sealbox key backup, unpadded base64url."
+
+
+class VersionConflict(Conflict):
+    code = "version_conflict"
+    default_message = "The stored version is not the one this request expects."
+
+
+class WrongLoginKey(SealboxError):
+    """The current login key given to a login-key change is not the account's."""
+
+    status = 403
+    code = "wrong_login_key"
+    default_message = "current_login_key is not this account's login key."
+
+
+class LoginKeyConflict(Conflict):
+    code = "login_key_conflict"
+    default_message = "The login key was changed by another request; try again."

@@ -118,6 +118,21 @@ class ApiRequest:
             raise InvalidRequest(f"Unknown field(s): {names}.")
         return body
 
+    def query(self, *, allowed: Collection[str]) -> dict[str, list[str]]:
+        """The query string as name -> values (a name may repeat).
+
+        Raises:
+            InvalidRequest: a parameter that is not part of the contract.
+        """
+        params = self.raw.query_params
+        if not params:
+            return {}
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            names = ", ".join(name[:40] for name in unknown[:5])
+            raise InvalidRequest(f"Unknown query parameter(s): {names}.")
+        return {name: list(params.getlist(name)) for name in params}
+
 
 def bearer_token(request: Request) -> str:
     """The token of an ``Authorization: Bearer <token>`` header.

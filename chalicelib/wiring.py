@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.config import ARGON2_PROFILES, Settings
 from chalicelib.http import Auth, Authenticator, Principal
 from chalicelib.services.accounts import AccountService, LoginKeyHasher
+from chalicelib.services.backups import BackupService
+from chalicelib.services.cards import CardService
 from chalicelib.services.tokens import TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
+from chalicelib.storage.directory import DynamoBackupStore, DynamoCardStore
 from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
 
 if TYPE_CHECKING:
@@ -117,6 +120,20 @@ class Container:
             audience=self.settings.token_audience,
             ttl=self.settings.access_token_ttl,
             clock=self._clock,
+        )
+
+    @cached_property
+    def cards(self) -> CardService:
+        return CardService(
+            DynamoCardStore(self.dynamodb, self.settings.cards_table),
+            clock=self._clock,
+            max_skew=self.settings.card_max_skew,
+        )
+
+    @cached_property
+    def backups(self) -> BackupService:
+        return BackupService(
+            DynamoBackupStore(self.dynamodb, self.settings.backups_table), clock=self._clock
         )
 
     # --- authentication -----------------------------------------------------------

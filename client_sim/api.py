@@ -8,9 +8,10 @@ layer above decides that.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from client_sim.transport import HttpReply, Transport
 
@@ -113,6 +114,89 @@ class ApiClient:
     def jwks(self) -> dict[str, Any]:
         out: dict[str, Any] = self._call("GET", "/.well-known/jwks.json")
         return out
+
+    def change_login_key(
+        self, access_token: str, current_login_key_b64: str, new_login_key_b64: str
+    ) -> RefreshSession:
+        """Replace the login key; every other session ends and a new one is returned."""
+        out = self._call(
+            "PUT",
+            "/v1/users/me/login-key",
+            payload={
+                "current_login_key": current_login_key_b64,
+                "new_login_key": new_login_key_b64,
+            },
+            bearer=access_token,
+        )
+        return RefreshSession(
+            identity=str(out["identity"]),
+            expires_at=int(out["expires_at"]),
+            refresh_token=str(out["refresh_token"]),
+        )
+
+    # key directory: cards ------------------------------------------------------
+
+    def publish_card(self, access_token: str, card: Mapping[str, Any]) -> dict[str, Any]:
+        """Publish a card; the reply is ``{card, status, published_at}``."""
+        out: dict[str, Any] = self._call(
+            "POST", "/v1/cards", payload={"card": card}, bearer=access_token, expect=201
+        )
+        return out
+
+    def find_cards(self, access_token: str, identities: Sequence[str]) -> list[dict[str, Any]]:
+        """Active card entries of up to 50 identities (absent ones are left out)."""
+        query = urlencode([("identity", identity) for identity in identities])
+        out = self._call("GET", f"/v1/cards?{query}", bearer=access_token)
+        return list(out["cards"])
+
+    def get_card(self, access_token: str, card_id: str) -> dict[str, Any]:
+        """One card entry by id, whatever its status."""
+        out: dict[str, Any] = self._call(
+            "GET", f"/v1/cards/{quote(card_id, safe='')}", bearer=access_token
+        )
+        return out
+
+    def revoke_card(self, access_token: str, card_id: str) -> None:
+        self._call(
+            "POST", f"/v1/cards/{quote(card_id, safe='')}/revoke", bearer=access_token, expect=204
+        )
+
+    # key directory: backups ----------------------------------------------------
+
+    def put_backup(
+        self, access_token: str, name: str, ciphertext_b64: str, version: int | None = None
+    ) -> dict[str, Any]:
+        """Create (``version=None``) or compare-and-swap replace a backup.
+
+        Returns ``{name, version, updated_at}``.
+        """
+        payload: dict[str, Any] = {"ciphertext": ciphertext_b64}
+        if version is not None:
+            payload["version"] = version
+        reply = self.transport.request(
+            "PUT",
+            f"/v1/backups/{quote(name, safe='')}",
+            body=json.dumps(payload).encode("utf-8"),
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        # 201 for a creation, 200 for a replacement.
+        if reply.status not in (200, 201):
+            raise _error(reply)
+        out: dict[str, Any] = reply.json()
+        return out
+
+    def get_backup(self, access_token: str, name: str) -> dict[str, Any]:
+        """``{name, ciphertext, version, updated_at}``; ApiError 404 when absent."""
+        out: dict[str, Any] = self._call(
+            "GET", f"/v1/backups/{quote(name, safe='')}", bearer=access_token
+        )
+        return out
+
+    def delete_backup(self, access_token: str, name: str, version: int | None = None) -> None:
+        path = f"/v1/backups/{quote(name, safe='')}"
+        if version is not None:
+            path += f"?version={version}"
+        self._call("DELETE", path, bearer=access_token, expect=204)
 
 
 def _error(reply: HttpReply) -> ApiError:

@@ -33,6 +33,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+# The cleartext framing (magic, version, algorithm, salt bounds) is shared
+# with the server, which checks it on upload without opening anything.
+from chalicelib.wire.backup import (
+    BACKUP_MAGIC,
+    BACKUP_VERSION,
+    KDF_ARGON2ID_HKDF_SHA256,
+    MAX_SALT_SIZE,
+    MIN_SALT_SIZE,
+)
 from chalicelib.wire.binary import Reader, lp16, u8, u16, u32
 from client_sim import _hazmat
 from client_sim.identity import InvalidKeyBundle, KeyBundle
@@ -57,16 +66,8 @@ __all__ = [
     "seal_backup",
 ]
 
-BACKUP_MAGIC: Final = b"SBBACKUP"
-BACKUP_VERSION: Final = 1
 BACKUP_LABEL: Final = b"sealbox/v1/backup"
-# The only derivation version 1 knows: Argon2id (RFC 9106, v1.3) over the
-# password and salt, then HKDF-SHA-256 to the backup key.
-KDF_ARGON2ID_HKDF_SHA256: Final = 1
 KNOWN_KDF_ALGORITHMS: Final = frozenset({KDF_ARGON2ID_HKDF_SHA256})
-
-MIN_SALT_SIZE: Final = 16
-MAX_SALT_SIZE: Final = 64
 MAX_BUNDLES: Final = 256
 # 256 bundles of ~1.5 KiB each plus framing; anything larger is refused
 # before it is parsed or decrypted.

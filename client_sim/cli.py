@@ -90,3 +90,7 @@ from client_sim.age_cli import age_command, age_keygen_command  # noqa: E402
 
 main.add_command(age_command)
 main.add_command(age_keygen_command)
+
+from client_sim.device_cli import device_command  # noqa: E402
+
+main.add_command(device_command)

@@ -21,9 +21,10 @@ the new one.  Files and the directory must not be readable by anyone but
 the owner; a keystore with looser permissions is refused, not repaired.
 
 The state holds the current bundle *and* every previous one (after a
-rotation), so data sealed to an old card stays readable, plus small
-non-secret device settings the SDK needs (server URL, backup version, ...).
-Nothing that holds key material prints it.
+rotation), so data sealed to an old card stays readable, plus small device
+settings the SDK keeps with the keys and encrypted with them (its session
+and backup key, as a phone keeps them in its Keychain).  Nothing that holds
+key material prints it; ``repr`` shows setting names, never values.
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ class KeystoreState:
 
     ``bundles[0]`` is the current bundle; the rest are previous bundles,
     newest first, kept so that old messages stay readable.  ``settings`` is
-    a small map of non-secret values (names ``[a-z0-9_.-]{1,64}``).
+    a small map of strings kept (and encrypted) with the keys, such as the
+    device's session (names ``[a-z0-9_.-]{1,64}``); ``repr`` shows the names
+    only.
 
     Raises (from the constructor):
         ValueError: the identity is not canonical, a bundle belongs to

@@ -41,7 +41,7 @@ import io
 import itertools
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +65,7 @@ __all__ = [
     "SealedError",
     "SealedFormatError",
     "SealedWriter",
+    "SenderResolver",
     "SignatureError",
     "Signer",
     "UnknownSender",
@@ -108,9 +109,8 @@ class SealedFormatError(SealedError):
 class UnknownSender(SealedError):
     """The header names a sender card that is not among the accepted cards.
 
-    Raised before any plaintext is written.  ``card_id`` lets the caller
-    fetch that card (``GET /v1/cards/{card_id}``), check it belongs to the
-    expected sender, and try again.
+    Raised before any plaintext is written, when the card is neither among
+    the accepted cards nor found by the resolver.  ``card_id`` names it.
     """
 
     def __init__(self, card_id: str) -> None:
@@ -257,6 +257,17 @@ class _Source(Protocol):
     def read(self, n: int = ..., /) -> bytes: ...
 
 
+SenderResolver = Callable[[str], Card | None]
+"""Finds the sender card a header names, by card id, when the caller's
+accepted cards don't include it: typically a lookup in a local cache and
+then ``GET /v1/cards/{card_id}``, which also returns superseded cards, so a
+message sealed before its sender rotated still verifies.  It returns a
+verified card or None, and may raise to refuse the card (for instance when
+it names another identity than the one the caller expects); whatever it
+raises propagates, before any plaintext is written.
+"""
+
+
 def _read_exact(src: _Source, n: int) -> bytes:
     parts = []
     while n:
@@ -276,6 +287,7 @@ def unframe(
     *,
     sender_cards: Iterable[Card],
     opener_card_ids: Iterable[str],
+    resolve_sender: SenderResolver | None = None,
 ) -> VerifiedSender:
     """Read a framed inner stream, write its plaintext to ``dst``, verify the sender.
 
@@ -291,6 +303,10 @@ def unframe(
             card named in the header is looked up here by id.
         opener_card_ids: the opener's own card ids (current and previous);
             at least one must be among the recipients the sender signed.
+        resolve_sender: called with the header's sender card id when it is
+            not among ``sender_cards``, after the recipient check passed and
+            before any plaintext is written.  The card it returns is used
+            only if its id is the one asked for.
 
     Returns:
         The verified sender, only after the signature verified.
@@ -330,10 +346,17 @@ def unframe(
     sender_id = card_id_to_str(sender_raw)
     recipient_ids = tuple(card_id_to_str(r) for r in recipients)
     sender_card = cards_by_id.get(sender_id)
-    if sender_card is None:
+    if sender_card is None and resolve_sender is None:
         raise UnknownSender(sender_id)
     if opener.isdisjoint(recipient_ids):
         raise RecipientMismatch("the message was not sealed to any of the opener's cards")
+    if sender_card is None:
+        resolved = resolve_sender(sender_id) if resolve_sender is not None else None
+        # The card id is a hash of the content: a card whose id differs is
+        # another card, whatever the resolver believed.
+        if resolved is None or resolved.card_id != sender_id:
+            raise UnknownSender(sender_id)
+        sender_card = resolved
 
     digest = hashlib.sha512()
     length = 0
@@ -409,6 +432,8 @@ def open_sealed(
     dst: _Sink,
     keys: KeyBundle | Iterable[KeyBundle],
     sender_cards: Iterable[Card],
+    *,
+    resolve_sender: SenderResolver | None = None,
 ) -> VerifiedSender:
     """Decrypt with age, write the plaintext to ``dst``, and verify the sender.
 
@@ -421,6 +446,8 @@ def open_sealed(
             identities are tried, and their card ids are what the sender must
             have bound as recipients.
         sender_cards: the cards accepted as the sender's (see :func:`unframe`).
+        resolve_sender: finds a sender card not among ``sender_cards``
+            (see :data:`SenderResolver`).
 
     Returns:
         The verified sender, only once the whole stream verified.
@@ -440,6 +467,7 @@ def open_sealed(
                 dst,
                 sender_cards=sender_cards,
                 opener_card_ids=[bundle.card_id for bundle in bundles],
+                resolve_sender=resolve_sender,
             )
     except age_error as exc:
         raise SealedDecryptionError("the message could not be decrypted") from exc
@@ -450,6 +478,8 @@ def open_sealed_to_path(
     path: str | os.PathLike[str],
     keys: KeyBundle | Iterable[KeyBundle],
     sender_cards: Iterable[Card],
+    *,
+    resolve_sender: SenderResolver | None = None,
 ) -> VerifiedSender:
     """Like :func:`open_sealed`, but ``path`` appears only if everything verified.
 
@@ -467,7 +497,7 @@ def open_sealed_to_path(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            sender = open_sealed(src, out, keys, sender_cards)
+            sender = open_sealed(src, out, keys, sender_cards, resolve_sender=resolve_sender)
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(target)
@@ -500,6 +530,8 @@ def open_sealed_bytes(
     data: bytes,
     keys: KeyBundle | Iterable[KeyBundle],
     sender_cards: Iterable[Card],
+    *,
+    resolve_sender: SenderResolver | None = None,
 ) -> Opened:
     """:func:`open_sealed` for a message held in memory.
 
@@ -507,5 +539,5 @@ def open_sealed_bytes(
     unverified escapes.
     """
     out = io.BytesIO()
-    sender = open_sealed(io.BytesIO(data), out, keys, sender_cards)
+    sender = open_sealed(io.BytesIO(data), out, keys, sender_cards, resolve_sender=resolve_sender)
     return Opened(plaintext=out.getvalue(), sender=sender)

@@ -37,3 +37,20 @@ def delete_session(request: ApiRequest) -> ApiResponse:
     assert request.principal is not None  # guaranteed by Auth.REFRESH
     wiring.container().accounts.logout(request.principal.credential)
     return ApiResponse(204)
+
+
+@api.route("/v1/users/me/login-key", methods=["PUT"], auth=Auth.ACCESS)
+def change_login_key(request: ApiRequest) -> ApiResponse:
+    """Replace the login key (password change); other sessions end, the caller gets a new one."""
+    body = request.json(required=("current_login_key", "new_login_key"))
+    session = wiring.container().accounts.change_login_key(
+        request.identity, body["current_login_key"], body["new_login_key"]
+    )
+    return ApiResponse(
+        200,
+        {
+            "identity": session.identity,
+            "refresh_token": session.refresh_token,
+            "expires_at": session.expires_at,
+        },
+    )

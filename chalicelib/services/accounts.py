@@ -27,9 +27,12 @@ from chalicelib import crypto
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidRequest,
     InvalidUsername,
+    LoginKeyConflict,
     TooManyAttempts,
     Unauthorized,
+    WrongLoginKey,
 )
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
@@ -49,12 +52,17 @@ class UserRecord:
     identity: str
     login_hash: str = field(repr=False)
     created_at: int
+    # Bumped by every login-key change; sessions opened under an older epoch
+    # stop working (a password change signs out the other devices).
+    session_epoch: int = 0
 
 
 @dataclass(frozen=True)
 class SessionRecord:
     identity: str
     expires_at: int
+    # The user's session_epoch when the session was opened.
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,12 @@ class UserStore(Protocol):
 
     def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
         """Replace the hash iff it is still ``old_hash``; False if it changed."""
+
+    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
+        """Replace the hash iff it is still ``old_hash`` and bump ``session_epoch``.
+
+        Returns the new epoch, or None (nothing changed) if the hash changed.
+        """
 
 
 class SessionStore(Protocol):
@@ -234,7 +248,56 @@ class AccountService:
         self._attempts.swap(identity, charged, _CLEARED)
         if self._hasher.needs_rehash(user.login_hash):
             self._users.update_login_hash(identity, user.login_hash, self._hasher.hash(key))
-        return self._open_session(identity)
+        return self._open_session(identity, user.session_epoch)
+
+    # login-key change ------------------------------------------------------------
+
+    def change_login_key(
+        self, identity: str, current_login_key: object, new_login_key: object
+    ) -> IssuedSession:
+        """Replace the account's login key (a password change) and sign out other devices.
+
+        The caller holds an access token for ``identity`` and proves the
+        password with the current login key, which is charged and throttled
+        exactly like a login (a stolen access token is no faster oracle).  The
+        stored hash is replaced by a conditional write on the hash that was
+        verified, so of two concurrent changes one wins and the other gets
+        :class:`LoginKeyConflict`.  The write also bumps the account's session
+        epoch, which revokes every refresh session; the caller gets a fresh
+        one.  Access tokens already issued stay valid until they expire (at
+        most 20 minutes): they are stateless by design.
+
+        A request whose ``new_login_key`` is already the stored key succeeds
+        without another change (a retry after a lost reply, or a second
+        device making the same change), so the device-side retry is safe.
+
+        Raises:
+            InvalidLoginKey: a key is not 32 bytes of base64url.
+            InvalidRequest: the two keys are equal.
+            TooManyAttempts: the account is in a backoff period.
+            WrongLoginKey: neither key is the account's current login key.
+            LoginKeyConflict: another change won the race (nothing changed).
+        """
+        current = _login_key(current_login_key)
+        new = _login_key(new_login_key)
+        if current == new:
+            raise InvalidRequest("new_login_key must differ from current_login_key.")
+        charged = self._charge_attempt(identity)
+        user = self._users.get(identity)
+        if user is None:
+            # A valid token for a deleted account: answer like a wrong key.
+            self._hasher.verify_dummy(current)
+            raise WrongLoginKey()
+        if self._hasher.verify(current, user.login_hash):
+            epoch = self._users.change_login_key(identity, user.login_hash, self._hasher.hash(new))
+            if epoch is None:
+                raise LoginKeyConflict()
+            self._attempts.swap(identity, charged, _CLEARED)
+            return self._open_session(identity, epoch)
+        if self._hasher.verify(new, user.login_hash):
+            self._attempts.swap(identity, charged, _CLEARED)
+            return self._open_session(identity, user.session_epoch)
+        raise WrongLoginKey()
 
     def _charge_attempt(self, identity: str) -> AttemptRecord:
         for _ in range(self._CAS_ROUNDS):
@@ -253,11 +316,12 @@ class AccountService:
                 return charged
         raise TooManyAttempts(retry_after=1)
 
-    def _open_session(self, identity: str) -> IssuedSession:
+    def _open_session(self, identity: str, epoch: int) -> IssuedSession:
         token = REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
         expires_at = int(self._clock()) + self._refresh_ttl
         self._sessions.create(
-            refresh_token_digest(token), SessionRecord(identity=identity, expires_at=expires_at)
+            refresh_token_digest(token),
+            SessionRecord(identity=identity, expires_at=expires_at, epoch=epoch),
         )
         return IssuedSession(refresh_token=token, identity=identity, expires_at=expires_at)
 
@@ -265,6 +329,9 @@ class AccountService:
 
     def authenticate_refresh(self, token: str) -> SessionRecord:
         """Resolve a refresh token to its live session.
+
+        A session opened before the account's last login-key change is
+        revoked (its epoch is older than the user's).
 
         Raises:
             Unauthorized: malformed, unknown, revoked or expired token.
@@ -274,6 +341,9 @@ class AccountService:
         session = self._sessions.get(refresh_token_digest(token))
         # moto never expires TTL items and AWS may take up to 48 h: check here.
         if session is None or session.expires_at <= self._clock():
+            raise Unauthorized()
+        user = self._users.get(session.identity)
+        if user is None or user.session_epoch != session.epoch:
             raise Unauthorized()
         return session
 

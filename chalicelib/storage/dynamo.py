@@ -114,6 +114,8 @@ class DynamoUserStore(_Table):
             identity=item["identity"]["S"],
             login_hash=item["login_hash"]["S"],
             created_at=int(item["created_at"]["N"]),
+            # Absent until the first login-key change.
+            session_epoch=int(item.get("session_epoch", {"N": "0"})["N"]),
         )
 
     def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
@@ -127,6 +129,30 @@ class DynamoUserStore(_Table):
             ExpressionAttributeValues={":new": {"S": new_hash}, ":old": {"S": old_hash}},
         )
 
+    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
+        try:
+            out = self._client.update_item(
+                TableName=self._table,
+                Key={"identity": {"S": identity}},
+                UpdateExpression="SET #h = :new, #e = if_not_exists(#e, :zero) + :one",
+                ConditionExpression="#h = :old",
+                ExpressionAttributeNames={"#h": "login_hash", "#e": "session_epoch"},
+                ExpressionAttributeValues={
+                    ":new": {"S": new_hash},
+                    ":old": {"S": old_hash},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return None
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return int(out["Attributes"]["session_epoch"]["N"])
+
 
 class DynamoSessionStore(_Table):
     """Table ``sessions``: hash key ``token_hash``; TTL attribute ``expires_at``."""
@@ -136,6 +162,7 @@ class DynamoSessionStore(_Table):
             "token_hash": {"S": token_hash},
             "identity": {"S": session.identity},
             "expires_at": {"N": str(session.expires_at)},
+            "epoch": {"N": str(session.epoch)},
         }
         # 256 random bits never collide; the condition makes sure that even a
         # broken RNG could not overwrite someone else's session.
@@ -147,7 +174,9 @@ class DynamoSessionStore(_Table):
         if item is None:
             return None
         return SessionRecord(
-            identity=item["identity"]["S"], expires_at=int(item["expires_at"]["N"])
+            identity=item["identity"]["S"],
+            expires_at=int(item["expires_at"]["N"]),
+            epoch=int(item.get("epoch", {"N": "0"})["N"]),
         )
 
     def delete(self, token_hash: str) -> bool:

@@ -7,12 +7,19 @@ existed during the flow -- the password, the login and backup keys, refresh
 and access tokens, every app key seed -- is searched for, in every encoding
 a careless line could use, in all log output, all error bodies, and all
 DynamoDB items.
+
+A second flow runs three devices through the SDK (register, backup,
+sender-authenticated messages, rotation, a password change and a restore on
+a new phone, unregister) and searches every request and reply body, every
+byte of every DynamoDB item (binary attributes raw) and the logs for every
+private key seed, device key, password, backup key and canary plaintext.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from typing import Any
 
 import boto3
 import pytest
@@ -23,6 +30,7 @@ from chalicelib.crypto import ed25519_private_raw
 from chalicelib.rotation import ROTATION_STEPS, handle_rotation_event
 from chalicelib.wire.appkey import parse_app_key_secret
 from client_sim.api import ApiClient, ApiError
+from client_sim.device import Device, DeviceError
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from tests.functional.conftest import STAGE_ENV
 from tests.support.aws import begin_rotation, inject_outage
@@ -111,3 +119,142 @@ def test_no_secret_reaches_logs_error_bodies_or_tables(clock, raw, caplog) -> No
         for form in forms(secret):
             for where, text in haystacks.items():
                 assert form not in text, f"a secret leaked into {where}"
+
+
+# --- the key directory and the device SDK ----------------------------------------------
+
+
+def byte_forms(secret: bytes) -> set[bytes]:
+    """``secret`` raw and in every text encoding a careless line could use."""
+    out = {
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret).rstrip(b"="),
+        base64.urlsafe_b64encode(secret).rstrip(b"="),
+    }
+    return {form for form in out if len(form) >= 8}
+
+
+def attribute_bytes(value: Any) -> bytes:
+    """Every byte of a DynamoDB attribute value, binary values raw."""
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return bytes(inner)
+    if kind in ("S", "N"):
+        return str(inner).encode()
+    if kind == "M":
+        return b"\n".join(attribute_bytes(v) for v in inner.values())
+    if kind == "L":
+        return b"\n".join(attribute_bytes(v) for v in inner)
+    if kind in ("SS", "NS"):
+        return "\n".join(inner).encode()
+    if kind == "BS":
+        return b"\n".join(bytes(v) for v in inner)
+    return repr(inner).encode()
+
+
+def all_dynamodb_bytes() -> bytes:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    chunks = []
+    for table in ddb.list_tables()["TableNames"]:
+        for item in ddb.scan(TableName=table)["Items"]:
+            chunks += [name.encode() + b"=" + attribute_bytes(v) for name, v in item.items()]
+    return b"\n".join(chunks)
+
+
+class Wiretap:
+    """Records every request body a device sends and every reply body it gets."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+
+    def request(self, method, path, *, body=None, headers=None):
+        self.sent.append(path.encode() + b"\n" + (body or b""))
+        reply = self.inner.request(method, path, body=body, headers=headers)
+        self.received.append(reply.body)
+        return reply
+
+
+def bundle_secrets(device: Device) -> set[bytes]:
+    state = device._keystore.load()
+    out = set()
+    for bundle in state.bundles:
+        out |= {bundle._ed25519_seed, bundle._x25519_secret, bundle._pq_seed}
+    return out
+
+
+def test_device_flows_leave_no_private_key_password_or_plaintext_server_side(
+    transport, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wire = Wiretap(transport)
+
+    def device(name: str) -> Device:
+        return Device(tmp_path / name, wire, kdf=PASSWORD_KDF_SIMULATION, sleep=lambda _: None)
+
+    canaries = [f"canary plaintext {i}: the eagle lands at midnight".encode() for i in range(4)]
+    passwords = {name: f"{name}'s password, long enough" for name in ("alice", "bob", "carol")}
+    bob_new_password = "bob's second password, also long"
+    alice, bob, carol = device("alice"), device("bob"), device("carol")
+    for name, phone in (("alice", alice), ("bob", bob), ("carol", carol)):
+        phone.register(name, passwords[name])
+        phone.backup_private_key()
+    key_secrets: set[bytes] = set()
+    for phone in (alice, bob, carol):
+        key_secrets |= bundle_secrets(phone)
+
+    bob.decrypt(alice.encrypt(canaries[0], to=["bob", "carol"]))
+    alice.decrypt(bob.encrypt(canaries[1], to=["alice"]))
+    alice.rotate_private_key()
+    key_secrets |= bundle_secrets(alice)
+    carol.decrypt(alice.encrypt(canaries[2], to=["carol"]))
+    with pytest.raises(DeviceError):
+        device("mallory").login("alice", "a guess at alice's password")
+    bob.change_password(passwords["bob"], bob_new_password)
+    bob_phone = device("bob-new-phone")
+    bob_phone.login("bob", bob_new_password)
+    bob_phone.decrypt(alice.encrypt(canaries[3], to=["bob"]))
+    carol.unregister()
+
+    # Secrets that never leave the device: not in a request, a reply, a table or a log.
+    device_only: set[bytes] = set(key_secrets) | set(canaries)
+    for name, password in (*passwords.items(), ("bob", bob_new_password)):
+        device_only.add(password.encode())
+        keys = derive_password_keys(name, password, PASSWORD_KDF_SIMULATION)
+        device_only.add(keys.backup_key)
+    for home in tmp_path.iterdir():
+        key_file = home / "keystore" / "device.key"
+        if key_file.exists():
+            device_only.add(key_file.read_bytes()[9:])
+
+    logs = "\n".join(f"{r.name} {r.getMessage()} {r.__dict__}" for r in caplog.records).encode()
+    tables = all_dynamodb_bytes()
+    assert b"primary" in tables
+    assert b"card#" in tables
+    haystacks = {
+        "request bodies": b"\n".join(wire.sent),
+        "reply bodies": b"\n".join(wire.received),
+        "tables": tables,
+        "logs": logs,
+    }
+    assert len(key_secrets) == 3 * 4  # three devices' keys plus alice's rotation
+    # The scan would see a key in the forms it looks for: public keys are there.
+    public = alice._keystore.load().current.card.x25519_public_key  # type: ignore[union-attr]
+    assert byte_forms(public) & {form for form in byte_forms(public) if form in tables}
+    assert base64.urlsafe_b64encode(public).rstrip(b"=") in haystacks["request bodies"]
+    for secret in device_only:
+        for form in byte_forms(secret):
+            for where, haystack in haystacks.items():
+                assert form not in haystack, f"a device secret leaked into {where}"
+    # Login keys are sent (that is their purpose) but never stored or logged.
+    login_keys = {
+        derive_password_keys(name, pw, PASSWORD_KDF_SIMULATION).login_key
+        for name, pw in (*passwords.items(), ("bob", bob_new_password))
+    }
+    for secret in login_keys:
+        for form in byte_forms(secret):
+            assert form not in tables, "a login key was stored"
+            assert form not in logs, "a login key was logged"

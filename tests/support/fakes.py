@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from chalicelib.errors import UsernameTaken
 from chalicelib.services.accounts import AttemptRecord, SessionRecord, UserRecord
+from chalicelib.services.backups import (
+    BackupEvent,
+    BackupRecord,
+    BackupState,
+    backup_preconditions,
+    backup_transition,
+)
+from chalicelib.services.cards import CardEvent, CardRecord, CardStatus, card_transition
 
 
 @dataclass
@@ -35,8 +44,16 @@ class MemoryUsers:
         user = self.items.get(identity)
         if user is None or user.login_hash != old_hash:
             return False
-        self.items[identity] = UserRecord(identity, new_hash, user.created_at)
+        self.items[identity] = UserRecord(identity, new_hash, user.created_at, user.session_epoch)
         return True
+
+    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
+        user = self.items.get(identity)
+        if user is None or user.login_hash != old_hash:
+            return None
+        epoch = user.session_epoch + 1
+        self.items[identity] = UserRecord(identity, new_hash, user.created_at, epoch)
+        return epoch
 
 
 class MemorySessions:
@@ -68,3 +85,103 @@ class MemoryAttempts:
             return False
         self.items[identity] = new
         return True
+
+
+class MemoryCards:
+    """An in-memory CardStore with the same preconditions as the DynamoDB one."""
+
+    def __init__(self) -> None:
+        self.cards: dict[str, CardRecord] = {}
+        self.heads: dict[str, str] = {}
+        self.batch_reads = 0
+
+    def publish(self, record: CardRecord, *, replaces: str | None) -> bool:
+        identity = record.identity
+        if record.card_id in self.cards or self.heads.get(identity) != replaces:
+            return False
+        if replaces is not None:
+            previous = self.cards.get(replaces)
+            if previous is None or previous.status is not CardStatus.ACTIVE:
+                return False
+            self.cards[replaces] = replace(
+                previous,
+                status=card_transition(previous.status, CardEvent.SUPERSEDE),
+                status_changed_at=record.published_at,
+                superseded_by=record.card_id,
+            )
+        self.cards[record.card_id] = record
+        self.heads[identity] = record.card_id
+        return True
+
+    def revoke(self, identity: str, card_id: str, *, at: int) -> bool:
+        record = self.cards.get(card_id)
+        if self.heads.get(identity) != card_id or record is None or record.identity != identity:
+            return False
+        if record.status is not CardStatus.ACTIVE:
+            return False
+        self.cards[card_id] = replace(
+            record, status=card_transition(record.status, CardEvent.REVOKE), status_changed_at=at
+        )
+        del self.heads[identity]
+        return True
+
+    def get(self, card_id: str) -> CardRecord | None:
+        return self.cards.get(card_id)
+
+    def active(self, identity: str) -> CardRecord | None:
+        card_id = self.heads.get(identity)
+        return None if card_id is None else self.cards[card_id]
+
+    def active_many(self, identities: Sequence[str]) -> dict[str, CardRecord]:
+        assert len(identities) <= 50
+        assert len(set(identities)) == len(identities)
+        self.batch_reads += 1
+        found = {identity: self.active(identity) for identity in identities}
+        return {identity: record for identity, record in found.items() if record is not None}
+
+
+class MemoryBackups:
+    """An in-memory BackupStore with tombstones and a never-repeating version."""
+
+    def __init__(self) -> None:
+        # (identity, name) -> (state, version, updated_at, ciphertext)
+        self.items: dict[tuple[str, str], tuple[BackupState, int, int, bytes]] = {}
+
+    def write(
+        self,
+        identity: str,
+        name: str,
+        ciphertext: bytes,
+        *,
+        event: BackupEvent,
+        expected_version: int | None,
+        at: int,
+    ) -> int | None:
+        stored = self.items.get((identity, name))
+        state = stored[0] if stored else None
+        version = stored[1] if stored else 0
+        if state not in backup_preconditions(event):
+            return None
+        if event is BackupEvent.REPLACE and version != expected_version:
+            return None
+        new_state = backup_transition(state, event)
+        self.items[(identity, name)] = (new_state, version + 1, at, ciphertext)
+        return version + 1
+
+    def delete(self, identity: str, name: str, *, expected_version: int | None, at: int) -> bool:
+        stored = self.items.get((identity, name))
+        if stored is None or stored[0] not in backup_preconditions(BackupEvent.DELETE):
+            return False
+        if expected_version is not None and stored[1] != expected_version:
+            return False
+        state = backup_transition(stored[0], BackupEvent.DELETE)
+        self.items[(identity, name)] = (state, stored[1] + 1, at, b"")
+        return True
+
+    def get(self, identity: str, name: str) -> BackupRecord | None:
+        stored = self.items.get((identity, name))
+        if stored is None or stored[0] is not BackupState.PRESENT:
+            return None
+        return BackupRecord(
+            name=name, version=stored[1], updated_at=stored[2], ciphertext=stored[3]
+        )

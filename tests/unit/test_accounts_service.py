@@ -7,10 +7,13 @@ import pytest
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidRequest,
     InvalidUsername,
+    LoginKeyConflict,
     TooManyAttempts,
     Unauthorized,
     UsernameTaken,
+    WrongLoginKey,
 )
 from chalicelib.services.accounts import (
     AccountService,
@@ -262,3 +265,86 @@ def test_weak_stored_hashes_are_upgraded_on_login(parts) -> None:
     users.items["alice"] = UserRecord("alice", weak.hash(b64url_decode(KEY)), 0)
     service.login("alice", KEY)
     assert "m=64," in users.items["alice"].login_hash
+
+
+# --- login-key change ------------------------------------------------------------
+
+
+def test_login_key_change_revokes_every_session_and_opens_one(parts) -> None:
+    service, users, *_ = parts
+    service.register("alice", KEY)
+    phone, laptop = service.login("alice", KEY), service.login("alice", KEY)
+    issued = service.change_login_key("alice", KEY, OTHER_KEY)
+    assert users.items["alice"].session_epoch == 1
+    for revoked in (phone, laptop):
+        with pytest.raises(Unauthorized):
+            service.authenticate_refresh(revoked.refresh_token)
+    assert service.authenticate_refresh(issued.refresh_token).epoch == 1
+    with pytest.raises(InvalidCredentials):
+        service.login("alice", KEY)
+    assert service.authenticate_refresh(service.login("alice", OTHER_KEY).refresh_token)
+
+
+def test_login_key_change_with_a_wrong_key_changes_nothing(parts) -> None:
+    service, users, sessions, *_ = parts
+    service.register("alice", KEY)
+    before = users.items["alice"]
+    with pytest.raises(WrongLoginKey):
+        service.change_login_key("alice", b64url_encode(bytes(32)), OTHER_KEY)
+    assert users.items["alice"] == before
+    assert sessions.items == {}
+
+
+def test_login_key_change_for_a_missing_account_is_a_wrong_key(parts) -> None:
+    service, _, _, _, hasher = parts
+    with pytest.raises(WrongLoginKey):
+        service.change_login_key("ghost", KEY, OTHER_KEY)
+    assert hasher.verifications == 1  # the same work as a real account
+
+
+def test_login_key_change_is_throttled_like_login(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    wrong = b64url_encode(bytes(32))
+    for _ in range(5):
+        with pytest.raises(WrongLoginKey):
+            service.change_login_key("alice", wrong, OTHER_KEY)
+    with pytest.raises(TooManyAttempts):
+        service.change_login_key("alice", KEY, OTHER_KEY)
+
+
+def test_login_key_change_retry_is_idempotent(parts) -> None:
+    service, users, *_ = parts
+    service.register("alice", KEY)
+    service.change_login_key("alice", KEY, OTHER_KEY)
+    after = users.items["alice"]
+    again = service.change_login_key("alice", KEY, OTHER_KEY)
+    assert users.items["alice"] == after
+    assert service.authenticate_refresh(again.refresh_token).identity == "alice"
+
+
+def test_login_key_change_needs_two_different_valid_keys(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    with pytest.raises(InvalidRequest):
+        service.change_login_key("alice", KEY, KEY)
+    with pytest.raises(InvalidLoginKey):
+        service.change_login_key("alice", KEY, "short")
+
+
+def test_concurrent_login_key_changes_one_wins(parts) -> None:
+    service, users, *_ = parts
+    service.register("alice", KEY)
+    real_get = users.get
+    third = b64url_encode(bytes(range(7, 39)))
+
+    def get_then_race(identity: str):  # type: ignore[no-untyped-def]
+        seen = real_get(identity)
+        users.get = real_get  # type: ignore[method-assign]
+        service.change_login_key("alice", KEY, third)
+        return seen
+
+    users.get = get_then_race  # type: ignore[method-assign]
+    with pytest.raises(LoginKeyConflict):
+        service.change_login_key("alice", KEY, OTHER_KEY)
+    assert service.login("alice", third).identity == "alice"

@@ -19,6 +19,7 @@ from client_sim.local_stack import (
 
 CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
+DIRECTORY_TABLES = ("CardsTable", "BackupsTable")
 
 
 def resolved_properties(stage: str) -> dict[str, dict]:
@@ -44,6 +45,8 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_SESSIONS_TABLE"] == props["SessionsTable"]["TableName"]
     assert env["SEALBOX_ATTEMPTS_TABLE"] == props["LoginAttemptsTable"]["TableName"]
     assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
+    assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
+    assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -59,7 +62,7 @@ def test_tables_that_hold_expiring_records_have_ttl_on_expires_at() -> None:
             "AttributeName": "expires_at",
             "Enabled": True,
         }
-    for table in ("UsersTable", "SessionsTable", "LoginAttemptsTable"):
+    for table in ("UsersTable", "SessionsTable", "LoginAttemptsTable", *DIRECTORY_TABLES):
         assert props[table]["SSESpecification"] == {"SSEEnabled": True}
         assert props[table]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
 
@@ -92,7 +95,10 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
         found = statement["Resource"]
         resources += found if isinstance(found, list) else [found]
     assert "*" not in resources
-    tables = {props[t]["TableName"] for t in ("UsersTable", "SessionsTable", "LoginAttemptsTable")}
+    tables = {
+        props[t]["TableName"]
+        for t in ("UsersTable", "SessionsTable", "LoginAttemptsTable", *DIRECTORY_TABLES)
+    }
     granted_tables = {r.rsplit("/", 1)[1] for r in resources if ":dynamodb:" in r}
     assert granted_tables == tables
     secret = props["AppKeySecret"]["Name"]
@@ -107,3 +113,18 @@ def test_resolve_refuses_what_it_cannot_evaluate() -> None:
     with pytest.raises(TemplateError):
         resolve({"Fn::Sub": "${Nope}"}, {})
     assert resolve({"Fn::Sub": "a-${Stage}-b"}, {"Stage": "x"}) == "a-x-b"
+
+
+def test_key_directory_tables_grant_only_what_the_adapters_call() -> None:
+    policy = json.loads(render_policies("prod")["policy-api-prod.json"])
+    (statement,) = [s for s in policy["Statement"] if s["Sid"] == "KeyDirectory"]
+    # TransactWriteItems is authorised per item action; no Scan or Query:
+    # the directory is never enumerated.
+    assert sorted(statement["Action"]) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]

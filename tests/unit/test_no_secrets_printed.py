@@ -104,3 +104,20 @@ def test_the_check_itself_can_fail(secret: bytes) -> None:
 
     with pytest.raises(AssertionError):
         assert_hides(Leaky(), [secret])
+
+
+def test_device_sdk_results_and_records(tmp_path: Path) -> None:
+    from chalicelib.services.backups import BackupRecord
+    from client_sim.device import Decrypted, Device, Sender, _BackupKey, _StoredBackup
+    from client_sim.transport import HttpTransport
+
+    sender = Sender(identity="alice", card_id=ALICE.card_id)
+    assert_hides(Decrypted(plaintext=PLAINTEXT, sender=sender), [PLAINTEXT])
+    backup_key = seed("backup-key")
+    assert_hides(_BackupKey("alice", backup_key, None), [backup_key])  # type: ignore[arg-type]
+    blob = ALICE.to_bytes()
+    assert_hides(_StoredBackup(1, blob, 0), SECRETS)
+    assert_hides(BackupRecord(name="primary", version=1, updated_at=0, ciphertext=blob), SECRETS)
+    phone = Device(tmp_path, HttpTransport("http://127.0.0.1:1"))
+    phone._keystore.save(KeystoreState("alice", (ALICE,), {"backup.key": backup_key.hex()}))
+    assert_hides(phone, [*SECRETS, backup_key])

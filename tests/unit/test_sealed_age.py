@@ -159,3 +159,63 @@ def test_open_to_path_leaves_nothing_on_failure(tmp_path: Path, failure: str) ->
         open_sealed_to_path(io.BytesIO(ciphertext), target, BOB, senders)
     assert target.read_bytes() == b"previous contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+# --- resolving the sender card by id -------------------------------------------------
+
+
+def test_the_resolver_finds_a_sender_card_not_given_up_front() -> None:
+    ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
+    asked: list[str] = []
+
+    def resolve(card_id: str) -> Card | None:
+        asked.append(card_id)
+        return ALICE.card
+
+    opened = open_sealed_bytes(ciphertext, BOB, [], resolve_sender=resolve)
+    assert (opened.plaintext, opened.sender.identity) == (b"x", "alice")
+    assert asked == [ALICE.card_id]
+
+
+def test_the_resolver_is_not_asked_for_a_known_card() -> None:
+    ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
+
+    def resolve(card_id: str) -> Card | None:
+        raise AssertionError("not needed")
+
+    assert (
+        open_sealed_bytes(ciphertext, BOB, [ALICE.card], resolve_sender=resolve).plaintext == b"x"
+    )
+
+
+@pytest.mark.parametrize("answer", [None, CAROL.card, bundle("alice", 1).card])
+def test_a_resolver_answer_other_than_the_named_card_is_unknown(answer: Card | None) -> None:
+    ciphertext = seal_bytes(b"x", sender=ALICE, recipients=[BOB.card])
+    with pytest.raises(UnknownSender):
+        open_sealed_bytes(ciphertext, BOB, [], resolve_sender=lambda _: answer)
+
+
+def test_a_resolver_refusal_propagates_before_any_plaintext() -> None:
+    ciphertext = seal_bytes(b"secret", sender=ALICE, recipients=[BOB.card])
+
+    class Refused(Exception):
+        pass
+
+    def refuse(card_id: str) -> Card | None:
+        raise Refused(card_id)
+
+    out = io.BytesIO()
+    with pytest.raises(Refused):
+        open_sealed(io.BytesIO(ciphertext), out, BOB, [], resolve_sender=refuse)
+    assert out.getvalue() == b""
+
+
+def test_a_message_for_someone_else_never_reaches_the_resolver() -> None:
+    ciphertext = seal_bytes(b"for bob", sender=ALICE, recipients=[BOB.card])
+    forwarded = age_encrypt(inner_stream(ciphertext, BOB), CAROL.card)
+
+    def resolve(card_id: str) -> Card | None:
+        raise AssertionError("no lookup for a message not addressed to us")
+
+    with pytest.raises(RecipientMismatch):
+        open_sealed_bytes(forwarded, CAROL, [], resolve_sender=resolve)

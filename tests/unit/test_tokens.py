@@ -111,6 +111,8 @@ def _env(**extra):
         "SEALBOX_APP_KEY_SECRET_ID": "k",
         "SEALBOX_TOKEN_ISSUER": ISSUER,
         "SEALBOX_TOKEN_AUDIENCE": AUDIENCE,
+        "SEALBOX_CARDS_TABLE": "c",
+        "SEALBOX_BACKUPS_TABLE": "b",
     }
     env.update(extra)
     return env

@@ -1,0 +1,52 @@
+"""``/v1/backups/{name}``: the caller's device-sealed key backups."""
+
+from __future__ import annotations
+
+from chalicelib import wiring
+from chalicelib.errors import InvalidRequest
+from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+from chalicelib.services.backups import MAX_BACKUP_BYTES, parse_version_param
+from chalicelib.wire.b64 import b64url_encode
+
+api = ApiBlueprint(__name__, wiring.authenticator)
+
+# The base64url text of the largest backup, plus the JSON around it.
+_MAX_PUT_BODY = (MAX_BACKUP_BYTES * 4 + 2) // 3 + 1024
+
+
+@api.route("/v1/backups/{name}", methods=["PUT"], auth=Auth.ACCESS, max_body=_MAX_PUT_BODY)
+def put_backup(request: ApiRequest, name: str) -> ApiResponse:
+    """Create (no version) or replace (version N, compare-and-swap) a backup."""
+    body = request.json(required=("ciphertext",), optional=("version",))
+    version, updated_at, created = wiring.container().backups.put(
+        request.identity, name, body["ciphertext"], body.get("version")
+    )
+    return ApiResponse(
+        201 if created else 200, {"name": name, "version": version, "updated_at": updated_at}
+    )
+
+
+@api.route("/v1/backups/{name}", methods=["GET"], auth=Auth.ACCESS)
+def get_backup(request: ApiRequest, name: str) -> ApiResponse:
+    """The caller's backup: ``{name, ciphertext, version, updated_at}``."""
+    record = wiring.container().backups.get(request.identity, name)
+    return ApiResponse(
+        200,
+        {
+            "name": record.name,
+            "ciphertext": b64url_encode(record.ciphertext),
+            "version": record.version,
+            "updated_at": record.updated_at,
+        },
+    )
+
+
+@api.route("/v1/backups/{name}", methods=["DELETE"], auth=Auth.ACCESS)
+def delete_backup(request: ApiRequest, name: str) -> ApiResponse:
+    """Reset the caller's backup, optionally only at ``?version=N``."""
+    versions = request.query(allowed=("version",)).get("version", [])
+    if len(versions) > 1:
+        raise InvalidRequest("Give version at most once.")
+    version = parse_version_param(versions[0] if versions else None)
+    wiring.container().backups.delete(request.identity, name, version)
+    return ApiResponse(204)

@@ -1,0 +1,269 @@
+"""``sealbox device``: one simulated phone on the command line.
+
+Each invocation is the app being opened once: the device's state (keystore,
+session, card cache) lives under ``--home``, so consecutive commands behave
+like one phone.  Passwords come from the terminal without echo, or from
+``SEALBOX_PASSWORD`` (and ``SEALBOX_NEW_PASSWORD`` for ``change-password``)
+in scripts.  Failures print one line, ``sealbox: error: ...``, and exit 1;
+usage errors exit 2.  Output files appear only when complete and verified.
+
+Blob storage verbs (put, get, ls, share, rm) belong to the storage release.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+if TYPE_CHECKING:
+    from client_sim.device import Device
+
+PASSWORD_ENV = "SEALBOX_PASSWORD"  # noqa: S105 - the variable's name
+NEW_PASSWORD_ENV = "SEALBOX_NEW_PASSWORD"  # noqa: S105 - the variable's name
+EXIT_ERROR = 1
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Options:
+    home: Path
+    url: str
+    kdf: str
+
+    def device(self) -> Device:
+        # Imported here: `sealbox --help` and the age verbs don't pay for the SDK.
+        from client_sim.device import Device
+        from client_sim.passwords import PASSWORD_KDF_SIMULATION, PASSWORD_KDF_V1
+
+        kdf = PASSWORD_KDF_SIMULATION if self.kdf == "simulation" else PASSWORD_KDF_V1
+        return Device.connect(self.home, self.url, kdf=kdf)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"sealbox: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _reported(command: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Turn SDK and file-system failures into one line on stderr and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        from client_sim.device import DeviceError, TooManyAttempts
+
+        try:
+            return command(*args, **kwargs)
+        except TooManyAttempts as exc:
+            wait = f" (retry in {exc.retry_after} s)" if exc.retry_after else ""
+            _fail(f"{exc}{wait}")
+        except DeviceError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}")
+
+    return wrapper
+
+
+def _password(env: str, prompt: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    return entered
+
+
+pass_options = click.make_pass_decorator(_Options)
+
+
+@click.group("device")
+@click.option(
+    "--home",
+    required=True,
+    envvar="SEALBOX_HOME",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="This device's directory (keystore, session, card cache).",
+)
+@click.option(
+    "--url", required=True, envvar="SEALBOX_URL", help="The backend, e.g. http://127.0.0.1:8000."
+)
+@click.option(
+    "--kdf",
+    type=click.Choice(["v1", "simulation"]),
+    default="v1",
+    show_default=True,
+    help="Password derivation profile; every device of a user must use the same. "
+    "'simulation' is for tests and scripts only.",
+)
+@click.pass_context
+def device_command(ctx: click.Context, home: Path, url: str, kdf: str) -> None:
+    """One simulated phone: register, find, encrypt, decrypt, back up, rotate."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter("must be an http(s) URL", param_hint="--url")
+    ctx.obj = _Options(home=home, url=url, kdf=kdf)
+
+
+@device_command.command()
+@click.argument("username")
+@pass_options
+@_reported
+def register(options: _Options, username: str) -> None:
+    """Create the account, make this device's keys and publish their card."""
+    password = _password(PASSWORD_ENV, "Password", confirm=True)
+    phone = options.device()
+    identity = phone.register(username, password)
+    click.echo(f"registered {identity} (card {phone.whoami().card_id})")
+
+
+@device_command.command()
+@click.argument("username")
+@pass_options
+@_reported
+def login(options: _Options, username: str) -> None:
+    """Log in; a device without keys restores them from the backup."""
+    phone = options.device()
+    identity = phone.login(username, _password(PASSWORD_ENV, "Password"))
+    if phone.has_local_private_key():
+        click.echo(f"logged in as {identity} (card {phone.whoami().card_id})")
+    else:
+        click.echo(f"logged in as {identity}; no private key on this device (no backup found)")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def logout(options: _Options) -> None:
+    """End the session; the keys stay on this device."""
+    options.device().logout()
+    click.echo("logged out")
+
+
+@device_command.command()
+@click.argument("identities", nargs=-1, required=True)
+@click.option("--refresh", is_flag=True, help="Ask the directory even for cached cards.")
+@pass_options
+@_reported
+def find(options: _Options, identities: tuple[str, ...], refresh: bool) -> None:
+    """Print the verified active cards of IDENTITIES."""
+    for identity, card in options.device().find_users(identities, refresh=refresh).items():
+        click.echo(f"{identity}\t{card.card_id}")
+
+
+@device_command.command()
+@click.option("--to", "recipients", multiple=True, required=True, help="A recipient identity.")
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@pass_options
+@_reported
+def encrypt(options: _Options, recipients: tuple[str, ...], src: Path, dst: Path) -> None:
+    """Sign SRC and encrypt it to the recipients (and to yourself) into DST."""
+    options.device().encrypt_file(src, dst, to=recipients)
+
+
+@device_command.command()
+@click.option("--from", "sender", help="Refuse data not signed by this identity.")
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@pass_options
+@_reported
+def decrypt(options: _Options, sender: str | None, src: Path, dst: Path) -> None:
+    """Decrypt SRC into DST and print the verified sender."""
+    verified = options.device().decrypt_file(src, dst, sender=sender)
+    note = " (its card has been revoked)" if verified.revoked else ""
+    click.echo(f"verified sender: {verified.identity}{note}")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def backup(options: _Options) -> None:
+    """Store this device's keys, sealed under the password, on the server."""
+    version = options.device().backup_private_key()
+    click.echo(f"backup stored (version {version})")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def restore(options: _Options) -> None:
+    """Restore the keys from the backup (after login)."""
+    phone = options.device()
+    phone.restore_private_key(_password(PASSWORD_ENV, "Password"))
+    click.echo(f"keys restored (card {phone.whoami().card_id})")
+
+
+@device_command.command("change-password")
+@pass_options
+@_reported
+def change_password(options: _Options) -> None:
+    """Change the password (login and backup); other devices must log in again."""
+    old = _password(PASSWORD_ENV, "Current password")
+    new = _password(NEW_PASSWORD_ENV, "New password", confirm=True)
+    options.device().change_password(old, new)
+    click.echo("password changed")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def rotate(options: _Options) -> None:
+    """Make new keys and publish their card; old data stays readable."""
+    card = options.device().rotate_private_key()
+    click.echo(f"rotated: card {card.card_id} (previous {card.previous_card_id})")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def unregister(options: _Options) -> None:
+    """Revoke this identity's card and wipe this device (the backup is kept)."""
+    options.device().unregister()
+    click.echo("card revoked; this device is wiped; the backup is kept")
+
+
+@device_command.command("reset-backup")
+@pass_options
+@_reported
+def reset_backup(options: _Options) -> None:
+    """Delete the key backup from the server."""
+    options.device().reset_private_key_backup()
+    click.echo("backup deleted")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def cleanup(options: _Options) -> None:
+    """Delete this device's keystore and card cache (nothing on the server changes)."""
+    options.device().cleanup()
+    click.echo("device wiped")
+
+
+@device_command.command()
+@pass_options
+@_reported
+def whoami(options: _Options) -> None:
+    """Show this device's identity, session and card."""
+    status = options.device().whoami()
+    if status.identity is None:
+        click.echo("nobody: this device holds no account")
+        return
+    lines: dict[str, Any] = {
+        "identity": status.identity,
+        "logged in": "yes" if status.logged_in else "no",
+        "card": status.card_id or "none",
+        "previous cards": status.previous_cards,
+    }
+    for name, value in lines.items():
+        click.echo(f"{name}: {value}")
