@@ -27,7 +27,6 @@ from chalicelib import crypto
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
-    InvalidRequest,
     InvalidUsername,
     LoginKeyConflict,
     TooManyAttempts,
@@ -270,18 +269,18 @@ class AccountService:
         A request whose ``new_login_key`` is already the stored key succeeds
         without another change (a retry after a lost reply, or a second
         device making the same change), so the device-side retry is safe.
+        A "change" to the current key itself is a valid request too: the key
+        is re-hashed (with the live Argon2id parameters) and every other
+        session ends -- a way to sign out all other devices.
 
         Raises:
             InvalidLoginKey: a key is not 32 bytes of base64url.
-            InvalidRequest: the two keys are equal.
             TooManyAttempts: the account is in a backoff period.
             WrongLoginKey: neither key is the account's current login key.
             LoginKeyConflict: another change won the race (nothing changed).
         """
         current = _login_key(current_login_key)
         new = _login_key(new_login_key)
-        if current == new:
-            raise InvalidRequest("new_login_key must differ from current_login_key.")
         charged = self._charge_attempt(identity)
         user = self._users.get(identity)
         if user is None:

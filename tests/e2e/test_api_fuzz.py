@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import unsupported_method
+from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
 from chalicelib.openapi import DOCUMENT_PATH
 from client_sim.api import ApiClient
@@ -23,9 +23,26 @@ from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from client_sim.transport import HttpTransport
 from tests.e2e.conftest import RunningStack
 
-schema = schemathesis.openapi.from_path(str(DOCUMENT_PATH))
+# 413 is how Sealbox rejects an oversized body (schemathesis's default list
+# of rejection statuses doesn't include it).
+REJECTION_STATUSES = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
+schema = schemathesis.openapi.from_path(
+    str(DOCUMENT_PATH),
+    config=schemathesis.config.SchemathesisConfig.from_dict(
+        {"checks": {"negative_data_rejection": {"expected-statuses": REJECTION_STATUSES}}}
+    ),
+)
 # The methods chalice local's request handler implements (do_GET, ...).
 DEV_SERVER_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+# Operations whose bodies carry cryptographic structure no schema can state:
+# a schema-valid random card has no valid self-signature, and a random
+# backup doesn't start with the backup envelope.  For these, "valid per the
+# schema" still means 400, so the positive-data check can't apply; the
+# negative checks, the 5xx check and the auth checks still run.
+SEMANTICALLY_CHECKED = {
+    ("POST", "/v1/cards"),
+    ("PUT", "/v1/backups/{name}"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +80,11 @@ def test_api_conforms_to_its_document(
         # them; on AWS, API Gateway refuses them.  Undeclared methods are
         # covered for the app itself by tests/functional/test_methods.py.
         return
+    excluded = [unsupported_method]
+    if (case.method.upper(), case.operation.path) in SEMANTICALLY_CHECKED:
+        excluded.append(positive_data_acceptance)
     case.call_and_validate(
         base_url=local_stack.url,
         headers=auth_headers(case, credentials),
-        excluded_checks=[unsupported_method],
+        excluded_checks=excluded,
     )

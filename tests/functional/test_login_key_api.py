@@ -79,7 +79,6 @@ def test_a_retried_change_succeeds_without_changing_again(api: ApiClient) -> Non
     [
         ({"current_login_key": "short", "new_login_key": NEW}, "invalid_login_key"),
         ({"current_login_key": NEW, "new_login_key": NEW + "="}, "invalid_login_key"),
-        ({"current_login_key": NEW, "new_login_key": NEW}, "invalid_request"),
         ({"new_login_key": NEW}, "invalid_request"),
         ({"current_login_key": NEW, "new_login_key": NEWER, "username": "bob"}, "invalid_request"),
     ],
