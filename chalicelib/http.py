@@ -33,6 +33,8 @@ from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 # bytes; refresh tokens are 47.
 MAX_AUTHORIZATION_HEADER = 2048
 DEFAULT_MAX_BODY = 8 * 1024
+# Query values are short tokens (a role, a number, an opaque cursor).
+MAX_QUERY_VALUE = 256
 
 # Responses carry credentials or per-user data: never cache them anywhere
 # (RFC 6749 §5.1 requires this for token responses).
@@ -118,6 +120,41 @@ class ApiRequest:
             raise InvalidRequest(f"Unknown field(s): {names}.")
         return body
 
+    def query(self, *, allowed: Collection[str]) -> dict[str, str]:
+        """The query parameters: only ``allowed`` names, each at most once.
+
+        Raises:
+            InvalidRequest: an unknown or repeated parameter, or a value
+                longer than ``MAX_QUERY_VALUE`` characters.
+        """
+        params = self.raw.query_params
+        if not params:
+            return {}
+        out: dict[str, str] = {}
+        for name in params.keys():  # noqa: SIM118 - MultiDict: keys() is the names
+            values = params.getlist(name)
+            if name not in allowed:
+                raise InvalidRequest(f"Unknown query parameter: {name[:40]}.")
+            if len(values) != 1:
+                raise InvalidRequest(f"Query parameter {name} may appear only once.")
+            if len(values[0]) > MAX_QUERY_VALUE:
+                raise InvalidRequest(f"Query parameter {name} is too long.")
+            out[name] = values[0]
+        return out
+
+    def binary(self) -> bytes:
+        """The raw body, for routes that accept ``application/octet-stream``.
+
+        Raises:
+            PayloadTooLarge: the body exceeds the route's limit.
+        """
+        raw = self.raw.raw_body or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        if len(raw) > self.max_body:
+            raise PayloadTooLarge()
+        return raw
+
 
 def bearer_token(request: Request) -> str:
     """The token of an ``Authorization: Bearer <token>`` header.
@@ -154,8 +191,13 @@ class ApiBlueprint:
         methods: list[str],
         auth: Auth,
         max_body: int = DEFAULT_MAX_BODY,
+        content_types: Collection[str] = ("application/json",),
     ) -> Callable[[Callable[..., ApiResponse]], Callable[..., Response]]:
-        """Register ``view`` for ``path``; ``auth`` is checked before it runs."""
+        """Register ``view`` for ``path``; ``auth`` is checked before it runs.
+
+        ``content_types`` are the request bodies Chalice lets through (415
+        otherwise); a binary type is read with :meth:`ApiRequest.binary`.
+        """
         if not isinstance(auth, Auth):
             raise TypeError("auth must be an Auth member")
 
@@ -191,7 +233,7 @@ class ApiBlueprint:
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
             handler.sealbox_auth = auth  # type: ignore[attr-defined]
-            self.blueprint.route(path, methods=methods)(handler)
+            self.blueprint.route(path, methods=methods, content_types=list(content_types))(handler)
             return handler
 
         return decorator
