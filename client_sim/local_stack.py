@@ -144,6 +144,15 @@ def provision(
     template = template or load_template()
     params = template_parameters(template, stage, region=region, account_id=account_id)
     report = ProvisionReport()
+    made: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        # One client per service for the whole run: building one costs more
+        # than the calls it makes.
+        if service not in made:
+            made[service] = clients(service)
+        return made[service]
+
     for logical_id, resource in template["Resources"].items():
         kind = resource.get("Type")
         if kind is None:
@@ -156,7 +165,7 @@ def provision(
         if creator is None:
             raise TemplateError(f"{logical_id}: resource type {kind} is not supported locally")
         props = resolve(resource.get("Properties", {}), params)
-        report.created[logical_id] = creator(clients, props)
+        report.created[logical_id] = creator(client, props)
     return report
 
 
