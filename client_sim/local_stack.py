@@ -413,6 +413,7 @@ class LocalStack:
         stage: str = "local",
         region: str = "us-east-1",
         log: IO[str] | None = None,
+        aws_log: IO[str] | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -423,6 +424,10 @@ class LocalStack:
         self.region = region
         self.moto_port = free_port(host)
         self._log = log
+        # moto plays AWS: its request log is the service's, not Sealbox's
+        # (it shows presigned URLs as S3 access logs would), so it can go
+        # elsewhere.  Default: with everything else.
+        self._aws_log = log if aws_log is None else aws_log
         self._timeout = startup_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
 
@@ -459,14 +464,17 @@ class LocalStack:
         )
         return session.client(service, endpoint_url=self.aws_endpoint)
 
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], env: dict[str, str], *, log: IO[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = log or self._log
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             argv,
             cwd=PROJECT_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=self._log or subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=log or subprocess.DEVNULL,
             start_new_session=True,  # own process group: we can stop all of it
         )
         self._procs.append(proc)
@@ -504,6 +512,7 @@ class LocalStack:
             moto = self._spawn(
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.moto_port)],
                 self.aws_env(),
+                log=self._aws_log,
             )
             self._wait_until(
                 lambda: self._http_ok(f"{self.aws_endpoint}/moto-api/"), moto, "moto server"
