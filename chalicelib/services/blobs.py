@@ -479,9 +479,14 @@ class BlobService:
             raise BlobIdempotencyConflict()
         if existing.state is not BlobState.RESERVED:
             return Reservation(existing, None)
-        if existing.expires_at <= now and self._objects.head(existing.blob_id) is None:
-            self._reclaim(existing)
-            return None
+        if existing.expires_at <= now:
+            stored = self._objects.head(existing.blob_id)
+            if stored is None:
+                self._reclaim(existing)
+                return None
+            # Uploaded in time but never checked (the event was lost): judge
+            # it now rather than hand out URLs for an expired reservation.
+            return Reservation(self._check(existing, stored), None)
         return Reservation(existing, self._plan(existing, now))
 
     def _part_size(self, size: int) -> int:

@@ -19,7 +19,7 @@ from chalicelib import wiring
 from chalicelib.config import BlobSettings, Settings
 from client_sim import age
 from client_sim.api import ApiError
-from client_sim.blobs import BlobClient
+from client_sim.blobs import BlobClient, BlobError
 from tests.functional.blob_helpers import (
     BUCKET,
     TABLES,
@@ -575,3 +575,48 @@ def test_blob_client_validates_its_own_arguments(transport) -> None:
         BlobClient(transport, lambda: "t", inline_max=300_000)
     with pytest.raises(ValueError, match="resolver"):
         BlobClient(transport, lambda: "t").upload(io.BytesIO(b"x"), to=["bob"])
+
+
+def test_sharing_a_large_blob_copies_its_payload_inside_s3(users) -> None:
+    alice, bob = users["alice"], users["bob"]
+    plaintext = bytes(range(256)) * (40 * 1024 + 7)  # ~10 MiB: past the in-memory rewrite
+    info = alice.blobs.upload(io.BytesIO(plaintext), recipients=[alice.recipient()])
+    shared = alice.blobs.share(
+        info.blob_id,
+        ["bob"],
+        identities=[alice.key],
+        recipients=[alice.recipient(), bob.recipient()],
+    )
+    assert shared.size == info.size + (shared.header_length or 0) - (info.header_length or 0)
+    out = io.BytesIO()
+    bob.blobs.download(info.blob_id, out, identities=[bob.key])
+    assert out.getvalue() == plaintext
+    assert len(versions("blobs/")) == 1
+    assert aws_client("s3").list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_armored_blobs_can_lose_recipients_but_not_gain_them(raw, users) -> None:
+    alice, bob = users["alice"], users["bob"]
+    data = age.encrypt_bytes(b"armored" * 1000, [alice.recipient()], armor=True)
+    body = reserve(raw, alice, len(data), ["bob", "carol"])
+    assert put(body["upload"], data) == 200
+    info = alice.blobs.commit(body["blob_id"])
+    assert info.armored
+    narrowed = alice.blobs.share(info.blob_id, ["bob"], identities=[alice.key])
+    assert narrowed.recipients == ("bob",)
+    with pytest.raises(BlobError, match="armored"):
+        alice.blobs.share(info.blob_id, ["bob", "carol"], identities=[alice.key])
+    out = io.BytesIO()
+    alice.blobs.download(info.blob_id, out, identities=[alice.key])
+    assert out.getvalue() == b"armored" * 1000
+    assert_error(
+        raw(
+            "PUT",
+            f"/v1/blobs/{info.blob_id}/recipients",
+            {"recipients": ["bob"], "version": narrowed.version, "header": "AAAA"},
+            token=alice.token,
+        ),
+        400,
+        "invalid_header",
+    )
+    assert bob.blobs.get(info.blob_id).state == "ready"

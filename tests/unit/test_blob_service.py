@@ -243,6 +243,19 @@ def test_a_retry_after_the_upload_finished_returns_the_blob_without_upload(world
     assert again.record.state is BlobState.READY
 
 
+def test_a_retry_of_an_expired_reservation_with_an_unchecked_upload_checks_it(
+    world: World,
+) -> None:
+    key = "k" * 20
+    data = ciphertext()
+    first = world.service.reserve("alice", size=len(data), recipients=[], idempotency_key=key)
+    world.objects.device_put(first.record.blob_id, data)  # its S3 event never arrived
+    world.clock.advance(SETTINGS.reservation_ttl)
+    again = world.service.reserve("alice", size=len(data), recipients=[], idempotency_key=key)
+    assert again.plan is None
+    assert again.record.state is BlobState.READY
+
+
 def test_a_retry_of_an_expired_unused_reservation_starts_over(world: World) -> None:
     key = "k" * 20
     first = world.service.reserve("alice", size=100, recipients=[], idempotency_key=key)
