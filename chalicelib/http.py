@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from chalicelib.errors import (
     PayloadTooLarge,
     SealboxError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from chalicelib.logs import log_event, log_exception
 from chalicelib.wire.strictjson import StrictJSONError, loads_strict
@@ -195,11 +197,14 @@ class ApiBlueprint:
     ) -> Callable[[Callable[..., ApiResponse]], Callable[..., Response]]:
         """Register ``view`` for ``path``; ``auth`` is checked before it runs.
 
-        ``content_types`` are the request bodies Chalice lets through (415
-        otherwise); a binary type is read with :meth:`ApiRequest.binary`.
+        ``content_types`` are the request ``Content-Type`` values accepted
+        (415 otherwise), checked here right after the credential rather than
+        by Chalice before it, so an unauthenticated caller always gets 401
+        first.  A binary type is read with :meth:`ApiRequest.binary`.
         """
         if not isinstance(auth, Auth):
             raise TypeError("auth must be an Auth member")
+        accepted = frozenset(t.lower() for t in content_types)
 
         def decorator(view: Callable[..., ApiResponse]) -> Callable[..., Response]:
             def handler(**path_params: str) -> Response:
@@ -211,6 +216,7 @@ class ApiBlueprint:
                     if auth is not Auth.NONE:
                         principal = self._authenticators(auth)(bearer_token(request))
                         identity = principal.identity
+                    _check_content_type(request, accepted)
                     result = view(ApiRequest(request, principal, max_body), **path_params)
                     response = render(result)
                 except SealboxError as exc:
@@ -233,10 +239,27 @@ class ApiBlueprint:
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
             handler.sealbox_auth = auth  # type: ignore[attr-defined]
-            self.blueprint.route(path, methods=methods, content_types=list(content_types))(handler)
+            # Chalice would answer 415 before the credential is looked at;
+            # _check_content_type does the same check after it.
+            self.blueprint.route(path, methods=methods, content_types=["*/*"])(handler)
             return handler
 
         return decorator
+
+
+def _check_content_type(request: Request, accepted: frozenset[str]) -> None:
+    """Chalice's rule, applied after authentication: the ``Content-Type``
+    (``application/json`` when absent) must name one of ``accepted``.
+
+    Raises:
+        UnsupportedMediaType: it doesn't.
+    """
+    header = request.headers.get("content-type") or "application/json"
+    parts = {part.strip().lower() for part in re.split("[,;]", str(header))}
+    if not parts & accepted:
+        if accepted == {"application/json"}:
+            raise UnsupportedMediaType()
+        raise UnsupportedMediaType(f"Request bodies must be {' or '.join(sorted(accepted))}.")
 
 
 def render(result: ApiResponse) -> Response:

@@ -620,3 +620,15 @@ def test_armored_blobs_can_lose_recipients_but_not_gain_them(raw, users) -> None
         "invalid_header",
     )
     assert bob.blobs.get(info.blob_id).state == "ready"
+
+
+def test_the_credential_is_checked_before_the_content_type(raw, users) -> None:
+    alice = users["alice"]
+    blob_id = alice.blobs.reserve(100, []).blob_id
+    path = f"/v1/blobs/{blob_id}/content"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert_error(raw("PUT", path, b"x", headers=form), 401, "invalid_token")
+    assert_error(raw("POST", "/v1/blobs", b"x", headers=form), 401, "invalid_token")
+    reply = raw("PUT", path, b"x", token=alice.token, headers=form)
+    assert_error(reply, 415, "unsupported_media_type")
+    assert "application/octet-stream" in reply.json()["error"]["message"]
