@@ -286,18 +286,24 @@ def test_strangers_get_the_same_404_as_for_a_missing_blob(raw, users) -> None:
     assert (hidden.status, hidden.body) == (missing.status, missing.body)
     assert malformed.status == 404
     assert raw("GET", f"/v1/blobs/{info.blob_id}", token=bob.token).status == 200
-    for method, suffix in (("POST", "/commit"), ("DELETE", ""), ("PUT", "/recipients")):
-        body = {"recipients": [], "version": 1} if suffix == "/recipients" else None
-        assert_error(
-            raw(method, f"/v1/blobs/{info.blob_id}{suffix}", body, token=carol.token),
-            404,
-            "not_found",
-        )
-        assert_error(
-            raw(method, f"/v1/blobs/{info.blob_id}{suffix}", body, token=bob.token),
-            403,
-            "not_owner",
-        )
+    reserved = alice.blobs.reserve(10, ["bob"]).blob_id
+    for method, suffix, blob_id in (
+        ("POST", "/commit", info.blob_id),
+        ("DELETE", "", info.blob_id),
+        ("PUT", "/recipients", info.blob_id),
+        ("PUT", "/content", reserved),
+    ):
+        body: object = None
+        headers = None
+        if suffix == "/recipients":
+            body = {"recipients": [], "version": 1}
+        elif suffix == "/content":
+            body, headers = b"x" * 10, {"Content-Type": "application/octet-stream"}
+        path = f"/v1/blobs/{blob_id}{suffix}"
+        assert_error(raw(method, path, body, token=carol.token, headers=headers), 404, "not_found")
+        assert_error(raw(method, path, body, token=bob.token, headers=headers), 403, "not_owner")
+    assert alice.blobs.get(reserved).state == "reserved"
+    assert alice.blobs.get(info.blob_id).recipients == ("bob",)
 
 
 ROUTES = [
@@ -311,29 +317,31 @@ ROUTES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
-def test_every_blob_route_wants_a_valid_access_token(raw, users, method, path, body) -> None:
+def test_every_blob_route_wants_a_valid_access_token(raw, users) -> None:
     alice = users["alice"]
     blob_id = alice.blobs.upload(io.BytesIO(b"x"), recipients=[alice.recipient()]).blob_id
-    path = path.replace("{id}", blob_id)
-    headers = {"Content-Type": "application/octet-stream"} if isinstance(body, bytes) else None
     before = table_items(TABLES[0])
     refresh = raw("POST", "/v1/sessions", {"username": "alice", "login_key": "A" * 43})
-    for token in (None, "", "not-a-jwt", alice.token[:-4] + "AAAA", refresh.body.decode()[:30]):
-        reply = raw(method, path, body, token=token, headers=headers)
-        assert_error(reply, 401, "invalid_token")
+    bad_tokens = (None, "", "not-a-jwt", alice.token[:-4] + "AAAA", refresh.body.decode()[:30])
+    for method, path, body in ROUTES:
+        headers = {"Content-Type": "application/octet-stream"} if isinstance(body, bytes) else None
+        for token in bad_tokens:
+            reply = raw(method, path.replace("{id}", blob_id), body, token=token, headers=headers)
+            assert reply.status == 401, (method, path)
+            assert_error(reply, 401, "invalid_token")
     assert table_items(TABLES[0]) == before
 
 
-def test_an_expired_access_token_is_refused(clock, api, transport, raw) -> None:
+def test_an_expired_access_token_is_refused_on_every_route(clock, api, transport, raw) -> None:
     alice = make_user(api, transport, "alice")
+    blob_id = alice.blobs.upload(io.BytesIO(b"x"), recipients=[alice.recipient()]).blob_id
     clock.advance(int(STAGE_ENV["SEALBOX_ACCESS_TOKEN_TTL"]) + 120)
-    assert_error(raw("GET", "/v1/blobs", token=alice.token), 401, "invalid_token")
-    assert_error(
-        raw("POST", "/v1/blobs", {"size": 1, "recipients": []}, token=alice.token),
-        401,
-        "invalid_token",
-    )
+    before = table_items(TABLES[0])
+    for method, path, body in ROUTES:
+        headers = {"Content-Type": "application/octet-stream"} if isinstance(body, bytes) else None
+        reply = raw(method, path.replace("{id}", blob_id), body, token=alice.token, headers=headers)
+        assert_error(reply, 401, "invalid_token")
+    assert table_items(TABLES[0]) == before
 
 
 # --- sharing --------------------------------------------------------------------------------------
@@ -495,48 +503,48 @@ def test_listing_pages_through_outbox_and_inbox(users) -> None:
     assert list(users["carol"].blobs.iter_blobs("inbox")) == []
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "?role=all",
-        "?limit=0",
-        "?limit=101",
-        "?limit=x",
-        "?cursor=nope",
-        "?role=inbox&role=outbox",
-        "?owner=alice",
-        "?cursor=" + "A" * 300,
-    ],
-)
-def test_bad_listing_queries_are_400(raw, users, query: str) -> None:
-    reply = raw("GET", "/v1/blobs" + query, token=users["alice"].token)
-    assert reply.status == 400
-    assert reply.json()["error"]["code"] in ("invalid_request", "invalid_cursor")
+BAD_QUERIES = [
+    "?role=all",
+    "?limit=0",
+    "?limit=101",
+    "?limit=x",
+    "?cursor=nope",
+    "?role=inbox&role=outbox",
+    "?owner=alice",
+    "?cursor=" + "A" * 300,
+]
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "code"),
-    [
-        ({"size": 10}, 400, "invalid_request"),
-        ({"size": 10, "recipients": [], "extra": 1}, 400, "invalid_request"),
-        ({"size": "10", "recipients": []}, 400, "invalid_size"),
-        ({"size": 0, "recipients": []}, 400, "invalid_size"),
-        ({"size": 10, "recipients": ["ok-name", "../../x"]}, 400, "invalid_recipient"),
-        ({"size": 10, "recipients": [f"u{i:03d}" for i in range(33)]}, 400, "too_many_recipients"),
-        (
-            {"size": 10, "recipients": [], "idempotency_key": "short"},
-            400,
-            "invalid_idempotency_key",
-        ),
-        ({"size": 6 * 1024**3, "recipients": []}, 413, "blob_too_large"),
-        (b"{not json", 400, "invalid_request"),
-        (b'{"size": 1, "size": 2, "recipients": []}', 400, "invalid_request"),
-    ],
-)
-def test_bad_reservations_are_clear_errors_and_store_nothing(
-    raw, users, body, status, code
-) -> None:
-    assert_error(raw("POST", "/v1/blobs", body, token=users["alice"].token), status, code)
+def test_bad_listing_queries_are_400(raw, users) -> None:
+    for query in BAD_QUERIES:
+        reply = raw("GET", "/v1/blobs" + query, token=users["alice"].token)
+        assert reply.status == 400, query
+        assert reply.json()["error"]["code"] in ("invalid_request", "invalid_cursor"), query
+
+
+BAD_RESERVATIONS = [
+    ({"size": 10}, 400, "invalid_request"),
+    ({"size": 10, "recipients": [], "extra": 1}, 400, "invalid_request"),
+    ({"size": "10", "recipients": []}, 400, "invalid_size"),
+    ({"size": 0, "recipients": []}, 400, "invalid_size"),
+    ({"size": 10, "recipients": ["ok-name", "../../x"]}, 400, "invalid_recipient"),
+    ({"size": 10, "recipients": [f"u{i:03d}" for i in range(33)]}, 400, "too_many_recipients"),
+    (
+        {"size": 10, "recipients": [], "idempotency_key": "short"},
+        400,
+        "invalid_idempotency_key",
+    ),
+    ({"size": 6 * 1024**3, "recipients": []}, 413, "blob_too_large"),
+    (b"{not json", 400, "invalid_request"),
+    (b'{"size": 1, "size": 2, "recipients": []}', 400, "invalid_request"),
+]
+
+
+def test_bad_reservations_are_clear_errors_and_store_nothing(raw, users) -> None:
+    for body, status, code in BAD_RESERVATIONS:
+        reply = raw("POST", "/v1/blobs", body, token=users["alice"].token)
+        assert reply.status == status, body
+        assert_error(reply, status, code)
     for table in TABLES:
         assert table_items(table) == []
     assert versions() == []
