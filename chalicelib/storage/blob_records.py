@@ -47,19 +47,11 @@ _CONDITION_FAILED = "ConditionalCheckFailed"
 _TRANSIENT_REASONS = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 )
-# Placeholders for every attribute name used in an expression: several
-# (owner, size, state) are DynamoDB reserved words.
-_NAMES = {
-    "#id": "blob_id",
-    "#owner": "owner",
-    "#state": "state",
-    "#version": "version",
-    "#bytes": "bytes",
-    "#blobs": "blobs",
-    "#ck": "created_key",
-    "#recipient": "recipient",
-    "#until": "reserved_until",
-}
+# Attribute names always go through placeholders: several of ours (owner,
+# size, state) are DynamoDB reserved words.  These are the partition keys
+# listings query by.
+_NAMES = {"#owner": "owner", "#recipient": "recipient"}
+
 # BatchGetItem leaves keys unprocessed under load; retry them this often.
 _BATCH_ROUNDS = 5
 

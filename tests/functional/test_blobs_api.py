@@ -640,3 +640,25 @@ def test_the_credential_is_checked_before_the_content_type(raw, users) -> None:
     reply = raw("PUT", path, b"x", token=alice.token, headers=form)
     assert_error(reply, 415, "unsupported_media_type")
     assert "application/octet-stream" in reply.json()["error"]["message"]
+
+
+def test_a_throttled_s3_is_a_retryable_503_that_changes_nothing(raw, users) -> None:
+    from botocore.exceptions import ClientError
+
+    alice = users["alice"]
+    data = ciphertext(500, alice)
+    body = reserve(raw, alice, len(data))
+    assert put(body["upload"], data) == 200
+    throttled = {"on": True}
+
+    def slow_down(**_: object) -> None:
+        if throttled["on"]:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "HeadObject")
+
+    wiring.container().s3.meta.events.register("before-call.s3.HeadObject", slow_down)
+    reply = raw("POST", f"/v1/blobs/{body['blob_id']}/commit", token=alice.token)
+    assert_error(reply, 503, "service_unavailable")
+    assert int(reply.headers["retry-after"]) >= 1
+    assert alice.blobs.get(body["blob_id"]).state == "reserved"
+    throttled["on"] = False
+    assert alice.blobs.commit(body["blob_id"]).state == "ready"
