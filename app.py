@@ -9,16 +9,18 @@ Nothing here talks to AWS at import time.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, Request, Response, SQSEvent
 
 from chalicelib import wiring
+from chalicelib.blob_events import handle_blob_events
 from chalicelib.http import normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, backups, cards, meta, tokens
+from chalicelib.routes import accounts, backups, blobs, cards, meta, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -31,6 +33,7 @@ app.register_blueprint(tokens.api.blueprint)
 app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)
+app.register_blueprint(blobs.api.blueprint)
 
 
 @app.middleware("http")
@@ -43,3 +46,21 @@ def sealbox_error_shape(event: Request, get_response: Callable[[Request], Respon
 def rotate_app_key(event: dict[str, Any], context: Any) -> None:
     """Secrets Manager rotation for the app signing key (four steps)."""
     handle_rotation_event(event, wiring.container().secretsmanager)
+
+
+# Chalice reads the queue name when it loads the app for `chalice package`,
+# `deploy` or `local`, with the stage's environment applied; it names the
+# event source of the function, nothing else.  Tests invoke the handler
+# directly.
+BLOB_EVENTS_QUEUE = os.environ.get("SEALBOX_BLOB_EVENTS_QUEUE", "sealbox-blob-events")
+
+
+@app.on_sqs_message(queue=BLOB_EVENTS_QUEUE, batch_size=10, name="blob_events")
+def blob_events(event: SQSEvent) -> None:
+    """S3 reports of new objects under ``blobs/``: check each like a commit."""
+    container = wiring.container()
+    handle_blob_events(
+        (record.body for record in event),
+        container.blobs,
+        bucket=container.blob_settings.bucket,
+    )

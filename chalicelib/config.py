@@ -10,7 +10,7 @@ papered over with a default.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1 is the
@@ -92,4 +92,92 @@ class Settings:
             backups_table=need("SEALBOX_BACKUPS_TABLE"),
             # How far a published card's created_at may be from the server clock.
             card_max_skew=number("SEALBOX_CARD_MAX_SKEW", 300, 30, 3600),
+        )
+
+
+def _readers(
+    env: Mapping[str, str],
+) -> tuple[Callable[[str], str], Callable[[str, int, int, int], int]]:
+    """``need(name)`` and ``number(name, default, lo, hi)`` over ``env``.
+
+    The same rules as the readers inside :meth:`Settings.from_env`.
+    """
+
+    def need(name: str) -> str:
+        value = env.get(name)
+        if not value:
+            raise RuntimeError(f"missing required setting {name}")
+        return value
+
+    def number(name: str, default: int, lo: int, hi: int) -> int:
+        raw = env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise RuntimeError(f"setting {name} must be an integer") from exc
+        if not lo <= value <= hi:
+            raise RuntimeError(f"setting {name} must be within [{lo}, {hi}]")
+        return value
+
+    return need, number
+
+
+# --- blobs ------------------------------------------------------------------------
+
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    """Settings of encrypted blob storage (``/v1/blobs`` and its S3 event handler).
+
+    Read on first use of blob storage, so a container that only serves
+    accounts and tokens never needs them.
+    """
+
+    bucket: str
+    table: str
+    grants_table: str
+    usage_table: str
+    events_queue: str
+    #: Largest blob accepted at reservation.
+    max_size: int = 5 * _GIB
+    #: Multipart part size; blobs up to this size are one presigned PUT.
+    #: S3's minimum part size is 5 MiB.
+    part_size: int = 16 * _MIB
+    #: Lifetime of presigned upload and download URLs (bearer credentials).
+    upload_url_ttl: int = 900
+    download_url_ttl: int = 300
+    #: How long a reservation waits for its upload before it can be reclaimed.
+    reservation_ttl: int = 86400
+    #: Per-user quotas: bytes of reserved or stored blobs, and their number.
+    quota_bytes: int = 10 * _GIB
+    quota_count: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BlobSettings:
+        """Build blob settings from ``env`` (default: ``os.environ``).
+
+        Raises:
+            RuntimeError: a required variable is missing or malformed.
+        """
+        env = os.environ if env is None else env
+        need, number = _readers(env)
+        return cls(
+            bucket=need("SEALBOX_BLOBS_BUCKET"),
+            table=need("SEALBOX_BLOBS_TABLE"),
+            grants_table=need("SEALBOX_BLOB_GRANTS_TABLE"),
+            usage_table=need("SEALBOX_BLOB_USAGE_TABLE"),
+            events_queue=need("SEALBOX_BLOB_EVENTS_QUEUE"),
+            max_size=number("SEALBOX_BLOB_MAX_SIZE", 5 * _GIB, 1024, 50 * _GIB),
+            part_size=number("SEALBOX_BLOB_PART_SIZE", 16 * _MIB, 5 * _MIB, 512 * _MIB),
+            # Presigned URLs are bearer credentials: minutes, not hours.
+            upload_url_ttl=number("SEALBOX_BLOB_UPLOAD_URL_TTL", 900, 60, 3600),
+            download_url_ttl=number("SEALBOX_BLOB_DOWNLOAD_URL_TTL", 300, 60, 3600),
+            reservation_ttl=number("SEALBOX_BLOB_RESERVATION_TTL", 86400, 600, 7 * 86400),
+            quota_bytes=number("SEALBOX_BLOB_QUOTA_BYTES", 10 * _GIB, 1024, 1 << 50),
+            quota_count=number("SEALBOX_BLOB_QUOTA_COUNT", 10_000, 1, 10_000_000),
         )

@@ -213,3 +213,136 @@ class WrongLoginKey(SealboxError):
 class LoginKeyConflict(Conflict):
     code = "login_key_conflict"
     default_message = "The login key was changed by another request; try again."
+
+
+# --- blobs (/v1/blobs) -------------------------------------------------------
+# Prefixed with ``Blob`` so they can't collide with other features' names.
+
+
+class BlobNotOwner(SealboxError):
+    """A recipient asked for an owner-only operation.  Strangers get 404."""
+
+    status = 403
+    code = "not_owner"
+    default_message = "Only the owner of this blob may do this."
+
+
+class InvalidBlobSize(InvalidRequest):
+    code = "invalid_size"
+    default_message = "size must be a positive integer number of bytes."
+
+
+class InvalidRecipient(InvalidRequest):
+    code = "invalid_recipient"
+    default_message = (
+        "recipients must be a list of identities: 3-64 characters of a-z, 0-9, '.', '_' or '-'."
+    )
+
+
+class TooManyRecipients(InvalidRequest):
+    code = "too_many_recipients"
+    default_message = "A blob can have at most 32 recipients."
+
+
+class InvalidIdempotencyKey(InvalidRequest):
+    code = "invalid_idempotency_key"
+    default_message = "idempotency_key must be 16-128 characters of A-Z, a-z, 0-9, '_' or '-'."
+
+
+class InvalidCursor(InvalidRequest):
+    code = "invalid_cursor"
+    default_message = "The cursor is not one this listing returned."
+
+
+class BlobSizeMismatch(InvalidRequest):
+    code = "size_mismatch"
+    default_message = "The content's size differs from the size declared at reservation."
+
+
+class InvalidBlobHeader(InvalidRequest):
+    code = "invalid_header"
+    default_message = "header must be one binary age v1 header, base64url without padding."
+
+
+class BlobHeaderRequired(InvalidRequest):
+    code = "header_required"
+    default_message = "Adding recipients needs a new header that wraps the file key for them."
+
+
+class NotAgeCiphertext(SealboxError):
+    """Inline content that is not shaped like an age v1 file (nothing stored)."""
+
+    status = 422
+    code = "not_age_ciphertext"
+    default_message = "The content is not an age v1 file; nothing was stored."
+
+
+class BlobRejected(SealboxError):
+    """The uploaded object failed the checks: quarantined, never served."""
+
+    status = 422
+    code = "blob_rejected"
+    default_message = "The upload failed the size or format check and was quarantined."
+
+
+class BlobTooLarge(PayloadTooLarge):
+    code = "blob_too_large"
+    default_message = "The blob is larger than this server accepts."
+
+
+class BlobQuotaBytesExceeded(SealboxError):
+    status = 413
+    code = "quota_bytes_exceeded"
+    default_message = "This would exceed your storage quota. Delete blobs to free space."
+
+
+class BlobQuotaCountExceeded(SealboxError):
+    status = 429
+    code = "quota_count_exceeded"
+    default_message = "You have as many blobs as your quota allows. Delete some first."
+
+
+class BlobIdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "This idempotency key was used for a different request."
+
+
+class BlobVersionConflict(Conflict):
+    code = "version_conflict"
+    default_message = "The blob changed since it was read. Read it again and retry."
+
+
+class BlobNotReady(Conflict):
+    code = "blob_not_ready"
+    default_message = "The blob is not ready: it has not been committed, or it was rejected."
+
+
+class BlobNotReserved(Conflict):
+    code = "blob_not_reserved"
+    default_message = "The blob is no longer waiting for an upload."
+
+
+class BlobUploadMissing(Conflict):
+    code = "upload_missing"
+    default_message = "Nothing has been uploaded for this blob yet."
+
+
+class BlobUploadIncomplete(Conflict):
+    code = "upload_incomplete"
+    default_message = "Some parts of the multipart upload are missing."
+
+
+class BlobUploadExists(Conflict):
+    code = "upload_exists"
+    default_message = "Content was already uploaded for this blob."
+
+
+class BlobArmored(Conflict):
+    code = "armored_blob"
+    default_message = "The header of an armored blob can't be replaced; upload it in binary form."
+
+
+class BlobReservationExpired(SealboxError):
+    status = 410
+    code = "reservation_expired"
+    default_message = "The reservation expired before an upload arrived. Reserve again."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from chalicelib.errors import (
     PayloadTooLarge,
     SealboxError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from chalicelib.logs import log_event, log_exception
 from chalicelib.wire.strictjson import StrictJSONError, loads_strict
@@ -33,6 +35,8 @@ from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 # bytes; refresh tokens are 47.
 MAX_AUTHORIZATION_HEADER = 2048
 DEFAULT_MAX_BODY = 8 * 1024
+# Query values are short tokens (a role, a number, an opaque cursor).
+MAX_QUERY_VALUE = 256
 
 # Responses carry credentials or per-user data: never cache them anywhere
 # (RFC 6749 §5.1 requires this for token responses).
@@ -87,13 +91,24 @@ class ApiRequest:
             raise RuntimeError("identity read on a route without authentication")
         return self.principal.identity
 
-    def json(self, *, required: Collection[str], optional: Collection[str] = ()) -> dict[str, Any]:
+    def json(
+        self,
+        *,
+        required: Collection[str],
+        optional: Collection[str] = (),
+        nullable: Collection[str] = (),
+    ) -> dict[str, Any]:
         """The body as a JSON object with exactly the allowed keys.
+
+        An optional field is either absent or has a value: ``null`` is
+        refused unless the field is listed in ``nullable``, so "absent" has
+        one spelling and a client bug that sends ``null`` is caught.
 
         Raises:
             PayloadTooLarge: the body exceeds the route's limit.
             InvalidRequest: not UTF-8 JSON, not an object, a required field
-                missing, or a field that is not part of the contract.
+                missing, a field that is not part of the contract, or a
+                ``null`` where the contract has none.
         """
         raw = self.raw.raw_body or b""
         if isinstance(raw, str):
@@ -103,7 +118,7 @@ class ApiRequest:
         try:
             # Strict: a repeated key would let two parsers read different
             # values from one body; NaN/Infinity are not JSON.
-            body = loads_strict(raw)
+            body = loads_strict(raw, integral_floats=True)
         except StrictJSONError as exc:
             raise InvalidRequest("The body must be a JSON object.") from exc
         if not isinstance(body, dict):
@@ -116,22 +131,61 @@ class ApiRequest:
             # Field names only, truncated: the message must not echo input.
             names = ", ".join(name[:40] for name in unknown[:5])
             raise InvalidRequest(f"Unknown field(s): {names}.")
+        nulls = sorted(k for k, v in body.items() if v is None and k not in nullable)
+        if nulls:
+            raise InvalidRequest(f"Field(s) may not be null: {', '.join(nulls)}.")
         return body
 
-    def query(self, *, allowed: Collection[str]) -> dict[str, list[str]]:
-        """The query string as name -> values (a name may repeat).
+    def query(self, *, allowed: Collection[str]) -> dict[str, str]:
+        """The query parameters: only ``allowed`` names, each at most once.
 
         Raises:
-            InvalidRequest: a parameter that is not part of the contract.
+            InvalidRequest: an unknown or repeated parameter, or a value
+                longer than ``MAX_QUERY_VALUE`` characters.
         """
+        out: dict[str, str] = {}
+        for name, values in self._query_values(allowed).items():
+            if len(values) != 1:
+                raise InvalidRequest(f"Query parameter {name} may appear only once.")
+            out[name] = values[0]
+        return out
+
+    def query_list(self, name: str) -> list[str]:
+        """Every value of the repeatable query parameter ``name``
+        (``?identity=a&identity=b``); no other parameter is allowed.
+
+        Raises:
+            InvalidRequest: another parameter, or a value longer than
+                ``MAX_QUERY_VALUE`` characters.
+        """
+        return self._query_values((name,)).get(name, [])
+
+    def _query_values(self, allowed: Collection[str]) -> dict[str, list[str]]:
         params = self.raw.query_params
         if not params:
             return {}
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            names = ", ".join(name[:40] for name in unknown[:5])
-            raise InvalidRequest(f"Unknown query parameter(s): {names}.")
-        return {name: list(params.getlist(name)) for name in params}
+        out: dict[str, list[str]] = {}
+        for name in params.keys():  # noqa: SIM118 - MultiDict: keys() is the names
+            if name not in allowed:
+                raise InvalidRequest(f"Unknown query parameter: {name[:40]}.")
+            values = list(params.getlist(name))
+            if any(len(value) > MAX_QUERY_VALUE for value in values):
+                raise InvalidRequest(f"Query parameter {name} is too long.")
+            out[name] = values
+        return out
+
+    def binary(self) -> bytes:
+        """The raw body, for routes that accept ``application/octet-stream``.
+
+        Raises:
+            PayloadTooLarge: the body exceeds the route's limit.
+        """
+        raw = self.raw.raw_body or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        if len(raw) > self.max_body:
+            raise PayloadTooLarge()
+        return raw
 
 
 def bearer_token(request: Request) -> str:
@@ -169,10 +223,18 @@ class ApiBlueprint:
         methods: list[str],
         auth: Auth,
         max_body: int = DEFAULT_MAX_BODY,
+        content_types: Collection[str] = ("application/json",),
     ) -> Callable[[Callable[..., ApiResponse]], Callable[..., Response]]:
-        """Register ``view`` for ``path``; ``auth`` is checked before it runs."""
+        """Register ``view`` for ``path``; ``auth`` is checked before it runs.
+
+        ``content_types`` are the request ``Content-Type`` values accepted
+        (415 otherwise), checked here right after the credential rather than
+        by Chalice before it, so an unauthenticated caller always gets 401
+        first.  A binary type is read with :meth:`ApiRequest.binary`.
+        """
         if not isinstance(auth, Auth):
             raise TypeError("auth must be an Auth member")
+        accepted = frozenset(t.lower() for t in content_types)
 
         def decorator(view: Callable[..., ApiResponse]) -> Callable[..., Response]:
             def handler(**path_params: str) -> Response:
@@ -184,6 +246,7 @@ class ApiBlueprint:
                     if auth is not Auth.NONE:
                         principal = self._authenticators(auth)(bearer_token(request))
                         identity = principal.identity
+                    _check_content_type(request, accepted)
                     result = view(ApiRequest(request, principal, max_body), **path_params)
                     response = render(result)
                 except SealboxError as exc:
@@ -206,10 +269,27 @@ class ApiBlueprint:
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
             handler.sealbox_auth = auth  # type: ignore[attr-defined]
-            self.blueprint.route(path, methods=methods)(handler)
+            # Chalice would answer 415 before the credential is looked at;
+            # _check_content_type does the same check after it.
+            self.blueprint.route(path, methods=methods, content_types=["*/*"])(handler)
             return handler
 
         return decorator
+
+
+def _check_content_type(request: Request, accepted: frozenset[str]) -> None:
+    """Chalice's rule, applied after authentication: the ``Content-Type``
+    (``application/json`` when absent) must name one of ``accepted``.
+
+    Raises:
+        UnsupportedMediaType: it doesn't.
+    """
+    header = request.headers.get("content-type") or "application/json"
+    parts = {part.strip().lower() for part in re.split("[,;]", str(header))}
+    if not parts & accepted:
+        if accepted == {"application/json"}:
+            raise UnsupportedMediaType()
+        raise UnsupportedMediaType(f"Request bodies must be {' or '.join(sorted(accepted))}.")
 
 
 def render(result: ApiResponse) -> Response:

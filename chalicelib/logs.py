@@ -40,6 +40,8 @@ ALLOWED_FIELDS = frozenset(
         "attempts",
         "stage",
         "count",
+        # Blob ids are random names chosen by the server, not secrets.
+        "blob_id",
     }
 )
 

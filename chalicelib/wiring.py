@@ -20,18 +20,22 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.config import ARGON2_PROFILES, Settings
+from chalicelib.config import ARGON2_PROFILES, BlobSettings, Settings
 from chalicelib.http import Auth, Authenticator, Principal
 from chalicelib.services.accounts import AccountService, LoginKeyHasher
 from chalicelib.services.backups import BackupService
+from chalicelib.services.blobs import BlobService
 from chalicelib.services.cards import CardService
 from chalicelib.services.tokens import TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
+from chalicelib.storage.blob_objects import S3ObjectStore
+from chalicelib.storage.blob_records import DynamoBlobStore
 from chalicelib.storage.directory import DynamoBackupStore, DynamoCardStore
 from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
@@ -44,8 +48,10 @@ class Container:
         *,
         client_factory: Callable[..., Any] | None = None,
         clock: Callable[[], float] = time.time,
+        blob_settings: BlobSettings | None = None,
     ) -> None:
         self.settings = settings
+        self._blob_settings = blob_settings
         self._client_factory = client_factory
         self._clock = clock
         self._lock = threading.Lock()
@@ -55,7 +61,9 @@ class Container:
 
     # --- AWS clients ----------------------------------------------------------
 
-    def _client(self, service: str, *, connect_timeout: float, read_timeout: float) -> Any:
+    def _client(
+        self, service: str, *, connect_timeout: float, read_timeout: float, **options: Any
+    ) -> Any:
         # boto3 sessions are not thread-safe (chalice local serves requests on
         # threads); clients are, once built.
         with self._lock:
@@ -69,6 +77,7 @@ class Container:
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 retries={"mode": "standard", "max_attempts": 3},
+                **options,
             )
             session: Any = boto3.session.Session()
             return session.client(service, region_name=self.settings.region, config=config)
@@ -134,6 +143,39 @@ class Container:
     def backups(self) -> BackupService:
         return BackupService(
             DynamoBackupStore(self.dynamodb, self.settings.backups_table), clock=self._clock
+        )
+
+    # --- blobs --------------------------------------------------------------------
+
+    @cached_property
+    def blob_settings(self) -> BlobSettings:
+        # Read on first use: accounts and tokens never need these settings.
+        return self._blob_settings or BlobSettings.from_env()
+
+    @cached_property
+    def s3(self) -> S3Client:
+        # SigV4 always: in us-east-1 botocore would otherwise presign with
+        # SigV2, which can't sign Content-Length or If-None-Match (DESIGN §8).
+        # The read timeout leaves room for a server-side copy within the
+        # API's 29 s.
+        client: S3Client = self._client(
+            "s3", connect_timeout=2, read_timeout=20, signature_version="s3v4"
+        )
+        return client
+
+    @cached_property
+    def blobs(self) -> BlobService:
+        settings = self.blob_settings
+        return BlobService(
+            DynamoBlobStore(
+                self.dynamodb,
+                table=settings.table,
+                grants_table=settings.grants_table,
+                usage_table=settings.usage_table,
+            ),
+            S3ObjectStore(self.s3, settings.bucket),
+            settings,
+            clock=self._clock,
         )
 
     # --- authentication -----------------------------------------------------------

@@ -39,9 +39,10 @@ def _stop_on_signals() -> threading.Event:
 def local(port: int, stage: str, verbose: bool) -> None:
     """Run the backend on 127.0.0.1:PORT with AWS on a moto server.
 
-    Provisions the stage's tables and secret from infra/resources.json, seeds
-    the app signing key, and stops every process it started on SIGINT or
-    SIGTERM.
+    Provisions the stage's tables, secret, blob bucket and event queue from
+    infra/resources.json, seeds the app signing key, polls the blob-events
+    queue for the blob_events handler, and stops every process it started
+    on SIGINT or SIGTERM.
     """
     from client_sim.local_stack import LocalStack, StackError
 

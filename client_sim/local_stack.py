@@ -38,7 +38,15 @@ LOCAL_SKIPS = {
         "rotation is exercised by calling the handler's steps"
     ),
     "AWS::Lambda::Permission": "no Lambda functions run under moto",
+    "AWS::S3::BucketPolicy": (
+        "moto applies bucket-policy statements for principal * but ignores their "
+        "conditions, so the conditional Denies (TLS only, SigV4 only) would deny "
+        "every request; the policy is checked against the template by unit tests"
+    ),
 }
+#: Entries without a ``Type`` add properties (such as ``DependsOn``) to a
+#: resource that ``chalice package`` generates; there is nothing to create.
+MERGED_INTO_CHALICE = "merged into a Chalice-generated function; the local stack runs that function"
 
 
 class TemplateError(ValueError):
@@ -100,6 +108,7 @@ def template_parameters(
             "AWS::Region": region,
             "AWS::AccountId": account_id,
             "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": f"sealbox-{stage}",
         }
     )
@@ -145,7 +154,10 @@ def provision(
         return made[service]
 
     for logical_id, resource in template["Resources"].items():
-        kind = resource["Type"]
+        kind = resource.get("Type")
+        if kind is None:
+            report.skipped[logical_id] = MERGED_INTO_CHALICE
+            continue
         if kind in LOCAL_SKIPS:
             report.skipped[logical_id] = LOCAL_SKIPS[kind]
             continue
@@ -168,6 +180,9 @@ def _create_table(clients: Callable[[str], Any], props: Mapping[str, Any]) -> st
     }
     if props.get("SSESpecification", {}).get("SSEEnabled"):
         kwargs["SSESpecification"] = {"Enabled": True}
+    if props.get("GlobalSecondaryIndexes"):
+        # On-demand tables: the API and CloudFormation spell indexes alike.
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     ddb.create_table(**kwargs)
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
@@ -193,9 +208,162 @@ def _create_secret(clients: Callable[[str], Any], props: Mapping[str, Any]) -> s
     return str(props["Name"])
 
 
+def _only(props: Mapping[str, Any], known: set[str], what: str) -> None:
+    # A property the provisioner doesn't apply must fail loudly, not be
+    # silently dropped (moto's CloudFormation drops bucket settings).
+    unknown = sorted(set(props) - known)
+    if unknown:
+        raise TemplateError(f"{what}: properties not supported locally: {', '.join(unknown)}")
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the S3 API's spelling."""
+    _only(
+        rule,
+        {
+            "Id",
+            "Status",
+            "Prefix",
+            "AbortIncompleteMultipartUpload",
+            "ExpirationInDays",
+            "ExpiredObjectDeleteMarker",
+            "NoncurrentVersionExpiration",
+        },
+        "lifecycle rule",
+    )
+    out: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    elif "ExpiredObjectDeleteMarker" in rule:
+        out["Expiration"] = {"ExpiredObjectDeleteMarker": rule["ExpiredObjectDeleteMarker"]}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = rule["NoncurrentVersionExpiration"]
+    return out
+
+
+def _queue_configuration(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation S3 queue notification in the S3 API's spelling."""
+    _only(config, {"Event", "Queue", "Filter"}, "queue notification")
+    out: dict[str, Any] = {"QueueArn": config["Queue"], "Events": [config["Event"]]}
+    rules = config.get("Filter", {}).get("S3Key", {}).get("Rules")
+    if rules:
+        out["Filter"] = {"Key": {"FilterRules": rules}}
+    return out
+
+
+def _create_bucket(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
+    _only(
+        props,
+        {
+            "BucketName",
+            "VersioningConfiguration",
+            "BucketEncryption",
+            "PublicAccessBlockConfiguration",
+            "OwnershipControls",
+            "LifecycleConfiguration",
+            "NotificationConfiguration",
+        },
+        "bucket",
+    )
+    s3 = clients("s3")
+    name = str(props["BucketName"])
+    region = s3.meta.region_name
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+        )
+    if "BucketEncryption" in props:
+        # CloudFormation says ServerSideEncryptionByDefault where the API
+        # says ApplyServerSideEncryptionByDefault.
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                **{k: v for k, v in rule.items() if k != "ServerSideEncryptionByDefault"},
+            }
+            for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "LifecycleConfiguration" in props:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name,
+            LifecycleConfiguration={
+                "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
+            },
+        )
+    notifications = props.get("NotificationConfiguration")
+    if notifications:
+        _only(notifications, {"QueueConfigurations"}, "bucket notifications")
+        s3.put_bucket_notification_configuration(
+            Bucket=name,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    _queue_configuration(c) for c in notifications["QueueConfigurations"]
+                ]
+            },
+        )
+    return name
+
+
+def _create_queue(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
+    _only(
+        props,
+        {
+            "QueueName",
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "SqsManagedSseEnabled",
+            "RedrivePolicy",
+        },
+        "queue",
+    )
+    attributes = {
+        name: str(props[name]).lower() if isinstance(props[name], bool) else str(props[name])
+        for name in ("VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled")
+        if name in props
+    }
+    if "RedrivePolicy" in props:
+        attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+    clients("sqs").create_queue(QueueName=props["QueueName"], Attributes=attributes)
+    return str(props["QueueName"])
+
+
+def _create_queue_policy(clients: Callable[[str], Any], props: Mapping[str, Any]) -> str:
+    _only(props, {"Queues", "PolicyDocument"}, "queue policy")
+    sqs = clients("sqs")
+    names = []
+    for url in props["Queues"]:
+        # The template names AWS's URL; moto serves the queue elsewhere.
+        name = str(url).rstrip("/").rsplit("/", 1)[1]
+        local_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(
+            QueueUrl=local_url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+        )
+        names.append(name)
+    return f"{', '.join(names)} policy"
+
+
 _CREATORS: dict[str, Callable[[Callable[[str], Any], Mapping[str, Any]], str]] = {
     "AWS::DynamoDB::Table": _create_table,
     "AWS::SecretsManager::Secret": _create_secret,
+    "AWS::S3::Bucket": _create_bucket,
+    "AWS::SQS::Queue": _create_queue,
+    "AWS::SQS::QueuePolicy": _create_queue_policy,
 }
 
 
@@ -245,6 +413,7 @@ class LocalStack:
         stage: str = "local",
         region: str = "us-east-1",
         log: IO[str] | None = None,
+        aws_log: IO[str] | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -255,6 +424,10 @@ class LocalStack:
         self.region = region
         self.moto_port = free_port(host)
         self._log = log
+        # moto plays AWS: its request log is the service's, not Sealbox's
+        # (it shows presigned URLs as S3 access logs would), so it can go
+        # elsewhere.  Default: with everything else.
+        self._aws_log = log if aws_log is None else aws_log
         self._timeout = startup_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
 
@@ -291,14 +464,17 @@ class LocalStack:
         )
         return session.client(service, endpoint_url=self.aws_endpoint)
 
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], env: dict[str, str], *, log: IO[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = log or self._log
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             argv,
             cwd=PROJECT_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=self._log or subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=log or subprocess.DEVNULL,
             start_new_session=True,  # own process group: we can stop all of it
         )
         self._procs.append(proc)
@@ -326,7 +502,8 @@ class LocalStack:
             return False
 
     def start(self) -> LocalStack:
-        """Start moto, provision it, seed the app key, start ``chalice local``.
+        """Start moto, provision it, seed the app key, start ``chalice local``
+        and the blob-events poller (:mod:`client_sim.local_events`).
 
         Raises:
             StackError: a process failed to start or to answer in time.
@@ -335,6 +512,7 @@ class LocalStack:
             moto = self._spawn(
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.moto_port)],
                 self.aws_env(),
+                log=self._aws_log,
             )
             self._wait_until(
                 lambda: self._http_ok(f"{self.aws_endpoint}/moto-api/"), moto, "moto server"
@@ -359,6 +537,12 @@ class LocalStack:
             )
             self._wait_until(
                 lambda: self._http_ok(f"{self.url}/.well-known/jwks.json"), api, "chalice local"
+            )
+            # chalice local serves HTTP only; this process plays Lambda's SQS
+            # event source for the blob_events function.
+            self._spawn(
+                [sys.executable, "-m", "client_sim.local_events"],
+                {**self.aws_env(), **stage_environment(self.stage)},
             )
         except BaseException:
             self.stop()

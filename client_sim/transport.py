@@ -7,11 +7,14 @@ app in the same process (``chalice.test.Client`` on moto, no network).
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -128,3 +131,187 @@ class ChaliceTransport:
             headers={k.lower(): v for k, v in response.headers.items()},
             body=raw if isinstance(raw, bytes) else str(raw).encode("utf-8"),
         )
+
+
+# --- object storage (presigned URLs) -------------------------------------------------
+
+
+class Readable(Protocol):
+    """A binary stream: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ObjectResponse(Protocol):
+    """A streaming reply from object storage; close it (or use ``with``)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Lower-case names."""
+        ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ObjectResponse: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class ObjectTransport(Protocol):
+    """PUT and GET on absolute presigned URLs, with streaming bodies.
+
+    Presigned URLs are bearer credentials: implementations never put one in
+    an exception message or a log line.
+    """
+
+    def put(
+        self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
+    ) -> HttpReply:
+        """Send exactly ``length`` bytes read from ``body``; the reply's body
+        is read only up to a small bound (it is an error document at most).
+
+        Raises:
+            TransportError: no HTTP reply was received.
+        """
+        ...
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> ObjectResponse:
+        """Start a GET; the caller streams the body from the response.
+
+        Raises:
+            TransportError: no HTTP reply was received.
+        """
+        ...
+
+
+# Object storage answers a PUT with an empty body or a short XML error.
+_MAX_REPLY_BODY = 64 * 1024
+
+
+class _ExactBody:
+    """``length`` bytes of ``body`` for http.client, which sends whatever
+    ``read`` returns: a short source must fail the request, not hang it."""
+
+    def __init__(self, body: Readable, length: int) -> None:
+        self._body = body
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left == 0:
+            return b""
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._body.read(want)
+        if not data:
+            raise TransportError("the upload source ended before its declared length")
+        if len(data) > want:
+            raise TransportError("the upload source returned more than was asked for")
+        self._left -= len(data)
+        return data
+
+
+class _HttpObjectResponse:
+    def __init__(
+        self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
+        self._connection = connection
+        self._response = response
+        self._headers = {k.lower(): v for k, v in response.getheaders()}
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._response.read(None if size < 0 else size)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportError("object storage: the download was interrupted") from exc
+
+    def close(self) -> None:
+        self._response.close()
+        self._connection.close()
+
+    def __enter__(self) -> _HttpObjectResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HttpObjectTransport:
+    """Presigned URLs over HTTP(S) with ``http.client``: streamed bodies, an
+    explicit Content-Length and Content-Type, and a timeout on every socket
+    operation (DESIGN §8: urllib's defaults made moto fail multipart uploads
+    and hang a plain PUT)."""
+
+    def __init__(self, *, timeout: float = 60.0, blocksize: int = 64 * 1024) -> None:
+        self._timeout = timeout
+        self._blocksize = blocksize
+
+    def _open(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not the URL in the message: it is a credential.
+            raise ValueError("a presigned URL must be an absolute http(s) URL")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if parts.scheme == "https":
+            return (
+                http.client.HTTPSConnection(
+                    parts.hostname,
+                    parts.port,
+                    timeout=self._timeout,
+                    context=ssl.create_default_context(),
+                    blocksize=self._blocksize,
+                ),
+                target,
+            )
+        return (
+            http.client.HTTPConnection(
+                parts.hostname, parts.port, timeout=self._timeout, blocksize=self._blocksize
+            ),
+            target,
+        )
+
+    def put(
+        self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
+    ) -> HttpReply:
+        connection, target = self._open(url)
+        all_headers = {"Content-Type": "application/octet-stream", **headers}
+        all_headers["Content-Length"] = str(length)
+        try:
+            connection.request("PUT", target, body=_ExactBody(body, length), headers=all_headers)
+            response = connection.getresponse()
+            reply = HttpReply(
+                status=response.status,
+                headers={k.lower(): v for k, v in response.getheaders()},
+                body=response.read(_MAX_REPLY_BODY),
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportError("PUT to object storage: no reply") from exc
+        finally:
+            connection.close()
+        return reply
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> ObjectResponse:
+        connection, target = self._open(url)
+        try:
+            connection.request("GET", target, headers=dict(headers or {}))
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise TransportError("GET from object storage: no reply") from exc
+        return _HttpObjectResponse(connection, response)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chalicelib import wiring
-from chalicelib.errors import InvalidRequest
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
 from chalicelib.services.backups import MAX_BACKUP_BYTES, parse_version_param
 from chalicelib.wire.b64 import b64url_encode
@@ -44,9 +43,6 @@ def get_backup(request: ApiRequest, name: str) -> ApiResponse:
 @api.route("/v1/backups/{name}", methods=["DELETE"], auth=Auth.ACCESS)
 def delete_backup(request: ApiRequest, name: str) -> ApiResponse:
     """Reset the caller's backup, optionally only at ``?version=N``."""
-    versions = request.query(allowed=("version",)).get("version", [])
-    if len(versions) > 1:
-        raise InvalidRequest("Give version at most once.")
-    version = parse_version_param(versions[0] if versions else None)
+    version = parse_version_param(request.query(allowed=("version",)).get("version"))
     wiring.container().backups.delete(request.identity, name, version)
     return ApiResponse(204)

@@ -40,7 +40,7 @@ def publish_card(request: ApiRequest) -> ApiResponse:
 @api.route("/v1/cards", methods=["GET"], auth=Auth.ACCESS)
 def find_cards(request: ApiRequest) -> ApiResponse:
     """Active cards of up to 50 identities, in one batched read."""
-    identities = request.query(allowed=("identity",)).get("identity", [])
+    identities = request.query_list("identity")
     records = wiring.container().cards.find(identities)
     return ApiResponse(200, {"cards": [card_view(record) for record in records]})
 

@@ -10,6 +10,8 @@ headers and payloads) goes through :func:`loads_strict` instead.
 from __future__ import annotations
 
 import json
+import math
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 __all__ = ["StrictJSONError", "loads_strict"]
@@ -32,7 +34,40 @@ def _no_constants(_name: str) -> Any:
     raise StrictJSONError("non-finite number")
 
 
-def loads_strict(text: str | bytes) -> Any:
+# Integers beyond this are refused as integers (they stay floats, which every
+# integer field rejects): ``int()`` of ``1e999999999`` would exhaust memory.
+_MAX_INTEGRAL = 2**63
+
+
+def _finite_float(literal: str) -> float:
+    result = float(literal)
+    if math.isinf(result):
+        raise StrictJSONError("number out of range")
+    return result
+
+
+def _number(literal: str) -> int | float:
+    """A JSON number with a fraction or exponent.
+
+    JSON has one number type, and JSON Schema counts ``5.0`` and ``5e0`` as
+    the integer 5; so do request bodies (``integral_floats=True``): an
+    integral value within 2**63 becomes an ``int``, anything else stays a
+    ``float`` (and fails integer checks).  Signed documents (JWTs, the app
+    key secret) keep the default: a number with a fraction or exponent is a
+    ``float`` there, and integer claims refuse it.
+    """
+    try:
+        value = Decimal(literal)
+    except InvalidOperation as exc:  # not reachable for json's grammar
+        raise StrictJSONError("not valid JSON") from exc
+    # adjusted() is the exponent of the leading digit: checking it first keeps
+    # the comparisons below away from astronomically large exponents.
+    if value.adjusted() < 19 and abs(value) < _MAX_INTEGRAL and value == value.to_integral_value():
+        return int(value)
+    return _finite_float(literal)
+
+
+def loads_strict(text: str | bytes, *, integral_floats: bool = False) -> Any:
     """Parse ``text`` as JSON, refusing duplicate keys and NaN/Infinity.
 
     Raises:
@@ -43,7 +78,12 @@ def loads_strict(text: str | bytes) -> Any:
             attribute, and the input may be a secret.
     """
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_number if integral_floats else _finite_float,
+        )
     except StrictJSONError:
         raise
     except (ValueError, RecursionError):

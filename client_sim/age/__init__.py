@@ -12,6 +12,8 @@ The surface is small, like age's own::
   :func:`encrypt_writer` / :func:`decrypt_reader` return file-like objects
   for building on top; :func:`encrypt_bytes` / :func:`decrypt_bytes` work in
   memory.
+* :func:`rewrap_header` re-encrypts a file's key to new recipients without
+  touching its payload (sharing a stored file by sending only its header).
 * A :class:`Recipient` has one method, ``wrap(file_key)``; an
   :class:`Identity` has one method, ``unwrap(stanzas)``.  Native types:
   X25519 (``age1...``), scrypt passphrases, and the post-quantum hybrid
@@ -37,6 +39,7 @@ from client_sim.age._core import (
     encrypt,
     encrypt_bytes,
     encrypt_writer,
+    rewrap_header,
 )
 from client_sim.age._format import Stanza
 from client_sim.age._keys import (
@@ -85,4 +88,5 @@ __all__ = [
     "parse_identity",
     "parse_recipient",
     "parse_recipients_file",
+    "rewrap_header",
 ]

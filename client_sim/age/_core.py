@@ -35,6 +35,7 @@ __all__ = [
     "encrypt",
     "encrypt_bytes",
     "encrypt_writer",
+    "rewrap_header",
 ]
 
 FILE_KEY_SIZE = 16
@@ -443,3 +444,43 @@ def decrypt_bytes(
         io.BytesIO(data), identities, max_scrypt_work_factor=max_scrypt_work_factor
     )
     return reader.read()
+
+
+def rewrap_header(
+    header: bytes,
+    identities: Sequence[Identity],
+    recipients: Sequence[Recipient],
+    *,
+    max_scrypt_work_factor: int = DEFAULT_MAX_WORK_FACTOR,
+) -> bytes:
+    """Re-encrypt the file key of a binary age header to ``recipients``.
+
+    ``header`` is exactly the header of an age file: the version line
+    through the MAC line.  The result is a new header, for the new
+    recipients, under the same file key; the file's payload (nonce and
+    STREAM) is unchanged, so ``rewrap_header(h) + file[len(h):]`` is a valid
+    age file that the new recipients can open -- and that identities not
+    among them can no longer open from this header.  Sharing a stored file
+    this way sends only the header, never the payload.
+
+    Raises:
+        NoIdentityMatch: no identity opens the header.
+        DecryptionError: the header is malformed, its MAC fails, or bytes
+            follow it.
+        ValueError, TypeError: as for :func:`encrypt_writer` (recipients)
+            and :func:`decrypt_reader` (identities).
+    """
+    if not isinstance(header, bytes):
+        raise TypeError("header must be bytes")
+    _check_identities(identities, max_scrypt_work_factor)
+    source = ByteSource(io.BytesIO(header))
+    parsed = parse_header(source)
+    if source.read(1):
+        raise DecryptionError
+    file_key = _unwrap_file_key(parsed.stanzas, identities, max_scrypt_work_factor)
+    mac_key = _hazmat.hkdf_sha256(file_key, salt=b"", info=_HEADER_INFO)
+    if not _hazmat.hmac_sha256_verify(mac_key, parsed.mac_input, parsed.mac):
+        raise DecryptionError
+    stanzas = _wrap_all(recipients, file_key, _hazmat.random_bytes)
+    new_header = serialize_header_without_mac(stanzas)
+    return new_header + serialize_mac_line(_hazmat.hmac_sha256(mac_key, new_header))

@@ -130,3 +130,14 @@ def test_refresh_token_routes_refuse_missing_and_malformed_credentials(raw) -> N
         reply = raw("DELETE", "/v1/sessions/current", headers=headers)
         assert_error(reply, 401, "invalid_token")
         assert reply.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_null_is_not_a_way_to_leave_a_field_out(raw) -> None:
+    assert_error(
+        raw("POST", "/v1/users", {"username": None, "login_key": KEY}), 400, "invalid_request"
+    )
+    assert_error(
+        raw("POST", "/v1/sessions", {"username": "alice", "login_key": None}),
+        400,
+        "invalid_request",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -28,7 +29,7 @@ def resolved_properties(stage: str) -> dict[str, dict]:
     return {
         logical_id: resolve(resource.get("Properties", {}), params)
         for logical_id, resource in template["Resources"].items()
-        if resource["Type"] not in LOCAL_SKIPS
+        if resource.get("Type") is not None and resource["Type"] not in LOCAL_SKIPS
     }
 
 
@@ -47,6 +48,11 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
     assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
     assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
+    assert env["SEALBOX_BLOBS_BUCKET"] == props["BlobsBucket"]["BucketName"]
+    assert env["SEALBOX_BLOBS_TABLE"] == props["BlobsTable"]["TableName"]
+    assert env["SEALBOX_BLOB_GRANTS_TABLE"] == props["BlobGrantsTable"]["TableName"]
+    assert env["SEALBOX_BLOB_USAGE_TABLE"] == props["BlobUsageTable"]["TableName"]
+    assert env["SEALBOX_BLOB_EVENTS_QUEUE"] == props["BlobEventsQueue"]["QueueName"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -97,12 +103,109 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
     assert "*" not in resources
     tables = {
         props[t]["TableName"]
-        for t in ("UsersTable", "SessionsTable", "LoginAttemptsTable", *DIRECTORY_TABLES)
+        for t in (
+            "UsersTable",
+            "SessionsTable",
+            "LoginAttemptsTable",
+            *DIRECTORY_TABLES,
+            "BlobsTable",
+            "BlobGrantsTable",
+            "BlobUsageTable",
+        )
     }
-    granted_tables = {r.rsplit("/", 1)[1] for r in resources if ":dynamodb:" in r}
+    granted_tables = {table_of(r) for r in resources if ":dynamodb:" in r}
     assert granted_tables == tables
+    bucket = props["BlobsBucket"]["BucketName"]
+    assert {bucket_of(r) for r in resources if ":s3:::" in r} == {bucket}
     secret = props["AppKeySecret"]["Name"]
     assert any(r.endswith(f":secret:{secret}-??????") for r in resources)
+
+
+def table_of(arn: str) -> str:
+    match = re.search(r":table/([^/]+)", arn)
+    assert match, arn
+    return match.group(1)
+
+
+def bucket_of(arn: str) -> str:
+    return arn.split(":::", 1)[1].split("/", 1)[0]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_blob_events_policy_reads_only_its_queue_bucket_and_blob_tables(stage: str) -> None:
+    policy = json.loads(render_policies(stage)[f"policy-blob-events-{stage}.json"])
+    props = resolved_properties(stage)
+    resources: list[str] = []
+    actions: list[str] = []
+    for statement in policy["Statement"]:
+        found = statement["Resource"]
+        resources += found if isinstance(found, list) else [found]
+        actions += statement["Action"]
+    assert "*" not in resources
+    assert not any(action.endswith("*") for action in actions)
+    assert {table_of(r) for r in resources if ":dynamodb:" in r} == {
+        props[t]["TableName"] for t in ("BlobsTable", "BlobGrantsTable", "BlobUsageTable")
+    }
+    assert {r.rsplit(":", 1)[1] for r in resources if ":sqs:" in r} == {
+        props["BlobEventsQueue"]["QueueName"]
+    }
+    assert {bucket_of(r) for r in resources if ":s3:::" in r} == {
+        props["BlobsBucket"]["BucketName"]
+    }
+    # It checks and quarantines; it never deletes records or lists owners.
+    assert "dynamodb:DeleteItem" not in actions
+    assert "dynamodb:Query" not in actions
+
+
+def test_blob_object_grants_cover_only_the_server_chosen_prefixes() -> None:
+    for function in ("api", "blob-events"):
+        policy = json.loads(render_policies("prod")[f"policy-{function}-prod.json"])
+        for statement in policy["Statement"]:
+            found = statement["Resource"]
+            for arn in found if isinstance(found, list) else [found]:
+                if arn.startswith("arn:aws:s3:::") and "/" in arn:
+                    assert arn.split("/", 1)[1] in ("blobs/*", "quarantine/*"), arn
+
+
+def test_blob_bucket_is_private_versioned_encrypted_and_tls_only() -> None:
+    props = resolved_properties("prod")
+    bucket = props["BlobsBucket"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]
+    assert rules["expire-quarantine"]["Prefix"] == "quarantine/"
+    (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Event"] == "s3:ObjectCreated:*"
+    assert notification["Queue"].endswith(":" + props["BlobEventsQueue"]["QueueName"])
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "blobs/"}]
+    template = load_template()
+    params = template_parameters(template, "prod", region="us-east-1", account_id="1" * 12)
+    policy = resolve(template["Resources"]["BlobsBucketPolicy"]["Properties"], params)
+    assert policy["Bucket"] == bucket["BucketName"]
+    statements = policy["PolicyDocument"]["Statement"]
+    tls = next(s for s in statements if s["Sid"] == "DenyInsecureTransport")
+    assert tls["Effect"] == "Deny"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_blob_events_queue_outlives_its_function_and_has_a_dead_letter_queue() -> None:
+    props = resolved_properties("prod")
+    queue = props["BlobEventsQueue"]
+    timeout = CONFIG["stages"]["prod"]["lambda_functions"]["blob_events"]["lambda_timeout"]
+    # AWS: a visibility timeout of at least six times the function's timeout.
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"].endswith(
+        ":" + props["BlobEventsDeadLetterQueue"]["QueueName"]
+    )
+    template = load_template()
+    # The function Chalice generates for blob_events waits for its queue.
+    assert template["Resources"]["BlobEvents"]["DependsOn"] == ["BlobEventsQueue"]
+    assert "Type" not in template["Resources"]["BlobEvents"]
 
 
 def test_resolve_refuses_what_it_cannot_evaluate() -> None:

@@ -121,3 +121,40 @@ def test_device_sdk_results_and_records(tmp_path: Path) -> None:
     phone = Device(tmp_path, HttpTransport("http://127.0.0.1:1"))
     phone._keystore.save(KeystoreState("alice", (ALICE,), {"backup.key": backup_key.hex()}))
     assert_hides(phone, [*SECRETS, backup_key])
+
+
+def test_presigned_urls_never_print() -> None:
+    # Presigned URLs are bearer credentials (DESIGN invariant 3).
+    from chalicelib.services.blobs import BlobView, UploadTarget
+    from client_sim import blobs
+
+    url = "https://bucket.s3.amazonaws.com/blobs/x?X-Amz-Signature=" + "ab12" * 16
+    signature = url.rsplit("=", 1)[1]
+    objects: list[object] = [
+        UploadTarget(url=url, headers={"Content-Length": "1"}),
+        blobs.UploadTarget(url=url, headers={"Content-Length": "1"}),
+        blobs.Download(url=url, expires_in=300),
+        blobs.Reservation(
+            blob_id="b",
+            state="reserved",
+            size=1,
+            version=1,
+            targets=(blobs.UploadTarget(url=url, headers={}),),
+        ),
+        blobs.BlobInfo(
+            blob_id="b",
+            owner="alice",
+            recipients=(),
+            size=1,
+            created_at=0,
+            state="ready",
+            version=2,
+            download=blobs.Download(url=url, expires_in=300),
+        ),
+    ]
+    for obj in objects:
+        text = printed(obj)
+        assert url not in text
+        assert signature not in text
+    record_view = BlobView(record=None, download_url=url)  # type: ignore[arg-type]
+    assert signature not in printed(record_view)

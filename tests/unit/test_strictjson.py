@@ -29,3 +29,23 @@ def test_refused(text):
     with pytest.raises(StrictJSONError) as info:
         loads_strict(text)
     assert info.value.__context__ is None or isinstance(info.value.__context__, StrictJSONError)
+
+
+def test_integral_numbers_are_integers_as_in_json_schema_when_asked() -> None:
+    numbers = loads_strict("[1.0, 5e0, 2E3, -0.0]", integral_floats=True)
+    assert numbers == [1, 5, 2000, 0]
+    assert all(type(v) is int for v in numbers)
+    assert loads_strict("1.5", integral_floats=True) == 1.5
+    # Beyond 2**63 a number stays a float, which integer fields refuse.
+    assert isinstance(loads_strict("9223372036854775808.0", integral_floats=True), float)
+
+
+def test_by_default_a_number_with_a_fraction_is_a_float() -> None:
+    assert type(loads_strict("1.0")) is float
+
+
+@pytest.mark.parametrize("integral_floats", [False, True])
+def test_huge_exponents_are_refused_quickly(integral_floats: bool) -> None:
+    with pytest.raises(StrictJSONError):
+        loads_strict("1e99999999", integral_floats=integral_floats)
+    assert loads_strict("1e-99999999", integral_floats=integral_floats) == 0.0

@@ -1,0 +1,977 @@
+"""Encrypted blob storage: reserve, upload, check, share, download, delete.
+
+Devices encrypt files with age before anything leaves them; this service
+only ever handles ciphertext, and mostly not even that: large files go from
+the device straight to S3 through presigned URLs, and this service decides
+what may be uploaded where, checks what arrived, and says who may download
+it.
+
+Life of a blob (an explicit state machine, one :func:`transition` function,
+enforced in storage by conditional writes)::
+
+    reserve ──▶ RESERVED ──(upload checked: right size, age v1 header)──▶ READY
+                   │
+                   └────(wrong size, or not shaped like age)──────────▶ REJECTED
+
+* **Reserve** charges the owner's quota (bytes and count) atomically with
+  the creation of the record and returns presigned upload instructions for
+  a key the server chose: one PUT, or a multipart upload for blobs larger
+  than one part.  With an idempotency key the blob id is derived from the
+  owner and the key, so a retried request finds the same blob.
+* **Check** runs when the owner commits, and again when S3 reports the new
+  object (the SQS handler), whichever comes first; both settle through the
+  same conditional transition, so the second one just reads the verdict.
+  A rejected upload is moved to the quarantine prefix and its quota
+  released; it is never served.
+* **Share** replaces the recipient list; adding recipients needs a new age
+  header from the device (the file key re-wrapped for the new set, which
+  only a device can do).  The server splices it in front of the unchanged
+  payload as a new S3 object version, compare-and-swapped on both the
+  record's version and the object's ETag.
+* **Delete** removes every S3 version and the record, and releases quota.
+
+Who may see what: the owner and the listed recipients read a blob; anyone
+else gets exactly the answer a nonexistent id gets.  Only the owner
+changes a blob; a recipient trying to is told so (it already knows the
+blob exists).
+
+No chalice, no boto3: stores, the clock and randomness are injected.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
+
+from chalicelib import crypto
+from chalicelib.config import BlobSettings
+from chalicelib.errors import (
+    BlobArmored,
+    BlobHeaderRequired,
+    BlobIdempotencyConflict,
+    BlobNotOwner,
+    BlobNotReady,
+    BlobNotReserved,
+    BlobQuotaBytesExceeded,
+    BlobQuotaCountExceeded,
+    BlobRejected,
+    BlobReservationExpired,
+    BlobSizeMismatch,
+    BlobTooLarge,
+    BlobUploadExists,
+    BlobUploadIncomplete,
+    BlobUploadMissing,
+    BlobVersionConflict,
+    InternalError,
+    InvalidBlobHeader,
+    InvalidBlobSize,
+    InvalidCursor,
+    InvalidIdempotencyKey,
+    InvalidRecipient,
+    InvalidRequest,
+    NotAgeCiphertext,
+    NotFound,
+    TooManyRecipients,
+)
+from chalicelib.logs import log_event
+from chalicelib.wire import agefile
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+
+#: Recipients per blob.  A recipient change is one DynamoDB transaction
+#: (the record, a grant added or removed per recipient, the usage counter):
+#: 1 + 2 * 32 + 1 items, under DynamoDB's limit of 100.
+MAX_RECIPIENTS = 32
+#: Largest ciphertext accepted inline (``PUT /v1/blobs/{id}/content``).
+INLINE_MAX = 256 * 1024
+#: Most parts a multipart upload is split into (the reservation answer
+#: lists one presigned URL per part).
+MAX_PARTS = 100
+BLOB_ID_BYTES = 16
+DEFAULT_PAGE = 25
+MAX_PAGE = 100
+_MIB = 1024 * 1024
+_BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_CREATED_KEY_RE = re.compile(r"[0-9]{10}#[A-Za-z0-9_-]{22}")
+_LIMIT_RE = re.compile(r"[0-9]{1,3}")
+_BLOB_ID_LABEL = b"sealbox/v1/blob-id"
+_ROLES = ("outbox", "inbox")
+_T = TypeVar("_T")
+
+
+# --- the state machine ----------------------------------------------------------
+
+
+class BlobState(enum.Enum):
+    RESERVED = "reserved"
+    READY = "ready"
+    REJECTED = "rejected"
+
+
+class Verdict(enum.Enum):
+    """The outcome of checking an uploaded object."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class InvalidTransition(RuntimeError):
+    """A verdict for a blob that is no longer waiting for one (a bug)."""
+
+
+_TRANSITIONS = {
+    (BlobState.RESERVED, Verdict.ACCEPT): BlobState.READY,
+    (BlobState.RESERVED, Verdict.REJECT): BlobState.REJECTED,
+}
+
+
+def transition(state: BlobState, verdict: Verdict) -> BlobState:
+    """The state a blob in ``state`` moves to on ``verdict``.
+
+    READY and REJECTED are final: a blob is checked once.
+
+    Raises:
+        InvalidTransition: ``state`` takes no verdict.
+    """
+    try:
+        return _TRANSITIONS[(state, verdict)]
+    except KeyError:
+        raise InvalidTransition(f"{state.value} takes no {verdict.value} verdict") from None
+
+
+# --- records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """One blob's metadata, as stored.
+
+    ``version`` grows by one with every write, and every write is
+    conditional on the version it read.  ``expires_at`` is the reservation's
+    deadline (meaningful while RESERVED).  ``object_version`` pins the S3
+    object version that was checked: downloads are presigned for exactly
+    that version.
+    """
+
+    blob_id: str
+    owner: str
+    recipients: tuple[str, ...]
+    size: int
+    created_at: int
+    state: BlobState
+    version: int
+    expires_at: int
+    fingerprint: str
+    part_size: int | None = None
+    upload_id: str | None = None
+    object_version: str | None = None
+    etag: str | None = None
+    header_length: int | None = None
+    armored: bool = False
+    reject_reason: str | None = None
+    updated_at: int = 0
+
+    @property
+    def created_key(self) -> str:
+        """Sort key of listings: creation time, then id (unique, ordered)."""
+        return f"{self.created_at:010d}#{self.blob_id}"
+
+    def may_read(self, identity: str) -> bool:
+        return identity == self.owner or identity in self.recipients
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One version of a blob's S3 object."""
+
+    version_id: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how to send one PUT: a presigned URL (a bearer
+    credential, hence not in ``repr``) and the headers it was signed with."""
+
+    url: str = field(repr=False)
+    headers: dict[str, str]
+    part_number: int | None = None
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    kind: str  # "single" or "multipart"
+    targets: tuple[UploadTarget, ...]
+    expires_in: int
+    part_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A reserved blob and how to upload it (``plan`` is None once the blob
+    is no longer waiting for an upload, on an idempotent replay)."""
+
+    record: BlobRecord
+    plan: UploadPlan | None
+
+
+@dataclass(frozen=True)
+class BlobView:
+    record: BlobRecord
+    download_url: str | None = field(default=None, repr=False)
+    download_expires_in: int = 0
+
+
+@dataclass(frozen=True)
+class BlobPage:
+    items: tuple[BlobRecord, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Usage:
+    bytes: int
+    blobs: int
+
+
+@dataclass(frozen=True)
+class Quota:
+    max_bytes: int
+    max_blobs: int
+
+
+class CreateOutcome(enum.Enum):
+    CREATED = "created"
+    EXISTS = "exists"
+    OVER_QUOTA = "over_quota"
+
+
+class UpdateOutcome(enum.Enum):
+    DONE = "done"
+    CONFLICT = "conflict"
+    OVER_QUOTA = "over_quota"
+
+
+# --- stores (implemented by chalicelib.storage) -------------------------------------
+
+
+class BlobStore(Protocol):
+    """Blob records, per-recipient grants and per-owner usage counters.
+
+    The stored usage of an owner is the size and number of its RESERVED and
+    READY blobs; every method keeps it so in the same transaction as the
+    record change.
+    """
+
+    def get(self, blob_id: str) -> BlobRecord | None:
+        """The record (strongly consistent read), or None."""
+
+    def create(self, record: BlobRecord, *, quota: Quota) -> CreateOutcome:
+        """Create ``record`` and charge its size and one blob to its owner.
+
+        Nothing is written unless both succeed: EXISTS when the id is taken,
+        OVER_QUOTA when the charge would pass ``quota``.
+        """
+
+    def settle(self, before: BlobRecord, after: BlobRecord) -> bool:
+        """Write ``after`` iff the stored record still has ``before``'s state
+        and version.  Moving to READY also writes a grant per recipient;
+        moving to REJECTED also releases ``before``'s charge.  False when
+        another writer got there first."""
+
+    def update_recipients(
+        self, before: BlobRecord, after: BlobRecord, *, quota: Quota
+    ) -> UpdateOutcome:
+        """Write ``after`` (new recipients, maybe a new object and size) iff
+        the stored record is still ``before``; grants follow the recipient
+        change and usage the size change, in one transaction."""
+
+    def delete(self, record: BlobRecord) -> bool:
+        """Delete the record, its grants and (unless REJECTED) its charge,
+        iff its version is still ``record.version``."""
+
+    def usage(self, identity: str) -> Usage: ...
+
+    def list_owned(
+        self, owner: str, *, limit: int, before: str | None
+    ) -> tuple[list[BlobRecord], str | None]:
+        """The owner's blobs, newest first, with created keys below
+        ``before``; and the created key to continue from (None at the end)."""
+
+    def list_granted(
+        self, recipient: str, *, limit: int, before: str | None
+    ) -> tuple[list[BlobRecord], str | None]:
+        """READY blobs that list ``recipient``, newest first, like
+        :meth:`list_owned`."""
+
+    def expired_reservations(self, owner: str, now: int, *, limit: int) -> list[str]:
+        """Ids of the owner's RESERVED blobs whose deadline is ``now`` or earlier."""
+
+
+class ObjectStore(Protocol):
+    """The blob bucket.  Keys are derived from blob ids here, never taken
+    from a client: ``blobs/<id>`` for content, ``quarantine/<id>`` for
+    rejected uploads."""
+
+    def presign_put(self, blob_id: str, size: int, ttl: int) -> UploadTarget:
+        """A write-once PUT of exactly ``size`` bytes."""
+
+    def start_multipart(self, blob_id: str) -> str:
+        """Start a multipart upload; returns its upload id."""
+
+    def presign_parts(
+        self, blob_id: str, upload_id: str, sizes: Sequence[int], ttl: int
+    ) -> list[UploadTarget]:
+        """One presigned PUT per part, each of exactly its size."""
+
+    def list_parts(self, blob_id: str, upload_id: str) -> list[UploadedPart] | None:
+        """Parts uploaded so far; None when the upload no longer exists."""
+
+    def complete_multipart(
+        self, blob_id: str, upload_id: str, parts: Sequence[UploadedPart]
+    ) -> StoredObject | None:
+        """Assemble the object, write-once; None if an object already exists."""
+
+    def abort_multipart(self, blob_id: str, upload_id: str) -> None: ...
+
+    def head(self, blob_id: str, version_id: str | None = None) -> StoredObject | None:
+        """The latest (or the given) version of the content, or None."""
+
+    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes:
+        """The first ``length`` bytes of one version (a ranged GET)."""
+
+    def put_new(self, blob_id: str, data: bytes) -> StoredObject | None:
+        """Store ``data`` as the content, write-once; None if content exists."""
+
+    def replace_header(
+        self, blob_id: str, current: StoredObject, old_header_length: int, header: bytes
+    ) -> StoredObject | None:
+        """Write ``header`` + the bytes of ``current`` after its old header as
+        a new version, iff ``current`` is still the latest; None otherwise."""
+
+    def delete_version(self, blob_id: str, version_id: str) -> None: ...
+
+    def quarantine(self, blob_id: str) -> None:
+        """Move whatever content exists to the quarantine prefix (idempotent)."""
+
+    def purge(self, blob_id: str) -> None:
+        """Delete every version of the content and of its quarantined copy."""
+
+    def presign_get(self, blob_id: str, version_id: str, ttl: int) -> str: ...
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+class BlobService:
+    """Every blob operation; one method per route, plus the S3 event check."""
+
+    # A delete that loses its compare-and-swap re-reads and tries again.
+    _DELETE_ROUNDS = 3
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        objects: ObjectStore,
+        settings: BlobSettings,
+        *,
+        clock: Callable[[], float],
+        random_bytes: Callable[[int], bytes] = crypto.random_bytes,
+    ) -> None:
+        self._blobs = blobs
+        self._objects = objects
+        self._settings = settings
+        self._clock = clock
+        self._random = random_bytes
+        self._quota = Quota(max_bytes=settings.quota_bytes, max_blobs=settings.quota_count)
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # reserve ---------------------------------------------------------------
+
+    def reserve(
+        self, owner: str, *, size: object, recipients: object, idempotency_key: object = None
+    ) -> Reservation:
+        """Reserve a blob of ``size`` bytes for ``owner`` and say how to upload it.
+
+        Raises:
+            InvalidBlobSize, BlobTooLarge, InvalidRecipient, TooManyRecipients,
+            InvalidIdempotencyKey: malformed input (nothing stored).
+            BlobIdempotencyConflict: the key was used for a different request.
+            BlobQuotaBytesExceeded, BlobQuotaCountExceeded: over quota, even
+                after reclaiming the owner's expired reservations.
+        """
+        size = self._valid_size(size)
+        members = _valid_recipients(recipients)
+        key = _valid_idempotency_key(idempotency_key)
+        fingerprint = _fingerprint(size, members)
+        now = self._now()
+        if key is None:
+            blob_id = b64url_encode(self._random(BLOB_ID_BYTES))
+        else:
+            blob_id = _derived_blob_id(owner, key)
+            existing = self._blobs.get(blob_id)
+            if existing is not None:
+                replayed = self._replay(existing, owner, fingerprint, now)
+                if replayed is not None:
+                    return replayed
+        part_size = self._part_size(size) if size > self._settings.part_size else None
+        upload_id = self._objects.start_multipart(blob_id) if part_size else None
+        record = BlobRecord(
+            blob_id=blob_id,
+            owner=owner,
+            recipients=members,
+            size=size,
+            created_at=now,
+            state=BlobState.RESERVED,
+            version=1,
+            expires_at=now + self._settings.reservation_ttl,
+            fingerprint=fingerprint,
+            part_size=part_size,
+            upload_id=upload_id,
+            updated_at=now,
+        )
+        outcome = self._blobs.create(record, quota=self._quota)
+        if outcome is CreateOutcome.OVER_QUOTA and self._reclaim_expired(owner, now):
+            outcome = self._blobs.create(record, quota=self._quota)
+        if outcome is CreateOutcome.CREATED:
+            return Reservation(record, self._plan(record, now))
+        if upload_id is not None:
+            self._objects.abort_multipart(blob_id, upload_id)
+        if outcome is CreateOutcome.EXISTS:
+            # A concurrent request with the same idempotency key won.
+            existing = self._blobs.get(blob_id)
+            if key is None or existing is None:
+                raise InternalError()
+            replayed = self._replay(existing, owner, fingerprint, now)
+            if replayed is None:
+                raise BlobVersionConflict()
+            return replayed
+        usage = self._blobs.usage(owner)
+        if usage.bytes + size > self._quota.max_bytes:
+            raise BlobQuotaBytesExceeded()
+        raise BlobQuotaCountExceeded()
+
+    def _replay(
+        self, existing: BlobRecord, owner: str, fingerprint: str, now: int
+    ) -> Reservation | None:
+        """The answer to a repeated reservation, or None when the earlier
+        one expired unused and has been reclaimed (reserve anew)."""
+        if existing.owner != owner:
+            # Ids are derived from the owner: only a hash collision gets here.
+            raise InternalError()
+        if existing.fingerprint != fingerprint:
+            raise BlobIdempotencyConflict()
+        if existing.state is not BlobState.RESERVED:
+            return Reservation(existing, None)
+        if existing.expires_at <= now:
+            stored = self._objects.head(existing.blob_id)
+            if stored is None:
+                self._reclaim(existing)
+                return None
+            # Uploaded in time but never checked (the event was lost): judge
+            # it now rather than hand out URLs for an expired reservation.
+            return Reservation(self._check(existing, stored), None)
+        return Reservation(existing, self._plan(existing, now))
+
+    def _part_size(self, size: int) -> int:
+        # At most MAX_PARTS parts, in whole MiB.
+        smallest = math.ceil(math.ceil(size / MAX_PARTS) / _MIB) * _MIB
+        return max(self._settings.part_size, smallest)
+
+    def _plan(self, record: BlobRecord, now: int) -> UploadPlan:
+        # URLs never outlive the reservation they upload to.
+        ttl = max(1, min(self._settings.upload_url_ttl, record.expires_at - now))
+        if record.part_size is None or record.upload_id is None:
+            target = self._objects.presign_put(record.blob_id, record.size, ttl)
+            return UploadPlan(kind="single", targets=(target,), expires_in=ttl)
+        targets = self._objects.presign_parts(
+            record.blob_id, record.upload_id, part_sizes(record.size, record.part_size), ttl
+        )
+        return UploadPlan(
+            kind="multipart", targets=tuple(targets), expires_in=ttl, part_size=record.part_size
+        )
+
+    # upload and check ---------------------------------------------------------------
+
+    def upload_inline(self, owner: str, blob_id: str, data: bytes) -> BlobView:
+        """Store a small ciphertext sent through the API and mark it READY.
+
+        Everything is checked before anything is stored, so a refused body
+        changes nothing and the reservation can still be used.
+
+        Raises:
+            NotFound, BlobNotOwner: see :meth:`view`; owner only.
+            BlobNotReserved: the blob already has its content.
+            BlobTooLarge: the reserved size is over :data:`INLINE_MAX`.
+            BlobSizeMismatch: ``data`` is not the reserved size.
+            NotAgeCiphertext: ``data`` is not shaped like an age v1 file.
+            BlobReservationExpired: too late (the reservation is reclaimed).
+            BlobUploadExists: a presigned upload got there first.
+        """
+        record = self._owned(owner, blob_id)
+        if record.state is not BlobState.RESERVED:
+            raise BlobNotReserved()
+        if record.size > INLINE_MAX:
+            raise BlobTooLarge("Blobs over 256 KiB must use the presigned upload.")
+        if len(data) != record.size:
+            raise BlobSizeMismatch()
+        try:
+            info = agefile.sniff(data[: agefile.SNIFF_WINDOW], len(data))
+        except agefile.NotAgeFile as exc:
+            raise NotAgeCiphertext() from exc
+        if record.expires_at <= self._now():
+            self._reclaim(record)
+            raise BlobReservationExpired()
+        stored = self._objects.put_new(record.blob_id, data)
+        if stored is None:
+            raise BlobUploadExists()
+        settled = self._settle(record, Verdict.ACCEPT, stored=stored, info=info)
+        if settled.state is BlobState.REJECTED:
+            raise BlobRejected()
+        return self._view(settled)
+
+    def commit(self, owner: str, blob_id: str) -> BlobView:
+        """Check the uploaded object and mark the blob READY, or quarantine it.
+
+        Idempotent: committing a READY blob returns it; committing a
+        REJECTED one raises :class:`BlobRejected` again.
+
+        Raises:
+            NotFound, BlobNotOwner: see :meth:`view`; owner only.
+            BlobRejected: wrong size or not age: the object is quarantined,
+                the blob REJECTED and its quota released.
+            BlobUploadMissing: nothing uploaded yet (nothing changes).
+            BlobUploadIncomplete: a multipart upload lacks parts.
+            BlobReservationExpired: nothing uploaded in time; reclaimed.
+        """
+        record = self._owned(owner, blob_id)
+        if record.state is BlobState.READY:
+            return self._view(record)
+        if record.state is BlobState.REJECTED:
+            self._objects.quarantine(record.blob_id)  # finish an interrupted move
+            raise BlobRejected()
+        stored = self._objects.head(record.blob_id)
+        if stored is None and record.upload_id is not None:
+            stored = self._complete_multipart(record)
+        if stored is None:
+            if record.expires_at <= self._now():
+                self._reclaim(record)
+                raise BlobReservationExpired()
+            raise BlobUploadMissing()
+        settled = self._check(record, stored)
+        if settled.state is BlobState.REJECTED:
+            raise BlobRejected()
+        return self._view(settled)
+
+    def inspect_upload(self, blob_id: str, version_id: str | None) -> None:
+        """React to S3's report of a new object at ``blobs/<blob_id>``.
+
+        The same check as :meth:`commit`, for uploads nobody commits; also
+        removes content whose blob no longer exists (uploaded with a URL
+        that outlived its blob) and finishes interrupted quarantines.
+        Settling is conditional, so it doesn't matter whether this or the
+        commit runs first, or how often S3 reports the same object.
+        """
+        if not _BLOB_ID_RE.fullmatch(blob_id):
+            log_event("blob_event_ignored", reason="foreign_key")
+            return
+        record = self._blobs.get(blob_id)
+        if record is None:
+            self._objects.purge(blob_id)
+            log_event("blob_orphan_removed", blob_id=blob_id)
+            return
+        if record.state is BlobState.REJECTED:
+            self._objects.quarantine(blob_id)
+            return
+        if record.state is BlobState.READY:
+            # Downloads are pinned to the checked version; anything else
+            # under the key is never served and goes with the blob.
+            return
+        stored = self._objects.head(blob_id, version_id)
+        if stored is not None:
+            self._check(record, stored)
+
+    def _complete_multipart(self, record: BlobRecord) -> StoredObject | None:
+        upload_id, part_size = _present(record.upload_id), _present(record.part_size)
+        parts = self._objects.list_parts(record.blob_id, upload_id)
+        if parts is None:
+            # Completed by a concurrent commit, or aborted.
+            return self._objects.head(record.blob_id)
+        expected = part_sizes(record.size, part_size)
+        by_number = {part.number: part for part in parts}
+        misfits = [
+            part
+            for part in parts
+            if not 1 <= part.number <= len(expected) or part.size != expected[part.number - 1]
+        ]
+        if misfits:
+            # A part of the wrong size (S3 enforces signed lengths; moto
+            # doesn't) can never make a valid upload: reject it now.
+            self._objects.abort_multipart(record.blob_id, upload_id)
+            self._settle(record, Verdict.REJECT, reason="size_mismatch")
+            raise BlobRejected()
+        if len(by_number) < len(expected):
+            raise BlobUploadIncomplete()
+        ordered = [by_number[number] for number in range(1, len(expected) + 1)]
+        stored = self._objects.complete_multipart(record.blob_id, upload_id, ordered)
+        return stored if stored is not None else self._objects.head(record.blob_id)
+
+    def _check(self, record: BlobRecord, stored: StoredObject) -> BlobRecord:
+        """Judge ``stored`` against ``record`` and settle the verdict."""
+        if stored.size != record.size:
+            return self._settle(record, Verdict.REJECT, stored=stored, reason="size_mismatch")
+        prefix = self._objects.read_prefix(
+            record.blob_id, stored.version_id, min(stored.size, agefile.SNIFF_WINDOW)
+        )
+        try:
+            info = agefile.sniff(prefix, stored.size)
+        except agefile.NotAgeFile as exc:
+            return self._settle(record, Verdict.REJECT, stored=stored, reason=exc.reason)
+        return self._settle(record, Verdict.ACCEPT, stored=stored, info=info)
+
+    def _settle(
+        self,
+        record: BlobRecord,
+        verdict: Verdict,
+        *,
+        stored: StoredObject | None = None,
+        info: agefile.AgeFileInfo | None = None,
+        reason: str | None = None,
+    ) -> BlobRecord:
+        """Apply ``verdict`` with a conditional write; return the record as it
+        now stands (ours, or whatever a concurrent checker settled)."""
+        state = transition(record.state, verdict)
+        if state is BlobState.READY:
+            checked, sniffed = _present(stored), _present(info)
+            after = replace(
+                record,
+                state=state,
+                version=record.version + 1,
+                upload_id=None,
+                object_version=checked.version_id,
+                etag=checked.etag,
+                header_length=sniffed.header_length,
+                armored=sniffed.armored,
+                updated_at=self._now(),
+            )
+        else:
+            after = replace(
+                record,
+                state=state,
+                version=record.version + 1,
+                upload_id=None,
+                reject_reason=reason,
+                updated_at=self._now(),
+            )
+        if self._blobs.settle(record, after):
+            if state is BlobState.REJECTED:
+                log_event("blob_rejected", blob_id=record.blob_id, reason=reason)
+                self._objects.quarantine(record.blob_id)
+            return after
+        current = self._blobs.get(record.blob_id)
+        if current is None:
+            raise NotFound()
+        if current.state is BlobState.RESERVED:
+            raise BlobVersionConflict()
+        if current.state is BlobState.REJECTED:
+            self._objects.quarantine(record.blob_id)
+        return current
+
+    # read ---------------------------------------------------------------------------
+
+    def view(self, caller: str, blob_id: str) -> BlobView:
+        """The blob as its owner or a recipient sees it; READY blobs come with
+        a presigned download URL for the checked object version.
+
+        Raises:
+            NotFound: no such blob, or ``caller`` is neither its owner nor a
+                recipient (the same answer, so ids can't be probed).
+        """
+        return self._view(self._readable(caller, blob_id))
+
+    def _view(self, record: BlobRecord) -> BlobView:
+        if record.state is not BlobState.READY or record.object_version is None:
+            return BlobView(record)
+        ttl = self._settings.download_url_ttl
+        url = self._objects.presign_get(record.blob_id, record.object_version, ttl)
+        return BlobView(record, download_url=url, download_expires_in=ttl)
+
+    def list_blobs(self, caller: str, *, role: object, limit: object, cursor: object) -> BlobPage:
+        """A page of the caller's blobs (``outbox``: owned; ``inbox``: READY
+        blobs that list the caller), newest first.
+
+        ``role``, ``limit`` and ``cursor`` are the raw query values (strings
+        or None).
+
+        Raises:
+            InvalidRequest: an unknown role or a limit outside 1-100.
+            InvalidCursor: a cursor this listing did not hand out.
+        """
+        role = "outbox" if role is None else role
+        if role not in _ROLES:
+            raise InvalidRequest("role must be inbox or outbox.")
+        assert isinstance(role, str)
+        if limit is None:
+            page_size = DEFAULT_PAGE
+        elif isinstance(limit, str) and _LIMIT_RE.fullmatch(limit) and 1 <= int(limit) <= MAX_PAGE:
+            page_size = int(limit)
+        else:
+            raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}.")
+        before = None if cursor is None else _decode_cursor(cursor, role)
+        if role == "outbox":
+            items, last = self._blobs.list_owned(caller, limit=page_size, before=before)
+        else:
+            items, last = self._blobs.list_granted(caller, limit=page_size, before=before)
+            items = [r for r in items if r.state is BlobState.READY and caller in r.recipients]
+        return BlobPage(
+            items=tuple(items), next_cursor=None if last is None else _encode_cursor(role, last)
+        )
+
+    # share ----------------------------------------------------------------------------
+
+    def set_recipients(
+        self,
+        owner: str,
+        blob_id: str,
+        *,
+        recipients: object,
+        version: object,
+        header: object = None,
+    ) -> BlobView:
+        """Replace who may download a READY blob.
+
+        Without ``header`` the new set must be a subset of the current one
+        (revoking needs no new key material).  With ``header`` (base64url of
+        one binary age header wrapping the same file key for the new set),
+        the stored object becomes that header followed by the unchanged
+        payload, as a new object version; the old version is deleted, so a
+        removed recipient can't fetch the old header either.
+
+        Raises:
+            NotFound, BlobNotOwner: see :meth:`view`; owner only.
+            InvalidRecipient, TooManyRecipients, InvalidRequest (version),
+            InvalidBlobHeader: malformed input.
+            BlobNotReady: not READY.
+            BlobVersionConflict: ``version`` is not the current one, or the
+                blob changed during the request (nothing changed).
+            BlobHeaderRequired: recipients added without a header.
+            BlobArmored: a header for an armored blob.
+            BlobTooLarge, BlobQuotaBytesExceeded: the new header grows the
+                blob past a limit.
+        """
+        members = _valid_recipients(recipients)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidRequest("version must be the blob's current version (an integer).")
+        new_header = None if header is None else _valid_header(header)
+        record = self._owned(owner, blob_id)
+        if record.state is not BlobState.READY:
+            raise BlobNotReady()
+        if version != record.version:
+            raise BlobVersionConflict()
+        now = self._now()
+        if new_header is None:
+            if not set(members) <= set(record.recipients):
+                raise BlobHeaderRequired()
+            after = replace(record, recipients=members, version=record.version + 1, updated_at=now)
+            outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+            if outcome is not UpdateOutcome.DONE:
+                raise BlobVersionConflict()
+            return self._view(after)
+        if record.armored:
+            raise BlobArmored()
+        old_header_length = _present(record.header_length)
+        size = record.size - old_header_length + len(new_header)
+        if size > self._settings.max_size:
+            raise BlobTooLarge()
+        current = StoredObject(_present(record.object_version), _present(record.etag), record.size)
+        stored = self._objects.replace_header(
+            record.blob_id, current, old_header_length, new_header
+        )
+        if stored is None:
+            raise BlobVersionConflict()
+        after = replace(
+            record,
+            recipients=members,
+            version=record.version + 1,
+            size=size,
+            object_version=stored.version_id,
+            etag=stored.etag,
+            header_length=len(new_header),
+            updated_at=now,
+        )
+        outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+        if outcome is not UpdateOutcome.DONE:
+            # Undo the new version: nothing may change when the request fails.
+            self._objects.delete_version(record.blob_id, stored.version_id)
+            if outcome is UpdateOutcome.OVER_QUOTA:
+                raise BlobQuotaBytesExceeded()
+            raise BlobVersionConflict()
+        self._objects.delete_version(record.blob_id, current.version_id)
+        return self._view(after)
+
+    # delete ---------------------------------------------------------------------------
+
+    def delete(self, owner: str, blob_id: str) -> None:
+        """Delete every stored version of the blob, its record and grants, and
+        release its quota.
+
+        Raises:
+            NotFound, BlobNotOwner: see :meth:`view`; owner only.
+            BlobVersionConflict: the blob kept changing during the request.
+        """
+        record = self._owned(owner, blob_id)
+        for _ in range(self._DELETE_ROUNDS):
+            if record.upload_id is not None:
+                self._objects.abort_multipart(record.blob_id, record.upload_id)
+            self._objects.purge(record.blob_id)
+            if self._blobs.delete(record):
+                # Content uploaded while we worked (a URL still valid) goes too;
+                # anything later is removed by the S3 event handler.
+                self._objects.purge(record.blob_id)
+                return
+            current = self._blobs.get(record.blob_id)
+            if current is None:
+                return
+            record = current
+        raise BlobVersionConflict()
+
+    # helpers --------------------------------------------------------------------------
+
+    def _readable(self, caller: str, blob_id: str) -> BlobRecord:
+        if not isinstance(blob_id, str) or not _BLOB_ID_RE.fullmatch(blob_id):
+            raise NotFound()
+        record = self._blobs.get(blob_id)
+        if record is None or not record.may_read(caller):
+            raise NotFound()
+        return record
+
+    def _owned(self, owner: str, blob_id: str) -> BlobRecord:
+        record = self._readable(owner, blob_id)
+        if record.owner != owner:
+            raise BlobNotOwner()
+        return record
+
+    def _reclaim(self, record: BlobRecord) -> bool:
+        """Remove an expired reservation and release its quota."""
+        if record.upload_id is not None:
+            self._objects.abort_multipart(record.blob_id, record.upload_id)
+        self._objects.purge(record.blob_id)
+        reclaimed = self._blobs.delete(record)
+        if reclaimed:
+            log_event("blob_reservation_reclaimed", blob_id=record.blob_id)
+        return reclaimed
+
+    def _reclaim_expired(self, owner: str, now: int) -> bool:
+        reclaimed = False
+        for blob_id in self._blobs.expired_reservations(owner, now, limit=25):
+            record = self._blobs.get(blob_id)
+            if (
+                record is not None
+                and record.state is BlobState.RESERVED
+                and record.expires_at <= now
+                and self._reclaim(record)
+            ):
+                reclaimed = True
+        return reclaimed
+
+    def _valid_size(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidBlobSize()
+        if value > self._settings.max_size:
+            raise BlobTooLarge()
+        return value
+
+
+def _present(value: _T | None) -> _T:
+    """``value``, which the blob's state guarantees is set (a READY blob has
+    its object; a multipart reservation its upload id)."""
+    if value is None:
+        raise InternalError()
+    return value
+
+
+def part_sizes(size: int, part_size: int) -> list[int]:
+    """Sizes of the parts of a ``size``-byte multipart upload: full parts,
+    then the remainder."""
+    count = max(1, math.ceil(size / part_size))
+    return [part_size] * (count - 1) + [size - part_size * (count - 1)]
+
+
+def _valid_recipients(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidRecipient()
+    # Bounded before any normalisation work.
+    if len(value) > 4 * MAX_RECIPIENTS:
+        raise TooManyRecipients()
+    try:
+        members = sorted({normalize_identity(item) for item in value})
+    except InvalidIdentity as exc:
+        raise InvalidRecipient() from exc
+    if len(members) > MAX_RECIPIENTS:
+        raise TooManyRecipients()
+    return tuple(members)
+
+
+def _valid_idempotency_key(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY_RE.fullmatch(value):
+        raise InvalidIdempotencyKey()
+    return value
+
+
+def _valid_header(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidBlobHeader()
+    try:
+        header = b64url_decode(value, max_len=agefile.MAX_HEADER_SIZE)
+        agefile.check_header(header)
+    except ValueError as exc:  # NotAgeFile is a ValueError
+        raise InvalidBlobHeader() from exc
+    return header
+
+
+def _derived_blob_id(owner: str, key: str) -> str:
+    # Same owner and key, same id: a retried reservation can only ever find
+    # the blob its first attempt created, and another owner's key can't
+    # address it.
+    digest = crypto.sha256(_BLOB_ID_LABEL + b"\x00" + owner.encode() + b"\x00" + key.encode())
+    return b64url_encode(digest[:BLOB_ID_BYTES])
+
+
+def _fingerprint(size: int, recipients: tuple[str, ...]) -> str:
+    canonical = json.dumps({"recipients": list(recipients), "size": size}, sort_keys=True)
+    return b64url_encode(crypto.sha256(canonical.encode())[:16])
+
+
+def _encode_cursor(role: str, created_key: str) -> str:
+    return b64url_encode(f"{role}:{created_key}".encode("ascii"))
+
+
+def _decode_cursor(cursor: object, role: str) -> str:
+    if not isinstance(cursor, str):
+        raise InvalidCursor()
+    try:
+        text = b64url_decode(cursor, max_len=64).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor() from exc
+    cursor_role, _, created_key = text.partition(":")
+    if cursor_role != role or not _CREATED_KEY_RE.fullmatch(created_key):
+        raise InvalidCursor()
+    return created_key
