@@ -66,7 +66,7 @@ class ApiClient:
         body = json.dumps(payload).encode("utf-8") if payload is not None else None
         reply = self.transport.request(method, path, body=body, headers=headers)
         if reply.status != expect:
-            raise _error(reply)
+            raise api_error(reply)
         return reply.json()
 
     # accounts ---------------------------------------------------------------
@@ -181,7 +181,7 @@ class ApiClient:
         )
         # 201 for a creation, 200 for a replacement.
         if reply.status not in (200, 201):
-            raise _error(reply)
+            raise api_error(reply)
         out: dict[str, Any] = reply.json()
         return out
 
@@ -199,7 +199,8 @@ class ApiClient:
         self._call("DELETE", path, bearer=access_token, expect=204)
 
 
-def _error(reply: HttpReply) -> ApiError:
+def api_error(reply: HttpReply) -> ApiError:
+    """The :class:`ApiError` for a reply that isn't the expected success."""
     retry_after: int | None = None
     raw_retry = reply.headers.get("retry-after")
     if raw_retry and raw_retry.isdigit():

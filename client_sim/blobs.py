@@ -52,10 +52,11 @@ from urllib.parse import quote, urlencode
 from chalicelib.wire.agefile import SNIFF_WINDOW
 from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
-from client_sim.api import _error
+from client_sim.api import api_error
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
+    ObjectResponse,
     ObjectTransport,
     Readable,
     Transport,
@@ -353,20 +354,21 @@ class _Window:
 
 @contextlib.contextmanager
 def _open_source(
-    source: str | os.PathLike[str] | BinaryIO,
+    source: str | os.PathLike[str] | Readable,
 ) -> Iterator[tuple[Readable, int | None]]:
     """The source as a stream, and the number of bytes left in it if known."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as handle:
             yield handle, os.fstat(handle.fileno()).st_size
         return
+    seekable: Any = source  # a file object, or any reader (then size is unknown)
     try:
-        position = source.tell()
-        end = source.seek(0, io.SEEK_END)
-        source.seek(position)
+        position = seekable.tell()
+        end = seekable.seek(0, io.SEEK_END)
+        seekable.seek(position)
         size: int | None = end - position
     except (OSError, AttributeError, ValueError):
-        size = None  # a pipe or socket: spool it
+        size = None  # a pipe, a socket or a plain reader: spool it
     yield source, size
 
 
@@ -419,7 +421,7 @@ class BlobClient:
             headers["Content-Type"] = "application/octet-stream"
         reply = self._transport.request(method, path, body=body, headers=headers)
         if reply.status != expect:
-            raise _error(reply)
+            raise api_error(reply)
         return reply.json()
 
     def reserve(
@@ -491,16 +493,20 @@ class BlobClient:
 
     def upload(
         self,
-        source: str | os.PathLike[str] | BinaryIO,
+        source: str | os.PathLike[str] | Readable,
         *,
         to: Sequence[str] = (),
         recipients: Sequence[age.Recipient] | None = None,
         idempotency_key: str | None = None,
+        size: int | None = None,
     ) -> BlobInfo:
         """Encrypt ``source`` and store it; return the READY blob.
 
         Args:
             source: a path, or a binary file object read from its position.
+            size: the bytes ``source`` will deliver, for a stream that can't
+                tell (a framing reader, a pipe of known length); otherwise
+                measured from the file.
             to: identities the server lets download the blob.
             recipients: age recipients to encrypt to; by default the
                 resolver's recipients for ``to``.  Include your own to be
@@ -518,7 +524,9 @@ class BlobClient:
         """
         keys = self._recipients_for(to, recipients)
         key = idempotency_key or secrets.token_urlsafe(24)
-        with _open_source(source) as (stream, size):
+        with _open_source(source) as (stream, measured):
+            if size is None:
+                size = measured
             if size is not None:
                 reader = EncryptingReader(stream, size, keys)
                 try:
@@ -569,6 +577,24 @@ class BlobClient:
         if not 200 <= reply.status < 300:
             raise TransferError("upload", reply.status, _storage_code(reply))
 
+    @contextlib.contextmanager
+    def fetch(self, blob_id: str) -> Iterator[tuple[BlobInfo, ObjectResponse]]:
+        """The blob's metadata and a stream of its ciphertext (not decrypted).
+
+        For callers that decrypt themselves (the device's sender-verifying
+        decryption); close the response by leaving the context.
+
+        Raises:
+            ApiError, BlobNotReady, TransferError: as for :meth:`download`.
+        """
+        info = self.get(blob_id)
+        if info.download is None:
+            raise BlobNotReady(f"blob is {info.state}, not ready")
+        with self._objects.get(info.download.url) as response:
+            if response.status != 200:
+                raise TransferError("download", response.status, None)
+            yield info, response
+
     def download(
         self,
         blob_id: str,
@@ -591,12 +617,7 @@ class BlobClient:
             age.DecryptionError, age.NoIdentityMatch: the file doesn't open
                 with ``identities`` (nothing is written to a path ``out``).
         """
-        info = self.get(blob_id)
-        if info.download is None:
-            raise BlobNotReady(f"blob is {info.state}, not ready")
-        with self._objects.get(info.download.url) as response:
-            if response.status != 200:
-                raise TransferError("download", response.status, None)
+        with self.fetch(blob_id) as (info, response):
             plaintext = age.decrypt_reader(response, identities)
             if isinstance(out, (str, os.PathLike)):
                 _write_atomically(Path(out), plaintext)

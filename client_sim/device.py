@@ -44,7 +44,8 @@ from chalicelib.wire.cards import Card, InvalidCard, card_from_json
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 from client_sim import backup as backup_format
 from client_sim.api import ApiClient, ApiError, RefreshSession
-from client_sim.identity import KeyBundle
+from client_sim.blobs import BlobClient, BlobInfo, BlobNotReady, BlobPage, TransferError
+from client_sim.identity import KeyBundle, age_recipients_for
 from client_sim.keystore import Keystore, KeystoreError, KeystoreNotFound, KeystoreState
 from client_sim.passwords import (
     PASSWORD_KDF_V1,
@@ -56,6 +57,8 @@ from client_sim.passwords import (
 )
 from client_sim.sealed import (
     MAX_RECIPIENTS,
+    FramingError,
+    FramingReader,
     SealedError,
     UnknownSender,
     open_sealed,
@@ -63,13 +66,14 @@ from client_sim.sealed import (
     open_sealed_to_path,
     seal,
 )
-from client_sim.transport import HttpTransport, Transport, TransportError
+from client_sim.transport import HttpTransport, ObjectTransport, Transport, TransportError
 
 __all__ = [
     "BACKUP_NAME",
     "PENDING_BACKUP_NAME",
     "AlreadyRegistered",
     "BackupNotFound",
+    "BlobUnavailable",
     "CardVerificationFailed",
     "ConcurrentChange",
     "ConnectionFailed",
@@ -86,6 +90,7 @@ __all__ = [
     "Sender",
     "SenderMismatch",
     "ServerError",
+    "StorageTransferFailed",
     "TooManyAttempts",
     "UsernameTaken",
     "UsersNotFound",
@@ -208,6 +213,14 @@ class ConnectionFailed(DeviceError):
     """No answer from the server."""
 
 
+class BlobUnavailable(DeviceError):
+    """The blob has no content to download yet (reserved) or was rejected."""
+
+
+class StorageTransferFailed(DeviceError):
+    """Object storage refused an upload or a download."""
+
+
 class LocalStorageError(DeviceError):
     """The keystore or the card cache on this device is unusable."""
 
@@ -242,6 +255,12 @@ def _device_errors(method: Callable[_P, _T]) -> Callable[_P, _T]:
             raise ConnectionFailed("the server did not answer") from exc
         except KeystoreError as exc:
             raise LocalStorageError(f"the keystore is unusable: {exc}") from exc
+        except BlobNotReady as exc:
+            raise BlobUnavailable(str(exc)) from exc
+        except TransferError as exc:
+            raise StorageTransferFailed(str(exc)) from exc
+        except FramingError as exc:
+            raise InvalidInput(f"the file changed while it was being sent: {exc}") from exc
 
     return wrapper
 
@@ -317,6 +336,9 @@ class Device:
         card_cache_ttl: how long a looked-up active card is used without
             asking the directory again, in seconds.
         clock, sleep: injected for tests (token expiry, retry backoff).
+        objects: how presigned object-storage URLs are reached (default:
+            plain HTTP; in-process runs on moto pass
+            :class:`~client_sim.transport.InProcessObjectTransport`).
     """
 
     def __init__(
@@ -328,10 +350,13 @@ class Device:
         card_cache_ttl: float = 3600.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        objects: ObjectTransport | None = None,
     ) -> None:
         kdf.check()
         self._home = Path(home)
         self._api = ApiClient(transport)
+        self._transport = transport
+        self._objects = objects
         self._keystore = Keystore(self._home)
         self._kdf = kdf
         self._card_ttl = card_cache_ttl
@@ -646,6 +671,154 @@ class Device:
         self._remember(fetched, lookup=False)
         self._save_card_cache()
         return fetched.card
+
+    # --- encrypted files on the server (blobs) --------------------------------------
+
+    def _blobs(self) -> BlobClient:
+        return BlobClient(self._transport, self._access_token, objects=self._objects)
+
+    @_device_errors
+    def upload(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        to: Iterable[str],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BlobInfo:
+        """Sign ``source`` as this device, encrypt it to ``to`` and to itself,
+        and store the ciphertext as a blob that ``to`` may download.
+
+        The file streams through signing and encryption into a presigned
+        upload: memory doesn't grow with its size.  A stream of unknown
+        length (a pipe) is spooled to a temporary file first.
+
+        Raises:
+            NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed,
+            ServerError (quota, rejected upload), ConnectionFailed.
+        """
+        if isinstance(to, str):
+            raise TypeError("to must be a collection of identities, not a string")
+        _, current = self._require_keys()
+        cards = self.find_users(to)
+        others = [card for card in cards.values() if card.card_id != current.card_id]
+        recipients = [current.card, *others]
+        if len(recipients) > MAX_RECIPIENTS:
+            raise InvalidInput(f"at most {MAX_RECIPIENTS - 1} recipients")
+        # One key for every attempt: a retry after a lost reply or a renewed
+        # token continues the same blob instead of making a second one.
+        key = idempotency_key or b64url_encode(os.urandom(18))
+        with _sized_source(source) as (stream, size):
+            start = stream.tell()
+
+            def attempt(_token: str) -> BlobInfo:
+                stream.seek(start)
+                framed = FramingReader(
+                    stream,
+                    size,
+                    sender=current,
+                    recipient_card_ids=[card.card_id for card in recipients],
+                )
+                return self._blobs().upload(
+                    framed,
+                    to=sorted({card.identity for card in others}),
+                    recipients=age_recipients_for(recipients),
+                    idempotency_key=key,
+                    size=framed.size,
+                )
+
+            return self._authed(attempt)
+
+    @_device_errors
+    def download(
+        self,
+        blob_id: str,
+        out: str | os.PathLike[str] | IO[bytes],
+        *,
+        sender: str | None = None,
+    ) -> Sender:
+        """Fetch a blob, decrypt it and verify who signed it.
+
+        ``out`` as a path appears only once everything verified (a 0600
+        temporary file is renamed into place); a file object receives
+        plaintext before the signature at the end is checked, and the caller
+        MUST discard it on any exception.
+
+        Args:
+            sender: if given, the blob must be signed by this identity.
+
+        Raises:
+            DecryptionFailed, SenderMismatch, NoPrivateKey, ServerError
+            (404 for a blob this identity may not read), ConnectionFailed.
+        """
+        state, _ = self._require_keys()
+        resolver = self._sender_resolver(state, sender)
+        # The metadata request is the one that can meet an expired token;
+        # nothing is written before it succeeds.
+        self._authed(lambda _token: self._blobs().get(blob_id))
+        with self._blobs().fetch(blob_id) as (_, response):
+            try:
+                if isinstance(out, str | os.PathLike):
+                    verified = open_sealed_to_path(
+                        response, out, state.bundles, [], resolve_sender=resolver
+                    )
+                else:
+                    verified = open_sealed(
+                        response, out, state.bundles, [], resolve_sender=resolver
+                    )
+            except SealedError as exc:
+                raise _decryption_failed(exc) from exc
+        return self._sender(verified.card)
+
+    @_device_errors
+    def blob(self, blob_id: str) -> BlobInfo:
+        """A blob's metadata (owner or recipient only)."""
+        return self._blobs().get(blob_id)
+
+    @_device_errors
+    def list_blobs(
+        self, role: str = "inbox", *, limit: int | None = None, cursor: str | None = None
+    ) -> BlobPage:
+        """One page of the blobs shared with this identity (``inbox``) or
+        stored by it (``outbox``)."""
+        return self._blobs().list_blobs(role, limit=limit, cursor=cursor)
+
+    @_device_errors
+    def share(self, blob_id: str, to: Iterable[str]) -> BlobInfo:
+        """Make ``to`` the people (besides the owner) who may read a blob.
+
+        Removing people only changes who the server serves the blob to.
+        Adding people re-seals the file: a sealed file's signature names its
+        recipients (so a recipient can't forward it as if it had been sent
+        to someone else), and only the sender can sign a new recipient list.
+        The file is downloaded, verified, signed and encrypted again for the
+        new list and stored as a new blob, and the old one is deleted; the
+        new blob is returned.
+
+        Raises:
+            InvalidInput: this device's identity doesn't own the blob.
+            As for :meth:`download` and :meth:`upload`.
+        """
+        if isinstance(to, str):
+            raise TypeError("to must be a collection of identities, not a string")
+        _, current = self._require_keys()
+        wanted = sorted({_identity(name) for name in to} - {current.identity})
+        client = self._blobs()
+        info = client.get(blob_id)
+        if info.owner != current.identity:
+            raise InvalidInput("only the owner of a blob can share it")
+        if set(wanted) <= set(info.recipients):
+            return client.set_recipients(blob_id, wanted, version=info.version)
+        with tempfile.TemporaryDirectory(prefix="sealbox-share-") as scratch:
+            plain = Path(scratch) / "plaintext"
+            self.download(blob_id, plain, sender=current.identity)
+            fresh = self.upload(plain, wanted)
+        client.delete(blob_id)
+        return fresh
+
+    @_device_errors
+    def delete_blob(self, blob_id: str) -> None:
+        """Delete a blob this identity owns: every stored version and its metadata."""
+        self._blobs().delete(blob_id)
 
     # --- keys -------------------------------------------------------------------------
 
@@ -1403,6 +1576,31 @@ def _without(state: KeystoreState, card_id: str) -> KeystoreState:
     bundles = tuple(bundle for bundle in state.bundles if bundle.card_id != card_id)
     settings = {name: value for name, value in state.settings.items() if name != _PENDING_CARD}
     return KeystoreState(state.identity, bundles, settings)
+
+
+@contextlib.contextmanager
+def _sized_source(
+    source: str | os.PathLike[str] | IO[bytes],
+) -> Iterator[tuple[IO[bytes], int]]:
+    """``source`` as a stream with its remaining size; a stream that can't
+    tell its size (a pipe) is spooled to a 0600 temporary file first."""
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            yield handle, os.fstat(handle.fileno()).st_size
+        return
+    try:
+        position = source.tell()
+        end = source.seek(0, io.SEEK_END)
+        source.seek(position)
+    except (OSError, AttributeError, ValueError):
+        with tempfile.TemporaryFile() as spool:
+            while chunk := source.read(1 << 20):
+                spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            yield spool, size
+        return
+    yield source, end - position
 
 
 @contextlib.contextmanager

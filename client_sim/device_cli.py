@@ -7,7 +7,9 @@ like one phone.  Passwords come from the terminal without echo, or from
 in scripts.  Failures print one line, ``sealbox: error: ...``, and exit 1;
 usage errors exit 2.  Output files appear only when complete and verified.
 
-Blob storage verbs (put, get, ls, share, rm) belong to the storage release.
+Blob storage: ``put`` signs, encrypts and uploads a file (printing its blob
+id), ``get`` downloads, decrypts and verifies one, ``ls`` lists the inbox or
+the outbox, ``share`` changes who may read a blob, ``rm`` deletes it.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ pass_options = click.make_pass_decorator(_Options)
 )
 @click.pass_context
 def device_command(ctx: click.Context, home: Path, url: str, kdf: str) -> None:
-    """One simulated phone: register, find, encrypt, decrypt, back up, rotate."""
+    """One simulated phone: register, find, encrypt, decrypt, put, get, back up, rotate."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter("must be an http(s) URL", param_hint="--url")
@@ -182,6 +184,77 @@ def decrypt(options: _Options, sender: str | None, src: Path, dst: Path) -> None
     verified = options.device().decrypt_file(src, dst, sender=sender)
     note = " (its card has been revoked)" if verified.revoked else ""
     click.echo(f"verified sender: {verified.identity}{note}")
+
+
+@device_command.command()
+@click.option("--to", "recipients", multiple=True, help="An identity who may read it.")
+@click.argument("src", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@pass_options
+@_reported
+def put(options: _Options, recipients: tuple[str, ...], src: Path) -> None:
+    """Sign SRC, encrypt it to the recipients and yourself, store it; print the blob id."""
+    info = options.device().upload(src, to=recipients)
+    click.echo(info.blob_id)
+
+
+@device_command.command()
+@click.option("--from", "sender", help="Refuse a blob not signed by this identity.")
+@click.argument("blob_id")
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@pass_options
+@_reported
+def get(options: _Options, sender: str | None, blob_id: str, dst: Path) -> None:
+    """Download BLOB_ID into DST (only once verified) and print the verified sender."""
+    verified = options.device().download(blob_id, dst, sender=sender)
+    note = " (its card has been revoked)" if verified.revoked else ""
+    click.echo(f"verified sender: {verified.identity}{note}")
+
+
+@device_command.command(name="ls")
+@click.option(
+    "--role",
+    type=click.Choice(["inbox", "outbox"]),
+    default="inbox",
+    show_default=True,
+    help="Blobs shared with you, or blobs you stored.",
+)
+@pass_options
+@_reported
+def list_command(options: _Options, role: str) -> None:
+    """List blobs: id, owner, size, state, recipients (tab-separated)."""
+    phone = options.device()
+    cursor: str | None = None
+    while True:
+        page = phone.list_blobs(role, cursor=cursor)
+        for item in page.items:
+            readers = ",".join(item.recipients) or "-"
+            click.echo(f"{item.blob_id}\t{item.owner}\t{item.size}\t{item.state}\t{readers}")
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+@device_command.command()
+@click.option("--to", "recipients", multiple=True, help="An identity who may read it.")
+@click.argument("blob_id")
+@pass_options
+@_reported
+def share(options: _Options, recipients: tuple[str, ...], blob_id: str) -> None:
+    """Make the recipients the readers of BLOB_ID; print its (possibly new) id.
+
+    Removing readers keeps the blob; adding one re-seals it as a new blob,
+    because the signature inside names who it was sent to.
+    """
+    click.echo(options.device().share(blob_id, recipients).blob_id)
+
+
+@device_command.command()
+@click.argument("blob_id")
+@pass_options
+@_reported
+def rm(options: _Options, blob_id: str) -> None:
+    """Delete BLOB_ID (every stored version and its metadata)."""
+    options.device().delete_blob(blob_id)
 
 
 @device_command.command()

@@ -59,6 +59,8 @@ __all__ = [
     "SEALED_SIGNATURE_LABEL",
     "SEALED_VERSION",
     "TRAILER_SIZE",
+    "FramingError",
+    "FramingReader",
     "Opened",
     "RecipientMismatch",
     "SealedDecryptionError",
@@ -70,6 +72,7 @@ __all__ = [
     "Signer",
     "UnknownSender",
     "VerifiedSender",
+    "framed_size",
     "open_sealed",
     "open_sealed_bytes",
     "open_sealed_to_path",
@@ -87,6 +90,7 @@ CARD_ID_SIZE: Final = 32
 MAX_RECIPIENTS: Final = 1024
 _FIXED_HEADER_SIZE: Final = len(SEALED_MAGIC) + 1 + 1 + CARD_ID_SIZE + 2
 _SIGNATURE_SIZE: Final = 64
+_CARD_ID_SIZE: Final = 32
 TRAILER_SIZE: Final = 8 + _SIGNATURE_SIZE
 _CHUNK: Final = 64 * 1024
 
@@ -227,6 +231,75 @@ class SealedWriter:
         else:
             # Leave the stream without a trailer: it can never verify.
             self._closed = True
+
+
+def framed_size(plaintext_size: int, recipient_count: int) -> int:
+    """Bytes of the framed inner stream for a plaintext of ``plaintext_size``
+    bound to ``recipient_count`` recipient cards (header + plaintext +
+    trailer), known before anything is signed."""
+    if plaintext_size < 0 or not 1 <= recipient_count <= MAX_RECIPIENTS:
+        raise ValueError("invalid plaintext size or recipient count")
+    header = len(SEALED_MAGIC) + 1 + 1 + _CARD_ID_SIZE + 2 + _CARD_ID_SIZE * recipient_count
+    return header + plaintext_size + TRAILER_SIZE
+
+
+class FramingError(SealedError):
+    """The plaintext source delivered more or fewer bytes than announced."""
+
+
+class FramingReader:
+    """:class:`SealedWriter` turned around: read the framed stream of ``source``.
+
+    For uploads whose size must be known up front: :attr:`size` is exact
+    before the first read.  The header comes first, then the plaintext as it
+    is read from ``source``, then the signed trailer once exactly
+    ``plaintext_size`` bytes went through.  Memory is one chunk.
+
+    Raises (from :meth:`read`):
+        FramingError: ``source`` ended early or has more bytes than
+            announced; no trailer is ever produced then.
+    """
+
+    def __init__(
+        self,
+        source: _Source,
+        plaintext_size: int,
+        *,
+        sender: Signer,
+        recipient_card_ids: Iterable[str],
+    ) -> None:
+        ids = list(recipient_card_ids)
+        self.size = framed_size(plaintext_size, len(set(ids)))
+        self._source = source
+        self._left = plaintext_size
+        self._buffer = bytearray()
+        self._writer = SealedWriter(self, sender=sender, recipient_card_ids=ids)
+        self._done = False
+
+    def write(self, data: bytes) -> int:  # the SealedWriter's sink
+        self._buffer += data
+        return len(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = size if size >= 0 else 1 << 62
+        while len(self._buffer) < want and not self._done:
+            self._pump()
+        out = bytes(self._buffer[:want])
+        del self._buffer[:want]
+        return out
+
+    def _pump(self) -> None:
+        if self._left == 0:
+            if self._source.read(1):
+                raise FramingError("the source has more bytes than announced")
+            self._writer.close()
+            self._done = True
+            return
+        block = self._source.read(min(self._left, _CHUNK))
+        if not block:
+            raise FramingError("the source ended before its announced size")
+        self._left -= len(block)
+        self._writer.write(block)
 
 
 # --- the recipient side -----------------------------------------------------------

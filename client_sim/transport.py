@@ -8,6 +8,7 @@ app in the same process (``chalice.test.Client`` on moto, no network).
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import ssl
 import urllib.error
@@ -315,3 +316,66 @@ class HttpObjectTransport:
             connection.close()
             raise TransportError("GET from object storage: no reply") from exc
         return _HttpObjectResponse(connection, response)
+
+
+class _BufferedObjectResponse:
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self._body = io.BytesIO(body)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._body.read(size)
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> _BufferedObjectResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessObjectTransport:
+    """Presigned transfers for in-process runs on moto's ``mock_aws``.
+
+    moto intercepts botocore and the ``requests`` library (through
+    ``responses``) but not ``http.client``, so in-process fleets and tests
+    send presigned PUTs and GETs with ``requests``.  Bodies are buffered in
+    memory: in-process runs move small files; over HTTP use
+    :class:`HttpObjectTransport`, which streams.
+    """
+
+    def __init__(self, *, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+
+    def put(
+        self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
+    ) -> HttpReply:
+        import requests  # the local extra; only in-process runs need it
+
+        data = body.read(length)
+        if len(data) != length:
+            raise TransportError("the upload source ended before its declared length")
+        try:
+            reply = requests.put(url, data=data, headers=dict(headers), timeout=self._timeout)
+        except requests.RequestException:
+            # requests' messages quote the URL, a bearer credential: no chain.
+            raise TransportError("object storage: no reply") from None
+        return HttpReply(
+            status=reply.status_code,
+            headers={k.lower(): v for k, v in reply.headers.items()},
+            body=reply.content[:_MAX_REPLY_BODY],
+        )
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> _BufferedObjectResponse:
+        import requests
+
+        try:
+            reply = requests.get(url, headers=dict(headers or {}), timeout=self._timeout)
+        except requests.RequestException:
+            raise TransportError("object storage: no reply") from None
+        return _BufferedObjectResponse(
+            reply.status_code, {k.lower(): v for k, v in reply.headers.items()}, reply.content
+        )

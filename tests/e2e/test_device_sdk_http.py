@@ -44,6 +44,10 @@ def test_two_users_exchange_files(make: MakeDevice, tag: str, tmp_path: Path) ->
     device_flows.two_users_exchange_files(make, tag, tmp_path)
 
 
+def test_files_through_blob_storage(make: MakeDevice, tag: str, tmp_path: Path) -> None:
+    device_flows.files_through_blob_storage(make, tag, tmp_path)
+
+
 def test_new_phone_restores_from_backup(make: MakeDevice, tag: str) -> None:
     device_flows.new_phone_restores_from_backup(make, tag)
 

@@ -39,8 +39,9 @@ def test_two_device_walkthrough_runs_as_written(local_stack: RunningStack, tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert "verified sender: alice\n" in done.stdout
-    for out in ("note.out", "note-laptop.out"):
+    for out in ("note.out", "note-laptop.out", "note-from-server.out"):
         assert (tmp_path / out).read_text() == "Meet at the usual place at noon.\n"
     assert "identity: alice\n" in done.stdout
+    assert "\talice\t" in done.stdout  # bob's inbox lists alice's blob
     assert "previous cards: 1\n" in done.stdout  # the laptop restored both keys
     assert done.stderr == ""

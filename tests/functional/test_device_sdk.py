@@ -32,6 +32,7 @@ from tests.functional.conftest import STAGE_ENV
 from tests.support import device_flows
 from tests.support.device_flows import NEW_PASSWORD, PASSWORD, MakeDevice, Recording
 from tests.support.fakes import FakeClock
+from tests.support.objects import MotoObjects
 
 
 @pytest.fixture
@@ -42,13 +43,23 @@ def recording(transport: ChaliceTransport) -> Recording:
 @pytest.fixture
 def make(tmp_path: Path, recording: Recording) -> MakeDevice:
     def make_device(name: str) -> Device:
-        return Device(tmp_path / name, recording, kdf=PASSWORD_KDF_SIMULATION, sleep=lambda _: None)
+        return Device(
+            tmp_path / name,
+            recording,
+            kdf=PASSWORD_KDF_SIMULATION,
+            sleep=lambda _: None,
+            objects=MotoObjects(),
+        )
 
     return make_device
 
 
 def test_two_users_exchange_files(make: MakeDevice, tmp_path: Path) -> None:
     device_flows.two_users_exchange_files(make, "f", tmp_path)
+
+
+def test_files_through_blob_storage(make: MakeDevice, tmp_path: Path) -> None:
+    device_flows.files_through_blob_storage(make, "f", tmp_path)
 
 
 def test_new_phone_restores_from_backup(make: MakeDevice) -> None:

@@ -17,6 +17,8 @@ import pytest
 from client_sim.device import (
     DecryptionFailed,
     Device,
+    DeviceError,
+    InvalidInput,
     NoPrivateKey,
     NotLoggedIn,
     SenderMismatch,
@@ -211,3 +213,65 @@ def unregister_revokes_but_keeps_the_backup(make: MakeDevice, tag: str) -> None:
     again.register(a, PASSWORD)
     assert again.decrypt(to_alice).plaintext == b"to the old card"
     assert bob.find_users([a], refresh=True)[a].previous_card_id is None
+
+
+def files_through_blob_storage(make: MakeDevice, tag: str, tmp: Path) -> None:
+    """Signed, encrypted files stored on the server: upload, inbox, download,
+    share (remove and add), delete."""
+    alice, bob, carol = make("alice"), make("bob"), make("carol")
+    a, b, c = (f"{name}-{tag}" for name in ("alice", "bob", "carol"))
+    for device, name in ((alice, a), (bob, b), (carol, c)):
+        device.register(name, PASSWORD)
+
+    report = b"quarterly numbers, canary 7f3a\n" * 4000
+    (tmp / "report.txt").write_bytes(report)
+    info = alice.upload(tmp / "report.txt", to=[b])
+    assert (info.owner, info.recipients, info.state) == (a, (b,), "ready")
+    assert bob.list_blobs("inbox").items[0].blob_id == info.blob_id
+    assert bob.download(info.blob_id, tmp / "bob.txt", sender=a).identity == a
+    assert (tmp / "bob.txt").read_bytes() == report
+    # The owner reads its own upload; a stranger doesn't even see it.
+    into = io.BytesIO()
+    assert alice.download(info.blob_id, into).identity == a
+    assert into.getvalue() == report
+    with pytest.raises(DeviceError):
+        carol.download(info.blob_id, tmp / "carol.txt")
+    assert not (tmp / "carol.txt").exists()
+
+    # A stream of unknown length (a pipe) is spooled, then sealed.
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+            chunk = self._data.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    piped = alice.upload(Pipe(b"from a pipe"), to=[b])
+    out = io.BytesIO()
+    bob.download(piped.blob_id, out)
+    assert out.getvalue() == b"from a pipe"
+
+    # Adding a reader re-seals the file (its signature names its readers).
+    shared = alice.share(info.blob_id, [b, c])
+    assert shared.blob_id != info.blob_id
+    assert set(shared.recipients) == {b, c}
+    assert carol.download(shared.blob_id, tmp / "carol.txt", sender=a).identity == a
+    with pytest.raises(DeviceError):
+        bob.download(info.blob_id, tmp / "gone.txt")  # the old blob is deleted
+    # Removing a reader only changes who the server serves.
+    narrowed = alice.share(shared.blob_id, [c])
+    assert narrowed.blob_id == shared.blob_id
+    assert narrowed.recipients == (c,)
+    with pytest.raises(DeviceError):
+        bob.download(shared.blob_id, tmp / "bob2.txt")
+    with pytest.raises(InvalidInput):
+        carol.share(shared.blob_id, [b])  # only the owner shares
+
+    alice.delete_blob(shared.blob_id)
+    with pytest.raises(DeviceError):
+        carol.download(shared.blob_id, tmp / "carol2.txt")

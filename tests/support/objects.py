@@ -1,69 +1,33 @@
-"""Presigned transfers inside ``mock_aws``: moto answers ``requests`` calls.
-
-moto intercepts botocore, and also the ``requests`` library (through
-``responses``), but not ``http.client``; in-process tests therefore send
-the presigned PUTs and GETs with ``requests``.  Over HTTP (e2e) the device
-uses its own :class:`client_sim.transport.HttpObjectTransport`.
-"""
+"""Presigned transfers inside ``mock_aws``, counted for assertions."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-import requests
-
-from client_sim.transport import HttpReply, Readable
-
-
-@dataclass
-class BufferedResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: io.BytesIO = field(repr=False)
-
-    def read(self, size: int = -1, /) -> bytes:
-        return self.body.read(size)
-
-    def close(self) -> None:
-        self.body.close()
-
-    def __enter__(self) -> BufferedResponse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+from client_sim.transport import HttpReply, InProcessObjectTransport, Readable
 
 
 @dataclass
-class MotoObjects:
-    """An ObjectTransport for ``mock_aws`` (bodies buffered; fine at test sizes)."""
+class MotoObjects(InProcessObjectTransport):
+    """:class:`InProcessObjectTransport` that records what it sent."""
 
     puts: int = 0
     gets: int = 0
     urls: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        super().__init__()
+
     def put(
         self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
     ) -> HttpReply:
-        data = body.read(length)
-        assert len(data) == length
         self.puts += 1
         self.urls.append(url)
-        reply = requests.put(url, data=data, headers=dict(headers), timeout=30)
-        return HttpReply(
-            status=reply.status_code,
-            headers={k.lower(): v for k, v in reply.headers.items()},
-            body=reply.content,
-        )
+        return super().put(url, body, length=length, headers=headers)
 
-    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> BufferedResponse:
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> Any:
         self.gets += 1
         self.urls.append(url)
-        reply = requests.get(url, headers=dict(headers or {}), timeout=30)
-        return BufferedResponse(
-            status=reply.status_code,
-            headers={k.lower(): v for k, v in reply.headers.items()},
-            body=io.BytesIO(reply.content),
-        )
+        return super().get(url, headers=headers)
