@@ -251,7 +251,7 @@ def files_through_blob_storage(make: MakeDevice, tag: str, tmp: Path) -> None:
             buffer[: len(chunk)] = chunk
             return len(chunk)
 
-    piped = alice.upload(Pipe(b"from a pipe"), to=[b])
+    piped = alice.upload(io.BufferedReader(Pipe(b"from a pipe")), to=[b])
     out = io.BytesIO()
     bob.download(piped.blob_id, out)
     assert out.getvalue() == b"from a pipe"
