@@ -8,6 +8,7 @@ several scenarios share one backend.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,20 +239,12 @@ def files_through_blob_storage(make: MakeDevice, tag: str, tmp: Path) -> None:
         carol.download(info.blob_id, tmp / "carol.txt")
     assert not (tmp / "carol.txt").exists()
 
-    # A stream of unknown length (a pipe) is spooled, then sealed.
-    class Pipe(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self._data = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
-            chunk = self._data.read(len(buffer))
-            buffer[: len(chunk)] = chunk
-            return len(chunk)
-
-    piped = alice.upload(io.BufferedReader(Pipe(b"from a pipe")), to=[b])
+    # A stream of unknown length (a real pipe) is spooled, then sealed.
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"from a pipe")
+    os.close(write_end)
+    with open(read_end, "rb") as pipe:
+        piped = alice.upload(pipe, to=[b])
     out = io.BytesIO()
     bob.download(piped.blob_id, out)
     assert out.getvalue() == b"from a pipe"
