@@ -772,7 +772,10 @@ class Device:
     @_device_errors
     def blob(self, blob_id: str) -> BlobInfo:
         """A blob's metadata (owner or recipient only)."""
-        return self._blobs().get(blob_id)
+        # Every blob call goes through _authed: a token the server refuses
+        # (this device's clock stood still while the server's ran on) is
+        # renewed once, as for every other call, not reported as a lost session.
+        return self._authed(lambda _token: self._blobs().get(blob_id))
 
     @_device_errors
     def list_blobs(
@@ -780,10 +783,14 @@ class Device:
     ) -> BlobPage:
         """One page of the blobs shared with this identity (``inbox``) or
         stored by it (``outbox``)."""
-        return self._blobs().list_blobs(role, limit=limit, cursor=cursor)
+        return self._authed(
+            lambda _token: self._blobs().list_blobs(role, limit=limit, cursor=cursor)
+        )
 
     @_device_errors
-    def share(self, blob_id: str, to: Iterable[str]) -> BlobInfo:
+    def share(
+        self, blob_id: str, to: Iterable[str], *, idempotency_key: str | None = None
+    ) -> BlobInfo:
         """Make ``to`` the people (besides the owner) who may read a blob.
 
         Removing people only changes who the server serves the blob to.
@@ -794,6 +801,11 @@ class Device:
         new list and stored as a new blob, and the old one is deleted; the
         new blob is returned.
 
+        Args:
+            idempotency_key: for the new blob's upload; a caller that
+                repeats a share whose answer was lost passes the same key
+                so the repeat finds the same new blob instead of a copy.
+
         Raises:
             InvalidInput: this device's identity doesn't own the blob.
             As for :meth:`download` and :meth:`upload`.
@@ -803,7 +815,7 @@ class Device:
         _, current = self._require_keys()
         wanted = sorted({_identity(name) for name in to} - {current.identity})
         client = self._blobs()
-        info = client.get(blob_id)
+        info = self._authed(lambda _token: client.get(blob_id))
         if info.owner != current.identity:
             raise InvalidInput("only the owner of a blob can share it")
         if set(wanted) <= set(info.recipients):
@@ -811,14 +823,14 @@ class Device:
         with tempfile.TemporaryDirectory(prefix="sealbox-share-") as scratch:
             plain = Path(scratch) / "plaintext"
             self.download(blob_id, plain, sender=current.identity)
-            fresh = self.upload(plain, wanted)
-        client.delete(blob_id)
+            fresh = self.upload(plain, wanted, idempotency_key=idempotency_key)
+        self._authed(lambda _token: client.delete(blob_id))
         return fresh
 
     @_device_errors
     def delete_blob(self, blob_id: str) -> None:
         """Delete a blob this identity owns: every stored version and its metadata."""
-        self._blobs().delete(blob_id)
+        self._authed(lambda _token: self._blobs().delete(blob_id))
 
     # --- keys -------------------------------------------------------------------------
 

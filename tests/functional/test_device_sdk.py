@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -485,3 +486,67 @@ def test_a_lone_string_is_not_a_list_of_identities(make: MakeDevice, recording) 
     with pytest.raises(TypeError):
         make("phone").encrypt(b"x", to="alice")
     assert recording.requests == []
+
+
+def test_every_blob_call_renews_a_token_the_server_refuses(clock, transport, tmp_path) -> None:
+    # A phone whose clock stood still while the server's ran on (it slept
+    # through the token's lifetime) holds a token it believes valid.  Every
+    # blob call must renew it once, like the other calls, instead of
+    # reporting a lost session.
+    recording = Recording(transport)
+    device_clock = FakeClock(clock.now)
+    alice = Device(
+        tmp_path / "alice",
+        recording,
+        kdf=PASSWORD_KDF_SIMULATION,
+        clock=device_clock,
+        objects=MotoObjects(),
+    )
+    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+    alice.register("alice", PASSWORD)
+    bob.register("bob", PASSWORD)
+    info = alice.upload(io.BytesIO(b"a note for bob"), to=["bob"])
+    calls = [
+        lambda: alice.list_blobs("outbox"),
+        lambda: alice.blob(info.blob_id),
+        lambda: alice.share(info.blob_id, ["bob"]),
+        lambda: alice.delete_blob(info.blob_id),
+    ]
+    for call in calls:
+        clock.advance(900 + 120)
+        tokens = recording.count("POST", "/v1/tokens")
+        call()
+        assert recording.count("POST", "/v1/tokens") == tokens + 1
+
+
+def test_a_share_repeated_with_its_key_makes_no_second_copy(transport, tmp_path) -> None:
+    lossy = LossyContent(transport)
+
+    def phone(name: str, via) -> Device:  # type: ignore[no-untyped-def]
+        made = Device(tmp_path / name, via, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+        made.register(name, PASSWORD)
+        return made
+
+    alice, _, carol = phone("alice", lossy), phone("bob", transport), phone("carol", transport)
+    original = alice.upload(io.BytesIO(b"for bob, then carol"), to=["bob"])
+    lossy.armed = True  # the new copy is stored, but its answer is lost
+    with pytest.raises(ConnectionFailed):
+        alice.share(original.blob_id, ["bob", "carol"], idempotency_key="share_key_000001")
+    again = alice.share(original.blob_id, ["bob", "carol"], idempotency_key="share_key_000001")
+    outbox = [item.blob_id for item in alice.list_blobs("outbox").items]
+    assert outbox == [again.blob_id]
+    assert [item.blob_id for item in carol.list_blobs("inbox").items] == [again.blob_id]
+
+
+class LossyContent(LoseOne):
+    """Loses the reply of the next inline content upload, whatever its blob."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(inner, ("PUT", ""), after=True)
+
+    def request(self, method, path, *, body=None, headers=None):  # type: ignore[no-untyped-def]
+        if self.armed and method == "PUT" and path.endswith("/content"):
+            self.armed = False
+            Recording.request(self, method, path, body=body, headers=headers)
+            raise TransportError("connection reset")
+        return Recording.request(self, method, path, body=body, headers=headers)
