@@ -10,8 +10,17 @@ backup key.  Each needle is searched in the encodings a careless code path
 could use (raw, hex, base64 and base64url at each of the three byte
 alignments).  Zero hits is the only pass.
 
-It also checks that every stored blob (outside the quarantine prefix) begins
-with an age header: the server must only ever hold ciphertext.
+It also checks that every stored blob (every S3 object outside the
+quarantine prefix, every version) is shaped like an age v1 file, with the
+same pure sniffer the backend runs at commit (:mod:`chalicelib.wire.agefile`):
+the server must only ever hold ciphertext.  Quarantined objects are a
+rejected upload kept for inspection; they are searched for needles like
+everything else but not required to be age files.
+
+Where the needles come from: a fleet run (:mod:`client_sim.fleet`) collects
+them as it goes and writes them to a needles file (JSON, 0600) next to its
+report, so ``sealbox audit`` can repeat the scan later against a running
+``sealbox local``.
 
 The search is one pass per haystack over fixed-length prefixes, so its cost
 grows with the bytes scanned, not with bytes × needles.
@@ -21,15 +30,27 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
+
+from chalicelib.wire.agefile import SNIFF_WINDOW, NotAgeFile, sniff
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
 
 # Every needle form is at least this long; shorter secrets are refused (a
 # 12-byte prefix of random or encoded key material doesn't occur by chance).
 PREFIX = 12
 
-AGE_MAGICS = (b"age-encryption.org/v1\n", b"-----BEGIN AGE ENCRYPTED FILE-----")
+#: Objects under this prefix of the blob bucket are rejected uploads
+#: (chalicelib.storage.blob_objects.QUARANTINE_PREFIX, which this module
+#: does not import: it runs on the device side).
+QUARANTINE_PREFIX: Final = "quarantine/"
+NEEDLES_FILE_VERSION: Final = 1
 
 
 @dataclass(frozen=True)
@@ -67,9 +88,24 @@ def needle(label: str, secret: bytes | str) -> Needle:
 
 @dataclass(frozen=True)
 class Haystack:
+    """Bytes the server side holds, by kind and where they are.
+
+    ``blob`` marks a stored blob: it must be an age file.
+    """
+
     kind: str  # "s3-object", "dynamodb-item", "secret", "log"
     name: str
     data: bytes = field(repr=False)
+    blob: bool = False
+
+
+def is_age_file(data: bytes) -> bool:
+    """True when ``data`` is shaped like an age v1 file (binary or armored)."""
+    try:
+        sniff(data[:SNIFF_WINDOW], len(data))
+    except NotAgeFile:
+        return False
+    return True
 
 
 @dataclass
@@ -81,6 +117,9 @@ class AuditReport:
     hits: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, where, label)
     not_ciphertext: list[str] = field(default_factory=list)  # blob keys without an age header
     needles: int = 0
+    blobs_checked: int = 0
+    #: What could not be scanned and why (shown in the summary).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -91,12 +130,29 @@ class AuditReport:
         for kind in sorted(self.scanned):
             count, size = self.scanned[kind], self.scanned_bytes[kind]
             lines.append(f"  scanned {count:>7} {kind}(s), {size:>12,} bytes")
+        lines.append(f"  {self.blobs_checked} stored blob(s) checked for an age header")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         for kind, where, label in self.hits:
             lines.append(f"  HIT  {label} in {kind} {where}")
         for key in self.not_ciphertext:
             lines.append(f"  NOT CIPHERTEXT  s3 object {key} has no age header")
         lines.append("  verdict: " + ("PASS (0 hits)" if self.passed else "FAIL"))
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view (labels and places only: never a secret)."""
+        return {
+            "passed": self.passed,
+            "needles": self.needles,
+            "scanned": dict(sorted(self.scanned.items())),
+            "scanned_bytes": dict(sorted(self.scanned_bytes.items())),
+            "blobs_checked": self.blobs_checked,
+            "hits": [{"kind": k, "where": w, "label": label} for k, w, label in self.hits],
+            "not_ciphertext": list(self.not_ciphertext),
+            "notes": list(self.notes),
+            "summary": self.summary(),
+        }
 
 
 class NeedleIndex:
@@ -130,7 +186,7 @@ def audit(
     haystacks: Iterable[Haystack],
     needles: Iterable[Needle],
     *,
-    is_blob: Callable[[Haystack], bool] = lambda h: False,
+    is_blob: Callable[[Haystack], bool] = lambda h: h.blob,
 ) -> AuditReport:
     """Search every haystack for every needle; check blobs are age files."""
     index = NeedleIndex(needles)
@@ -140,9 +196,108 @@ def audit(
         report.scanned_bytes[stack.kind] = report.scanned_bytes.get(stack.kind, 0) + len(stack.data)
         for label in sorted(index.find(stack.data)):
             report.hits.append((stack.kind, stack.name, label))
-        if is_blob(stack) and not stack.data.startswith(AGE_MAGICS):
-            report.not_ciphertext.append(stack.name)
+        if is_blob(stack):
+            report.blobs_checked += 1
+            if not is_age_file(stack.data):
+                report.not_ciphertext.append(stack.name)
     return report
+
+
+# --- needles files -----------------------------------------------------------------------
+
+
+def write_needles(path: Path, secrets: Iterable[tuple[str, bytes]]) -> None:
+    """Write ``(label, secret)`` pairs for a later ``sealbox audit``.
+
+    The file holds the secrets themselves (simulated devices' keys and
+    passwords), so it is created 0600 and renamed into place whole.
+    """
+    document = {
+        "version": NEEDLES_FILE_VERSION,
+        "needles": [{"label": label, "secret": b64url_encode(secret)} for label, secret in secrets],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp files are 0600
+            json.dump(document, out, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_needles(path: Path) -> list[Needle]:
+    """The needles of a file :func:`write_needles` wrote.
+
+    Raises:
+        ValueError: not a needles file (or a version this code doesn't read).
+        OSError: the file can't be read.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("version") != NEEDLES_FILE_VERSION:
+            raise ValueError("unsupported needles file version")
+        return [
+            needle(str(item["label"]), b64url_decode(str(item["secret"])))
+            for item in document["needles"]
+        ]
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a needles file") from exc
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+# Attributes every LogRecord has; anything else on a record came from
+# ``extra=`` and is searched too.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class LogCapture(logging.Handler):
+    """Keeps the text of every log record it sees, for the audit.
+
+    Installed on the root logger at DEBUG for an in-process run, it sees
+    what CloudWatch would get if every logger without a level of its own
+    were turned up to DEBUG.  Each record is kept as its logger name, level,
+    message, any ``extra`` fields and its formatted exception, rendered at
+    once (a record's arguments may change after it is emitted).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._records: dict[str, list[str]] = {}
+        self._guard = threading.Lock()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            parts = [record.levelname, record.getMessage()]
+            extras = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRIBUTES}
+            if extras:
+                parts.append(repr(extras))
+            if record.exc_info:
+                parts.append(logging.Formatter().formatException(record.exc_info))
+            if record.stack_info:
+                parts.append(record.stack_info)
+            text = " ".join(parts)
+        except Exception:  # noqa: BLE001 - a broken record must not break the run
+            text = f"{record.levelname} unrenderable record {record.msg!r}"
+        with self._guard:
+            self._records.setdefault(record.name, []).append(text)
+            self.count += 1
+
+    def haystacks(self) -> Iterator[Haystack]:
+        """One haystack per logger: its records, one per line."""
+        with self._guard:
+            snapshot = {name: list(lines) for name, lines in self._records.items()}
+        for name, lines in sorted(snapshot.items()):
+            yield Haystack("log", name, "\n".join(lines).encode("utf-8", "backslashreplace"))
+
+
+def log_file_haystacks(paths: Iterable[Path]) -> Iterator[Haystack]:
+    """Each log file whole (``sealbox local --log-file``, or a fleet's own)."""
+    for path in paths:
+        yield Haystack("log", str(path), path.read_bytes())
 
 
 # --- reading everything the server side holds -----------------------------------------
@@ -156,7 +311,8 @@ def aws_haystacks(
 ) -> Iterator[Haystack]:
     """Every S3 object version, DynamoDB item and secret whose name starts
     with ``prefix`` (e.g. ``sealbox-local`` / ``sealbox/local``), except the
-    secrets named in ``skip_secret_ids`` (the app signing key).
+    secrets named in ``skip_secret_ids`` (the app signing key).  Every S3
+    object outside the quarantine prefix is marked as a blob.
 
     ``client(service)`` returns a boto3 client for the account to audit.
     """
@@ -168,10 +324,16 @@ def aws_haystacks(
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=name):
             for version in page.get("Versions", []):
-                body = s3.get_object(
-                    Bucket=name, Key=version["Key"], VersionId=version["VersionId"]
-                )["Body"].read()
-                yield Haystack("s3-object", f"s3://{name}/{version['Key']}", body)
+                key = version["Key"]
+                body = s3.get_object(Bucket=name, Key=key, VersionId=version["VersionId"])[
+                    "Body"
+                ].read()
+                yield Haystack(
+                    "s3-object",
+                    f"s3://{name}/{key}",
+                    body,
+                    blob=not key.startswith(QUARANTINE_PREFIX),
+                )
     ddb = client("dynamodb")
     for table in _all_tables(ddb):
         if not table.startswith(prefix):

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client_sim.audit import Haystack, Needle, NeedleIndex, audit, needle
+from client_sim import age
+from client_sim.audit import (
+    Haystack,
+    LogCapture,
+    Needle,
+    NeedleIndex,
+    audit,
+    is_age_file,
+    needle,
+    read_needles,
+    write_needles,
+)
 
 SECRET = bytes(range(7, 39))
 
@@ -59,7 +71,8 @@ def test_needles_hide_their_bytes_in_repr() -> None:
 
 def test_audit_passes_only_with_zero_hits_and_ciphertext_blobs() -> None:
     needles = [needle("alice/x25519", SECRET)]
-    blob = Haystack("s3-object", "s3://b/blobs/1", b"age-encryption.org/v1\n-> X25519 ...")
+    ciphertext = age.encrypt_bytes(b"hello", [age.X25519Identity.generate().recipient()])
+    blob = Haystack("s3-object", "s3://b/blobs/1", ciphertext)
     clean = audit(
         [blob, Haystack("dynamodb-item", "t", b"{}")],
         needles,
@@ -82,3 +95,67 @@ def test_audit_passes_only_with_zero_hits_and_ciphertext_blobs() -> None:
 
 def test_an_audit_that_scanned_nothing_does_not_pass() -> None:
     assert not audit([], [needle("k", SECRET)]).passed
+
+
+def test_blobs_are_judged_by_the_shared_sniffer() -> None:
+    recipient = age.X25519Identity.generate().recipient()
+    binary = age.encrypt_bytes(b"x" * 1000, [recipient])
+    armored = age.encrypt_bytes(b"x" * 1000, [recipient], armor=True)
+    assert is_age_file(binary)
+    assert is_age_file(armored)
+    # The magic line alone is not enough: the header must parse, and the
+    # payload must have a length age's STREAM can have.
+    assert not is_age_file(b"age-encryption.org/v1\n-> X25519 not a stanza\n")
+    # Header, nonce and an 11-byte payload: shorter than one chunk's tag.
+    assert not is_age_file(binary[: len(binary) - 1016 + 11])
+    assert not is_age_file(b"plain text that someone uploaded")
+
+
+def test_quarantined_objects_are_searched_but_need_not_be_age_files() -> None:
+    needles = [needle("canary", "CANARY-in-a-rejected-upload")]
+    report = audit(
+        [
+            Haystack("s3-object", "s3://b/quarantine/1", b"CANARY-in-a-rejected-upload"),
+            Haystack("s3-object", "s3://b/quarantine/2", b"not age, and rejected"),
+        ],
+        needles,
+    )
+    assert report.not_ciphertext == []
+    assert report.blobs_checked == 0
+    assert report.hits == [("s3-object", "s3://b/quarantine/1", "canary")]
+
+
+def test_needles_file_round_trip_is_private(tmp_path) -> None:
+    path = tmp_path / "run" / "needles.json"
+    write_needles(path, [("device-1 x25519", SECRET), ("password", b"a long password here")])
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = read_needles(path)
+    assert [n.label for n in loaded] == ["device-1 x25519", "password"]
+    assert loaded[0].forms == needle("x", SECRET).forms
+    (tmp_path / "bad.json").write_text('{"version": 99, "needles": []}')
+    with pytest.raises(ValueError, match="version"):
+        read_needles(tmp_path / "bad.json")
+
+
+def test_log_capture_keeps_messages_extras_and_exceptions() -> None:
+    capture = LogCapture()
+    logger = logging.getLogger("sealbox.audit-test")
+    logger.addHandler(capture)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("plain %s", "argument-one-that-is-long")
+        logger.info("with extra", extra={"detail": "extra-field-that-is-long"})
+        try:
+            raise RuntimeError("exception-text-that-is-long")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(capture)
+    needles = [
+        needle("argument", "argument-one-that-is-long"),
+        needle("extra", "extra-field-that-is-long"),
+        needle("exception", "exception-text-that-is-long"),
+    ]
+    report = audit(capture.haystacks(), needles)
+    assert capture.count == 3
+    assert sorted(label for _, _, label in report.hits) == ["argument", "exception", "extra"]
