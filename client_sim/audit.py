@@ -23,7 +23,11 @@ report, so ``sealbox audit`` can repeat the scan later against a running
 ``sealbox local``.
 
 The search is one pass per haystack over fixed-length prefixes, so its cost
-grows with the bytes scanned, not with bytes × needles.
+grows with the bytes scanned, not with bytes × needles.  Forms at least
+:data:`LONG` bytes long (every key, password and canary a fleet plants) are
+found by looking at every :data:`STRIDE`-th position only: any occurrence
+covers one of them, and a bitmap of the windows a form can show there
+turns almost every look into one bit test (see :class:`NeedleIndex`).
 """
 
 from __future__ import annotations
@@ -155,23 +159,59 @@ class AuditReport:
         }
 
 
+#: Forms at least this long are searched at every STRIDE-th position only.
+STRIDE: Final = 16
+LONG: Final = PREFIX + STRIDE - 1
+
+
 class NeedleIndex:
-    """All needle forms, indexed by their first :data:`PREFIX` bytes."""
+    """All needle forms, indexed for a fast one-pass search.
+
+    Short forms (under :data:`LONG` bytes) are looked up by their first
+    :data:`PREFIX` bytes at every position.  A long form occurring at ``p``
+    spans the positions ``p .. p + STRIDE - 1`` with ``PREFIX`` bytes to
+    spare, and one of those is a multiple of ``STRIDE``: so the scan looks
+    only at multiples of ``STRIDE``, asks a bitmap whether the ``PREFIX``
+    bytes there can be part of a long form (a form's windows at offsets
+    ``0 .. STRIDE - 1`` set its bits), and only on a yes looks up each of the
+    ``STRIDE`` starts that window could belong to.  The bitmap answers a
+    false yes about 1% of the time; it never answers a false no.
+    """
 
     def __init__(self, needles: Iterable[Needle]) -> None:
-        self._by_prefix: dict[bytes, list[tuple[bytes, str]]] = {}
+        self._short: dict[bytes, list[tuple[bytes, str]]] = {}
+        self._long: dict[bytes, list[tuple[bytes, str]]] = {}
         self.count = 0
+        windows: list[bytes] = []
         for item in needles:
             self.count += 1
             for form in item.forms:
-                self._by_prefix.setdefault(form[:PREFIX], []).append((form, item.label))
+                if len(form) >= LONG:
+                    self._long.setdefault(form[:PREFIX], []).append((form, item.label))
+                    windows.extend(form[o : o + PREFIX] for o in range(STRIDE))
+                else:
+                    self._short.setdefault(form[:PREFIX], []).append((form, item.label))
+        # About 64 bits per window keeps false yeses near 1%; 2^16 to 2^28 bits.
+        bits = 1 << min(max((len(windows) * 64).bit_length(), 16), 28)
+        self._mask = bits - 1
+        self._bitmap = bytearray(bits // 8)
+        for window in windows:
+            h = hash(window) & self._mask
+            self._bitmap[h >> 3] |= 1 << (h & 7)
 
     def find(self, data: bytes) -> set[str]:
         """Labels of every needle that occurs in ``data``."""
         found: set[str] = set()
-        by_prefix = self._by_prefix
-        if not by_prefix or len(data) < PREFIX:
+        if len(data) < PREFIX:
             return found
+        if self._short:
+            self._find_short(data, found)
+        if self._long:
+            self._find_long(data, found)
+        return found
+
+    def _find_short(self, data: bytes, found: set[str]) -> None:
+        by_prefix = self._short
         view = memoryview(data)
         for i in range(len(data) - PREFIX + 1):
             candidates = by_prefix.get(view[i : i + PREFIX].tobytes())
@@ -179,7 +219,19 @@ class NeedleIndex:
                 for form, label in candidates:
                     if data.startswith(form, i):
                         found.add(label)
-        return found
+
+    def _find_long(self, data: bytes, found: set[str]) -> None:
+        by_prefix, bitmap, mask = self._long, self._bitmap, self._mask
+        for i in range(0, len(data) - PREFIX + 1, STRIDE):
+            h = hash(data[i : i + PREFIX]) & mask
+            if not bitmap[h >> 3] & (1 << (h & 7)):
+                continue
+            for start in range(i, max(i - STRIDE, -1), -1):
+                candidates = by_prefix.get(data[start : start + PREFIX])
+                if candidates:
+                    for form, label in candidates:
+                        if data.startswith(form, start):
+                            found.add(label)
 
 
 def audit(

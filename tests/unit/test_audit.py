@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from client_sim import age
 from client_sim.audit import (
+    STRIDE,
     Haystack,
     LogCapture,
     Needle,
@@ -159,3 +160,17 @@ def test_log_capture_keeps_messages_extras_and_exceptions() -> None:
     report = audit(capture.haystacks(), needles)
     assert capture.count == 3
     assert sorted(label for _, _, label in report.hits) == ["argument", "exception", "extra"]
+
+
+def test_long_needles_are_found_at_every_offset_and_at_the_very_end() -> None:
+    # Long forms are searched at every STRIDE-th position only: check every
+    # alignment against the stride, with the needle flush against both ends.
+    secret = os.urandom(32)
+    index = NeedleIndex([needle("long", secret)])
+    for before in range(0, 2 * STRIDE + 1):
+        for after in (0, 1, STRIDE - 1, STRIDE):
+            data = os.urandom(before) + secret + os.urandom(after)
+            assert index.find(data) == {"long"}, (before, after)
+            assert index.find(base64.b64encode(data)) == {"long"}, (before, after)
+    assert index.find(secret[:-1]) == set()
+    assert index.find(os.urandom(before) + secret[1:]) == set()
