@@ -513,7 +513,9 @@ class BlobClient:
                 able to read the file back.
             idempotency_key: repeat an upload safely (the same blob comes
                 back); a random one is used, and reused for the one retry
-                this makes when the reservation gets no answer.
+                this makes when the reservation gets no answer.  A repeat
+                MUST send the same file: if an earlier attempt's upload
+                reached storage, that attempt's ciphertext is the one kept.
 
         Raises:
             ApiError: the server refused (quota, size, rejected upload, ...).
@@ -564,7 +566,16 @@ class BlobClient:
                 raise SourceChanged("the file shrank while it was being uploaded")
             return self.put_content(reservation.blob_id, data)
         for target in reservation.targets:
-            self._put(target, ciphertext)
+            try:
+                self._put(target, ciphertext)
+            except TransferError as exc:
+                if not (exc.status == 412 and reservation.kind == "single"):
+                    raise
+                # The write-once PUT found an object: an earlier attempt with
+                # this idempotency key stored it (a PUT is all or nothing,
+                # and only we had the URL) but its commit never arrived.
+                # Have that object checked rather than fail forever.
+                return self.commit(reservation.blob_id)
         if ciphertext.read(1):
             raise SourceChanged("the file grew while it was being uploaded")
         return self.commit(reservation.blob_id)

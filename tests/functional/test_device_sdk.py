@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -550,3 +551,38 @@ class LossyContent(LoseOne):
             Recording.request(self, method, path, body=body, headers=headers)
             raise TransportError("connection reset")
         return Recording.request(self, method, path, body=body, headers=headers)
+
+
+class LoseCommit(Recording):
+    """The next commit never reaches the server (its upload did)."""
+
+    armed = False
+
+    def request(self, method, path, *, body=None, headers=None):  # type: ignore[no-untyped-def]
+        if self.armed and method == "POST" and path.endswith("/commit"):
+            self.armed = False
+            raise TransportError("connection reset")
+        return super().request(method, path, body=body, headers=headers)
+
+
+def test_an_upload_repeated_after_a_lost_commit_commits_the_stored_object(
+    transport, tmp_path
+) -> None:
+    # S3 refuses the repeated write-once PUT (412): the object an earlier
+    # attempt stored is committed instead of the upload failing forever.
+    lossy = LoseCommit(transport)
+    objects = MotoObjects()
+    alice = Device(tmp_path / "alice", lossy, kdf=PASSWORD_KDF_SIMULATION, objects=objects)
+    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+    alice.register("alice", PASSWORD)
+    bob.register("bob", PASSWORD)
+    content = os.urandom(100_000)  # over the inline limit: a presigned PUT
+    lossy.armed = True
+    with pytest.raises(ConnectionFailed):
+        alice.upload(io.BytesIO(content), to=["bob"], idempotency_key="upload_key_00001")
+    info = alice.upload(io.BytesIO(content), to=["bob"], idempotency_key="upload_key_00001")
+    assert info.state == "ready"
+    assert objects.puts == 2  # the second PUT was refused
+    out = io.BytesIO()
+    assert bob.download(info.blob_id, out, sender="alice").identity == "alice"
+    assert out.getvalue() == content
