@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from client_sim import _hazmat
-from client_sim.transport import HttpReply, Transport
+from client_sim.transport import HttpReply, ObjectResponse, ObjectTransport, Readable, Transport
 
 KDF_FUNCTIONS = frozenset({"argon2id", "scrypt_derive"})
 _SKIP = frozenset({"random_bytes", "timing_safe_equal"})
@@ -101,3 +101,22 @@ class ServerTimedTransport:
     ) -> HttpReply:
         with self._accounting.measure("server"):
             return self._inner.request(method, path, body=body, headers=headers)
+
+
+class ServerTimedObjects:
+    """For in-process fleets: presigned transfers run moto's S3 in the
+    caller's thread, so their CPU counts as ``server`` too."""
+
+    def __init__(self, inner: ObjectTransport, accounting: CpuAccounting) -> None:
+        self._inner = inner
+        self._accounting = accounting
+
+    def put(
+        self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
+    ) -> HttpReply:
+        with self._accounting.measure("server"):
+            return self._inner.put(url, body, length=length, headers=headers)
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> ObjectResponse:
+        with self._accounting.measure("server"):
+            return self._inner.get(url, headers=headers)

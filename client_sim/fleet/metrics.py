@@ -89,6 +89,13 @@ class Metrics:
                 "timeline": [self.timeline.get(s, 0) for s in range(int(elapsed) + 1)],
             }
 
+    def live(self) -> tuple[float, int]:
+        """(requests per second so far, errors so far), for progress displays."""
+        with self._lock:
+            elapsed = max(self.clock() - self.started, 1e-9)
+            requests = sum(len(s) for s in self.latencies.values())
+            return requests / elapsed, sum(self.errors.values())
+
     def latency_samples(self) -> dict[str, list[float]]:
         """Copies of the raw latency samples (seconds), for charts."""
         with self._lock:

@@ -1,0 +1,156 @@
+"""moto, made to scale for in-process fleets.
+
+Two of moto 5.2's shortcuts cost time proportional to *everything stored*
+on every call; a fleet stores more with every send, so without these
+patches its run time grows with the square of its traffic (measured: 200
+devices took 27 times as long as 20, and a gigabyte of memory):
+
+* ``TransactWriteItems`` deep-copies every table the transaction touches,
+  to roll back on failure.  The backend writes blobs, grants, usage and
+  cards transactionally (DESIGN invariant 5).  Patched: the rollback
+  snapshot holds only the items the transaction names (read with moto's
+  own ``get_item`` first), and a failed transaction puts exactly those back
+  with moto's own ``put_item`` / ``delete_item``; the whole-table copy is
+  skipped by handing moto's module a ``copy`` whose ``deepcopy`` returns a
+  table itself.  A transaction writes only the items it names, so the two
+  rollbacks leave the same state.
+* ``ListObjectVersions`` deep-copies every version of every object in the
+  bucket (value included) before it filters by prefix.  The backend lists
+  one blob's versions to delete them.  Patched: moto sees only the keys
+  under the requested prefix, which it would have kept anyway.
+
+``tests/functional/test_fleet_moto.py`` checks both against moto's own
+results: a failed transaction of puts, updates and deletes leaves every
+item as it was, and prefixed listings (paged, with delimiters) are
+unchanged.  Only the in-process fleet backend uses this, inside its
+``mock_aws``, with the server serialized (one warm container).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["scaled_moto"]
+
+_lock = threading.Lock()
+_depth = 0
+# What the patches replaced, restored when the last context exits.
+_saved: dict[str, Any] = {}
+
+
+class _TablesByReference:
+    """The ``copy`` module, except that a moto table is not copied."""
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+class _KeysUnder:
+    """A bucket's key store, showing only the names under ``prefix``."""
+
+    def __init__(self, keys: Any, prefix: str) -> None:
+        self._keys = keys
+        self._prefix = prefix
+
+    def iterlists(self) -> Iterator[tuple[str, list[Any]]]:
+        for name, versions in self._keys.iterlists():
+            if name.startswith(self._prefix):
+                yield name, versions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._keys, name)
+
+
+def _item_key(table: Any, op: dict[str, Any]) -> dict[str, Any]:
+    if "Key" in op:
+        return dict(op["Key"])
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    return {name: op["Item"][name] for name in names}
+
+
+def _patch() -> None:
+    from moto.dynamodb import models as ddb
+    from moto.dynamodb.models.table import Table
+    from moto.s3.models import S3Backend
+
+    transact = ddb.DynamoDBBackend.transact_write_items
+    list_versions = S3Backend.list_object_versions
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        before: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        for entry in transact_items:
+            op = next(iter(entry.values()))
+            name = op.get("TableName")
+            if name not in self.tables:
+                continue
+            key = _item_key(self.get_table(name), op)
+            current = self.get_item(name, key)
+            before.append((name, key, current.to_json()["Attributes"] if current else None))
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for name, key, attributes in reversed(before):
+                if attributes is None:
+                    with contextlib.suppress(Exception):  # it was never written
+                        self.delete_item(name, key)
+                else:
+                    self.put_item(name, attributes)
+            raise
+
+    def list_object_versions(self: Any, bucket_name: str, *args: Any, **kwargs: Any) -> Any:
+        prefix = kwargs.get("prefix") or (args[3] if len(args) > 3 else "")
+        if not prefix:
+            return list_versions(self, bucket_name, *args, **kwargs)
+        bucket = self.get_bucket(bucket_name)
+        keys = bucket.keys
+        bucket.keys = _KeysUnder(keys, prefix)
+        try:
+            return list_versions(self, bucket_name, *args, **kwargs)
+        finally:
+            bucket.keys = keys
+
+    _saved.update(transact=transact, copy=vars(ddb)["copy"], list_versions=list_versions)
+    ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    vars(ddb)["copy"] = _TablesByReference(Table)
+    S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
+
+
+def _unpatch() -> None:
+    from moto.dynamodb import models as ddb
+    from moto.s3.models import S3Backend
+
+    ddb.DynamoDBBackend.transact_write_items = _saved["transact"]  # type: ignore[method-assign]
+    vars(ddb)["copy"] = _saved["copy"]
+    S3Backend.list_object_versions = _saved["list_versions"]  # type: ignore[method-assign]
+    _saved.clear()
+
+
+@contextlib.contextmanager
+def scaled_moto() -> Iterator[None]:
+    """Within the context, moto's transactions and version listings cost
+    what they touch, not what is stored.  Re-entrant; the patches go when
+    the outermost context exits."""
+    global _depth
+    with _lock:
+        _depth += 1
+        if _depth == 1:
+            _patch()
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _unpatch()

@@ -1,0 +1,462 @@
+"""Where a fleet runs: the backend in this process on moto, or over HTTP.
+
+:class:`InProcessBackend` runs the Chalice app in this process through
+``chalice.test.Client`` with AWS on moto's ``mock_aws`` -- no network, no
+other process -- so thousands of simulated phones fit on a laptop.  It
+plays *one warm Lambda container*: every server-side request (API and
+presigned S3 transfers) runs under one lock, because moto's DynamoDB is not
+atomic across threads (a conditional write checked by one thread can be
+overtaken by another's) and ``chalice.test.Client`` swaps ``os.environ``
+for the stage's variables during each request.  The devices' own work --
+key derivation, signing, encryption, decryption -- runs concurrently
+outside the lock.  Its clock is the simulation's (:class:`SimClock`), so a
+run can let simulated time pass between rounds.
+
+:class:`HttpBackend` sends every request over HTTP(S) to ``sealbox local``
+or a deployed stage, where Lambda, DynamoDB and S3 scale out for real.  The
+server's clock is the real one there.
+
+Both give the audit what the server side holds (:meth:`haystacks`) when
+they can reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from client_sim.audit import Haystack, LogCapture, aws_haystacks, log_file_haystacks
+from client_sim.transport import (
+    HttpObjectTransport,
+    HttpReply,
+    HttpTransport,
+    InProcessObjectTransport,
+    ObjectResponse,
+    ObjectTransport,
+    Readable,
+    Transport,
+)
+
+__all__ = ["Backend", "HttpBackend", "InProcessBackend", "SimClock", "aws_clients"]
+
+
+class SimClock:
+    """Wall-clock time plus an offset that only grows (simulated time passing)."""
+
+    def __init__(self, base: Callable[[], float] = time.time) -> None:
+        self._base = base
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._base() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("simulated time only moves forward")
+        with self._lock:
+            self._offset += seconds
+
+    @property
+    def offset(self) -> float:
+        with self._lock:
+            return self._offset
+
+
+class Backend(Protocol):
+    """What a fleet run needs from where it runs."""
+
+    #: ``in-process`` or ``http``.
+    mode: str
+    #: The clock the server reads; devices' clocks are derived from it.
+    clock: SimClock
+
+    @property
+    def can_advance_time(self) -> bool:
+        """True when :meth:`advance_time` moves the server's clock too."""
+        ...
+
+    def advance_time(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass (server and devices)."""
+        ...
+
+    def api(self) -> Transport:
+        """A transport to the API (shareable between devices)."""
+        ...
+
+    def objects(self) -> ObjectTransport:
+        """A transport for presigned object-storage URLs."""
+        ...
+
+    def haystacks(self) -> Iterator[Haystack] | None:
+        """Everything the server side holds, or None if it can't be reached."""
+        ...
+
+    def audit_notes(self) -> list[str]:
+        """What :meth:`haystacks` leaves out, and why."""
+        ...
+
+    def tidy(self) -> None:
+        """Between phases: drop what the backend keeps but nobody needs."""
+        ...
+
+
+def aws_clients(endpoint: str | None, region: str = "us-east-1") -> Callable[[str], Any]:
+    """boto3 clients for ``endpoint`` (a moto server, fake credentials), or
+    for the default AWS credential chain when ``endpoint`` is None."""
+    import boto3
+
+    from client_sim.local_stack import FAKE_CREDENTIALS
+
+    if endpoint is None:
+        session: Any = boto3.session.Session(region_name=region)
+        return lambda service: session.client(service)
+    fake: Any = boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
+    )
+    return lambda service: fake.client(service, endpoint_url=endpoint)
+
+
+def _stage_audit(clients: Callable[[str], Any], stage: str) -> Callable[[], Iterator[Haystack]]:
+    from client_sim.local_stack import stage_environment
+
+    secret_id = stage_environment(stage)["SEALBOX_APP_KEY_SECRET_ID"]
+    return lambda: aws_haystacks(clients, prefix=f"sealbox-{stage}", skip_secret_ids=[secret_id])
+
+
+# --- over HTTP -----------------------------------------------------------------------------
+
+
+class HttpBackend:
+    """A running stage over HTTP.
+
+    Args:
+        url: the API's base URL.
+        aws: boto3 clients for the stage's account (``aws_clients``); with
+            ``stage``, lets the audit read its tables, bucket and secrets.
+        server_logs: log files of the API processes to audit (``sealbox
+            local --log-file``).
+    """
+
+    mode = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        aws: Callable[[str], Any] | None = None,
+        stage: str | None = None,
+        server_logs: tuple[Path, ...] = (),
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.clock = SimClock()
+        self._transport = HttpTransport(url, timeout=timeout)
+        self._objects = HttpObjectTransport(timeout=max(timeout, 60.0))
+        self._aws = aws
+        self._stage = stage
+        self._logs = server_logs
+
+    @property
+    def can_advance_time(self) -> bool:
+        return False
+
+    def advance_time(self, seconds: float) -> None:
+        raise RuntimeError("over HTTP the server's clock is real; simulated time can't pass")
+
+    def api(self) -> Transport:
+        return self._transport
+
+    def objects(self) -> ObjectTransport:
+        return self._objects
+
+    def haystacks(self) -> Iterator[Haystack] | None:
+        if self._aws is None or self._stage is None:
+            return None
+        stored = _stage_audit(self._aws, self._stage)
+
+        def everything() -> Iterator[Haystack]:
+            yield from stored()
+            yield from log_file_haystacks(self._logs)
+
+        return everything()
+
+    def audit_notes(self) -> list[str]:
+        if not self._logs:
+            return ["no server log given: logs were not scanned"]
+        return []
+
+    def tidy(self) -> None:
+        """Nothing to drop: the server is elsewhere."""
+
+
+# --- in process ------------------------------------------------------------------------------
+
+
+class _Serialized:
+    """The API transport, one request at a time (one warm container)."""
+
+    def __init__(self, inner: Transport, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        with self._lock:
+            return self._inner.request(method, path, body=body, headers=headers)
+
+
+class _SerializedObjects:
+    """Presigned transfers to moto under the same lock as the API.
+
+    In process, moto's S3 runs in the caller's thread; its state is shared
+    with the API's own S3 calls, so it takes the same lock.  GET bodies are
+    buffered by :class:`InProcessObjectTransport`, so nothing is read from
+    moto after the lock is released.
+    """
+
+    def __init__(self, inner: ObjectTransport, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def put(
+        self, url: str, body: Readable, *, length: int, headers: Mapping[str, str]
+    ) -> HttpReply:
+        with self._lock:
+            return self._inner.put(url, body, length=length, headers=headers)
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> ObjectResponse:
+        with self._lock:
+            return self._inner.get(url, headers=headers)
+
+
+# Variables that would send boto3 somewhere other than moto's mock (DESIGN §8:
+# mock_aws stops intercepting when an endpoint is set) or use real credentials.
+_UNSET = ("AWS_PROFILE", "AWS_SECURITY_TOKEN")
+
+
+class InProcessBackend:
+    """The Chalice app and moto in this process; use as a context manager.
+
+    Args:
+        stage: the stage whose configuration and resource names to use.
+            ``test`` is the stage meant for in-process runs.
+        server_argon2: the server's Argon2id profile for login keys
+            (``test`` by default: the server-side hash of every login would
+            otherwise dominate a simulation's CPU; ``owasp`` is production's).
+        capture_logs: capture every log record at DEBUG for the audit.
+    """
+
+    mode = "in-process"
+
+    def __init__(
+        self,
+        *,
+        stage: str = "test",
+        server_argon2: str = "test",
+        capture_logs: bool = True,
+        region: str = "us-east-1",
+    ) -> None:
+        self.stage = stage
+        self.region = region
+        self.clock = SimClock()
+        self._argon2 = server_argon2
+        self._capture = LogCapture() if capture_logs else None
+        self._lock = threading.Lock()
+        self._stack = contextlib.ExitStack()
+        self._api: Transport | None = None
+        self._objects: ObjectTransport | None = None
+        self.secret_id = ""
+
+    # --- lifetime -------------------------------------------------------------------
+
+    def __enter__(self) -> InProcessBackend:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        from chalice.test import Client
+        from moto import mock_aws
+
+        from chalicelib import wiring
+        from chalicelib.config import BlobSettings, Settings
+        from chalicelib.storage.appkeys import ensure_app_key
+        from client_sim.fleet._moto import scaled_moto
+        from client_sim.local_stack import PROJECT_DIR, provision, stage_environment
+
+        self._stack.enter_context(_scoped_environment(self.region))
+        self._stack.enter_context(mock_aws())
+        # Without it, moto copies whole tables and buckets per call and a run's
+        # time grows with the square of its traffic (client_sim.fleet._moto).
+        self._stack.enter_context(scaled_moto())
+        env = {
+            **stage_environment(self.stage),
+            "SEALBOX_ARGON2_PROFILE": self._argon2,
+            "AWS_REGION": self.region,
+        }
+        provision(self.client, stage=self.stage, region=self.region)
+        self.secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
+        ensure_app_key(self.client("secretsmanager"), self.secret_id, self.clock())
+        wiring.install(
+            wiring.Container(
+                Settings.from_env(env),
+                clock=self.clock,
+                blob_settings=BlobSettings.from_env(env),
+            )
+        )
+        self._stack.callback(wiring.reset)
+        from app import app  # after the mock: the app builds its clients lazily
+
+        if self._capture is not None:
+            self._stack.enter_context(_capturing(self._capture))
+        client = self._stack.enter_context(
+            Client(app, stage_name=self.stage, project_dir=str(PROJECT_DIR))
+        )
+        from client_sim.transport import ChaliceTransport
+
+        self._api = _Serialized(ChaliceTransport(client), self._lock)
+        self._objects = _SerializedObjects(InProcessObjectTransport(), self._lock)
+
+    # --- Backend ----------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client inside this backend's moto account."""
+        import boto3
+
+        session: Any = boto3.session.Session()
+        return session.client(service, region_name=self.region)
+
+    @property
+    def can_advance_time(self) -> bool:
+        return True
+
+    def advance_time(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def api(self) -> Transport:
+        if self._api is None:
+            raise RuntimeError("use the backend as a context manager")
+        return self._api
+
+    def objects(self) -> ObjectTransport:
+        if self._objects is None:
+            raise RuntimeError("use the backend as a context manager")
+        return self._objects
+
+    def haystacks(self) -> Iterator[Haystack]:
+        stored = _stage_audit(self.client, self.stage)
+
+        def everything() -> Iterator[Haystack]:
+            yield from stored()
+            if self._capture is not None:
+                yield from self._capture.haystacks()
+
+        return everything()
+
+    def audit_notes(self) -> list[str]:
+        if self._capture is None:
+            return ["log capture was off: logs were not scanned"]
+        return []
+
+    def tidy(self) -> None:
+        """Drop what moto remembers for nobody, then collect garbage.
+
+        moto keeps every model object it ever made (for its dashboard),
+        including the copies it makes of every item a query returns and of
+        every object version in the bucket on each ``ListObjectVersions``;
+        its ``responses`` mock keeps every presigned transfer, bodies
+        included.  The backend's state is untouched: its tables and buckets
+        hold their own references.  Without this a 100-device run kept
+        400 MB of such copies.
+        """
+        from moto.core.model_instances import reset_model_data
+        from moto.core.models import responses_mock
+
+        with self._lock:
+            reset_model_data()
+            responses_mock.calls.reset()
+        gc.collect()
+
+    @property
+    def log_records(self) -> int:
+        """How many log records were captured so far."""
+        return self._capture.count if self._capture is not None else 0
+
+
+@contextlib.contextmanager
+def _scoped_environment(region: str) -> Iterator[None]:
+    """Fake credentials and no endpoint override while the mock runs."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in _UNSET:
+            del os.environ[name]
+    from client_sim.local_stack import FAKE_CREDENTIALS
+
+    os.environ.update({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _capturing(capture: LogCapture) -> Iterator[None]:
+    """Every record at DEBUG reaches ``capture`` while the run lasts.
+
+    The root logger goes to DEBUG, so every logger without a level of its
+    own (botocore, moto, chalice's internals) emits everything; loggers the
+    app sets deliberately keep their levels, as they would on Lambda.
+    Loggers that don't propagate (Chalice's app logger, whose handler
+    writes to stdout, i.e. CloudWatch on Lambda) get the capture in place
+    of their handlers: in process, the capture *is* CloudWatch.
+    """
+    root = logging.getLogger()
+    level = root.level
+    detached: list[tuple[logging.Logger, list[logging.Handler]]] = []
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and not logger.propagate:
+            detached.append((logger, list(logger.handlers)))
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.addHandler(capture)
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+        for logger, handlers in detached:
+            logger.removeHandler(capture)
+            for handler in handlers:
+                logger.addHandler(handler)
