@@ -6,13 +6,19 @@ that ``sealbox --help`` lists them all.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
-import time
+from pathlib import Path
 from types import FrameType
+from typing import IO, TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from client_sim.local_stack import LocalStack
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +42,13 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--stage", default="local", show_default=True, help="Chalice stage to run.")
 @click.option("--verbose", is_flag=True, help="Pass moto's and chalice's logs to stderr.")
-def local(port: int, stage: str, verbose: bool) -> None:
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the API's log (chalice local and the event poller) to FILE, "
+    "for `sealbox audit --log FILE`.",
+)
+def local(port: int, stage: str, verbose: bool, log_file: Path | None) -> None:
     """Run the backend on 127.0.0.1:PORT with AWS on a moto server.
 
     Provisions the stage's tables, secret, blob bucket and event queue from
@@ -44,10 +56,22 @@ def local(port: int, stage: str, verbose: bool) -> None:
     queue for the blob_events handler, and stops every process it started
     on SIGINT or SIGTERM.
     """
-    from client_sim.local_stack import LocalStack, StackError
+    from client_sim.local_stack import LocalStack
 
     stopping = _stop_on_signals()
-    stack = LocalStack(port=port, stage=stage, log=sys.stderr if verbose else None)
+    with contextlib.ExitStack() as files:
+        log: IO[str] | None = sys.stderr if verbose else None
+        aws_log = log
+        if log_file is not None:
+            log = files.enter_context(log_file.open("a", encoding="utf-8"))
+            # moto's own log is AWS's, not the API's: kept out of the file.
+            aws_log = aws_log or files.enter_context(open(os.devnull, "w"))
+        _run_local(LocalStack(port=port, stage=stage, log=log, aws_log=aws_log), stopping)
+
+
+def _run_local(stack: LocalStack, stopping: threading.Event) -> None:
+    from client_sim.local_stack import StackError
+
     try:
         stack.start()
         click.echo(f"aws endpoint {stack.aws_endpoint}")
@@ -63,26 +87,39 @@ def local(port: int, stage: str, verbose: bool) -> None:
 
 @main.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="0: any free port.")
-def demo(port: int) -> None:
-    """Start the local stack, run a scripted device walk, and stop."""
-    from client_sim.api import ApiClient, ApiError
-    from client_sim.demo import DemoFailure, run_walk
-    from client_sim.local_stack import LocalStack, StackError, stage_environment
-    from client_sim.transport import HttpTransport, TransportError
+@click.option("--devices", type=click.IntRange(2, 1000), default=50, show_default=True)
+@click.option(
+    "--scenario", type=click.Choice(["standard", "full"]), default="standard", show_default=True
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option(
+    "--reports",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where the report, chart, needles file and server log go.",
+)
+def demo(
+    port: int, devices: int, scenario: str, seed: int, concurrency: int, reports: Path
+) -> None:
+    """Start the local stack, walk one phone through sign-in, run a fleet
+    over HTTP, audit the server side, write the reports, and stop.
 
-    started = time.perf_counter()
-    click.echo("Sealbox demo: starting the local stack (moto + chalice local) ...")
-    try:
-        with LocalStack(port=port) as stack:
-            click.echo(f"aws endpoint {stack.aws_endpoint}")
-            click.echo(f"listening on {stack.url}")
-            click.echo("One device signs up and signs in; every answer is checked:")
-            audience = stage_environment(stack.stage)["SEALBOX_TOKEN_AUDIENCE"]
-            run_walk(ApiClient(HttpTransport(stack.url)), audience=audience, echo=click.echo)
-    except (StackError, DemoFailure, ApiError, TransportError) as exc:
-        click.echo(f"sealbox: demo failed: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"Demo passed in {time.perf_counter() - started:.1f} s; the stack is stopped.")
+    Exit code 0 only if every step passed: the walk, every delivery of the
+    fleet, and the privacy audit.
+    """
+    from client_sim.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        port=port,
+        devices=devices,
+        scenario=scenario,
+        seed=seed,
+        concurrency=concurrency,
+        reports=reports,
+    )
+    sys.exit(0 if run_demo(options, echo=click.echo, progress=sys.stderr) else 1)
 
 
 # Each verb lives in its own module; registering here keeps `sealbox --help`
@@ -95,3 +132,8 @@ main.add_command(age_keygen_command)
 from client_sim.device_cli import device_command  # noqa: E402
 
 main.add_command(device_command)
+
+from client_sim.fleet.cli import audit_command, fleet_command  # noqa: E402
+
+main.add_command(fleet_command)
+main.add_command(audit_command)

@@ -1,18 +1,37 @@
-"""The scripted device walk behind ``make demo``.
+"""``make demo``: the whole system, end to end, in a few minutes.
 
-One simulated phone signs up and signs in against a running stack, and
-checks every answer as it goes: register → login → access token → verify the
-token against the published JWKS (on the device, with no shared secret) →
-``/v1/me`` → logout → the refresh token no longer works.  Any deviation
-raises :class:`DemoFailure`.
+:func:`run_demo` starts the local stack (a moto server, ``chalice local``
+and the blob-event poller, all on loopback) and then:
+
+1. walks one phone through sign-up and sign-in with production password
+   hashing, checking every answer (:func:`run_walk`): register → a wrong
+   password is refused → login → access token → the token verifies against
+   the published JWKS on the device, with no shared secret → ``/v1/me`` →
+   logout → the refresh token no longer works;
+2. runs a fleet of simulated phones over HTTP through a scenario
+   (:mod:`client_sim.fleet`): every phone signs up, backs up its keys,
+   sends sealed messages and files to its contacts and reads its inbox,
+   and some lose their phone, reinstall, rotate keys or leave; every
+   delivery is decrypted and checked against what was sent;
+3. runs the privacy audit over everything the stack holds -- every S3
+   object version, DynamoDB item and secret but the app key, and the API's
+   log -- for every planted canary, private key, password and derived key;
+4. writes the report, the chart, the needles file and the server log under
+   the reports directory, and stops every process it started.
+
+Any deviation makes the demo fail (exit code 1).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
 import jwt
 
@@ -47,8 +66,15 @@ def verify_access_token(token: str, jwks: dict[str, Any], *, audience: str) -> d
     return claims
 
 
-def run_walk(api: ApiClient, *, audience: str, echo: Callable[[str], None]) -> None:
-    """Run the walk; ``echo`` receives one human-readable line per step."""
+def run_walk(
+    api: ApiClient, *, audience: str, echo: Callable[[str], None]
+) -> list[tuple[str, bytes]]:
+    """Run the walk; ``echo`` receives one human-readable line per step.
+
+    Returns:
+        (label, secret) of the walk's password and derived keys, for the
+        privacy audit.
+    """
     username = f"demo-{secrets.token_hex(4)}"
     password = secrets.token_urlsafe(18)
 
@@ -118,3 +144,105 @@ def run_walk(api: ApiClient, *, audience: str, echo: Callable[[str], None]) -> N
     step("verify token against JWKS", verify)
     step("GET /v1/me", me)
     step("logout", logout)
+    keys = state["keys"]
+    return [
+        (f"{username} password", password.encode("utf-8")),
+        (f"{username} login key", keys.login_key),
+        (f"{username} backup key", keys.backup_key),
+    ]
+
+
+# --- the whole demo ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``sealbox demo`` runs (its command-line options)."""
+
+    port: int = 0
+    devices: int = 50
+    scenario: str = "standard"
+    seed: int = 1
+    concurrency: int = 16
+    reports: Path = Path("reports")
+
+
+def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[str]) -> bool:
+    """Run the demo; True when everything passed.  The stack is always stopped."""
+    from client_sim.api import ApiClient
+    from client_sim.fleet.backends import HttpBackend, aws_clients
+    from client_sim.fleet.cli import needles_path_for, write_outputs
+    from client_sim.fleet.report import summary_text
+    from client_sim.fleet.runner import FleetConfig, run_fleet
+    from client_sim.local_stack import LocalStack, StackError, stage_environment
+    from client_sim.transport import HttpTransport, TransportError
+
+    started = time.perf_counter()
+    reports = options.reports
+    reports.mkdir(parents=True, exist_ok=True)
+    server_log = reports / "demo-server.log"
+    report_path = reports / "demo-report.json"
+    echo("Sealbox demo: starting the local stack (moto + chalice local) ...")
+    try:
+        with (
+            server_log.open("w", encoding="utf-8") as log,
+            open(os.devnull, "w") as aws_log,
+            LocalStack(port=options.port, log=log, aws_log=aws_log) as stack,
+        ):
+            echo(f"aws endpoint {stack.aws_endpoint}")
+            echo(f"listening on {stack.url}")
+            echo("")
+            echo("1. One phone signs up and signs in; every answer is checked:")
+            audience = stage_environment(stack.stage)["SEALBOX_TOKEN_AUDIENCE"]
+            walk_secrets = run_walk(
+                ApiClient(HttpTransport(stack.url)), audience=audience, echo=echo
+            )
+            echo("")
+            echo(
+                f"2. A fleet of {options.devices} phones over HTTP, scenario "
+                f"{options.scenario!r}: sign up, back up keys, send sealed messages and "
+                "files to contacts, read and verify every one; some lose their phone, "
+                "reinstall, rotate keys or leave.  Then the privacy audit reads "
+                "everything the server side holds."
+            )
+            backend = HttpBackend(
+                stack.url,
+                aws=aws_clients(stack.aws_endpoint, stack.region),
+                stage=stack.stage,
+                server_logs=(server_log,),
+                server_pids=stack.pids,
+            )
+            config = FleetConfig(
+                devices=options.devices,
+                scenario=options.scenario,
+                seed=options.seed,
+                concurrency=options.concurrency,
+            )
+            with tempfile.TemporaryDirectory(prefix="sealbox-demo-") as work:
+                result = run_fleet(
+                    config,
+                    backend,
+                    work_dir=Path(work),
+                    progress=progress,
+                    extra_secrets=walk_secrets,
+                )
+    except (StackError, DemoFailure, ApiError, TransportError) as exc:
+        echo(f"sealbox: demo failed: {exc}")
+        return False
+    echo("")
+    echo(summary_text(result.report))
+    for line in write_outputs(
+        result,
+        report=report_path,
+        chart=reports / "demo-chart.html",
+        needles=needles_path_for(report_path),
+    ):
+        echo(line)
+    echo(f"server log: {server_log}")
+    elapsed = time.perf_counter() - started
+    if not result.passed:
+        reasons = "; ".join(result.report["verdict"]["reasons"])
+        echo(f"Demo FAILED after {elapsed:.1f} s ({reasons}); the stack is stopped.")
+        return False
+    echo(f"Demo passed in {elapsed:.1f} s; the stack is stopped.")
+    return True

@@ -439,6 +439,11 @@ class LocalStack:
     def aws_endpoint(self) -> str:
         return f"http://{self.host}:{self.moto_port}"
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Process ids of the stack's running processes (moto, API, poller)."""
+        return tuple(proc.pid for proc in self._procs if proc.poll() is None)
+
     def aws_env(self) -> dict[str, str]:
         """Environment for anything that should talk to this stack's AWS."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -471,7 +476,9 @@ class LocalStack:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             argv,
             cwd=PROJECT_DIR,
-            env=env,
+            # Unbuffered: a log file shows every line as soon as it is
+            # written (the privacy audit reads it while the stack runs).
+            env={**env, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
             stdout=log or subprocess.DEVNULL,
             stderr=log or subprocess.DEVNULL,

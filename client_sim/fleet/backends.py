@@ -72,6 +72,17 @@ class SimClock:
             return self._offset
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # Fields 14 and 15 of stat(5) (utime, stime), counted after the
+    # parenthesised command name, which may itself contain spaces.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Backend(Protocol):
     """What a fleet run needs from where it runs."""
 
@@ -107,6 +118,10 @@ class Backend(Protocol):
 
     def tidy(self) -> None:
         """Between phases: drop what the backend keeps but nobody needs."""
+        ...
+
+    def server_cpu_seconds(self) -> float | None:
+        """CPU seconds the server's own processes have used, if known."""
         ...
 
 
@@ -158,9 +173,11 @@ class HttpBackend:
         aws: Callable[[str], Any] | None = None,
         stage: str | None = None,
         server_logs: tuple[Path, ...] = (),
+        server_pids: tuple[int, ...] = (),
         timeout: float = 30.0,
     ) -> None:
         self.url = url
+        self._pids = server_pids
         self.clock = SimClock()
         self._transport = HttpTransport(url, timeout=timeout)
         self._objects = HttpObjectTransport(timeout=max(timeout, 60.0))
@@ -199,6 +216,12 @@ class HttpBackend:
 
     def tidy(self) -> None:
         """Nothing to drop: the server is elsewhere."""
+
+    def server_cpu_seconds(self) -> float | None:
+        """The CPU time of ``server_pids`` (a local stack) from /proc, or None."""
+        if not self._pids:
+            return None
+        return sum(process_cpu_seconds(pid) or 0.0 for pid in self._pids)
 
 
 # --- in process ------------------------------------------------------------------------------
@@ -405,6 +428,10 @@ class InProcessBackend:
             reset_model_data()
             responses_mock.calls.reset()
         gc.collect()
+
+    def server_cpu_seconds(self) -> float | None:
+        """None: in process, the server's time is measured per request instead."""
+        return None
 
     @property
     def log_records(self) -> int:

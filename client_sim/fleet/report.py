@@ -18,7 +18,11 @@ from client_sim.fleet.metrics import percentile
 
 
 def summary_text(report: Mapping[str, Any]) -> str:
-    """The human summary printed at the end of a run."""
+    """The human summary printed at the end of a run.
+
+    Leads with what matters -- were the deliveries right -- then the
+    events, errors, per-route latencies, CPU split, audit and the verdict.
+    """
     lines = []
     run = report.get("run", {})
     lines.append(
@@ -26,15 +30,23 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"seed {run.get('seed')}, mode {run.get('mode')}, "
         f"{report['metrics']['elapsed_s']:.1f} s wall"
     )
+    outcome = report.get("outcome")
+    if outcome:
+        lines.append(
+            f"deliveries: {outcome['deliveries_verified']}/{outcome['deliveries_expected']} "
+            f"verified (content hash and signer), {outcome['mismatches']} mismatched, "
+            f"{outcome['undelivered']} never arrived; {outcome['sends_completed']} of "
+            f"{outcome['sends_planned']} sends completed; {outcome['failed_steps']} failed steps"
+        )
     events = report["metrics"]["events"]
     lines.append(
-        "outcome: "
+        "events: "
         + ", ".join(f"{name} {count}" for name, count in events.items())
-        + ("" if events else "no events")
+        + ("" if events else "none")
     )
     errors = report["metrics"]["errors"]
     lines.append(
-        "errors by kind: "
+        "errors seen by the phones (no answer, 5xx and 429 are retried): "
         + (", ".join(f"{k} {v}" for k, v in errors.items()) if errors else "none")
     )
     lines.append(
@@ -49,16 +61,30 @@ def summary_text(report: Mapping[str, Any]) -> str:
     cpu = report.get("cpu")
     if cpu:
         lines.append(
-            "client CPU: "
+            "process CPU: "
             + ", ".join(
                 f"{name} {cpu[f'{name}_s']:.1f} s ({cpu[f'{name}_share'] * 100:.0f}%)"
                 for name in ("kdf", "crypto", "server", "other")
-                if f"{name}_s" in cpu
+                if f"{name}_s" in cpu and (name != "server" or cpu[f"{name}_s"] > 0)
+            )
+            + (
+                f"; the server's own processes {cpu['server_processes_s']:.1f} s"
+                if "server_processes_s" in cpu
+                else ""
             )
         )
+    for crash in report.get("crashes", []):
+        lines.append(f"  CRASH {crash}")
     audit = report.get("audit")
     if audit:
         lines.append(audit["summary"])
+    verdict = report.get("verdict")
+    if verdict:
+        lines.append(
+            "verdict: PASS"
+            if verdict["passed"]
+            else "verdict: FAIL (" + "; ".join(verdict["reasons"]) + ")"
+        )
     return "\n".join(lines)
 
 

@@ -661,6 +661,7 @@ def run_fleet(
     tty: bool | None = None,
     before_audit: Callable[[Backend, Sequence[tuple[str, bytes]]], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    extra_secrets: Sequence[tuple[str, bytes]] = (),
 ) -> FleetResult:
     """Run ``config`` against ``backend`` (entered already) and judge it.
 
@@ -671,6 +672,7 @@ def run_fleet(
         before_audit: called with the backend and the run's secrets just
             before the audit; tests use it to plant a leak.
         sleep: waits between retries (injected by tests).
+        extra_secrets: more (label, secret) pairs for the audit to look for.
     """
     plan = config.plan()
     if config.concurrency < 1:
@@ -682,6 +684,7 @@ def run_fleet(
     work_dir.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
     cpu_started = time.process_time()
+    server_started = backend.server_cpu_seconds()
     with instrument_hazmat(run.cpu), ThreadPoolExecutor(config.concurrency) as pool:
         phones = [_Phone(run, device) for device in plan.devices]
         last_round = 0
@@ -704,8 +707,11 @@ def run_fleet(
             phone.harvest()
     cpu_total = time.process_time() - cpu_started
     elapsed = time.perf_counter() - wall
+    server_now = backend.server_cpu_seconds()
     progress_view.close()
     run.secrets.derived_keys(config.kdf)
+    for label, secret in extra_secrets:
+        run.secrets.add(label, secret)
     outcome = _outcome(run)
     report: dict[str, Any] = {
         "run": {
@@ -723,7 +729,14 @@ def run_fleet(
         },
         "metrics": run.metrics.snapshot(),
         "outcome": outcome,
-        "cpu": run.cpu.breakdown(cpu_total),
+        "cpu": {
+            **run.cpu.breakdown(cpu_total),
+            **(
+                {"server_processes_s": round(server_now - server_started, 3)}
+                if server_now is not None and server_started is not None
+                else {}
+            ),
+        },
         "crashes": list(run.crashes),
     }
     audit_report: AuditReport | None = None
