@@ -589,16 +589,23 @@ class BlobClient:
             raise TransferError("upload", reply.status, _storage_code(reply))
 
     @contextlib.contextmanager
-    def fetch(self, blob_id: str) -> Iterator[tuple[BlobInfo, ObjectResponse]]:
+    def fetch(
+        self, blob_id: str, *, info: BlobInfo | None = None
+    ) -> Iterator[tuple[BlobInfo, ObjectResponse]]:
         """The blob's metadata and a stream of its ciphertext (not decrypted).
 
         For callers that decrypt themselves (the device's sender-verifying
         decryption); close the response by leaving the context.
 
+        Args:
+            info: the blob's metadata, if the caller just fetched it (its
+                download URL is used at once); otherwise it is fetched.
+
         Raises:
             ApiError, BlobNotReady, TransferError: as for :meth:`download`.
         """
-        info = self.get(blob_id)
+        if info is None or info.blob_id != blob_id:
+            info = self.get(blob_id)
         if info.download is None:
             raise BlobNotReady(f"blob is {info.state}, not ready")
         with self._objects.get(info.download.url) as response:

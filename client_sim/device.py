@@ -753,9 +753,11 @@ class Device:
         state, _ = self._require_keys()
         resolver = self._sender_resolver(state, sender)
         # The metadata request is the one that can meet an expired token;
-        # nothing is written before it succeeds.
-        self._authed(lambda _token: self._blobs().get(blob_id))
-        with self._blobs().fetch(blob_id) as (_, response):
+        # nothing is written before it succeeds.  Its fresh download URL is
+        # used at once.
+        client = self._blobs()
+        info = self._authed(lambda _token: client.get(blob_id))
+        with client.fetch(blob_id, info=info) as (_, response):
             try:
                 if isinstance(out, str | os.PathLike):
                     verified = open_sealed_to_path(

@@ -586,3 +586,17 @@ def test_an_upload_repeated_after_a_lost_commit_commits_the_stored_object(
     out = io.BytesIO()
     assert bob.download(info.blob_id, out, sender="alice").identity == "alice"
     assert out.getvalue() == content
+
+
+def test_a_download_asks_for_the_blob_once(make: MakeDevice, recording: Recording) -> None:
+    alice, bob = make("alice"), make("bob")
+    alice.register("alice", PASSWORD)
+    bob.register("bob", PASSWORD)
+    info = alice.upload(io.BytesIO(b"one metadata request is enough"), to=["bob"])
+    bob.find_users(["alice"])
+    before = list(recording.requests)
+    out = io.BytesIO()
+    bob.download(info.blob_id, out, sender="alice")
+    asked = recording.requests[len(before) :]
+    assert asked.count(("GET", f"/v1/blobs/{info.blob_id}")) == 1
+    assert out.getvalue() == b"one metadata request is enough"
