@@ -18,12 +18,16 @@ devices took 27 times as long as 20, and a gigabyte of memory):
   bucket (value included) before it filters by prefix.  The backend lists
   one blob's versions to delete them.  Patched: moto sees only the keys
   under the requested prefix, which it would have kept anyway.
+* ``Query`` on a table's own key sorts *every item of the table* to find
+  one partition.  Every inbox listing is such a query.  Patched: moto sees
+  only the queried partition, the one it would have kept anyway.
 
-``tests/functional/test_fleet_moto.py`` checks both against moto's own
+``tests/functional/test_fleet_moto.py`` checks each against moto's own
 results: a failed transaction of puts, updates and deletes leaves every
-item as it was, and prefixed listings (paged, with delimiters) are
-unchanged.  Only the in-process fleet backend uses this, inside its
-``mock_aws``, with the server serialized (one warm container).
+item as it was, prefixed listings (paged, with delimiters) and queries
+(paged, both directions, with key conditions) are unchanged.  Only the
+in-process fleet backend uses this, inside its ``mock_aws``, with the
+server serialized (one warm container).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ def _patch() -> None:
 
     transact = ddb.DynamoDBBackend.transact_write_items
     list_versions = S3Backend.list_object_versions
+    query = Table.query
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         before: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
@@ -121,16 +126,36 @@ def _patch() -> None:
         finally:
             bucket.keys = keys
 
-    _saved.update(transact=transact, copy=vars(ddb)["copy"], list_versions=list_versions)
+    def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # Positional order of moto's call: range_comparison, range_objs,
+        # limit, exclusive_start_key, scan_index_forward,
+        # projection_expressions, index_name, ...
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None:
+            return query(self, hash_key, *args, **kwargs)
+        items = self.items
+        partition = items.get(hash_key)  # .get: never create one (a defaultdict)
+        self.items = {hash_key: partition} if partition is not None else {}
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            self.items = items
+
+    _saved.update(
+        transact=transact, copy=vars(ddb)["copy"], list_versions=list_versions, query=query
+    )
     ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     vars(ddb)["copy"] = _TablesByReference(Table)
     S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
+    Table.query = partition_query  # type: ignore[method-assign]
 
 
 def _unpatch() -> None:
     from moto.dynamodb import models as ddb
+    from moto.dynamodb.models.table import Table
     from moto.s3.models import S3Backend
 
+    Table.query = _saved["query"]  # type: ignore[method-assign]
     ddb.DynamoDBBackend.transact_write_items = _saved["transact"]  # type: ignore[method-assign]
     vars(ddb)["copy"] = _saved["copy"]
     S3Backend.list_object_versions = _saved["list_versions"]  # type: ignore[method-assign]
@@ -139,8 +164,8 @@ def _unpatch() -> None:
 
 @contextlib.contextmanager
 def scaled_moto() -> Iterator[None]:
-    """Within the context, moto's transactions and version listings cost
-    what they touch, not what is stored.  Re-entrant; the patches go when
+    """Within the context, moto's transactions, version listings and
+    queries cost what they touch, not what is stored.  Re-entrant; the patches go when
     the outermost context exits."""
     global _depth
     with _lock:

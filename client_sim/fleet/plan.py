@@ -488,15 +488,18 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
                 # The file the share step re-seals later: sent in round 1.
                 share_file = send(device, force_file=True)
                 sends.append(share_file)
-            events = [Step(name) for name, when in event_round.items() if when == r]
+            events: list[Step] = []
+            for name, when in event_round.items():
+                if when == r:
+                    events.append(Step(name))
+                    if name == "lose_phone" and device in new_password:
+                        # The classic reason: sign the lost phone out everywhere.
+                        events.append(Step("change_password"))
             if r == share_round and share_file is not None:
                 others = sorted(set(everyone) - set(share_file.to) - {device})
                 near = [c for c in sorted(graph[device]) if c in others]
                 if others:
                     events.append(Step("share", target=rng.choice(near or others)))
-            if device in new_password and any(e.action == "lose_phone" for e in events):
-                # The classic reason: sign the lost phone out everywhere.
-                events.append(Step("change_password"))
             # Life events happen before or after the round's sends.
             act = events + sends if rng.random() < 0.5 else sends + events
             for step in act:

@@ -113,7 +113,53 @@ def listing_outcome() -> list[Any]:
     return answers
 
 
-@pytest.mark.parametrize("scenario", [transaction_outcome, listing_outcome])
+def query_outcome() -> list[Any]:
+    client = ddb()
+    client.create_table(
+        TableName="grants",
+        KeySchema=[
+            {"AttributeName": "recipient", "KeyType": "HASH"},
+            {"AttributeName": "created_key", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "recipient", "AttributeType": "S"},
+            {"AttributeName": "created_key", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for who in ("alice", "bob", "carol"):
+        for n in range(7):
+            client.put_item(
+                TableName="grants",
+                Item={
+                    "recipient": {"S": who},
+                    "created_key": {"S": f"{n:03d}"},
+                    "n": {"N": str(n)},
+                },
+            )
+    answers: list[Any] = []
+    for kwargs in (
+        {"KeyConditionExpression": "recipient = :r"},
+        {"KeyConditionExpression": "recipient = :r", "ScanIndexForward": False, "Limit": 3},
+        {
+            "KeyConditionExpression": "recipient = :r AND created_key < :before",
+            "ScanIndexForward": False,
+            "Limit": 2,
+        },
+        {"KeyConditionExpression": "recipient = :r", "FilterExpression": "n > :two"},
+    ):
+        for who in ("bob", "nobody"):
+            values = {":r": {"S": who}, ":before": {"S": "005"}, ":two": {"N": "2"}}
+            used = {k: v for k, v in values.items() if k in str(kwargs)}
+            pages = client.get_paginator("query").paginate(
+                TableName="grants", ExpressionAttributeValues=used, **kwargs
+            )
+            answers.append([(page["Items"], page.get("LastEvaluatedKey")) for page in pages])
+    answers.append(sorted(str(i) for i in client.scan(TableName="grants")["Items"]))
+    return answers
+
+
+@pytest.mark.parametrize("scenario", [transaction_outcome, listing_outcome, query_outcome])
 def test_patched_moto_answers_like_moto(monkeypatch: pytest.MonkeyPatch, scenario: Any) -> None:
     with moto_aws(monkeypatch):
         plain = scenario()
@@ -126,13 +172,17 @@ def test_patched_moto_answers_like_moto(monkeypatch: pytest.MonkeyPatch, scenari
 
 def test_the_patches_are_removed_and_reentrant() -> None:
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
     from moto.s3.models import S3Backend
 
-    original = (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions)
+    def current() -> tuple[Any, ...]:
+        return (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions, Table.query)
+
+    original = current()
     with scaled_moto():
-        patched = (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions)
+        patched = current()
         with scaled_moto():
             pass
-        assert (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions) == patched
-    assert patched != original
-    assert (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions) == original
+        assert current() == patched
+    assert all(a is not b for a, b in zip(patched, original, strict=True))
+    assert current() == original

@@ -1,0 +1,195 @@
+"""Fleets in process on moto: hundreds of phones, every adverse condition,
+every delivery verified, and a privacy audit that catches a planted leak."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client_sim.fleet.backends import Backend, InProcessBackend
+from client_sim.fleet.runner import FleetConfig, FleetResult, run_fleet
+from client_sim.local_stack import stage_environment
+
+STAGE_ENV = stage_environment("test")
+
+
+@contextlib.contextmanager
+def without_pytest_log_capture() -> Iterator[None]:
+    """The fleet captures every record at DEBUG itself (hundreds of
+    thousands); pytest's own capture, which it attaches to the root logger
+    for each test phase, would keep them all a second time."""
+    root = logging.getLogger()
+    theirs = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    for handler in theirs:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in theirs:
+            root.addHandler(handler)
+
+
+def run(
+    tmp_path: Path,
+    devices: int,
+    scenario: str,
+    *,
+    overrides: dict[str, str] | None = None,
+    before_audit: Any = None,
+) -> FleetResult:
+    config = FleetConfig(
+        devices=devices,
+        scenario=scenario,
+        overrides=overrides or {},
+        seed=20240601,
+        concurrency=8,
+        retry_backoff=0.0,
+    )
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        return run_fleet(config, backend, work_dir=tmp_path / "phones", before_audit=before_audit)
+
+
+@pytest.mark.slow
+def test_two_hundred_phones_through_every_behaviour_and_adverse_condition(tmp_path) -> None:
+    result = run(tmp_path, 200, "full")
+    report = result.report
+    outcome, events = report["outcome"], report["metrics"]["events"]
+    assert report["crashes"] == []
+    assert outcome["mismatches"] == 0, events
+    assert outcome["failed_steps"] == 0, report["metrics"]["errors"]
+    assert outcome["undelivered"] == 0, outcome["undelivered_sample"]
+    assert outcome["deliveries_verified"] == outcome["deliveries_expected"] > 1000
+    assert outcome["sends_completed"] == outcome["sends_planned"]
+    # Every behaviour and adverse condition of the plan really happened.
+    planned = report["run"]["planned_steps"]
+    assert events["signed_up"] == events["backed_up"] == 200
+    assert events["new_phone"] == planned["lose_phone"]
+    assert events["reinstalled"] == planned["reinstall"]
+    assert events["rotated"] == planned["rotate"]
+    assert events["password_changed"] == planned["change_password"]
+    assert events["shared"] == planned["share"]
+    assert events["unregistered"] == planned["unregister"]
+    assert events["revocation_seen"] == planned["check_revoked"]
+    assert events["history_verified"] > 0  # restored phones read old messages
+    assert events["went_offline"] == planned["go_offline"]
+    assert events["queued_offline"] == events["flushed"] > 0
+    assert events["clock_frozen"] == planned["freeze_clock"]
+    # Each phone that slept through its token's lifetime met a refusal and
+    # renewed, and nothing failed for it.
+    assert events["token_refused"] >= planned["freeze_clock"]
+    assert events["retry"] > 0
+    assert report["metrics"]["errors"]["no_answer"] > 0
+    assert report["run"]["simulated_time_s"] >= 3 * 1200
+    # Metrics: the main routes are timed; CPU is split.
+    routes = report["metrics"]["routes"]
+    for route in ("POST /v1/blobs", "PUT /v1/blobs/{id}/content", "GET object", "PUT object"):
+        assert routes[route]["count"] > 0
+    assert report["cpu"]["server_s"] > 0
+    assert report["cpu"]["crypto_s"] > 0
+    # The audit read everything and found nothing.
+    audit = report["audit"]
+    assert audit["passed"], audit["summary"]
+    assert audit["hits"] == []
+    assert audit["not_ciphertext"] == []
+    assert audit["scanned"]["log"] > 0
+    assert audit["scanned"]["dynamodb-item"] > 1000
+    assert audit["blobs_checked"] == audit["scanned"]["s3-object"] >= outcome["sends_completed"]
+    labels = " ".join(label for label, _ in result.secrets)
+    for kind in ("canary", "ed25519 seed", "x25519 secret", "mlkem768x25519 seed", "password"):
+        assert kind in labels
+    assert "login key" in labels
+    assert "backup key" in labels
+    assert "device key" in labels
+    assert result.passed
+
+
+# --- the audit catches a planted leak ------------------------------------------------------
+
+
+def first(secrets: Sequence[tuple[str, bytes]], kind: str) -> tuple[str, bytes]:
+    return next((label, s) for label, s in secrets if kind in label)
+
+
+def leak_into_a_table(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> str:
+    label, canary = first(secrets, "canary of")
+    assert isinstance(backend, InProcessBackend)
+    backend.client("dynamodb").put_item(
+        TableName=STAGE_ENV["SEALBOX_USERS_TABLE"],
+        Item={"identity": {"S": "careless-code-path"}, "note": {"S": canary.decode()}},
+    )
+    return label
+
+
+def leak_into_the_log(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> str:
+    label, password = first(secrets, "password")
+    logging.getLogger("sealbox.api").warning("login for %s", password.decode())
+    return label
+
+
+def leak_into_a_blob(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> str:
+    label, seed = first(secrets, "x25519 secret")
+    assert isinstance(backend, InProcessBackend)
+    backend.client("s3").put_object(
+        Bucket=STAGE_ENV["SEALBOX_BLOBS_BUCKET"], Key="blobs/AAAAAAAAAAAAAAAAAAAAAA", Body=seed
+    )
+    return label
+
+
+@pytest.mark.parametrize(
+    ("plant", "where"),
+    [
+        (leak_into_a_table, ("dynamodb-item", STAGE_ENV["SEALBOX_USERS_TABLE"])),
+        (leak_into_the_log, ("log", "sealbox.api")),
+        (leak_into_a_blob, ("s3-object", "s3://sealbox-test-blobs/blobs/AAAAAAAAAAAAAAAAAAAAAA")),
+    ],
+    ids=["table", "log", "blob"],
+)
+def test_the_audit_catches_a_planted_leak(tmp_path, plant, where) -> None:
+    planted: list[str] = []
+
+    def hook(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> None:
+        planted.append(plant(backend, secrets))
+
+    result = run(tmp_path, 6, "standard", overrides={"rounds": "1"}, before_audit=hook)
+    report = result.report
+    # The fleet itself was fine; only the leak fails the run.
+    assert report["outcome"]["mismatches"] == report["outcome"]["failed_steps"] == 0
+    assert not result.passed
+    assert report["verdict"]["reasons"] == ["the privacy audit did not pass"]
+    assert {"kind": where[0], "where": where[1], "label": planted[0]} in report["audit"]["hits"]
+    if plant is leak_into_a_blob:
+        # A plaintext key where a blob should be is not an age file either.
+        assert report["audit"]["not_ciphertext"] == [where[1]]
+
+
+def test_without_a_leak_the_same_small_run_passes(tmp_path) -> None:
+    result = run(tmp_path, 6, "standard", overrides={"rounds": "1"})
+    assert result.passed, result.report["verdict"]
+
+
+def test_the_in_process_backend_leaves_the_process_as_it_was(monkeypatch) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    environment = dict(os.environ)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    app_handlers = list(logging.getLogger("sealbox").handlers)
+    transact = DynamoDBBackend.transact_write_items
+    with InProcessBackend() as backend:
+        # Inside: no endpoint override (moto would stop intercepting) and
+        # the app's stdout handler stands aside for the capture.
+        assert "AWS_ENDPOINT_URL" not in os.environ
+        assert root.level == logging.DEBUG
+        assert DynamoDBBackend.transact_write_items is not transact
+        assert backend.api().request("GET", "/.well-known/jwks.json").status == 200
+    assert dict(os.environ) == environment
+    assert (root.level, root.handlers) == (level, handlers)
+    assert logging.getLogger("sealbox").handlers == app_handlers
+    assert DynamoDBBackend.transact_write_items is transact
