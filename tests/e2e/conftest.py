@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,10 @@ class RunningStack:
         return session.client(service, endpoint_url=self.aws_endpoint)
 
 
-def start_local(port: int, timeout: float = 90.0) -> RunningStack:
+def start_local(port: int, timeout: float = 90.0, extra_args: Sequence[str] = ()) -> RunningStack:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen(
-        [SEALBOX, "local", "--port", str(port)],
+        [SEALBOX, "local", "--port", str(port), *extra_args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
