@@ -52,8 +52,8 @@ def test_a_fleet_over_http_passes_the_audit_and_the_audit_catches_a_leak(tmp_pat
         assert needles.stat().st_mode & 0o777 == 0o600
 
         # The same audit, standalone, against the running stack.
-        args = ("audit", "--stage", "local", "--aws-endpoint", stack.aws_endpoint)
-        args += ("--needles", str(needles), "--log", str(log))
+        args = ["audit", "--stage", "local", "--aws-endpoint", stack.aws_endpoint]
+        args += ["--needles", str(needles), "--log", str(log)]
         clean = sealbox(*args)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         assert "verdict: PASS (0 hits)" in clean.stdout
