@@ -20,6 +20,7 @@ RUNS = [
     ["bench.directory", "--users", "60", "--rounds", "20"],
     ["bench.age_throughput", "--size", "64MiB", "--rss-sizes", "1MiB,256MiB"],
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
+    ["bench.fleet", "--devices", "60", "--scenario", "full"],
 ]
 
 
