@@ -50,3 +50,22 @@ def test_failed_recipient_record_write_leaves_no_stray_object_version(api, trans
     retried = raw("PUT", path, share, token=alice.token)
     assert retried.status == 200, retried.body
     assert retried.json()["recipients"] == ["bob"]
+
+
+def test_sharing_an_armored_blob_compares_normalised_identities(api, transport, raw) -> None:
+    """BlobClient.share decided whether a share only removes recipients (all
+    an armored blob allows) by comparing the caller's identities as given
+    with the normalised ones the server stores: ``["Bob"]`` for a blob shared
+    with ``bob`` counted as adding someone, and was refused."""
+    alice = make_user(api, transport, "alice")
+    data = age.encrypt_bytes(b"armored" * 1000, [alice.recipient()], armor=True)
+    reply = raw(
+        "POST", "/v1/blobs", {"size": len(data), "recipients": ["bob", "carol"]}, token=alice.token
+    )
+    assert reply.status == 201, reply.body
+    upload = reply.json()["upload"]
+    assert requests.put(upload["url"], data=data, headers=upload["headers"], timeout=30).ok
+    info = alice.blobs.commit(reply.json()["blob_id"])
+    assert info.armored
+    narrowed = alice.blobs.share(info.blob_id, ["Bob"], identities=[alice.key])
+    assert narrowed.recipients == ("bob",)
