@@ -40,6 +40,7 @@ No chalice, no boto3: stores, the clock and randomness are injected.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -76,6 +77,7 @@ from chalicelib.errors import (
     InvalidRequest,
     NotAgeCiphertext,
     NotFound,
+    SealboxError,
     TooManyRecipients,
 )
 from chalicelib.logs import log_event
@@ -815,7 +817,15 @@ class BlobService:
             header_length=len(new_header),
             updated_at=now,
         )
-        outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+        try:
+            outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+        except SealboxError:
+            # The record write failed without a verdict (a throttle, a
+            # timeout): the new version must not stay the latest unless the
+            # record names it, or every later header change would fail its
+            # ETag precondition against it.
+            self._drop_unrecorded_version(record.blob_id, stored.version_id)
+            raise
         if outcome is not UpdateOutcome.DONE:
             # Undo the new version: nothing may change when the request fails.
             self._objects.delete_version(record.blob_id, stored.version_id)
@@ -866,6 +876,19 @@ class BlobService:
         if record.owner != owner:
             raise BlobNotOwner()
         return record
+
+    def _drop_unrecorded_version(self, blob_id: str, version_id: str) -> None:
+        """Delete object version ``version_id`` unless the blob's record names it.
+
+        Best effort, after a record write that raised: the write may still
+        have committed (a reply lost to a timeout), so the record is read
+        first.  If that read or the deletion fails too, the version is left
+        alone; the caller reports the original failure.
+        """
+        with contextlib.suppress(SealboxError):
+            current = self._blobs.get(blob_id)
+            if current is None or current.object_version != version_id:
+                self._objects.delete_version(blob_id, version_id)
 
     def _reclaim(self, record: BlobRecord) -> bool:
         """Remove an expired reservation and release its quota."""
