@@ -424,7 +424,7 @@ class BlobService:
         fingerprint = _fingerprint(size, members)
         now = self._now()
         if key is None:
-            blob_id = b64url_encode(self._random(BLOB_ID_BYTES))
+            blob_id = _random_blob_id(self._random)
         else:
             blob_id = _derived_blob_id(owner, key)
             existing = self._blobs.get(blob_id)
@@ -970,12 +970,38 @@ def _valid_header(value: object) -> bytes:
     return header
 
 
+def _command_line_safe(blob_id: str) -> bool:
+    # An id starting with "-" would be read as an option by every command
+    # line that takes it (`sealbox device get -x...`); such ids are never made.
+    return not blob_id.startswith("-")
+
+
+def _random_blob_id(rand: Callable[[int], bytes]) -> str:
+    """128 random bits, base64url; redrawn in the 1/64 case of a leading "-"."""
+    while True:
+        blob_id = b64url_encode(rand(BLOB_ID_BYTES))
+        if _command_line_safe(blob_id):
+            return blob_id
+
+
 def _derived_blob_id(owner: str, key: str) -> str:
     # Same owner and key, same id: a retried reservation can only ever find
     # the blob its first attempt created, and another owner's key can't
-    # address it.
-    digest = crypto.sha256(_BLOB_ID_LABEL + b"\x00" + owner.encode() + b"\x00" + key.encode())
-    return b64url_encode(digest[:BLOB_ID_BYTES])
+    # address it.  A counter makes the rare id with a leading "-" derive the
+    # next candidate instead, deterministically.
+    for counter in range(256):
+        digest = crypto.sha256(
+            _BLOB_ID_LABEL
+            + b"\x00"
+            + owner.encode()
+            + b"\x00"
+            + key.encode()
+            + (b"" if counter == 0 else b"\x00" + bytes([counter]))
+        )
+        blob_id = b64url_encode(digest[:BLOB_ID_BYTES])
+        if _command_line_safe(blob_id):
+            return blob_id
+    raise InternalError()  # 256 leading "-" in a row: probability 64**-256
 
 
 def _fingerprint(size: int, recipients: tuple[str, ...]) -> str:
