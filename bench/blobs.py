@@ -81,9 +81,12 @@ def _run_child(url: str, token: str, identity: age.X25519Identity, *args: str) -
         # Secrets through the environment, not argv (ps shows argv).
         "BENCH_BLOB_TOKEN": token,
         "BENCH_BLOB_IDENTITY": identity.secret_string(),
+        # Arguments as JSON: a blob id may start with "-", which argv parsing
+        # would take for an option.
+        "BENCH_BLOB_CHILD": json.dumps([args[0], url, *args[1:]]),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "bench.blobs", "--child", args[0], url, *args[1:]],
+        [sys.executable, "-m", "bench.blobs", "--child"],
         env=env,
         capture_output=True,
         text=True,
@@ -172,10 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rss-sizes", default="1MiB,100MiB", help="comma-separated sizes")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child[0], args.child[1], args.child[2:])
+        mode, url, *rest = json.loads(os.environ["BENCH_BLOB_CHILD"])
+        child(mode, url, rest)
         return
     with tempfile.TemporaryDirectory(prefix="blob-bench-") as tmp, LocalStack() as stack:
         workdir = Path(tmp)

@@ -52,25 +52,7 @@ class Settings:
             RuntimeError: a required variable is missing or malformed.
         """
         env = os.environ if env is None else env
-
-        def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise RuntimeError(f"missing required setting {name}")
-            return value
-
-        def number(name: str, default: int, lo: int, hi: int) -> int:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise RuntimeError(f"setting {name} must be an integer") from exc
-            if not lo <= value <= hi:
-                raise RuntimeError(f"setting {name} must be within [{lo}, {hi}]")
-            return value
-
+        need, number = _readers(env)
         profile = env.get("SEALBOX_ARGON2_PROFILE", "owasp")
         if profile not in ARGON2_PROFILES:
             raise RuntimeError("setting SEALBOX_ARGON2_PROFILE names an unknown profile")
@@ -98,9 +80,12 @@ class Settings:
 def _readers(
     env: Mapping[str, str],
 ) -> tuple[Callable[[str], str], Callable[[str, int, int, int], int]]:
-    """``need(name)`` and ``number(name, default, lo, hi)`` over ``env``.
+    """``need(name)`` and ``number(name, default, lo, hi)`` over ``env``: a
+    required non-empty string, and an optional integer within bounds.
 
-    The same rules as the readers inside :meth:`Settings.from_env`.
+    Raises (from the readers):
+        RuntimeError: a required variable is missing, or a number is not an
+            integer or out of bounds.
     """
 
     def need(name: str) -> str:

@@ -51,6 +51,7 @@ from urllib.parse import quote, urlencode
 
 from chalicelib.wire.agefile import SNIFF_WINDOW
 from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.identity import normalize_identity
 from client_sim import age
 from client_sim.api import api_error
 from client_sim.transport import (
@@ -666,7 +667,12 @@ class BlobClient:
             BlobError: recipients added to an armored blob.
             age.DecryptionError, age.NoIdentityMatch: ``identities`` can't
                 open the header.
+            chalicelib.wire.identity.InvalidIdentity: a name in ``to`` is
+                not an identity (nothing is sent).
         """
+        # Compared with the recipients the server stored, which are
+        # normalised: "Bob" is bob.
+        to = [normalize_identity(name) for name in to]
         info = self.get(blob_id)
         if info.download is None or info.header_length is None:
             raise BlobNotReady(f"blob is {info.state}, not ready")

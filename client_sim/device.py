@@ -660,14 +660,11 @@ class Device:
         if cached and (cached.status != "active" or self._fresh(cached)):
             return cached.card
         try:
-            entry = self._authed(lambda token: self._api.get_card(token, card_id))
+            fetched = self._fetch_card(card_id)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        fetched = self._verified_entry(entry)
-        if fetched.card.card_id != card_id:
-            raise CardVerificationFailed("the server returned another card than the one asked for")
         self._remember(fetched, lookup=False)
         self._save_card_cache()
         return fetched.card
@@ -1331,17 +1328,30 @@ class Device:
         if pending is None:
             return state
         try:
-            entry = self._authed(lambda token: self._api.get_card(token, pending))
+            self._fetch_card(pending)
         except ApiError as exc:
             if exc.status != 404:
                 raise
             # Never published: the key protects nothing; forget it.
             settled = _without(state, pending).with_settings(**{_PENDING_CARD: None})
         else:
-            self._verified_entry(entry)
             settled = state.with_settings(**{_PENDING_CARD: None})
         self._save(settled)
         return settled
+
+    def _fetch_card(self, card_id: str) -> _CachedCard:
+        """``GET /v1/cards/{card_id}``, verified: the card's signature, and
+        that it is the card asked for (its id is the hash of its content).
+
+        Raises:
+            ApiError: the server refused (404: no such card).
+            CardVerificationFailed: the answer is not that card, verified.
+        """
+        entry = self._authed(lambda token: self._api.get_card(token, card_id))
+        fetched = self._verified_entry(entry)
+        if fetched.card.card_id != card_id:
+            raise CardVerificationFailed("the server returned another card than the one asked for")
+        return fetched
 
     def _find_cards(self, identities: list[str]) -> list[dict[str, Any]]:
         return self._authed(lambda token: self._api.find_cards(token, identities))

@@ -40,6 +40,7 @@ No chalice, no boto3: stores, the clock and randomness are injected.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -76,6 +77,7 @@ from chalicelib.errors import (
     InvalidRequest,
     NotAgeCiphertext,
     NotFound,
+    SealboxError,
     TooManyRecipients,
 )
 from chalicelib.logs import log_event
@@ -422,7 +424,7 @@ class BlobService:
         fingerprint = _fingerprint(size, members)
         now = self._now()
         if key is None:
-            blob_id = b64url_encode(self._random(BLOB_ID_BYTES))
+            blob_id = _random_blob_id(self._random)
         else:
             blob_id = _derived_blob_id(owner, key)
             existing = self._blobs.get(blob_id)
@@ -815,7 +817,15 @@ class BlobService:
             header_length=len(new_header),
             updated_at=now,
         )
-        outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+        try:
+            outcome = self._blobs.update_recipients(record, after, quota=self._quota)
+        except SealboxError:
+            # The record write failed without a verdict (a throttle, a
+            # timeout): the new version must not stay the latest unless the
+            # record names it, or every later header change would fail its
+            # ETag precondition against it.
+            self._drop_unrecorded_version(record.blob_id, stored.version_id)
+            raise
         if outcome is not UpdateOutcome.DONE:
             # Undo the new version: nothing may change when the request fails.
             self._objects.delete_version(record.blob_id, stored.version_id)
@@ -866,6 +876,19 @@ class BlobService:
         if record.owner != owner:
             raise BlobNotOwner()
         return record
+
+    def _drop_unrecorded_version(self, blob_id: str, version_id: str) -> None:
+        """Delete object version ``version_id`` unless the blob's record names it.
+
+        Best effort, after a record write that raised: the write may still
+        have committed (a reply lost to a timeout), so the record is read
+        first.  If that read or the deletion fails too, the version is left
+        alone; the caller reports the original failure.
+        """
+        with contextlib.suppress(SealboxError):
+            current = self._blobs.get(blob_id)
+            if current is None or current.object_version != version_id:
+                self._objects.delete_version(blob_id, version_id)
 
     def _reclaim(self, record: BlobRecord) -> bool:
         """Remove an expired reservation and release its quota."""
@@ -947,12 +970,38 @@ def _valid_header(value: object) -> bytes:
     return header
 
 
+def _command_line_safe(blob_id: str) -> bool:
+    # An id starting with "-" would be read as an option by every command
+    # line that takes it (`sealbox device get -x...`); such ids are never made.
+    return not blob_id.startswith("-")
+
+
+def _random_blob_id(rand: Callable[[int], bytes]) -> str:
+    """128 random bits, base64url; redrawn in the 1/64 case of a leading "-"."""
+    while True:
+        blob_id = b64url_encode(rand(BLOB_ID_BYTES))
+        if _command_line_safe(blob_id):
+            return blob_id
+
+
 def _derived_blob_id(owner: str, key: str) -> str:
     # Same owner and key, same id: a retried reservation can only ever find
     # the blob its first attempt created, and another owner's key can't
-    # address it.
-    digest = crypto.sha256(_BLOB_ID_LABEL + b"\x00" + owner.encode() + b"\x00" + key.encode())
-    return b64url_encode(digest[:BLOB_ID_BYTES])
+    # address it.  A counter makes the rare id with a leading "-" derive the
+    # next candidate instead, deterministically.
+    for counter in range(256):
+        digest = crypto.sha256(
+            _BLOB_ID_LABEL
+            + b"\x00"
+            + owner.encode()
+            + b"\x00"
+            + key.encode()
+            + (b"" if counter == 0 else b"\x00" + bytes([counter]))
+        )
+        blob_id = b64url_encode(digest[:BLOB_ID_BYTES])
+        if _command_line_safe(blob_id):
+            return blob_id
+    raise InternalError()  # 256 leading "-" in a row: probability 64**-256
 
 
 def _fingerprint(size: int, recipients: tuple[str, ...]) -> str:

@@ -45,8 +45,9 @@ Caching and failure policy (one instance per warm container)
 
 Secret values never appear in a log record, an exception message or a
 ``repr``: logs carry the secret id, stage, error code and public ``kid``
-values only.  botocore itself logs whole request and response bodies at
-DEBUG, so constructing a ring also calls :func:`quiet_botocore_payload_logs`.
+values only.  botocore itself logs whole request and response bodies, and
+request signatures, at DEBUG, so constructing a ring also calls
+:func:`quiet_botocore_payload_logs`.
 """
 
 from __future__ import annotations
@@ -92,20 +93,27 @@ STAGE_PENDING: Final = "AWSPENDING"
 
 # botocore loggers that write request parameters or response bodies at DEBUG
 # (``Making request ... with params``, ``Response body``): for Secrets
-# Manager that is the app key itself.
-_BOTOCORE_PAYLOAD_LOGGERS: Final = ("botocore.endpoint", "botocore.parsers")
+# Manager that is the app key itself.  And the one that writes every SigV4
+# canonical request, string to sign and signature (``botocore.auth``): with
+# the key id, enough to replay the GetSecretValue call that reads the app
+# key for five minutes, and on Lambda the canonical request carries the
+# role's session token.
+_BOTOCORE_PAYLOAD_LOGGERS: Final = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
 
 
 def quiet_botocore_payload_logs() -> None:
-    """Keep botocore from logging request and response bodies.
+    """Keep botocore from logging request and response bodies and signatures.
 
     botocore logs whole request parameters and response bodies at DEBUG
     level.  For Secrets Manager that is the app signing key; for other
-    services it can be a bearer credential.  This raises the two loggers
-    that do it to INFO, so turning on DEBUG logging (root or ``botocore``)
-    can't leak them (DESIGN invariant 3).  Idempotent; everything else
-    botocore logs at DEBUG (retries, endpoints, signing steps without the
-    body) is unaffected.
+    services it can be a bearer credential.  It also logs the signature of
+    every request it signs (and, for a presigned URL, that signature is the
+    credential).  This raises the three loggers that do it to INFO, so
+    turning on DEBUG logging (root or ``botocore``) can't leak them (DESIGN
+    invariant 3).  Called when the composition root, a key ring or the
+    rotation handler is set up, before any AWS request.  Idempotent;
+    everything else botocore logs at DEBUG (retries, endpoints, credential
+    lookup) is unaffected.
     """
     for name in _BOTOCORE_PAYLOAD_LOGGERS:
         logger = logging.getLogger(name)

@@ -131,3 +131,43 @@ def test_cli_over_http(local_stack: RunningStack, tmp_path: Path, tag: str) -> N
         timeout=60,
     )
     assert (down.returncode, down.stderr) == (1, "sealbox: error: the server did not answer\n")
+
+
+def test_cli_blob_verbs_over_http(local_stack: RunningStack, tmp_path: Path, tag: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
+    env.update({"SEALBOX_URL": local_stack.url, "SEALBOX_PASSWORD": PASSWORD})
+
+    def device(home: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [SEALBOX, "device", "--home", str(tmp_path / home), "--kdf", "simulation", *args]
+        return subprocess.run(
+            argv, env=env, capture_output=True, text=True, check=check, timeout=120
+        )
+
+    alice, bob, carol = f"alice-{tag}", f"bob-{tag}", f"carol-{tag}"
+    for home, name in (("alice", alice), ("bob", bob), ("carol", carol)):
+        device(home, "register", name)
+    (tmp_path / "plan.txt").write_text("the plan\n")
+    blob = device("alice", "put", "--to", bob, str(tmp_path / "plan.txt")).stdout.strip()
+    (line,) = device("alice", "ls", "--role", "outbox").stdout.splitlines()
+    blob_id, owner, size, state, readers = line.split("\t")
+    assert (blob_id, owner, state, readers) == (blob, alice, "ready", bob)
+    assert int(size) > len("the plan\n")  # the stored size is the ciphertext's
+    got = device("bob", "get", "--from", alice, blob, str(tmp_path / "bob.txt"))
+    assert got.stdout == f"verified sender: {alice}\n"
+    assert (tmp_path / "bob.txt").read_text() == "the plan\n"
+
+    # Carol sees nothing until Alice shares; adding her re-seals to a new blob.
+    refused = device("carol", "get", blob, str(tmp_path / "carol.txt"), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("sealbox: error: ")
+    assert not (tmp_path / "carol.txt").exists()
+    shared = device("alice", "share", "--to", bob, "--to", carol, blob).stdout.strip()
+    assert shared != blob
+    device("carol", "get", shared, str(tmp_path / "carol.txt"))
+    assert (tmp_path / "carol.txt").read_text() == "the plan\n"
+    assert device("carol", "ls").stdout.split("\t")[0] == shared
+
+    device("alice", "rm", shared)
+    assert device("alice", "ls", "--role", "outbox").stdout == ""
+    gone = device("bob", "get", shared, str(tmp_path / "gone.txt"), check=False)
+    assert gone.returncode == 1
