@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
+import subprocess
 
 import pytest
 
 from client_sim.api import ApiClient, ApiError
 from client_sim.demo import verify_access_token
-from client_sim.local_stack import free_port, stage_environment
+from client_sim.local_stack import CHALICE_LISTEN_BACKLOG, free_port, stage_environment
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from client_sim.transport import HttpTransport
 from tests.e2e.conftest import RunningStack, port_of, start_local, stop_local
@@ -25,6 +27,20 @@ def test_prints_both_endpoints_on_loopback(local_stack: RunningStack) -> None:
     assert local_stack.url.startswith("http://127.0.0.1:")
     assert local_stack.aws_endpoint.startswith("http://127.0.0.1:")
     assert local_stack.lines[0].startswith("aws endpoint ")
+
+
+def test_the_api_listens_with_a_deep_backlog(local_stack: RunningStack) -> None:
+    # socketserver's default backlog of 5 made a 50-phone fleet's clients wait
+    # out 1 s SYN retransmits; for a listening socket, ss shows the backlog as
+    # Send-Q.
+    ss = shutil.which("ss")
+    assert ss, "ss (iproute2) is needed to read a listening socket's backlog"
+    port = port_of(local_stack.url)
+    out = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "LISTEN", out
+    assert int(out[2]) >= CHALICE_LISTEN_BACKLOG >= 128
 
 
 def test_full_account_flow_over_http(local_stack: RunningStack) -> None:
