@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+    unsupported_method,
+)
 
 from chalicelib.openapi import DOCUMENT_PATH
 from client_sim.api import ApiClient
@@ -68,6 +73,26 @@ def credentials(local_stack: RunningStack) -> dict[str, str]:
     }
 
 
+def removes_authorization(case: Any) -> bool:
+    """Whether this negative case's mutation is the missing credentials.
+
+    schemathesis models a security scheme as a required ``Authorization``
+    header; a negative case may drop it *and* mutate a query parameter into
+    something still valid on the wire (``identity=false`` is a valid
+    username).  Adding the credentials back would undo the one mutation that
+    made the request invalid, and a correct 200 would be reported as
+    "schema-violating request accepted".
+    """
+    data = getattr(getattr(case.meta, "phase", None), "data", None)
+    for mutation in getattr(data, "mutations", None) or ():
+        if (
+            mutation.parameter_location == ParameterLocation.HEADER
+            and (mutation.parameter or "").lower() == "authorization"
+        ):
+            return True
+    return False
+
+
 def auth_headers(case: Any, credentials: dict[str, str]) -> dict[str, str]:
     requirements = case.operation.definition.raw.get("security") or []
     for requirement in requirements:
@@ -94,6 +119,13 @@ def test_api_conforms_to_its_document(
     excluded = [unsupported_method]
     if (case.method.upper(), case.operation.path) in SEMANTICALLY_CHECKED:
         excluded.append(positive_data_acceptance)
+    if removes_authorization(case):
+        # As generated, without credentials: it must be refused.  Then with
+        # them, so the rest of the mutation still reaches the handler, which
+        # must not fail or answer off the document (whether what is left is
+        # still invalid once serialized, only the server can tell).
+        case.call_and_validate(base_url=local_stack.url, headers={}, excluded_checks=excluded)
+        excluded.append(negative_data_rejection)
     case.call_and_validate(
         base_url=local_stack.url,
         headers=auth_headers(case, credentials),
