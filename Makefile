@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 oracles: $(ORACLES)/node_modules/.installed
 	@command -v age >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get install -y -qq age >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq age)); } || true
+	@command -v ss >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq iproute2 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)); } || true
 
 $(ORACLES)/node_modules/.installed: $(ORACLES)/package.json $(ORACLES)/package-lock.json
 	cd $(ORACLES) && npm ci --no-audit --no-fund --silent

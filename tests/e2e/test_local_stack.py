@@ -14,6 +14,7 @@ from client_sim.demo import verify_access_token
 from client_sim.local_stack import CHALICE_LISTEN_BACKLOG, free_port, stage_environment
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from client_sim.transport import HttpTransport
+from tests.conftest import require_oracle
 from tests.e2e.conftest import RunningStack, port_of, start_local, stop_local
 
 
@@ -34,7 +35,8 @@ def test_the_api_listens_with_a_deep_backlog(local_stack: RunningStack) -> None:
     # out 1 s SYN retransmits; for a listening socket, ss shows the backlog as
     # Send-Q.
     ss = shutil.which("ss")
-    assert ss, "ss (iproute2) is needed to read a listening socket's backlog"
+    require_oracle(ss is not None, "ss (iproute2) reads a listening socket's backlog")
+    assert ss is not None
     port = port_of(local_stack.url)
     out = subprocess.run(
         [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
