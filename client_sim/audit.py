@@ -412,18 +412,27 @@ def _all_tables(ddb: Any) -> Iterator[str]:
 
 
 def _item_bytes(item: Mapping[str, Any]) -> bytes:
-    """An item as bytes: its JSON form plus every binary attribute raw."""
-    binaries: list[bytes] = []
+    """An item as bytes: its JSON form, then every binary and string raw.
+
+    Every attribute value at any depth (maps, lists, sets) and every map key
+    is appended as stored (strings UTF-8): the JSON form escapes quotes,
+    backslashes, control and non-ASCII characters, so a secret held in a
+    string attribute would not occur in it byte for byte.
+    """
+    raw: list[bytes] = []
 
     def walk(value: Any) -> Any:
         if isinstance(value, bytes | bytearray):
-            binaries.append(bytes(value))
+            raw.append(bytes(value))
             return base64.b64encode(value).decode()
+        if isinstance(value, str):
+            raw.append(value.encode("utf-8", "surrogatepass"))
+            return value
         if isinstance(value, Mapping):
-            return {k: walk(v) for k, v in value.items()}
+            return {walk(k): walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple | set):
             return [walk(v) for v in value]
         return value
 
     text = json.dumps(walk(item), sort_keys=True, default=str).encode()
-    return b"\n".join([text, *binaries])
+    return b"\n".join([text, *raw])

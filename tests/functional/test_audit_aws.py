@@ -56,3 +56,24 @@ def test_the_app_key_is_skipped_but_other_secrets_are_read(stack) -> None:
     report = run_audit([needle("other", "a-secret-that-is-not-the-app-key")])
     assert report.scanned["secret"] == 1
     assert report.hits == [("secret", "sealbox/test/other", "other")]
+
+
+def test_string_attributes_are_searched_as_stored_not_as_json(stack) -> None:
+    # A string attribute is searched as the bytes the table holds: the JSON
+    # view of an item escapes quotes, backslashes, control characters and
+    # every non-ASCII character, which would hide a raw secret.
+    password = "pässwörd für den Tresor, lang genug"
+    canary = 'CANARY "quoted" and back\\slashed\nover two lines'
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=STAGE_ENV["SEALBOX_USERS_TABLE"],
+        Item={
+            "identity": {"S": "leaky"},
+            "nested": {"M": {"notes": {"L": [{"SS": [canary]}, {"S": password}]}}},
+        },
+    )
+    report = run_audit([needle("password", password), needle("canary", canary)])
+    table = STAGE_ENV["SEALBOX_USERS_TABLE"]
+    assert sorted(report.hits) == [
+        ("dynamodb-item", table, "canary"),
+        ("dynamodb-item", table, "password"),
+    ]
