@@ -8,7 +8,8 @@ and searches all of it for *needles*: canary plaintexts planted during a run,
 every simulated device's private key material, every password, login key and
 backup key.  Each needle is searched in the encodings a careless code path
 could use (raw, hex, base64 and base64url at each of the three byte
-alignments).  Zero hits is the only pass.
+alignments), also with line breaks removed, so base64 wrapped into lines
+(MIME, PEM) is found too.  Zero hits is the only pass.
 
 It also checks that every stored blob (every S3 object outside the
 quarantine prefix, every version) is shaped like an age v1 file, with the
@@ -22,8 +23,9 @@ them as it goes and writes them to a needles file (JSON, 0600) next to its
 report, so ``sealbox audit`` can repeat the scan later against a running
 ``sealbox local``.
 
-The search is one pass per haystack over fixed-length prefixes, so its cost
-grows with the bytes scanned, not with bytes × needles.  Forms at least
+The search is one pass per haystack over fixed-length prefixes (a second
+one without its line breaks if it has any), so its cost grows with the
+bytes scanned, not with bytes × needles.  Forms at least
 :data:`LONG` bytes long (every key, password and canary a fleet plants) are
 found by looking at every :data:`STRIDE`-th position only: any occurrence
 covers one of them, and a bitmap of the windows a form can show there
@@ -200,7 +202,16 @@ class NeedleIndex:
             self._bitmap[h >> 3] |= 1 << (h & 7)
 
     def find(self, data: bytes) -> set[str]:
-        """Labels of every needle that occurs in ``data``."""
+        """Labels of every needle that occurs in ``data``, or in ``data`` with
+        its line breaks (CR, LF) removed."""
+        found = self._find(data)
+        if b"\n" in data or b"\r" in data:
+            # Base64 wrapped into lines (MIME, PEM, armor) is split wherever a
+            # line ends, which may be inside a secret's encoding.
+            found |= self._find(data.translate(None, b"\r\n"))
+        return found
+
+    def _find(self, data: bytes) -> set[str]:
         found: set[str] = set()
         if len(data) < PREFIX:
             return found

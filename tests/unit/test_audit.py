@@ -174,3 +174,16 @@ def test_long_needles_are_found_at_every_offset_and_at_the_very_end() -> None:
             assert index.find(base64.b64encode(data)) == {"long"}, (before, after)
     assert index.find(secret[:-1]) == set()
     assert index.find(os.urandom(before) + secret[1:]) == set()
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("width", [64, 76])
+def test_base64_wrapped_into_lines_is_found(width: int, newline: bytes) -> None:
+    # MIME (76 columns) and PEM (64) wrap base64 into lines; a line break
+    # can fall anywhere inside a secret's encoding.
+    secret = os.urandom(64)  # as long as an ML-KEM seed: never fits one line
+    index = NeedleIndex([needle("s", secret)])
+    for before in range(0, 2 * width):
+        encoded = base64.b64encode(os.urandom(before) + secret + os.urandom(7))
+        lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+        assert index.find(newline.join(lines) + newline) == {"s"}, before
