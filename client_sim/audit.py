@@ -378,12 +378,19 @@ def aws_haystacks(
     object outside the quarantine prefix is marked as a blob.
 
     ``client(service)`` returns a boto3 client for the account to audit.
+
+    Raises:
+        LookupError: no bucket, or no table, has a name starting with
+            ``prefix`` (another stage, or another account or endpoint).  A
+            stage always has both; without them the audit would read only
+            the logs, and a clean log is no evidence of a clean stage.
     """
     s3 = client("s3")
-    for bucket in s3.list_buckets().get("Buckets", []):
-        name = bucket["Name"]
-        if not name.startswith(prefix):
-            continue
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    buckets = [name for name in buckets if name.startswith(prefix)]
+    if not buckets:
+        raise LookupError(f"no S3 bucket named {prefix}*: is the stage deployed there?")
+    for name in buckets:
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=name):
             for version in page.get("Versions", []):
@@ -398,9 +405,10 @@ def aws_haystacks(
                     blob=not key.startswith(QUARANTINE_PREFIX),
                 )
     ddb = client("dynamodb")
-    for table in _all_tables(ddb):
-        if not table.startswith(prefix):
-            continue
+    tables = [table for table in _all_tables(ddb) if table.startswith(prefix)]
+    if not tables:
+        raise LookupError(f"no DynamoDB table named {prefix}*: is the stage deployed there?")
+    for table in tables:
         for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
             for item in page.get("Items", []):
                 yield Haystack("dynamodb-item", table, _item_bytes(item))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 
 import boto3
+import pytest
+from click.testing import CliRunner
 
-from client_sim.audit import audit, aws_haystacks, needle
+from client_sim.audit import audit, aws_haystacks, needle, write_needles
+from client_sim.fleet.cli import audit_command
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from tests.functional.conftest import STAGE_ENV, aws_client
 
@@ -77,3 +80,22 @@ def test_string_attributes_are_searched_as_stored_not_as_json(stack) -> None:
         ("dynamodb-item", table, "canary"),
         ("dynamodb-item", table, "password"),
     ]
+
+
+def test_a_stage_whose_storage_is_not_there_is_an_error_not_a_pass(stack) -> None:
+    # The account holds the test stage; an audit of another stage must not
+    # pass on the strength of a clean log alone.
+    with pytest.raises(LookupError, match="sealbox-local"):
+        list(aws_haystacks(aws_client, prefix="sealbox-local"))
+
+
+def test_sealbox_audit_of_a_stage_that_is_not_there_fails(stack, tmp_path) -> None:
+    log = tmp_path / "api.log"
+    log.write_text("INFO a clean log line\n")
+    needles = tmp_path / "run.needles.json"
+    write_needles(needles, [("password", PASSWORD.encode())])
+    args = ["--needles", str(needles), "--stage", "local", "--log", str(log)]
+    result = CliRunner().invoke(audit_command, args)
+    assert result.exit_code == 1, result.output
+    assert "PASS" not in result.output
+    assert "sealbox-local" in result.output
