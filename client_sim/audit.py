@@ -129,7 +129,17 @@ class AuditReport:
 
     @property
     def passed(self) -> bool:
-        return not self.hits and not self.not_ciphertext and sum(self.scanned.values()) > 0
+        """No hit and no plaintext blob, after searching something for something.
+
+        An audit that scanned no haystack, or searched for no needle, found
+        nothing by construction: that is not a pass.
+        """
+        return (
+            not self.hits
+            and not self.not_ciphertext
+            and sum(self.scanned.values()) > 0
+            and self.needles > 0
+        )
 
     def summary(self) -> str:
         lines = [f"privacy audit: {self.needles} secrets searched, in every encoding"]

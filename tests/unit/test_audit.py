@@ -98,6 +98,14 @@ def test_an_audit_that_scanned_nothing_does_not_pass() -> None:
     assert not audit([], [needle("k", SECRET)]).passed
 
 
+def test_an_audit_that_searched_for_nothing_does_not_pass() -> None:
+    # An empty needles file (or a run that gathered no secrets) would find
+    # nothing anywhere: that is no evidence either.
+    report = audit([Haystack("log", "server", b"INFO a clean log line")], [])
+    assert not report.passed
+    assert "FAIL" in report.summary()
+
+
 def test_blobs_are_judged_by_the_shared_sniffer() -> None:
     recipient = age.X25519Identity.generate().recipient()
     binary = age.encrypt_bytes(b"x" * 1000, [recipient])
