@@ -429,10 +429,28 @@ def aws_haystacks(
             name = secret["Name"]
             if not name.startswith(secret_prefix) or name in skip_secret_ids:
                 continue
-            for version_id in secret.get("SecretVersionsToStages", {}):
+            for version_id in _all_secret_versions(sm, name):
                 value = sm.get_secret_value(SecretId=name, VersionId=version_id)
                 data = value.get("SecretBinary") or value.get("SecretString", "").encode()
                 yield Haystack("secret", name, data)
+
+
+def _all_secret_versions(sm: Any, secret_id: str) -> Iterator[str]:
+    """Every version id of a secret, with a staging label or without.
+
+    ListSecrets (``SecretVersionsToStages``) shows only versions that carry
+    a staging label; a version that lost its last label (deprecated) still
+    holds its value until Secrets Manager deletes it.
+    """
+    # botocore has no paginator for this operation: follow NextToken here.
+    kwargs: dict[str, Any] = {"SecretId": secret_id, "IncludeDeprecated": True}
+    while True:
+        page = sm.list_secret_version_ids(**kwargs)
+        for version in page.get("Versions", []):
+            yield version["VersionId"]
+        if not page.get("NextToken"):
+            return
+        kwargs["NextToken"] = page["NextToken"]
 
 
 def _all_tables(ddb: Any) -> Iterator[str]:

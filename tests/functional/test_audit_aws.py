@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import boto3
 import pytest
@@ -99,3 +100,53 @@ def test_sealbox_audit_of_a_stage_that_is_not_there_fails(stack, tmp_path) -> No
     assert result.exit_code == 1, result.output
     assert "PASS" not in result.output
     assert "sealbox-local" in result.output
+
+
+class _LabelledVersionsOnly:
+    """A Secrets Manager client whose ListSecrets shows only versions with a
+    staging label, as AWS documents it (moto shows every version)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def get_paginator(self, operation: str) -> Any:
+        paginator = self._inner.get_paginator(operation)
+        if operation != "list_secrets":
+            return paginator
+
+        class Labelled:
+            def paginate(self, **kwargs: Any) -> Any:
+                for page in paginator.paginate(**kwargs):
+                    for entry in page.get("SecretList", []):
+                        stages = entry.get("SecretVersionsToStages", {})
+                        entry["SecretVersionsToStages"] = {v: s for v, s in stages.items() if s}
+                    yield page
+
+        return Labelled()
+
+
+def test_every_version_of_a_secret_is_read_even_without_a_staging_label(stack) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    values = [f"version {n} of a secret that is not the app key" for n in range(3)]
+    sm.create_secret(Name="sealbox/test/other", SecretString=values[0])
+    for value in values[1:]:
+        sm.put_secret_value(SecretId="sealbox/test/other", SecretString=value)
+    # Three versions: AWSCURRENT, AWSPREVIOUS, and the first, now unlabelled.
+
+    def client(service: str) -> Any:
+        inner = aws_client(service)
+        return _LabelledVersionsOnly(inner) if service == "secretsmanager" else inner
+
+    report = audit(
+        aws_haystacks(
+            client,
+            prefix="sealbox-test",
+            skip_secret_ids=[STAGE_ENV["SEALBOX_APP_KEY_SECRET_ID"]],
+        ),
+        [needle(f"v{n}", value) for n, value in enumerate(values)],
+    )
+    assert report.scanned["secret"] == 3
+    assert sorted(label for _, _, label in report.hits) == ["v0", "v1", "v2"]
