@@ -381,6 +381,7 @@ def aws_haystacks(
     *,
     prefix: str,
     skip_secret_ids: Sequence[str] = (),
+    notes: list[str] | None = None,
 ) -> Iterator[Haystack]:
     """Every S3 object version, DynamoDB item and secret whose name starts
     with ``prefix`` (e.g. ``sealbox-local`` / ``sealbox/local``), except the
@@ -388,6 +389,8 @@ def aws_haystacks(
     object outside the quarantine prefix is marked as a blob.
 
     ``client(service)`` returns a boto3 client for the account to audit.
+    What is stored but can't be read is appended to ``notes``: the parts of
+    unfinished multipart uploads (S3 has no call that returns them).
 
     Raises:
         LookupError: no bucket, or no table, has a name starting with
@@ -401,6 +404,15 @@ def aws_haystacks(
     if not buckets:
         raise LookupError(f"no S3 bucket named {prefix}*: is the stage deployed there?")
     for name in buckets:
+        unfinished = sum(
+            len(page.get("Uploads", []))
+            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name)
+        )
+        if unfinished and notes is not None:
+            notes.append(
+                f"s3://{name}: {unfinished} unfinished multipart upload(s); "
+                "S3 can't return their parts, which were not scanned"
+            )
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=name):
             for version in page.get("Versions", []):

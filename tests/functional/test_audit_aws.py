@@ -150,3 +150,22 @@ def test_every_version_of_a_secret_is_read_even_without_a_staging_label(stack) -
     )
     assert report.scanned["secret"] == 3
     assert sorted(label for _, _, label in report.hits) == ["v0", "v1", "v2"]
+
+
+def test_sealbox_audit_says_which_uploads_it_could_not_read(stack, tmp_path) -> None:
+    # The parts of an unfinished multipart upload are stored, but S3 has no
+    # call that returns them: the summary must say so rather than stay silent.
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = STAGE_ENV["SEALBOX_BLOBS_BUCKET"]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="blobs/unfinished")
+    s3.upload_part(
+        Bucket=bucket,
+        Key="blobs/unfinished",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=b"a part the audit cannot read back",
+    )
+    needles = tmp_path / "run.needles.json"
+    write_needles(needles, [("password", PASSWORD.encode())])
+    result = CliRunner().invoke(audit_command, ["--needles", str(needles), "--stage", "test"])
+    assert f"note: s3://{bucket}: 1 unfinished multipart upload(s)" in result.output
