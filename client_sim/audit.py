@@ -1,15 +1,16 @@
 """The privacy audit: prove the server side holds nothing it shouldn't.
 
 DESIGN invariant 1 says plaintext and private keys stay on the device.  The
-audit checks it the blunt way: it reads *every byte* the server side holds --
-every S3 object and every version of it, every DynamoDB item, every Secrets
-Manager secret except the app signing key, and the captured server logs --
-and searches all of it for *needles*: canary plaintexts planted during a run,
-every simulated device's private key material, every password, login key and
-backup key.  Each needle is searched in the encodings a careless code path
-could use (raw, hex, base64 and base64url at each of the three byte
-alignments), also with line breaks removed, so base64 wrapped into lines
-(MIME, PEM) is found too.  Zero hits is the only pass.
+audit checks it the blunt way: it reads *every byte* the server side holds
+-- every S3 object and every version of it, every DynamoDB item, every
+Secrets Manager secret except the app signing key, and the captured server
+logs -- and searches all of it for *needles*: canary plaintexts planted
+during a run, every simulated device's private key material, every password,
+login key and backup key.  Each needle is searched in the encodings a
+careless code path could use (raw, hex, base64 and base64url at each of the
+three byte alignments, and text escaped as in a JSON string), also with line
+breaks removed, so base64 wrapped into lines (MIME, PEM) is found too.  Zero
+hits is the only pass.
 
 It also checks that every stored blob (every S3 object outside the
 quarantine prefix, every version) is shaped like an age v1 file, with the
@@ -68,7 +69,9 @@ class Needle:
 
 
 def needle(label: str, secret: bytes | str) -> Needle:
-    """The searchable forms of ``secret``.
+    """The searchable forms of ``secret``: raw, hex (both cases), standard
+    and URL-safe base64 at each byte alignment, and, when it is UTF-8 text,
+    as a JSON string's content (escaped, with and without ``ensure_ascii``).
 
     Raises:
         ValueError: the secret is shorter than :data:`PREFIX` bytes (too short
@@ -89,6 +92,16 @@ def needle(label: str, secret: bytes | str) -> Needle:
             if len(middle) >= PREFIX:
                 forms.add(middle)
         forms.add(encode(raw).rstrip(b"="))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass  # not text: it can't be a JSON string
+    else:
+        # Text inside a JSON document (the app's log lines, a JSON body) has
+        # its quotes, backslashes and control characters escaped, and with
+        # ensure_ascii (json.dumps' default) every non-ASCII character too.
+        for ensure_ascii in (True, False):
+            forms.add(json.dumps(text, ensure_ascii=ensure_ascii)[1:-1].encode("utf-8"))
     return Needle(label=label, forms=tuple(sorted(f for f in forms if len(f) >= PREFIX)))
 
 

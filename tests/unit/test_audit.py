@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 
@@ -195,3 +196,21 @@ def test_base64_wrapped_into_lines_is_found(width: int, newline: bytes) -> None:
         encoded = base64.b64encode(os.urandom(before) + secret + os.urandom(7))
         lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
         assert index.find(newline.join(lines) + newline) == {"s"}, before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pässwörd für den Tresor, lang genug",
+        'a canary with "quotes" in it',
+        "a canary with a back\\slash",
+        "a canary over\ntwo lines",
+    ],
+)
+def test_text_secrets_are_found_inside_json(text: str) -> None:
+    # The app's log lines are JSON (chalicelib.logs: json.dumps, ASCII only),
+    # which escapes non-ASCII characters, quotes, backslashes and newlines.
+    index = NeedleIndex([needle("s", text)])
+    for ensure_ascii in (True, False):
+        line = json.dumps({"event": "careless", "note": text}, ensure_ascii=ensure_ascii)
+        assert index.find(line.encode("utf-8")) == {"s"}, line
