@@ -1,14 +1,16 @@
 """The privacy audit: prove the server side holds nothing it shouldn't.
 
 DESIGN invariant 1 says plaintext and private keys stay on the device.  The
-audit checks it the blunt way: it reads *every byte* the server side holds --
-every S3 object and every version of it, every DynamoDB item, every Secrets
-Manager secret except the app signing key, and the captured server logs --
-and searches all of it for *needles*: canary plaintexts planted during a run,
-every simulated device's private key material, every password, login key and
-backup key.  Each needle is searched in the encodings a careless code path
-could use (raw, hex, base64 and base64url at each of the three byte
-alignments).  Zero hits is the only pass.
+audit checks it the blunt way: it reads *every byte* the server side holds
+-- every S3 object and every version of it, every DynamoDB item, every
+Secrets Manager secret except the app signing key, and the captured server
+logs -- and searches all of it for *needles*: canary plaintexts planted
+during a run, every simulated device's private key material, every password,
+login key and backup key.  Each needle is searched in the encodings a
+careless code path could use (raw, hex, base64 and base64url at each of the
+three byte alignments, and text escaped as in a JSON string), also with line
+breaks removed, so base64 wrapped into lines (MIME, PEM) is found too.  Zero
+hits is the only pass.
 
 It also checks that every stored blob (every S3 object outside the
 quarantine prefix, every version) is shaped like an age v1 file, with the
@@ -22,8 +24,9 @@ them as it goes and writes them to a needles file (JSON, 0600) next to its
 report, so ``sealbox audit`` can repeat the scan later against a running
 ``sealbox local``.
 
-The search is one pass per haystack over fixed-length prefixes, so its cost
-grows with the bytes scanned, not with bytes × needles.  Forms at least
+The search is one pass per haystack over fixed-length prefixes (a second
+one without its line breaks if it has any), so its cost grows with the
+bytes scanned, not with bytes × needles.  Forms at least
 :data:`LONG` bytes long (every key, password and canary a fleet plants) are
 found by looking at every :data:`STRIDE`-th position only: any occurrence
 covers one of them, and a bitmap of the windows a form can show there
@@ -66,7 +69,9 @@ class Needle:
 
 
 def needle(label: str, secret: bytes | str) -> Needle:
-    """The searchable forms of ``secret``.
+    """The searchable forms of ``secret``: raw, hex (both cases), standard
+    and URL-safe base64 at each byte alignment, and, when it is UTF-8 text,
+    as a JSON string's content (escaped, with and without ``ensure_ascii``).
 
     Raises:
         ValueError: the secret is shorter than :data:`PREFIX` bytes (too short
@@ -87,6 +92,16 @@ def needle(label: str, secret: bytes | str) -> Needle:
             if len(middle) >= PREFIX:
                 forms.add(middle)
         forms.add(encode(raw).rstrip(b"="))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass  # not text: it can't be a JSON string
+    else:
+        # Text inside a JSON document (the app's log lines, a JSON body) has
+        # its quotes, backslashes and control characters escaped, and with
+        # ensure_ascii (json.dumps' default) every non-ASCII character too.
+        for ensure_ascii in (True, False):
+            forms.add(json.dumps(text, ensure_ascii=ensure_ascii)[1:-1].encode("utf-8"))
     return Needle(label=label, forms=tuple(sorted(f for f in forms if len(f) >= PREFIX)))
 
 
@@ -127,7 +142,17 @@ class AuditReport:
 
     @property
     def passed(self) -> bool:
-        return not self.hits and not self.not_ciphertext and sum(self.scanned.values()) > 0
+        """No hit and no plaintext blob, after searching something for something.
+
+        An audit that scanned no haystack, or searched for no needle, found
+        nothing by construction: that is not a pass.
+        """
+        return (
+            not self.hits
+            and not self.not_ciphertext
+            and sum(self.scanned.values()) > 0
+            and self.needles > 0
+        )
 
     def summary(self) -> str:
         lines = [f"privacy audit: {self.needles} secrets searched, in every encoding"]
@@ -200,7 +225,16 @@ class NeedleIndex:
             self._bitmap[h >> 3] |= 1 << (h & 7)
 
     def find(self, data: bytes) -> set[str]:
-        """Labels of every needle that occurs in ``data``."""
+        """Labels of every needle that occurs in ``data``, or in ``data`` with
+        its line breaks (CR, LF) removed."""
+        found = self._find(data)
+        if b"\n" in data or b"\r" in data:
+            # Base64 wrapped into lines (MIME, PEM, armor) is split wherever a
+            # line ends, which may be inside a secret's encoding.
+            found |= self._find(data.translate(None, b"\r\n"))
+        return found
+
+    def _find(self, data: bytes) -> set[str]:
         found: set[str] = set()
         if len(data) < PREFIX:
             return found
@@ -360,6 +394,7 @@ def aws_haystacks(
     *,
     prefix: str,
     skip_secret_ids: Sequence[str] = (),
+    notes: list[str] | None = None,
 ) -> Iterator[Haystack]:
     """Every S3 object version, DynamoDB item and secret whose name starts
     with ``prefix`` (e.g. ``sealbox-local`` / ``sealbox/local``), except the
@@ -367,12 +402,30 @@ def aws_haystacks(
     object outside the quarantine prefix is marked as a blob.
 
     ``client(service)`` returns a boto3 client for the account to audit.
+    What is stored but can't be read is appended to ``notes``: the parts of
+    unfinished multipart uploads (S3 has no call that returns them).
+
+    Raises:
+        LookupError: no bucket, or no table, has a name starting with
+            ``prefix`` (another stage, or another account or endpoint).  A
+            stage always has both; without them the audit would read only
+            the logs, and a clean log is no evidence of a clean stage.
     """
     s3 = client("s3")
-    for bucket in s3.list_buckets().get("Buckets", []):
-        name = bucket["Name"]
-        if not name.startswith(prefix):
-            continue
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    buckets = [name for name in buckets if name.startswith(prefix)]
+    if not buckets:
+        raise LookupError(f"no S3 bucket named {prefix}*: is the stage deployed there?")
+    for name in buckets:
+        unfinished = sum(
+            len(page.get("Uploads", []))
+            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name)
+        )
+        if unfinished and notes is not None:
+            notes.append(
+                f"s3://{name}: {unfinished} unfinished multipart upload(s); "
+                "S3 can't return their parts, which were not scanned"
+            )
         paginator = s3.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=name):
             for version in page.get("Versions", []):
@@ -387,9 +440,10 @@ def aws_haystacks(
                     blob=not key.startswith(QUARANTINE_PREFIX),
                 )
     ddb = client("dynamodb")
-    for table in _all_tables(ddb):
-        if not table.startswith(prefix):
-            continue
+    tables = [table for table in _all_tables(ddb) if table.startswith(prefix)]
+    if not tables:
+        raise LookupError(f"no DynamoDB table named {prefix}*: is the stage deployed there?")
+    for table in tables:
         for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
             for item in page.get("Items", []):
                 yield Haystack("dynamodb-item", table, _item_bytes(item))
@@ -400,10 +454,28 @@ def aws_haystacks(
             name = secret["Name"]
             if not name.startswith(secret_prefix) or name in skip_secret_ids:
                 continue
-            for version_id in secret.get("SecretVersionsToStages", {}):
+            for version_id in _all_secret_versions(sm, name):
                 value = sm.get_secret_value(SecretId=name, VersionId=version_id)
                 data = value.get("SecretBinary") or value.get("SecretString", "").encode()
                 yield Haystack("secret", name, data)
+
+
+def _all_secret_versions(sm: Any, secret_id: str) -> Iterator[str]:
+    """Every version id of a secret, with a staging label or without.
+
+    ListSecrets (``SecretVersionsToStages``) shows only versions that carry
+    a staging label; a version that lost its last label (deprecated) still
+    holds its value until Secrets Manager deletes it.
+    """
+    # botocore has no paginator for this operation: follow NextToken here.
+    kwargs: dict[str, Any] = {"SecretId": secret_id, "IncludeDeprecated": True}
+    while True:
+        page = sm.list_secret_version_ids(**kwargs)
+        for version in page.get("Versions", []):
+            yield version["VersionId"]
+        if not page.get("NextToken"):
+            return
+        kwargs["NextToken"] = page["NextToken"]
 
 
 def _all_tables(ddb: Any) -> Iterator[str]:
@@ -412,18 +484,27 @@ def _all_tables(ddb: Any) -> Iterator[str]:
 
 
 def _item_bytes(item: Mapping[str, Any]) -> bytes:
-    """An item as bytes: its JSON form plus every binary attribute raw."""
-    binaries: list[bytes] = []
+    """An item as bytes: its JSON form, then every binary and string raw.
+
+    Every attribute value at any depth (maps, lists, sets) and every map key
+    is appended as stored (strings UTF-8): the JSON form escapes quotes,
+    backslashes, control and non-ASCII characters, so a secret held in a
+    string attribute would not occur in it byte for byte.
+    """
+    raw: list[bytes] = []
 
     def walk(value: Any) -> Any:
         if isinstance(value, bytes | bytearray):
-            binaries.append(bytes(value))
+            raw.append(bytes(value))
             return base64.b64encode(value).decode()
+        if isinstance(value, str):
+            raw.append(value.encode("utf-8", "surrogatepass"))
+            return value
         if isinstance(value, Mapping):
-            return {k: walk(v) for k, v in value.items()}
+            return {walk(k): walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple | set):
             return [walk(v) for v in value]
         return value
 
     text = json.dumps(walk(item), sort_keys=True, default=str).encode()
-    return b"\n".join([text, *binaries])
+    return b"\n".join([text, *raw])

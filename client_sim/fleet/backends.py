@@ -113,7 +113,8 @@ class Backend(Protocol):
         ...
 
     def audit_notes(self) -> list[str]:
-        """What :meth:`haystacks` leaves out, and why."""
+        """What :meth:`haystacks` leaves out, and why (complete once its
+        haystacks have been read)."""
         ...
 
     def tidy(self) -> None:
@@ -143,11 +144,16 @@ def aws_clients(endpoint: str | None, region: str = "us-east-1") -> Callable[[st
     return lambda service: fake.client(service, endpoint_url=endpoint)
 
 
-def _stage_audit(clients: Callable[[str], Any], stage: str) -> Callable[[], Iterator[Haystack]]:
+def _stage_audit(
+    clients: Callable[[str], Any], stage: str, notes: list[str]
+) -> Callable[[], Iterator[Haystack]]:
+    """The stage's stored haystacks; what can't be read goes to ``notes``."""
     from client_sim.local_stack import stage_environment
 
     secret_id = stage_environment(stage)["SEALBOX_APP_KEY_SECRET_ID"]
-    return lambda: aws_haystacks(clients, prefix=f"sealbox-{stage}", skip_secret_ids=[secret_id])
+    return lambda: aws_haystacks(
+        clients, prefix=f"sealbox-{stage}", skip_secret_ids=[secret_id], notes=notes
+    )
 
 
 # --- over HTTP -----------------------------------------------------------------------------
@@ -184,6 +190,7 @@ class HttpBackend:
         self._aws = aws
         self._stage = stage
         self._logs = server_logs
+        self._notes: list[str] = []
 
     @property
     def can_advance_time(self) -> bool:
@@ -201,7 +208,7 @@ class HttpBackend:
     def haystacks(self) -> Iterator[Haystack] | None:
         if self._aws is None or self._stage is None:
             return None
-        stored = _stage_audit(self._aws, self._stage)
+        stored = _stage_audit(self._aws, self._stage, self._notes)
 
         def everything() -> Iterator[Haystack]:
             yield from stored()
@@ -210,9 +217,10 @@ class HttpBackend:
         return everything()
 
     def audit_notes(self) -> list[str]:
+        notes = list(self._notes)
         if not self._logs:
-            return ["no server log given: logs were not scanned"]
-        return []
+            notes.append("no server log given: logs were not scanned")
+        return notes
 
     def tidy(self) -> None:
         """Nothing to drop: the server is elsewhere."""
@@ -307,6 +315,7 @@ class InProcessBackend:
         self._api: Transport | None = None
         self._objects: ObjectTransport | None = None
         self.secret_id = ""
+        self._notes: list[str] = []
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -396,7 +405,7 @@ class InProcessBackend:
         return self._objects
 
     def haystacks(self) -> Iterator[Haystack]:
-        stored = _stage_audit(self.client, self.stage)
+        stored = _stage_audit(self.client, self.stage, self._notes)
 
         def everything() -> Iterator[Haystack]:
             yield from stored()
@@ -406,9 +415,10 @@ class InProcessBackend:
         return everything()
 
     def audit_notes(self) -> list[str]:
+        notes = list(self._notes)
         if self._capture is None:
-            return ["log capture was off: logs were not scanned"]
-        return []
+            notes.append("log capture was off: logs were not scanned")
+        return notes
 
     def tidy(self) -> None:
         """Drop what moto remembers for nobody, then collect garbage.

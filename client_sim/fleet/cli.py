@@ -243,7 +243,11 @@ def audit_command(
     )
     haystacks = backend.haystacks()
     assert haystacks is not None  # aws and stage are both given
-    report = audit(haystacks, found)
+    try:
+        report = audit(haystacks, found)
+    except LookupError as exc:  # the stage's storage isn't there: nothing was audited
+        click.echo(f"privacy audit: not run ({exc})\n  verdict: FAIL")
+        sys.exit(1)
     report.notes.extend(backend.audit_notes())
     click.echo(report.summary())
     sys.exit(0 if report.passed else 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 
@@ -98,6 +99,14 @@ def test_an_audit_that_scanned_nothing_does_not_pass() -> None:
     assert not audit([], [needle("k", SECRET)]).passed
 
 
+def test_an_audit_that_searched_for_nothing_does_not_pass() -> None:
+    # An empty needles file (or a run that gathered no secrets) would find
+    # nothing anywhere: that is no evidence either.
+    report = audit([Haystack("log", "server", b"INFO a clean log line")], [])
+    assert not report.passed
+    assert "FAIL" in report.summary()
+
+
 def test_blobs_are_judged_by_the_shared_sniffer() -> None:
     recipient = age.X25519Identity.generate().recipient()
     binary = age.encrypt_bytes(b"x" * 1000, [recipient])
@@ -174,3 +183,34 @@ def test_long_needles_are_found_at_every_offset_and_at_the_very_end() -> None:
             assert index.find(base64.b64encode(data)) == {"long"}, (before, after)
     assert index.find(secret[:-1]) == set()
     assert index.find(os.urandom(before) + secret[1:]) == set()
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("width", [64, 76])
+def test_base64_wrapped_into_lines_is_found(width: int, newline: bytes) -> None:
+    # MIME (76 columns) and PEM (64) wrap base64 into lines; a line break
+    # can fall anywhere inside a secret's encoding.
+    secret = os.urandom(64)  # as long as an ML-KEM seed: never fits one line
+    index = NeedleIndex([needle("s", secret)])
+    for before in range(0, 2 * width):
+        encoded = base64.b64encode(os.urandom(before) + secret + os.urandom(7))
+        lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+        assert index.find(newline.join(lines) + newline) == {"s"}, before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pässwörd für den Tresor, lang genug",
+        'a canary with "quotes" in it',
+        "a canary with a back\\slash",
+        "a canary over\ntwo lines",
+    ],
+)
+def test_text_secrets_are_found_inside_json(text: str) -> None:
+    # The app's log lines are JSON (chalicelib.logs: json.dumps, ASCII only),
+    # which escapes non-ASCII characters, quotes, backslashes and newlines.
+    index = NeedleIndex([needle("s", text)])
+    for ensure_ascii in (True, False):
+        line = json.dumps({"event": "careless", "note": text}, ensure_ascii=ensure_ascii)
+        assert index.find(line.encode("utf-8")) == {"s"}, line
