@@ -752,9 +752,16 @@ def run_fleet(
             if before_audit is not None:
                 before_audit(backend, secrets_list)
             started = time.perf_counter()
-            audit_report = audit(haystacks, (needle(label, s) for label, s in secrets_list))
-            audit_report.notes.extend(backend.audit_notes())
-            report["audit"] = {**audit_report.to_json(), "seconds": _secs(started)}
+            try:
+                audit_report = audit(haystacks, (needle(label, s) for label, s in secrets_list))
+            except LookupError as exc:
+                # The stage's storage isn't where the backend looked (over
+                # HTTP, a --stage or --aws-endpoint that names another one):
+                # nothing was audited, which is a failed run, not a pass.
+                report["audit"] = {"passed": False, "summary": f"privacy audit: not run ({exc})"}
+            else:
+                audit_report.notes.extend(backend.audit_notes())
+                report["audit"] = {**audit_report.to_json(), "seconds": _secs(started)}
     report["verdict"] = _verdict(outcome, report.get("audit"), config.audit)
     return FleetResult(report, run.metrics.latency_samples(), audit_report, secrets_list)
 

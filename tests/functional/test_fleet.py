@@ -193,3 +193,22 @@ def test_the_in_process_backend_leaves_the_process_as_it_was(monkeypatch) -> Non
     assert (root.level, root.handlers) == (level, handlers)
     assert logging.getLogger("sealbox").handlers == app_handlers
     assert DynamoDBBackend.transact_write_items is transact
+
+
+def test_a_stage_whose_storage_is_gone_fails_the_run_instead_of_raising(tmp_path) -> None:
+    # Over HTTP a mistyped --stage finds no tables: the audit can't run, and
+    # that must be a failed verdict with a reason, not a traceback after the
+    # fleet has run (nor a pass).
+    def drop_the_tables(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> None:
+        assert isinstance(backend, InProcessBackend)
+        ddb = backend.client("dynamodb")
+        for table in ddb.list_tables()["TableNames"]:
+            ddb.delete_table(TableName=table)
+
+    result = run(tmp_path, 4, "standard", overrides={"rounds": "1"}, before_audit=drop_the_tables)
+    report = result.report
+    assert report["outcome"]["mismatches"] == report["outcome"]["failed_steps"] == 0
+    assert not result.passed
+    assert report["verdict"]["reasons"] == ["the privacy audit did not pass"]
+    assert report["audit"]["passed"] is False
+    assert "no DynamoDB table named sealbox-test" in report["audit"]["summary"]
