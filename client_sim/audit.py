@@ -70,8 +70,9 @@ class Needle:
 
 def needle(label: str, secret: bytes | str) -> Needle:
     """The searchable forms of ``secret``: raw, hex (both cases), standard
-    and URL-safe base64 at each byte alignment, and, when it is UTF-8 text,
-    as a JSON string's content (escaped, with and without ``ensure_ascii``).
+    and URL-safe base64 at each byte alignment, the bytes' Python repr, and,
+    when it is UTF-8 text, as a JSON string's content (escaped, with and
+    without ``ensure_ascii``).
 
     Raises:
         ValueError: the secret is shorter than :data:`PREFIX` bytes (too short
@@ -92,6 +93,9 @@ def needle(label: str, secret: bytes | str) -> Needle:
             if len(middle) >= PREFIX:
                 forms.add(middle)
         forms.add(encode(raw).rstrip(b"="))
+    # Bytes formatted with %r, %s or str() (a careless log line) appear as
+    # their Python repr, b'\x8f...', quoted with ' or " as the bytes need.
+    forms.add(repr(raw)[2:-1].encode("ascii"))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

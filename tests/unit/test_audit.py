@@ -214,3 +214,14 @@ def test_text_secrets_are_found_inside_json(text: str) -> None:
     for ensure_ascii in (True, False):
         line = json.dumps({"event": "careless", "note": text}, ensure_ascii=ensure_ascii)
         assert index.find(line.encode("utf-8")) == {"s"}, line
+
+
+def test_binary_secrets_are_found_as_a_python_repr() -> None:
+    # A careless ``log.debug("key %r", key)`` writes b'\x8f...': the bytes'
+    # repr, which is none of raw, hex or base64.  Every byte value appears.
+    secret = bytes(range(256)) + bytes(range(255, -1, -1))
+    index = NeedleIndex([needle("key", secret)])
+    for logged in (f"key {secret!r}", f"key {secret}", f"{[secret]}"):
+        assert index.find(logged.encode()) == {"key"}, logged[:40]
+    quote = b"'" + secret[:40]
+    assert NeedleIndex([needle("q", quote)]).find(repr(quote).encode()) == {"q"}
