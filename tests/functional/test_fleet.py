@@ -193,3 +193,42 @@ def test_the_in_process_backend_leaves_the_process_as_it_was(monkeypatch) -> Non
     assert (root.level, root.handlers) == (level, handlers)
     assert logging.getLogger("sealbox").handlers == app_handlers
     assert DynamoDBBackend.transact_write_items is transact
+
+
+# --- the verdict catches a broken backend ---------------------------------------------------
+
+
+def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeypatch) -> None:
+    """Every retried upload becomes a second blob: readers get the message
+    twice.  Each copy is right, but the backend broke a promise the phones
+    rely on (a retry finds the same blob), so the run must fail."""
+    import secrets
+
+    from chalicelib.services import blobs
+
+    monkeypatch.setattr(
+        blobs, "_derived_blob_id", lambda owner, key: blobs._random_blob_id(secrets.token_bytes)
+    )
+    overrides = {
+        "rounds": "1",
+        "sends_per_round": "6,6",
+        "flaky": "1.0",
+        "drop_rate": "0.15",
+        **{name: "0" for name in ("lose_phone", "reinstall", "rotate", "unregister")},
+    }
+    config = FleetConfig(
+        devices=8,
+        scenario="standard",
+        overrides=overrides,
+        seed=1,
+        concurrency=8,
+        retry_backoff=0.0,
+        audit=False,
+    )
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        result = run_fleet(config, backend, work_dir=tmp_path / "phones")
+    report = result.report
+    assert report["metrics"]["events"]["retry"] > 0
+    assert report["metrics"]["events"].get("mismatch_copy", 0) > 0, report["metrics"]["events"]
+    assert not result.passed
+    assert any("mismatched" in reason for reason in report["verdict"]["reasons"])
