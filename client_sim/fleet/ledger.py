@@ -114,8 +114,9 @@ class _Entry:
     canary: str = field(repr=False)
     blob_ids: set[str] = field(default_factory=set)
     delivered_to: set[str] = field(default_factory=set)
-    #: Blobs the sender made for the message: the send's upload (however
-    #: many tries it took, one idempotency key) and one per share.
+    #: Blobs the sender made (or is making) for the message: the send's
+    #: upload (however many tries it took, one idempotency key) and one per
+    #: share.
     copies: int = 1
     #: Distinct blobs the message arrived in, at any reader.
     arrived_in: set[str] = field(default_factory=set)
@@ -159,17 +160,25 @@ class Ledger:
         with self._lock:
             self._entries[message_id].blob_ids.add(blob_id)
 
+    def resealing(self, message_id: str) -> None:
+        """The sender is about to re-seal the message as one more blob.
+
+        Called before the share starts: the new blob is readable before the
+        share returns, and a reader restoring its history meanwhile must
+        not be judged to hold an extra copy.
+        """
+        with self._lock:
+            self._entries[message_id].copies += 1
+
     def shared(self, message_id: str, recipients: Iterable[str], blob_id: str | None) -> None:
         """The sender re-sealed the message for more recipients.
 
         ``blob_id`` is the new blob's, or None when the sender could not
-        learn it (its answer was lost); the new blob counts as one more
-        copy either way.
+        learn it (its answer was lost).
         """
         with self._lock:
             entry = self._entries[message_id]
             entry.recipients.update(recipients)
-            entry.copies += 1
             if blob_id is not None:
                 entry.blob_ids.add(blob_id)
 
