@@ -13,7 +13,12 @@ against the sender's card):
 * ``duplicate``: already delivered here (a shared copy, or a history re-read);
 * ``mismatch_content`` / ``mismatch_sender`` / ``mismatch_recipient`` /
   ``mismatch_unknown``: wrong bytes, wrong signer, not addressed to this
-  reader, or no such message -- each a failure of the system under test.
+  reader, or no such message -- each a failure of the system under test;
+* ``mismatch_copy``: right bytes and signer, but the message now arrived in
+  more distinct blobs than the sender made (one per send, one more per
+  share): a repeated upload became a second blob instead of finding the
+  first, as its idempotency key promises.  Without this its readers would
+  see the message twice and judge the second copy a harmless duplicate.
 
 The id travels inside the ciphertext, so a blob whose upload the sender
 never saw complete (the reply lost, the retries exhausted) is still judged.
@@ -59,6 +64,7 @@ Outcome = Literal[
     "mismatch_sender",
     "mismatch_recipient",
     "mismatch_unknown",
+    "mismatch_copy",
 ]
 
 
@@ -108,6 +114,12 @@ class _Entry:
     canary: str = field(repr=False)
     blob_ids: set[str] = field(default_factory=set)
     delivered_to: set[str] = field(default_factory=set)
+    #: Blobs the sender made (or is making) for the message: the send's
+    #: upload (however many tries it took, one idempotency key) and one per
+    #: share.
+    copies: int = 1
+    #: Distinct blobs the message arrived in, at any reader.
+    arrived_in: set[str] = field(default_factory=set)
 
 
 class Ledger:
@@ -148,16 +160,36 @@ class Ledger:
         with self._lock:
             self._entries[message_id].blob_ids.add(blob_id)
 
+    def resealing(self, message_id: str) -> None:
+        """The sender is about to re-seal the message as one more blob.
+
+        Called before the share starts: the new blob is readable before the
+        share returns, and a reader restoring its history meanwhile must
+        not be judged to hold an extra copy.
+        """
+        with self._lock:
+            self._entries[message_id].copies += 1
+
     def shared(self, message_id: str, recipients: Iterable[str], blob_id: str | None) -> None:
-        """The sender re-sealed the message for more recipients."""
+        """The sender re-sealed the message for more recipients.
+
+        ``blob_id`` is the new blob's, or None when the sender could not
+        learn it (its answer was lost).
+        """
         with self._lock:
             entry = self._entries[message_id]
             entry.recipients.update(recipients)
             if blob_id is not None:
                 entry.blob_ids.add(blob_id)
 
-    def judge(self, reader: str, plaintext: bytes, signed_by: str) -> Outcome:
-        """Judge one decrypted, signature-verified blob read by ``reader``."""
+    def judge(self, reader: str, plaintext: bytes, signed_by: str, *, blob_id: str) -> Outcome:
+        """Judge one decrypted, signature-verified blob read by ``reader``.
+
+        Args:
+            signed_by: the identity the SDK verified the signature against,
+                never a name taken from the server's metadata.
+            blob_id: the blob the plaintext came from.
+        """
         message_id = message_id_of(plaintext)
         with self._lock:
             entry = self._entries.get(message_id) if message_id is not None else None
@@ -169,6 +201,9 @@ class Ledger:
                 return "mismatch_sender"
             if reader not in entry.recipients:
                 return "mismatch_recipient"
+            entry.arrived_in.add(blob_id)
+            if len(entry.arrived_in) > entry.copies:
+                return "mismatch_copy"
             if reader in entry.delivered_to:
                 return "duplicate"
             entry.delivered_to.add(reader)

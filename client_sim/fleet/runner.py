@@ -399,7 +399,7 @@ class _Phone:
             self.run.metrics.error(_kind(exc))
             return
         self.seen.add(blob_id)
-        outcome = self.run.ledger.judge(self.identity, out.getvalue(), signer)
+        outcome = self.run.ledger.judge(self.identity, out.getvalue(), signer, blob_id=blob_id)
         if history:
             outcome_name = "history_verified" if outcome in ("delivered", "duplicate") else outcome
             self.run.metrics.count(outcome_name)
@@ -524,6 +524,7 @@ class _Phone:
         chosen = candidates[0]
         to = sorted({*chosen.to, target})
         key = b64url_encode(os.urandom(18))
+        self.run.ledger.resealing(chosen.message_id)
         try:
             info = self._try(
                 "share", lambda: self.device.share(chosen.blob_id, to, idempotency_key=key)

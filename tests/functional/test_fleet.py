@@ -212,3 +212,42 @@ def test_a_stage_whose_storage_is_gone_fails_the_run_instead_of_raising(tmp_path
     assert report["verdict"]["reasons"] == ["the privacy audit did not pass"]
     assert report["audit"]["passed"] is False
     assert "no DynamoDB table named sealbox-test" in report["audit"]["summary"]
+
+
+# --- the verdict catches a broken backend ---------------------------------------------------
+
+
+def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeypatch) -> None:
+    """Every retried upload becomes a second blob: readers get the message
+    twice.  Each copy is right, but the backend broke a promise the phones
+    rely on (a retry finds the same blob), so the run must fail."""
+    import secrets
+
+    from chalicelib.services import blobs
+
+    monkeypatch.setattr(
+        blobs, "_derived_blob_id", lambda owner, key: blobs._random_blob_id(secrets.token_bytes)
+    )
+    overrides = {
+        "rounds": "1",
+        "sends_per_round": "6,6",
+        "flaky": "1.0",
+        "drop_rate": "0.15",
+        **{name: "0" for name in ("lose_phone", "reinstall", "rotate", "unregister")},
+    }
+    config = FleetConfig(
+        devices=8,
+        scenario="standard",
+        overrides=overrides,
+        seed=1,
+        concurrency=8,
+        retry_backoff=0.0,
+        audit=False,
+    )
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        result = run_fleet(config, backend, work_dir=tmp_path / "phones")
+    report = result.report
+    assert report["metrics"]["events"]["retry"] > 0
+    assert report["metrics"]["events"].get("mismatch_copy", 0) > 0, report["metrics"]["events"]
+    assert not result.passed
+    assert any("mismatched" in reason for reason in report["verdict"]["reasons"])

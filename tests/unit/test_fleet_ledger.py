@@ -51,10 +51,10 @@ def test_deliveries_are_counted_once_per_recipient() -> None:
     assert ledger.undelivered() == []  # not sent yet: nothing is owed
     ledger.sent("m.1", "blob-1")
     assert ledger.expected_deliveries() == 2
-    assert ledger.judge("bob", content, "alice") == "delivered"
-    assert ledger.judge("bob", content, "alice") == "duplicate"
+    assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "delivered"
+    assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "duplicate"
     assert ledger.undelivered() == [("m.1", "carol")]
-    assert ledger.judge("carol", content, "alice") == "delivered"
+    assert ledger.judge("carol", content, "alice", blob_id="blob-1") == "delivered"
     assert ledger.undelivered() == []
     assert ledger.delivered() == 2
     assert ledger.completed() == 1
@@ -65,12 +65,15 @@ def test_every_kind_of_wrong_delivery_is_a_mismatch() -> None:
     ledger, content = ledger_with_one()
     ledger.sent("m.1", "blob-1")
     tampered = content[:-1] + bytes([content[-1] ^ 1])
-    assert ledger.judge("bob", tampered, "alice") == "mismatch_content"
-    assert ledger.judge("bob", content, "mallory") == "mismatch_sender"
-    assert ledger.judge("dave", content, "alice") == "mismatch_recipient"
-    assert ledger.judge("bob", b"something else entirely", "alice") == "mismatch_unknown"
+    assert ledger.judge("bob", tampered, "alice", blob_id="blob-1") == "mismatch_content"
+    assert ledger.judge("bob", content, "mallory", blob_id="blob-1") == "mismatch_sender"
+    assert ledger.judge("dave", content, "alice", blob_id="blob-1") == "mismatch_recipient"
+    assert (
+        ledger.judge("bob", b"something else entirely", "alice", blob_id="blob-1")
+        == "mismatch_unknown"
+    )
     other = make_content("message", "m.404", 300, CANARY, random.Random(2))
-    assert ledger.judge("bob", other, "alice") == "mismatch_unknown"
+    assert ledger.judge("bob", other, "alice", blob_id="blob-1") == "mismatch_unknown"
     # None of them counted as a delivery.
     assert ledger.delivered() == 0
     assert len(ledger.undelivered()) == 2
@@ -79,10 +82,10 @@ def test_every_kind_of_wrong_delivery_is_a_mismatch() -> None:
 def test_a_share_adds_recipients_who_are_then_owed_the_message() -> None:
     ledger, content = ledger_with_one()
     ledger.sent("m.1", "blob-1")
-    assert ledger.judge("dave", content, "alice") == "mismatch_recipient"
+    assert ledger.judge("dave", content, "alice", blob_id="blob-1") == "mismatch_recipient"
     ledger.shared("m.1", ["bob", "carol", "dave"], "blob-2")
     assert ("m.1", "dave") in ledger.undelivered()
-    assert ledger.judge("dave", content, "alice") == "delivered"
+    assert ledger.judge("dave", content, "alice", blob_id="blob-2") == "delivered"
 
 
 def test_message_ids_are_unique() -> None:
@@ -98,3 +101,28 @@ def test_the_ledger_never_prints_content_or_canaries() -> None:
     entry = ledger._entries["m.1"]
     assert CANARY not in repr(entry)
     assert content.hex() not in repr(entry)
+
+
+def test_a_message_in_more_blobs_than_the_sender_made_is_a_mismatch() -> None:
+    # A repeated upload that the idempotency key should have made the same
+    # blob, made a second one: its readers see the message twice.  That is
+    # not a harmless duplicate.
+    ledger, content = ledger_with_one()
+    ledger.sent("m.1", "blob-1")
+    assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "delivered"
+    assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "duplicate"
+    assert ledger.judge("carol", content, "alice", blob_id="blob-2") == "mismatch_copy"
+    assert ledger.judge("bob", content, "alice", blob_id="blob-2") == "mismatch_copy"
+
+
+def test_a_shared_copy_is_one_more_blob_the_sender_made() -> None:
+    ledger, content = ledger_with_one()
+    ledger.sent("m.1", "blob-1")
+    assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "delivered"
+    ledger.resealing("m.1")
+    # A reader may meet the new copy before the sender's share returns.
+    assert ledger.judge("bob", content, "alice", blob_id="blob-2") == "duplicate"
+    ledger.shared("m.1", ["bob", "carol", "dave"], None)  # the new blob's id unknown
+    assert ledger.judge("bob", content, "alice", blob_id="blob-2") == "duplicate"
+    assert ledger.judge("dave", content, "alice", blob_id="blob-2") == "delivered"
+    assert ledger.judge("carol", content, "alice", blob_id="blob-3") == "mismatch_copy"
