@@ -160,15 +160,21 @@ class Ledger:
         with self._lock:
             self._entries[message_id].blob_ids.add(blob_id)
 
-    def resealing(self, message_id: str) -> None:
-        """The sender is about to re-seal the message as one more blob.
+    def resealing(self, message_id: str, recipients: Iterable[str]) -> None:
+        """The sender is about to re-seal the message as one more blob, for
+        ``recipients``.
 
         Called before the share starts: the new blob is readable before the
-        share returns, and a reader restoring its history meanwhile must
-        not be judged to hold an extra copy.
+        share returns, and a reader restoring its history meanwhile (the new
+        reader among them) must be judged against the new copy, not found to
+        hold an extra copy or a message that wasn't for it.  If the share
+        then fails, the failed step fails the run, and a new reader that
+        never gets the copy shows as a missing delivery.
         """
         with self._lock:
-            self._entries[message_id].copies += 1
+            entry = self._entries[message_id]
+            entry.copies += 1
+            entry.recipients.update(recipients)
 
     def shared(self, message_id: str, recipients: Iterable[str], blob_id: str | None) -> None:
         """The sender re-sealed the message for more recipients.

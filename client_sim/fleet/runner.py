@@ -524,7 +524,7 @@ class _Phone:
         chosen = candidates[0]
         to = sorted({*chosen.to, target})
         key = b64url_encode(os.urandom(18))
-        self.run.ledger.resealing(chosen.message_id)
+        self.run.ledger.resealing(chosen.message_id, to)
         try:
             info = self._try(
                 "share", lambda: self.device.share(chosen.blob_id, to, idempotency_key=key)

@@ -119,10 +119,20 @@ def test_a_shared_copy_is_one_more_blob_the_sender_made() -> None:
     ledger, content = ledger_with_one()
     ledger.sent("m.1", "blob-1")
     assert ledger.judge("bob", content, "alice", blob_id="blob-1") == "delivered"
-    ledger.resealing("m.1")
+    ledger.resealing("m.1", ["bob", "carol", "dave"])
     # A reader may meet the new copy before the sender's share returns.
     assert ledger.judge("bob", content, "alice", blob_id="blob-2") == "duplicate"
     ledger.shared("m.1", ["bob", "carol", "dave"], None)  # the new blob's id unknown
     assert ledger.judge("bob", content, "alice", blob_id="blob-2") == "duplicate"
     assert ledger.judge("dave", content, "alice", blob_id="blob-2") == "delivered"
     assert ledger.judge("carol", content, "alice", blob_id="blob-3") == "mismatch_copy"
+
+
+def test_the_new_reader_of_a_share_may_read_it_before_the_share_returns() -> None:
+    # The new reader may be restoring its history in the same phase as the
+    # share: the new copy is in its inbox before the sender hears back.
+    ledger, content = ledger_with_one()
+    ledger.sent("m.1", "blob-1")
+    ledger.resealing("m.1", ["bob", "carol", "dave"])
+    assert ledger.judge("dave", content, "alice", blob_id="blob-2") == "delivered"
+    assert ledger.judge("erin", content, "alice", blob_id="blob-2") == "mismatch_recipient"
