@@ -251,3 +251,38 @@ def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeyp
     assert report["metrics"]["events"].get("mismatch_copy", 0) > 0, report["metrics"]["events"]
     assert not result.passed
     assert any("mismatched" in reason for reason in report["verdict"]["reasons"])
+
+
+def test_a_blob_deleted_while_a_restored_phone_reads_its_history_is_not_a_failure(
+    tmp_path, monkeypatch
+) -> None:
+    # A restoring phone reads its history in the same phase as shares, which
+    # re-seal a file and delete the old blob: a blob listed a moment ago can
+    # answer 404.  That is the owner's deletion, not a failed step.  Every
+    # replacement phone's first listing (its history read) names one blob
+    # that no longer exists.
+    import dataclasses
+
+    from client_sim.blobs import BlobPage
+    from client_sim.device import Device
+
+    listed = Device.list_blobs
+    homes: set[object] = set()
+
+    def list_blobs(self: Device, role: str = "inbox", **kwargs: Any) -> BlobPage:
+        page = listed(self, role, **kwargs)
+        home = self._home  # type: ignore[attr-defined]
+        if role != "inbox" or not str(home).endswith("-phone-1") or home in homes:
+            return page
+        if not page.items:
+            return page
+        homes.add(home)
+        gone = dataclasses.replace(page.items[0], blob_id="AAAAAAAAAAAAAAAAAAAAAA")
+        return BlobPage(items=(gone, *page.items), next_cursor=page.next_cursor)
+
+    monkeypatch.setattr(Device, "list_blobs", list_blobs)
+    result = run(tmp_path, 6, "standard", overrides={"rounds": "2", "lose_phone": "0.5"})
+    events = result.report["metrics"]["events"]
+    assert homes, "no phone was lost: the test proves nothing"
+    assert events.get("history_gone") == len(homes)
+    assert result.passed, result.report["verdict"]
