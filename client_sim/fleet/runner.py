@@ -771,6 +771,15 @@ def run_fleet(
             else:
                 audit_report.notes.extend(backend.audit_notes())
                 report["audit"] = {**audit_report.to_json(), "seconds": _secs(started)}
+    else:
+        # Allowed (a stage its operator won't scan), but the summary must not
+        # read like an audited pass.
+        report["audit"] = {
+            "passed": None,
+            "skipped": True,
+            "summary": "privacy audit: skipped (--no-audit): this run says nothing "
+            "about what the server side holds",
+        }
     report["verdict"] = _verdict(outcome, report.get("audit"), config.audit)
     return FleetResult(report, run.metrics.latency_samples(), audit_report, secrets_list)
 

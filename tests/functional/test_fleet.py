@@ -286,3 +286,18 @@ def test_a_blob_deleted_while_a_restored_phone_reads_its_history_is_not_a_failur
     assert homes, "no phone was lost: the test proves nothing"
     assert events.get("history_gone") == len(homes)
     assert result.passed, result.report["verdict"]
+
+
+def test_a_run_without_the_audit_says_so(tmp_path) -> None:
+    # --no-audit is allowed (a deployed stage the operator won't scan), but
+    # its summary must not read like an audited pass.
+    from client_sim.fleet.report import summary_text
+
+    config = FleetConfig(
+        devices=3, scenario="standard", overrides={"rounds": "1"}, seed=5, audit=False
+    )
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        result = run_fleet(config, backend, work_dir=tmp_path / "phones")
+    assert result.passed
+    assert result.report["audit"]["skipped"] is True
+    assert "privacy audit: skipped" in summary_text(result.report)
