@@ -58,7 +58,7 @@ from chalicelib.services.cards import (
     card_preconditions,
     card_transition,
 )
-from chalicelib.storage.dynamo import _CONDITION_FAILED, _code, translate
+from chalicelib.storage.dynamo import _code, conditional_write, translate
 from chalicelib.wire.cards import Card, InvalidCard, decode_card
 
 if TYPE_CHECKING:
@@ -383,26 +383,22 @@ class DynamoBackupStore:
             values[":expected"] = {"N": str(expected_version)}
         else:
             raise ValueError("CREATE takes no expected version; REPLACE needs one")
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key={"identity": {"S": identity}, "name": {"S": name}},
-                # The version counter survives deletes (tombstones), so a
-                # version number is never reused for one name.
-                UpdateExpression=(
-                    "SET #c = :c, #st = :present, #u = :at, #v = if_not_exists(#v, :zero) + :one"
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return None
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        out = conditional_write(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"identity": {"S": identity}, "name": {"S": name}},
+            # The version counter survives deletes (tombstones), so a
+            # version number is never reused for one name.
+            UpdateExpression=(
+                "SET #c = :c, #st = :present, #u = :at, #v = if_not_exists(#v, :zero) + :one"
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="UPDATED_NEW",
+        )
+        if out is None:
+            return None
         return int(out["Attributes"]["version"]["N"])
 
     def delete(self, identity: str, name: str, *, expected_version: int | None, at: int) -> bool:
@@ -417,28 +413,22 @@ class DynamoBackupStore:
         if expected_version is not None:
             condition += " AND #v = :expected"
             values[":expected"] = {"N": str(expected_version)}
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"identity": {"S": identity}, "name": {"S": name}},
-                # A tombstone keeps (and bumps) the version; the ciphertext goes.
-                UpdateExpression="SET #st = :deleted, #u = :at, #v = #v + :one REMOVE #c",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={
-                    "#st": "state",
-                    "#v": "version",
-                    "#u": "updated_at",
-                    "#c": "ciphertext",
-                },
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        out = conditional_write(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"identity": {"S": identity}, "name": {"S": name}},
+            # A tombstone keeps (and bumps) the version; the ciphertext goes.
+            UpdateExpression="SET #st = :deleted, #u = :at, #v = #v + :one REMOVE #c",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={
+                "#st": "state",
+                "#v": "version",
+                "#u": "updated_at",
+                "#c": "ciphertext",
+            },
+            ExpressionAttributeValues=values,
+        )
+        return out is not None
 
     def get(self, identity: str, name: str) -> BackupRecord | None:
         try:

@@ -8,6 +8,7 @@ conditional (DESIGN invariant 5).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,6 +45,22 @@ def translate(exc: Exception) -> Exception:
         # or programming bug, never the client's fault.
         return InternalError()
     return ServiceUnavailable()
+
+
+def conditional_write(operation: Callable[..., Any], **kwargs: Any) -> dict[str, Any] | None:
+    """Run a conditional write; its response, or None when its condition failed.
+
+    Any other botocore failure is raised as a domain error (``translate``).
+    """
+    try:
+        out: dict[str, Any] = operation(**kwargs)
+    except ClientError as exc:
+        if _code(exc) == _CONDITION_FAILED:
+            return None
+        raise translate(exc) from exc
+    except BotoCoreError as exc:
+        raise translate(exc) from exc
+    return out
 
 
 class _Table:
@@ -83,15 +100,7 @@ class _Table:
 
     def _conditional(self, operation: Any, **kwargs: Any) -> bool:
         """Run a conditional write; False when its condition failed."""
-        try:
-            operation(**kwargs)
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
-        return True
+        return conditional_write(operation, **kwargs) is not None
 
 
 class DynamoUserStore(_Table):
@@ -130,27 +139,23 @@ class DynamoUserStore(_Table):
         )
 
     def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key={"identity": {"S": identity}},
-                UpdateExpression="SET #h = :new, #e = if_not_exists(#e, :zero) + :one",
-                ConditionExpression="#h = :old",
-                ExpressionAttributeNames={"#h": "login_hash", "#e": "session_epoch"},
-                ExpressionAttributeValues={
-                    ":new": {"S": new_hash},
-                    ":old": {"S": old_hash},
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return None
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        out = conditional_write(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"identity": {"S": identity}},
+            UpdateExpression="SET #h = :new, #e = if_not_exists(#e, :zero) + :one",
+            ConditionExpression="#h = :old",
+            ExpressionAttributeNames={"#h": "login_hash", "#e": "session_epoch"},
+            ExpressionAttributeValues={
+                ":new": {"S": new_hash},
+                ":old": {"S": old_hash},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        if out is None:
+            return None
         return int(out["Attributes"]["session_epoch"]["N"])
 
 
