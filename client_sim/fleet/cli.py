@@ -16,11 +16,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from client_sim.fleet.backends import Backend
+if TYPE_CHECKING:
+    from client_sim.fleet.backends import Backend
 
 __all__ = ["audit_command", "fleet_command", "needles_path_for", "write_outputs"]
 
