@@ -314,7 +314,6 @@ class InProcessBackend:
         self._stack = contextlib.ExitStack()
         self._api: Transport | None = None
         self._objects: ObjectTransport | None = None
-        self.secret_id = ""
         self._notes: list[str] = []
 
     # --- lifetime -------------------------------------------------------------------
@@ -356,8 +355,8 @@ class InProcessBackend:
             "AWS_REGION": self.region,
         }
         provision(self.client, stage=self.stage, region=self.region)
-        self.secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
-        ensure_app_key(self.client("secretsmanager"), self.secret_id, self.clock())
+        secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
+        ensure_app_key(self.client("secretsmanager"), secret_id, self.clock())
         wiring.install(
             wiring.Container(
                 Settings.from_env(env),
@@ -442,11 +441,6 @@ class InProcessBackend:
     def server_cpu_seconds(self) -> float | None:
         """None: in process, the server's time is measured per request instead."""
         return None
-
-    @property
-    def log_records(self) -> int:
-        """How many log records were captured so far."""
-        return self._capture.count if self._capture is not None else 0
 
 
 @contextlib.contextmanager
