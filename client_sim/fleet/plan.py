@@ -481,7 +481,6 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
             add(device, (r, "read"), Step("read"))
             if sleep_round is not None and r == sleep_round + 1:
                 add(device, (r, "act"), Step("thaw_clock"))
-            act: list[Step] = []
             lo, hi = mix.sends_per_round
             sends = [send(device) for _ in range(rng.randint(lo, hi))] if graph[device] else []
             if share_round is not None and r == 1:
