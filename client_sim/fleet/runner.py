@@ -721,7 +721,8 @@ def run_fleet(
     run.secrets.derived_keys(config.kdf)
     for label, secret in extra_secrets:
         run.secrets.add(label, secret)
-    outcome = _outcome(run)
+    metrics = run.metrics.snapshot()
+    outcome = _outcome(run, metrics["events"])
     report: dict[str, Any] = {
         "run": {
             "devices": config.devices,
@@ -736,7 +737,7 @@ def run_fleet(
             "wall_s": round(elapsed, 3),
             "simulated_time_s": round(backend.clock.offset, 1),
         },
-        "metrics": run.metrics.snapshot(),
+        "metrics": metrics,
         "outcome": outcome,
         "cpu": {
             **run.cpu.breakdown(cpu_total),
@@ -788,8 +789,7 @@ def _secs(started: float) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-def _outcome(run: _Run) -> dict[str, Any]:
-    events = run.metrics.snapshot()["events"]
+def _outcome(run: _Run, events: Mapping[str, int]) -> dict[str, Any]:
     mismatches = sum(v for k, v in events.items() if k.startswith("mismatch"))
     undelivered = run.ledger.undelivered()
     return {
