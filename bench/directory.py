@@ -111,8 +111,8 @@ def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
                 fresh = device(f"reader-{i}")
                 fresh._home.mkdir(parents=True)
                 # Reuse the reader's session: only the card cache is cold.
-                fresh._keystore.save(reader._keystore.load())
-                fresh._access = reader._access
+                fresh._store.save(reader._store.load())  # type: ignore[arg-type]
+                fresh._session._access = reader._session._access
                 cold_one.append(_timed(lambda d=fresh: d.find_users([names[1]])))
                 cached_one.append(_timed(lambda d=fresh: d.find_users([names[1]])))
                 cold_fifty.append(_timed(lambda d=fresh: d.find_users(fifty, refresh=True)))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "AlreadyRegistered",
     "BackupNotFound",
+    "BlobUnavailable",
     "CardVerificationFailed",
     "ConcurrentChange",
     "ConnectionFailed",
@@ -34,6 +35,8 @@ __all__ = [
     "NotLoggedIn",
     "SenderMismatch",
     "ServerError",
+    "SourceChanged",
+    "StorageTransferFailed",
     "TooManyAttempts",
     "UsernameTaken",
     "UsersNotFound",
@@ -41,14 +44,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from client_sim.device import (
+    from client_sim.device import Device
+    from client_sim.errors import (
         AlreadyRegistered,
         BackupNotFound,
+        BlobUnavailable,
         CardVerificationFailed,
         ConcurrentChange,
         ConnectionFailed,
         DecryptionFailed,
-        Device,
         DeviceError,
         DeviceInUse,
         InvalidInput,
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
         NotLoggedIn,
         SenderMismatch,
         ServerError,
+        SourceChanged,
+        StorageTransferFailed,
         TooManyAttempts,
         UsernameTaken,
         UsersNotFound,
@@ -66,8 +72,12 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from client_sim import device
+    if name == "Device":
+        from client_sim.device import Device
 
-        return getattr(device, name)
+        return Device
+    if name in __all__:
+        from client_sim import errors
+
+        return getattr(errors, name)
     raise AttributeError(f"module 'client_sim' has no attribute {name!r}")

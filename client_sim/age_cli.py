@@ -25,9 +25,7 @@ import datetime
 import getpass
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import click
@@ -35,6 +33,7 @@ import click
 from client_sim import age
 from client_sim.age import Stanza
 from client_sim.age._keys import MAX_KEY_FILE_SIZE
+from client_sim.files import atomic_output, umask_mode
 
 __all__ = ["age_command", "age_keygen_command"]
 
@@ -80,24 +79,14 @@ def _open_output(path: str | None) -> Iterator[BinaryIO]:
         yield stream
         stream.flush()
         return
-    target = Path(path)
-    try:
-        fd, temp_name = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    except OSError as exc:
-        _fail(f"failed to create output file {path!r}: {exc.strerror}")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        # Give the result the mode a plain open() would have (mkstemp's 0600
-        # would surprise users), then publish it atomically.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+    # The mode a plain open() would give (a private 0600 file would surprise
+    # users); not fsynced, like age's own -o, to keep the CLI's throughput.
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(atomic_output(path, mode=umask_mode(), durable=False))
+        except OSError as exc:
+            _fail(f"failed to create output file {path!r}: {exc.strerror}")
+        yield handle
 
 
 def _stdout_is_terminal(path: str | None) -> bool:

@@ -1,36 +1,41 @@
-"""A typed client for the Sealbox HTTP API (DESIGN §3).
+"""The one HTTP client of the device: every route of the Sealbox API (DESIGN §3).
 
-Each method is one route.  Failures become :class:`ApiError` with the
-server's stable error code; nothing here retries or caches -- the device
-layer above decides that.
+Each method is one route and takes the credential it needs as an argument
+(a refresh token or an access token), so whoever holds the session decides
+when to renew it (:class:`client_sim.session.Session`).  Refusals become
+:class:`~client_sim.errors.ServerError` with the server's stable error code,
+a reply that can't be read is ``ServerError.malformed``, and no reply at all
+is :class:`~client_sim.errors.ConnectionFailed` from the transport.  Nothing
+here retries or caches: the objects above decide that.
+
+The reply types of the blob routes (:class:`BlobInfo`, :class:`Reservation`,
+:class:`BlobPage`) are defined here too: presigned URLs in them are bearer
+credentials, so their ``repr`` hides them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+from chalicelib.wire.b64 import b64url_encode
+from client_sim.errors import ServerError
 from client_sim.transport import HttpReply, Transport
 
-
-class ApiError(Exception):
-    """The server answered with an error.
-
-    ``code`` is the stable machine-readable code from the body (or
-    ``http_<status>`` when the body is not a Sealbox error).
-    """
-
-    def __init__(
-        self, status: int, code: str, message: str, retry_after: int | None = None
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
+__all__ = [
+    "AccessToken",
+    "ApiClient",
+    "BlobInfo",
+    "BlobPage",
+    "Download",
+    "RefreshSession",
+    "Reservation",
+    "UploadTarget",
+    "server_error",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,130 @@ class AccessToken:
     token_type: str = "Bearer"  # noqa: S105 - a scheme name
 
 
+@dataclass(frozen=True)
+class Download:
+    url: str = field(repr=False)
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob as the server describes it to the caller."""
+
+    blob_id: str
+    owner: str
+    recipients: tuple[str, ...]
+    size: int
+    created_at: int
+    state: str
+    version: int
+    expires_at: int | None = None
+    header_length: int | None = None
+    armored: bool = False
+    rejected_reason: str | None = None
+    download: Download | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
+        download = obj.get("download")
+        return cls(
+            blob_id=str(obj["blob_id"]),
+            owner=str(obj["owner"]),
+            recipients=tuple(str(r) for r in obj["recipients"]),
+            size=int(obj["size"]),
+            created_at=int(obj["created_at"]),
+            state=str(obj["state"]),
+            version=int(obj["version"]),
+            expires_at=_opt_int(obj.get("expires_at")),
+            header_length=_opt_int(obj.get("header_length")),
+            armored=bool(obj.get("armored", False)),
+            rejected_reason=obj.get("rejected_reason"),
+            download=(
+                Download(url=str(download["url"]), expires_in=int(download["expires_in"]))
+                if isinstance(download, dict)
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    url: str = field(repr=False)
+    headers: Mapping[str, str]
+    part_number: int | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.headers["Content-Length"])
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The answer to ``POST /v1/blobs``.  ``targets`` is empty when the blob
+    is no longer waiting for an upload (an idempotent replay)."""
+
+    blob_id: str
+    state: str
+    size: int
+    version: int
+    kind: str | None = None
+    part_size: int | None = None
+    expires_at: int | None = None
+    expires_in: int | None = None
+    targets: tuple[UploadTarget, ...] = ()
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Reservation:
+        upload = obj.get("upload")
+        targets: tuple[UploadTarget, ...] = ()
+        kind = part_size = None
+        if isinstance(upload, dict):
+            kind = str(upload["kind"])
+            if kind == "single":
+                targets = (UploadTarget(url=str(upload["url"]), headers=dict(upload["headers"])),)
+            else:
+                part_size = int(upload["part_size"])
+                targets = tuple(
+                    UploadTarget(
+                        url=str(p["url"]),
+                        headers=dict(p["headers"]),
+                        part_number=int(p["part_number"]),
+                    )
+                    for p in upload["parts"]
+                )
+        return cls(
+            blob_id=str(obj["blob_id"]),
+            state=str(obj["state"]),
+            size=int(obj["size"]),
+            version=int(obj["version"]),
+            kind=kind,
+            part_size=part_size,
+            expires_at=_opt_int(obj.get("expires_at")),
+            expires_in=_opt_int(obj.get("expires_in")),
+            targets=targets,
+        )
+
+
+@dataclass(frozen=True)
+class BlobPage:
+    """One page of ``GET /v1/blobs``; ``next_cursor`` is None on the last page."""
+
+    items: tuple[BlobInfo, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> BlobPage:
+        cursor = obj.get("next_cursor")
+        return cls(
+            items=tuple(BlobInfo.from_json(item) for item in obj["items"]),
+            next_cursor=None if cursor is None else str(cursor),
+        )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 class ApiClient:
     """The HTTP contract as Python calls, over any :class:`Transport`."""
 
@@ -59,15 +188,32 @@ class ApiClient:
         path: str,
         *,
         payload: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
         bearer: str | None = None,
-        expect: int = 200,
+        expect: int | tuple[int, ...] = 200,
     ) -> Any:
+        """Send one request; return the parsed JSON body of an expected reply.
+
+        ``payload`` goes as JSON, ``data`` as an octet stream.
+
+        Raises:
+            ServerError: any other status, or a body that is not JSON.
+            ConnectionFailed: no reply.
+        """
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        body = json.dumps(payload).encode("utf-8") if payload is not None else None
+        body = None
+        if payload is not None:
+            body = json.dumps(payload).encode("utf-8")
+        elif data is not None:
+            body = data
+            headers["Content-Type"] = "application/octet-stream"
         reply = self.transport.request(method, path, body=body, headers=headers)
-        if reply.status != expect:
-            raise api_error(reply)
-        return reply.json()
+        if reply.status not in (expect if isinstance(expect, tuple) else (expect,)):
+            raise server_error(reply)
+        try:
+            return reply.json()
+        except ValueError as exc:
+            raise ServerError.malformed("reply") from exc
 
     # accounts ---------------------------------------------------------------
 
@@ -173,20 +319,18 @@ class ApiClient:
         payload: dict[str, Any] = {"ciphertext": ciphertext_b64}
         if version is not None:
             payload["version"] = version
-        reply = self.transport.request(
+        # 201 for a creation, 200 for a replacement.
+        out: dict[str, Any] = self._call(
             "PUT",
             f"/v1/backups/{quote(name, safe='')}",
-            body=json.dumps(payload).encode("utf-8"),
-            headers={"Authorization": f"Bearer {access_token}"},
+            payload=payload,
+            bearer=access_token,
+            expect=(200, 201),
         )
-        # 201 for a creation, 200 for a replacement.
-        if reply.status not in (200, 201):
-            raise api_error(reply)
-        out: dict[str, Any] = reply.json()
         return out
 
     def get_backup(self, access_token: str, name: str) -> dict[str, Any]:
-        """``{name, ciphertext, version, updated_at}``; ApiError 404 when absent."""
+        """``{name, ciphertext, version, updated_at}``; ServerError 404 when absent."""
         out: dict[str, Any] = self._call(
             "GET", f"/v1/backups/{quote(name, safe='')}", bearer=access_token
         )
@@ -198,15 +342,103 @@ class ApiClient:
             path += f"?version={version}"
         self._call("DELETE", path, bearer=access_token, expect=204)
 
+    # blobs --------------------------------------------------------------------
 
-def api_error(reply: HttpReply) -> ApiError:
-    """The :class:`ApiError` for a reply that isn't the expected success."""
+    def reserve_blob(
+        self,
+        access_token: str,
+        size: int,
+        recipients: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``."""
+        payload: dict[str, Any] = {"size": size, "recipients": list(recipients)}
+        if idempotency_key is not None:
+            payload["idempotency_key"] = idempotency_key
+        out = self._call("POST", "/v1/blobs", payload=payload, bearer=access_token, expect=201)
+        return _parsed(Reservation.from_json, out, "reservation")
+
+    def put_blob_content(self, access_token: str, blob_id: str, data: bytes) -> BlobInfo:
+        """``PUT /v1/blobs/{id}/content``: a small ciphertext, stored and READY at once."""
+        out = self._call("PUT", _blob_path(blob_id, "content"), data=data, bearer=access_token)
+        return _parsed(BlobInfo.from_json, out, "blob")
+
+    def commit_blob(self, access_token: str, blob_id: str) -> BlobInfo:
+        """``POST /v1/blobs/{id}/commit``: have the upload checked."""
+        out = self._call("POST", _blob_path(blob_id, "commit"), bearer=access_token)
+        return _parsed(BlobInfo.from_json, out, "blob")
+
+    def get_blob(self, access_token: str, blob_id: str) -> BlobInfo:
+        """``GET /v1/blobs/{id}``: metadata and, when READY, a download URL."""
+        out = self._call("GET", _blob_path(blob_id), bearer=access_token)
+        return _parsed(BlobInfo.from_json, out, "blob")
+
+    def list_blobs(
+        self,
+        access_token: str,
+        role: str = "outbox",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BlobPage:
+        """``GET /v1/blobs``: one page of the outbox or the inbox."""
+        query: dict[str, str] = {"role": role}
+        if limit is not None:
+            query["limit"] = str(limit)
+        if cursor is not None:
+            query["cursor"] = cursor
+        out = self._call("GET", "/v1/blobs?" + urlencode(query), bearer=access_token)
+        return _parsed(BlobPage.from_json, out, "blob listing")
+
+    def set_blob_recipients(
+        self,
+        access_token: str,
+        blob_id: str,
+        recipients: Sequence[str],
+        *,
+        version: int,
+        header: bytes | None = None,
+    ) -> BlobInfo:
+        """``PUT /v1/blobs/{id}/recipients``.  Without ``header`` the new set
+        must be a subset of the current one."""
+        payload: dict[str, Any] = {"recipients": list(recipients), "version": version}
+        if header is not None:
+            payload["header"] = b64url_encode(header)
+        out = self._call(
+            "PUT", _blob_path(blob_id, "recipients"), payload=payload, bearer=access_token
+        )
+        return _parsed(BlobInfo.from_json, out, "blob")
+
+    def delete_blob(self, access_token: str, blob_id: str) -> None:
+        """``DELETE /v1/blobs/{id}``: content (every version) and metadata."""
+        self._call("DELETE", _blob_path(blob_id), bearer=access_token, expect=204)
+
+
+def server_error(reply: HttpReply) -> ServerError:
+    """The :class:`ServerError` for a reply that isn't the expected success."""
     retry_after: int | None = None
     raw_retry = reply.headers.get("retry-after")
     if raw_retry and raw_retry.isdigit():
         retry_after = int(raw_retry)
     try:
         err = reply.json()["error"]
-        return ApiError(reply.status, str(err["code"]), str(err["message"]), retry_after)
+        return ServerError(reply.status, str(err["code"]), str(err["message"]), retry_after)
     except (ValueError, KeyError, TypeError):
-        return ApiError(reply.status, f"http_{reply.status}", "unexpected response", retry_after)
+        return ServerError(reply.status, f"http_{reply.status}", "unexpected response", retry_after)
+
+
+_R = TypeVar("_R")
+
+
+def _parsed(parse: Callable[[Any], _R], out: Any, what: str) -> _R:
+    """``parse(out)``, or ``ServerError.malformed`` for an answer of the wrong shape."""
+    try:
+        return parse(out)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ServerError.malformed(what) from exc
+
+
+def _blob_path(blob_id: str, *rest: str) -> str:
+    # Quoted, so an id can never add path segments (the server checks ids too).
+    return "/".join(["/v1/blobs", quote(blob_id, safe=""), *rest])

@@ -4,7 +4,7 @@ The file is encrypted with age on the device while it is being uploaded,
 and decrypted while it is being downloaded; neither direction holds the
 file in memory, and no plaintext ever leaves the device::
 
-    blobs = BlobClient(transport, access_token=lambda: session.access_token())
+    blobs = BlobClient(api, access_token=lambda: token)
     info = blobs.upload("report.pdf", to=["bob"],
                         recipients=[my_identity.recipient(), bobs_recipient])
     blobs.download(info.blob_id, "copy.pdf", identities=[my_identity])
@@ -28,6 +28,14 @@ Downloads write to a temporary file next to the destination and rename it
 into place only once the whole file authenticated, so a damaged or
 truncated download never leaves a partial plaintext behind.
 
+Two layers, so the sender-signed transfers of :class:`~client_sim.Device`
+and the plain age files of :class:`BlobClient` share one implementation:
+:class:`BlobTransfer` moves ciphertext (reserve, upload inline or through
+presigned URLs, commit, open a download, read a header) with the access
+token passed to each call; :class:`BlobClient` adds age encryption for
+callers that manage their own token.  Both reach the API through the one
+:class:`~client_sim.api.ApiClient`.
+
 Presigned URLs are bearer credentials: they are never printed (``repr``
 hides them) and never appear in an exception message.
 """
@@ -35,25 +43,29 @@ hides them) and never appear in an exception message.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import math
 import os
 import re
 import secrets
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
-from urllib.parse import quote, urlencode
+from typing import IO, Any, BinaryIO, cast
 
 from chalicelib.wire.agefile import SNIFF_WINDOW
-from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.identity import normalize_identity
 from client_sim import age
-from client_sim.api import api_error
+from client_sim.api import ApiClient, BlobInfo, BlobPage, Reservation, UploadTarget
+from client_sim.errors import (
+    BlobUnavailable,
+    ConnectionFailed,
+    InvalidInput,
+    ServerError,
+    SourceChanged,
+    StorageTransferFailed,
+)
+from client_sim.files import atomic_output, sized_source
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -61,24 +73,17 @@ from client_sim.transport import (
     ObjectTransport,
     Readable,
     Transport,
-    TransportError,
 )
 
 __all__ = [
     "DEFAULT_INLINE_MAX",
+    "SERVER_INLINE_MAX",
     "BlobClient",
-    "BlobError",
-    "BlobInfo",
-    "BlobNotReady",
-    "BlobPage",
-    "Download",
+    "BlobTransfer",
     "EncryptingReader",
-    "Reservation",
     "Resolver",
-    "SourceChanged",
-    "TransferError",
-    "UploadTarget",
     "age_file_size",
+    "ciphertext_of",
 ]
 
 #: Files whose ciphertext is at most this size go inline through the API.
@@ -98,149 +103,6 @@ _S3_CODE_RE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
 #: Turns identities into the age recipients to encrypt to (from their cards).
 Resolver = Callable[[Sequence[str]], Sequence[age.Recipient]]
-
-
-class BlobError(Exception):
-    """A blob operation failed on the device side (server refusals are
-    :class:`client_sim.api.ApiError`)."""
-
-
-class TransferError(BlobError):
-    """Object storage refused a presigned transfer.
-
-    ``status`` is the HTTP status and ``code`` the storage error code (such
-    as ``PreconditionFailed`` or ``AccessDenied``) when it sent one.
-    """
-
-    def __init__(self, action: str, status: int, code: str | None) -> None:
-        super().__init__(f"{action} refused by object storage: {status} {code or ''}".rstrip())
-        self.status = status
-        self.code = code
-
-
-class SourceChanged(BlobError):
-    """The file changed size while it was being uploaded."""
-
-
-class BlobNotReady(BlobError):
-    """The blob has no downloadable content (not committed, or rejected)."""
-
-
-# --- wire types ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Download:
-    url: str = field(repr=False)
-    expires_in: int
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    """A blob as the server describes it to the caller."""
-
-    blob_id: str
-    owner: str
-    recipients: tuple[str, ...]
-    size: int
-    created_at: int
-    state: str
-    version: int
-    expires_at: int | None = None
-    header_length: int | None = None
-    armored: bool = False
-    rejected_reason: str | None = None
-    download: Download | None = None
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
-        download = obj.get("download")
-        return cls(
-            blob_id=str(obj["blob_id"]),
-            owner=str(obj["owner"]),
-            recipients=tuple(str(r) for r in obj["recipients"]),
-            size=int(obj["size"]),
-            created_at=int(obj["created_at"]),
-            state=str(obj["state"]),
-            version=int(obj["version"]),
-            expires_at=_opt_int(obj.get("expires_at")),
-            header_length=_opt_int(obj.get("header_length")),
-            armored=bool(obj.get("armored", False)),
-            rejected_reason=obj.get("rejected_reason"),
-            download=(
-                Download(url=str(download["url"]), expires_in=int(download["expires_in"]))
-                if isinstance(download, dict)
-                else None
-            ),
-        )
-
-
-@dataclass(frozen=True)
-class UploadTarget:
-    url: str = field(repr=False)
-    headers: Mapping[str, str]
-    part_number: int | None = None
-
-    @property
-    def length(self) -> int:
-        return int(self.headers["Content-Length"])
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """The answer to ``POST /v1/blobs``.  ``targets`` is empty when the blob
-    is no longer waiting for an upload (an idempotent replay)."""
-
-    blob_id: str
-    state: str
-    size: int
-    version: int
-    kind: str | None = None
-    part_size: int | None = None
-    expires_at: int | None = None
-    expires_in: int | None = None
-    targets: tuple[UploadTarget, ...] = ()
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Reservation:
-        upload = obj.get("upload")
-        targets: tuple[UploadTarget, ...] = ()
-        kind = part_size = None
-        if isinstance(upload, dict):
-            kind = str(upload["kind"])
-            if kind == "single":
-                targets = (UploadTarget(url=str(upload["url"]), headers=dict(upload["headers"])),)
-            else:
-                part_size = int(upload["part_size"])
-                targets = tuple(
-                    UploadTarget(
-                        url=str(p["url"]),
-                        headers=dict(p["headers"]),
-                        part_number=int(p["part_number"]),
-                    )
-                    for p in upload["parts"]
-                )
-        return cls(
-            blob_id=str(obj["blob_id"]),
-            state=str(obj["state"]),
-            size=int(obj["size"]),
-            version=int(obj["version"]),
-            kind=kind,
-            part_size=part_size,
-            expires_at=_opt_int(obj.get("expires_at")),
-            expires_in=_opt_int(obj.get("expires_in")),
-            targets=targets,
-        )
-
-
-@dataclass(frozen=True)
-class BlobPage:
-    items: tuple[BlobInfo, ...]
-    next_cursor: str | None
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 # --- streaming encryption ----------------------------------------------------------------
@@ -353,113 +215,239 @@ class _Window:
         return data
 
 
+#: Gives the ciphertext from its start, with its exact size, each time it is called.
+Restart = Callable[[], tuple[Readable, int]]
+
+
 @contextlib.contextmanager
-def _open_source(
-    source: str | os.PathLike[str] | Readable,
-) -> Iterator[tuple[Readable, int | None]]:
-    """The source as a stream, and the number of bytes left in it if known."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as handle:
-            yield handle, os.fstat(handle.fileno()).st_size
-        return
-    seekable: Any = source  # a file object, or any reader (then size is unknown)
+def ciphertext_of(
+    source: str | os.PathLike[str] | IO[bytes] | Readable,
+    *,
+    size: int | None,
+    reader: Callable[[Readable, int], EncryptingReader],
+    encrypt: Callable[[Readable, BinaryIO], None],
+) -> Iterator[Restart]:
+    """The ciphertext of ``source``, in constant memory, as often as a retry needs it.
+
+    Yields a :data:`Restart`: each call returns the ciphertext from its
+    start and its exact size.  When the plaintext size is known (``size``,
+    or measured by :func:`~client_sim.files.sized_source`) the ciphertext is
+    produced as it is read (``reader(stream, plaintext_size)``), and a
+    restart rewinds the source and encrypts it afresh.  Otherwise the source
+    is encrypted whole (``encrypt(stream, spool)``) into a spooled temporary
+    file first -- only ciphertext, never plaintext, can touch the disk --
+    and a restart rewinds the spool.
+
+    Raises (from a restart):
+        ValueError: a second pass over a stream that can't seek.
+    """
+    with sized_source(source) as (stream, measured):
+        plaintext_size = size if size is not None else measured
+        if plaintext_size is None:
+            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+                encrypt(stream, cast(BinaryIO, spool))
+                total = spool.tell()
+
+                def rewind() -> tuple[Readable, int]:
+                    spool.seek(0)
+                    return cast(Readable, spool), total
+
+                yield rewind
+            return
+        start = _position(stream)
+        made: list[EncryptingReader] = []
+
+        def reencrypt() -> tuple[Readable, int]:
+            if made:
+                made[-1].close()
+                if start is None:
+                    raise ValueError("a stream that can't seek can't be sent twice")
+                stream.seek(start)
+            encrypting = reader(stream, plaintext_size)
+            made.append(encrypting)
+            return encrypting, encrypting.size
+
+        try:
+            yield reencrypt
+        finally:
+            if made:
+                made[-1].close()
+
+
+def _position(stream: Any) -> int | None:
     try:
-        position = seekable.tell()
-        end = seekable.seek(0, io.SEEK_END)
-        seekable.seek(position)
-        size: int | None = end - position
+        return int(stream.tell())
     except (OSError, AttributeError, ValueError):
-        size = None  # a pipe, a socket or a plain reader: spool it
-    yield source, size
+        return None
 
 
-# --- the client ---------------------------------------------------------------------------
+# --- ciphertext in and out of storage ----------------------------------------------------
 
 
-class BlobClient:
-    """``/v1/blobs`` and the presigned transfers around it.
+class BlobTransfer:
+    """Moves ciphertext between the device and blob storage.
 
-    ``transport`` reaches the API; ``access_token`` is called before every
-    API request, so a caller can refresh tokens as they expire; ``objects``
-    reaches object storage (plain HTTP by default).  Every route method
-    raises :class:`client_sim.api.ApiError` when the server refuses.
+    Every method takes the access token its requests carry, so the caller
+    (which owns the session) renews a refused token and repeats the whole
+    operation; an upload repeated with the same idempotency key continues
+    the same blob.  ``objects`` reaches the presigned URLs (plain HTTP by
+    default).
     """
 
     def __init__(
         self,
-        transport: Transport,
+        api: ApiClient,
+        *,
+        objects: ObjectTransport | None = None,
+        inline_max: int = DEFAULT_INLINE_MAX,
+    ) -> None:
+        if not 0 <= inline_max <= SERVER_INLINE_MAX:
+            raise ValueError(f"inline_max must be 0..{SERVER_INLINE_MAX}")
+        self.api = api
+        self._objects = objects if objects is not None else HttpObjectTransport()
+        self._inline_max = inline_max
+
+    def upload(
+        self, token: str, ciphertext: Readable, size: int, to: Sequence[str], key: str
+    ) -> BlobInfo:
+        """Reserve ``size`` bytes for ``to``, send ``ciphertext`` and commit; the READY blob.
+
+        Raises:
+            ServerError: the server refused (quota, size, rejected upload, ...).
+            StorageTransferFailed: object storage refused a transfer.
+            SourceChanged: ``ciphertext`` delivered another number of bytes.
+            ConnectionFailed: no answer (the reservation is tried twice).
+        """
+        try:
+            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key)
+        except ConnectionFailed:
+            # Safe to repeat: the idempotency key makes it the same blob.
+            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key)
+        if reservation.state != "reserved":
+            return self.api.get_blob(token, reservation.blob_id)  # an earlier attempt finished
+        if size <= self._inline_max:
+            data = ciphertext.read(size)
+            if len(data) != size:
+                raise SourceChanged("the file shrank while it was being uploaded")
+            return self.api.put_blob_content(token, reservation.blob_id, data)
+        for target in reservation.targets:
+            try:
+                self._put(target, ciphertext)
+            except StorageTransferFailed as exc:
+                if not (exc.status == 412 and reservation.kind == "single"):
+                    raise
+                # The write-once PUT found an object: an earlier attempt with
+                # this idempotency key stored it (a PUT is all or nothing,
+                # and only we had the URL) but its commit never arrived.
+                # Have that object checked rather than fail forever.
+                return self.api.commit_blob(token, reservation.blob_id)
+        if ciphertext.read(1):
+            raise SourceChanged("the file grew while it was being uploaded")
+        return self.api.commit_blob(token, reservation.blob_id)
+
+    def _put(self, target: UploadTarget, ciphertext: Readable) -> None:
+        length = target.length
+        reply = self._objects.put(
+            target.url, _Window(ciphertext, length), length=length, headers=target.headers
+        )
+        if not 200 <= reply.status < 300:
+            raise StorageTransferFailed("upload", reply.status, _storage_code(reply))
+
+    @contextlib.contextmanager
+    def open(self, info: BlobInfo) -> Iterator[ObjectResponse]:
+        """A stream of the ciphertext of a READY blob, through its fresh download URL.
+
+        Raises:
+            BlobUnavailable: the blob has no content to download.
+            StorageTransferFailed: object storage refused the download.
+        """
+        if info.download is None:
+            raise BlobUnavailable(f"blob is {info.state}, not ready")
+        with self._objects.get(info.download.url) as response:
+            if response.status != 200:
+                raise StorageTransferFailed("download", response.status, None)
+            yield response
+
+    def header(self, info: BlobInfo) -> bytes:
+        """The age header of a READY blob (a ranged GET of ``header_length`` bytes).
+
+        Raises:
+            BlobUnavailable: the blob has no content.
+            ServerError: the advertised header length is out of range, or
+                storage sent fewer bytes (``malformed``).
+            StorageTransferFailed: object storage refused the read.
+        """
+        if info.download is None or info.header_length is None:
+            raise BlobUnavailable(f"blob is {info.state}, not ready")
+        length = info.header_length
+        if not 0 < length <= SNIFF_WINDOW:
+            raise ServerError.malformed("header length")
+        range_ = {"Range": f"bytes=0-{length - 1}"}
+        with self._objects.get(info.download.url, headers=range_) as response:
+            if response.status not in (200, 206):
+                raise StorageTransferFailed("download", response.status, None)
+            data = response.read(length)
+        if len(data) != length:
+            raise ServerError.malformed("header")
+        return data
+
+
+# --- plain age files -----------------------------------------------------------------------
+
+
+class BlobClient:
+    """Plain age files in blob storage, for callers that hold an access token.
+
+    ``api`` is the :class:`~client_sim.api.ApiClient` (or a transport to
+    build one over); ``access_token`` is called for every operation, so a
+    caller can refresh tokens as they expire.  The route methods are the
+    ``/v1/blobs`` routes of the API client with that token; the streaming
+    methods encrypt and decrypt with age on the way (no sender signature:
+    that is :class:`~client_sim.Device`'s).  Server refusals raise
+    :class:`~client_sim.errors.ServerError`.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient | Transport,
         access_token: Callable[[], str],
         *,
         objects: ObjectTransport | None = None,
         resolver: Resolver | None = None,
         inline_max: int = DEFAULT_INLINE_MAX,
     ) -> None:
-        if not 0 <= inline_max <= SERVER_INLINE_MAX:
-            raise ValueError(f"inline_max must be 0..{SERVER_INLINE_MAX}")
-        self._transport = transport
+        self.api = api if isinstance(api, ApiClient) else ApiClient(api)
+        self._transfer = BlobTransfer(self.api, objects=objects, inline_max=inline_max)
         self._access_token = access_token
-        self._objects = objects if objects is not None else HttpObjectTransport()
         self._resolver = resolver
-        self._inline_max = inline_max
 
     # routes ---------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        payload: Mapping[str, Any] | None = None,
-        data: bytes | None = None,
-        expect: int = 200,
-    ) -> Any:
-        headers = {"Authorization": f"Bearer {self._access_token()}"}
-        body = None
-        if payload is not None:
-            body = json.dumps(payload).encode("utf-8")
-        elif data is not None:
-            body = data
-            headers["Content-Type"] = "application/octet-stream"
-        reply = self._transport.request(method, path, body=body, headers=headers)
-        if reply.status != expect:
-            raise api_error(reply)
-        return reply.json()
 
     def reserve(
         self, size: int, recipients: Sequence[str], *, idempotency_key: str | None = None
     ) -> Reservation:
         """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``."""
-        payload: dict[str, Any] = {"size": size, "recipients": list(recipients)}
-        if idempotency_key is not None:
-            payload["idempotency_key"] = idempotency_key
-        return Reservation.from_json(self._call("POST", "/v1/blobs", payload=payload, expect=201))
+        return self.api.reserve_blob(
+            self._access_token(), size, recipients, idempotency_key=idempotency_key
+        )
 
     def put_content(self, blob_id: str, data: bytes) -> BlobInfo:
         """``PUT /v1/blobs/{id}/content``: a small ciphertext, stored and READY at once."""
-        return BlobInfo.from_json(self._call("PUT", _path(blob_id, "content"), data=data))
+        return self.api.put_blob_content(self._access_token(), blob_id, data)
 
     def commit(self, blob_id: str) -> BlobInfo:
         """``POST /v1/blobs/{id}/commit``: have the upload checked."""
-        return BlobInfo.from_json(self._call("POST", _path(blob_id, "commit")))
+        return self.api.commit_blob(self._access_token(), blob_id)
 
     def get(self, blob_id: str) -> BlobInfo:
         """``GET /v1/blobs/{id}``."""
-        return BlobInfo.from_json(self._call("GET", _path(blob_id)))
+        return self.api.get_blob(self._access_token(), blob_id)
 
     def list_blobs(
         self, role: str = "outbox", *, limit: int | None = None, cursor: str | None = None
     ) -> BlobPage:
         """``GET /v1/blobs``: one page of the outbox or the inbox."""
-        query: dict[str, str] = {"role": role}
-        if limit is not None:
-            query["limit"] = str(limit)
-        if cursor is not None:
-            query["cursor"] = cursor
-        out = self._call("GET", "/v1/blobs?" + urlencode(query))
-        return BlobPage(
-            items=tuple(BlobInfo.from_json(item) for item in out["items"]),
-            next_cursor=out.get("next_cursor"),
-        )
+        return self.api.list_blobs(self._access_token(), role, limit=limit, cursor=cursor)
 
     def iter_blobs(self, role: str = "outbox", *, page_size: int = 100) -> Iterator[BlobInfo]:
         """Every blob of the outbox or inbox, page after page."""
@@ -481,14 +469,13 @@ class BlobClient:
     ) -> BlobInfo:
         """``PUT /v1/blobs/{id}/recipients``.  Without ``header`` the new set
         must be a subset of the current one."""
-        payload: dict[str, Any] = {"recipients": list(recipients), "version": version}
-        if header is not None:
-            payload["header"] = b64url_encode(header)
-        return BlobInfo.from_json(self._call("PUT", _path(blob_id, "recipients"), payload=payload))
+        return self.api.set_blob_recipients(
+            self._access_token(), blob_id, recipients, version=version, header=header
+        )
 
     def delete(self, blob_id: str) -> None:
         """``DELETE /v1/blobs/{id}``: content (every version) and metadata."""
-        self._call("DELETE", _path(blob_id), expect=204)
+        self.api.delete_blob(self._access_token(), blob_id)
 
     # streaming -----------------------------------------------------------------------------
 
@@ -506,8 +493,7 @@ class BlobClient:
         Args:
             source: a path, or a binary file object read from its position.
             size: the bytes ``source`` will deliver, for a stream that can't
-                tell (a framing reader, a pipe of known length); otherwise
-                measured from the file.
+                tell (a pipe of known length); otherwise measured from the file.
             to: identities the server lets download the blob.
             recipients: age recipients to encrypt to; by default the
                 resolver's recipients for ``to``.  Include your own to be
@@ -519,28 +505,21 @@ class BlobClient:
                 reached storage, that attempt's ciphertext is the one kept.
 
         Raises:
-            ApiError: the server refused (quota, size, rejected upload, ...).
-            TransferError: object storage refused a transfer.
+            ServerError: the server refused (quota, size, rejected upload, ...).
+            StorageTransferFailed: object storage refused a transfer.
             SourceChanged: the file changed size during the upload.
-            TransportError: no answer.
+            ConnectionFailed: no answer.
             ValueError: no recipients and no resolver.
         """
         keys = self._recipients_for(to, recipients)
         key = idempotency_key or secrets.token_urlsafe(24)
-        with _open_source(source) as (stream, measured):
-            if size is None:
-                size = measured
-            if size is not None:
-                reader = EncryptingReader(stream, size, keys)
-                try:
-                    return self._upload_ciphertext(reader, reader.size, to, key)
-                finally:
-                    reader.close()
-            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-                age.encrypt(stream, cast(BinaryIO, spool), keys)
-                total = spool.tell()
-                spool.seek(0)
-                return self._upload_ciphertext(spool, total, to, key)
+        with ciphertext_of(
+            source,
+            size=size,
+            reader=lambda stream, n: EncryptingReader(stream, n, keys),
+            encrypt=lambda stream, out: age.encrypt(stream, out, keys),
+        ) as ciphertext:
+            return self._transfer.upload(self._access_token(), *ciphertext(), to, key)
 
     def _recipients_for(
         self, to: Sequence[str], recipients: Sequence[age.Recipient] | None
@@ -551,67 +530,22 @@ class BlobClient:
             raise ValueError("give recipients, or a resolver to the client")
         return self._resolver(to)
 
-    def _upload_ciphertext(
-        self, ciphertext: Readable, size: int, to: Sequence[str], key: str
-    ) -> BlobInfo:
-        try:
-            reservation = self.reserve(size, to, idempotency_key=key)
-        except TransportError:
-            # Safe to repeat: the idempotency key makes it the same blob.
-            reservation = self.reserve(size, to, idempotency_key=key)
-        if reservation.state != "reserved":
-            return self.get(reservation.blob_id)  # an earlier attempt finished
-        if size <= self._inline_max:
-            data = ciphertext.read(size)
-            if len(data) != size:
-                raise SourceChanged("the file shrank while it was being uploaded")
-            return self.put_content(reservation.blob_id, data)
-        for target in reservation.targets:
-            try:
-                self._put(target, ciphertext)
-            except TransferError as exc:
-                if not (exc.status == 412 and reservation.kind == "single"):
-                    raise
-                # The write-once PUT found an object: an earlier attempt with
-                # this idempotency key stored it (a PUT is all or nothing,
-                # and only we had the URL) but its commit never arrived.
-                # Have that object checked rather than fail forever.
-                return self.commit(reservation.blob_id)
-        if ciphertext.read(1):
-            raise SourceChanged("the file grew while it was being uploaded")
-        return self.commit(reservation.blob_id)
-
-    def _put(self, target: UploadTarget, ciphertext: Readable) -> None:
-        length = target.length
-        reply = self._objects.put(
-            target.url, _Window(ciphertext, length), length=length, headers=target.headers
-        )
-        if not 200 <= reply.status < 300:
-            raise TransferError("upload", reply.status, _storage_code(reply))
-
     @contextlib.contextmanager
     def fetch(
         self, blob_id: str, *, info: BlobInfo | None = None
     ) -> Iterator[tuple[BlobInfo, ObjectResponse]]:
         """The blob's metadata and a stream of its ciphertext (not decrypted).
 
-        For callers that decrypt themselves (the device's sender-verifying
-        decryption); close the response by leaving the context.
-
         Args:
             info: the blob's metadata, if the caller just fetched it (its
                 download URL is used at once); otherwise it is fetched.
 
         Raises:
-            ApiError, BlobNotReady, TransferError: as for :meth:`download`.
+            ServerError, BlobUnavailable, StorageTransferFailed: as for :meth:`download`.
         """
         if info is None or info.blob_id != blob_id:
             info = self.get(blob_id)
-        if info.download is None:
-            raise BlobNotReady(f"blob is {info.state}, not ready")
-        with self._objects.get(info.download.url) as response:
-            if response.status != 200:
-                raise TransferError("download", response.status, None)
+        with self._transfer.open(info) as response:
             yield info, response
 
     def download(
@@ -630,16 +564,17 @@ class BlobClient:
         fails.
 
         Raises:
-            ApiError: not found or not allowed (404), or a server failure.
-            BlobNotReady: the blob has no content to download.
-            TransferError: object storage refused the download.
+            ServerError: not found or not allowed (404), or a server failure.
+            BlobUnavailable: the blob has no content to download.
+            StorageTransferFailed: object storage refused the download.
             age.DecryptionError, age.NoIdentityMatch: the file doesn't open
                 with ``identities`` (nothing is written to a path ``out``).
         """
         with self.fetch(blob_id) as (info, response):
             plaintext = age.decrypt_reader(response, identities)
-            if isinstance(out, (str, os.PathLike)):
-                _write_atomically(Path(out), plaintext)
+            if isinstance(out, str | os.PathLike):
+                with atomic_output(Path(out)) as handle:
+                    _copy(plaintext, handle)
             else:
                 _copy(plaintext, out)
         return info
@@ -661,10 +596,10 @@ class BlobClient:
         recipients (the server then just stops serving the removed ones).
 
         Raises:
-            ApiError: as for the route (409 ``version_conflict`` when the
+            ServerError: as for the route (409 ``version_conflict`` when the
                 blob changed meanwhile: call again).
-            BlobNotReady, TransferError: as for :meth:`download`.
-            BlobError: recipients added to an armored blob.
+            BlobUnavailable, StorageTransferFailed: as for :meth:`download`.
+            InvalidInput: recipients added to an armored blob.
             age.DecryptionError, age.NoIdentityMatch: ``identities`` can't
                 open the header.
             chalicelib.wire.identity.InvalidIdentity: a name in ``to`` is
@@ -675,33 +610,16 @@ class BlobClient:
         to = [normalize_identity(name) for name in to]
         info = self.get(blob_id)
         if info.download is None or info.header_length is None:
-            raise BlobNotReady(f"blob is {info.state}, not ready")
+            raise BlobUnavailable(f"blob is {info.state}, not ready")
         if info.armored:
             if not set(to) <= set(info.recipients):
-                raise BlobError("an armored blob can only lose recipients; upload it again")
+                raise InvalidInput("an armored blob can only lose recipients; upload it again")
             return self.set_recipients(blob_id, to, version=info.version)
         keys = self._recipients_for(to, recipients)
         # rewrap_header refuses anything but exactly one authentic header, so
         # a wrong header_length from the server fails here.
-        header = self._fetch_prefix(info.download.url, info.header_length)
-        new_header = age.rewrap_header(header, identities, keys)
+        new_header = age.rewrap_header(self._transfer.header(info), identities, keys)
         return self.set_recipients(blob_id, to, version=info.version, header=new_header)
-
-    def _fetch_prefix(self, url: str, length: int) -> bytes:
-        if not 0 < length <= SNIFF_WINDOW:
-            raise BlobError("the advertised header length is out of range")
-        with self._objects.get(url, headers={"Range": f"bytes=0-{length - 1}"}) as response:
-            if response.status not in (200, 206):
-                raise TransferError("download", response.status, None)
-            data = response.read(length)
-        if len(data) != length:
-            raise BlobError("the header could not be read in full")
-        return data
-
-
-def _path(blob_id: str, *rest: str) -> str:
-    # Quoted, so an id can never add path segments (the server checks ids too).
-    return "/".join(["/v1/blobs", quote(blob_id, safe=""), *rest])
 
 
 def _storage_code(reply: HttpReply) -> str | None:
@@ -712,18 +630,3 @@ def _storage_code(reply: HttpReply) -> str | None:
 def _copy(reader: age.AgeReader, out: BinaryIO) -> None:
     while chunk := reader.read1(_COPY_BLOCK):
         out.write(chunk)
-
-
-def _write_atomically(path: Path, reader: age.AgeReader) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _copy(reader, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

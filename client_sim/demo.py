@@ -35,7 +35,8 @@ from typing import IO, Any
 
 import jwt
 
-from client_sim.api import ApiClient, ApiError
+from client_sim.api import ApiClient
+from client_sim.errors import ServerError
 from client_sim.passwords import PASSWORD_KDF_V1, derive_password_keys
 
 
@@ -102,7 +103,7 @@ def run_walk(
         wrong = derive_password_keys(username, password + "!", PASSWORD_KDF_V1)
         try:
             api.login(username, wrong.login_key_b64)
-        except ApiError as exc:
+        except ServerError as exc:
             if exc.code != "invalid_credentials":
                 raise DemoFailure(f"wrong password answered {exc.code}") from exc
             return f"refused: {exc.status} {exc.code}"
@@ -130,7 +131,7 @@ def run_walk(
         api.logout(state["session"].refresh_token)
         try:
             api.access_token(state["session"].refresh_token)
-        except ApiError as exc:
+        except ServerError as exc:
             if exc.status != 401:
                 raise DemoFailure(f"revoked refresh token answered {exc.status}") from exc
             return "refresh token revoked: /v1/tokens now answers 401"
@@ -170,12 +171,13 @@ class DemoOptions:
 def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[str]) -> bool:
     """Run the demo; True when everything passed.  The stack is always stopped."""
     from client_sim.api import ApiClient
+    from client_sim.errors import ConnectionFailed
     from client_sim.fleet.backends import HttpBackend, aws_clients
     from client_sim.fleet.cli import needles_path_for, write_outputs
     from client_sim.fleet.report import summary_text
     from client_sim.fleet.runner import FleetConfig, run_fleet
     from client_sim.local_stack import LocalStack, StackError, stage_environment
-    from client_sim.transport import HttpTransport, TransportError
+    from client_sim.transport import HttpTransport
 
     started = time.perf_counter()
     reports = options.reports
@@ -226,7 +228,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[
                     progress=progress,
                     extra_secrets=walk_secrets,
                 )
-    except (StackError, DemoFailure, ApiError, TransportError) as exc:
+    except (StackError, DemoFailure, ServerError, ConnectionFailed) as exc:
         echo(f"sealbox: demo failed: {exc}")
         return False
     echo("")

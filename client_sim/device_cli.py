@@ -61,7 +61,7 @@ def _reported(command: Callable[_P, _T]) -> Callable[_P, _T]:
 
     @functools.wraps(command)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        from client_sim.device import DeviceError, TooManyAttempts
+        from client_sim.errors import DeviceError, TooManyAttempts
 
         try:
             return command(*args, **kwargs)

@@ -44,6 +44,8 @@ from typing import Final, NoReturn
 from chalicelib.wire.binary import Reader, lp16, u8, u16
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 from client_sim import _hazmat
+from client_sim.errors import LocalStorageError
+from client_sim.files import atomic_write
 from client_sim.identity import InvalidKeyBundle, KeyBundle
 
 __all__ = [
@@ -90,8 +92,12 @@ _SETTING_NAME_RE: Final = re.compile(r"[a-z0-9_.-]{1,64}")
 # --- errors -------------------------------------------------------------------
 
 
-class KeystoreError(Exception):
-    """Base of every keystore failure.  Messages never contain key material."""
+class KeystoreError(LocalStorageError):
+    """Base of every keystore failure.  Messages never contain key material.
+
+    A :class:`~client_sim.errors.LocalStorageError`: to the SDK's caller an
+    unusable keystore is one failure, whatever the cause.
+    """
 
 
 class KeystoreNotFound(KeystoreError):
@@ -172,7 +178,7 @@ class DeviceKey:
             return cls.from_file_bytes(_read_private(path, 64))
         except FileNotFoundError:
             key = cls.generate(rand)
-            _atomic_write(path, key.to_file_bytes())
+            atomic_write(path, key.to_file_bytes())
             return key
 
     def __repr__(self) -> str:
@@ -411,36 +417,6 @@ def _read_private(path: Path, limit: int) -> bytes:
     return data
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, as a 0600 file.
-
-    The data is written to a fresh temporary file in the same directory,
-    flushed to disk, renamed over ``path``, and the directory entry is
-    flushed too, so after a crash ``path`` holds the old or the new bytes,
-    never a mix.
-    """
-    tmp = path.with_name(f".{path.name}.{_hazmat.random_bytes(6).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 class Keystore:
     """The keystore of one simulated device, under ``home``.
 
@@ -542,7 +518,7 @@ class Keystore:
             if key is None:
                 key = DeviceKey.load_or_create(self.device_key_path, self._rand)
                 self._device_key = key
-            _atomic_write(self.path, encode_keystore(state, key, rand=self._rand))
+            atomic_write(self.path, encode_keystore(state, key, rand=self._rand))
 
     def destroy(self) -> None:
         """Delete the keystore and the device key (unregister / cleanup)."""

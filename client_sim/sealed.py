@@ -40,10 +40,8 @@ import hashlib
 import io
 import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Protocol, cast
 
@@ -51,6 +49,7 @@ from chalicelib.wire.binary import lp16, u8, u16, u64
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
 from client_sim import _hazmat, age
 from client_sim.age.errors import AgeError
+from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle, age_identities_for, age_recipients_for
 
 __all__ = [
@@ -556,27 +555,17 @@ def open_sealed_to_path(
 ) -> VerifiedSender:
     """Like :func:`open_sealed`, but ``path`` appears only if everything verified.
 
-    The plaintext goes to a private (0600) temporary file next to ``path``,
-    which is flushed to disk and renamed over ``path`` after the signature
-    verified.  On any failure the temporary file is removed and ``path`` is
-    untouched.
+    The plaintext goes to a private (0600) temporary file next to ``path``
+    (:func:`client_sim.files.atomic_output`), which is flushed to disk and
+    renamed over ``path`` after the signature verified.  On any failure the
+    temporary file is removed and ``path`` is untouched.
 
     Raises:
         SealedError: as :func:`open_sealed`.
         OSError: the file system failed.
     """
-    target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            sender = open_sealed(src, out, keys, sender_cards, resolve_sender=resolve_sender)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as out:
+        sender = open_sealed(src, out, keys, sender_cards, resolve_sender=resolve_sender)
     return sender
 
 

@@ -19,9 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-
-class TransportError(ConnectionError):
-    """The request did not get an HTTP answer (refused, reset, timed out)."""
+from client_sim.errors import ConnectionFailed
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class Transport(Protocol):
         """Send one request; return the reply whatever its status.
 
         Raises:
-            TransportError: no HTTP reply was received.
+            ConnectionFailed: no HTTP reply was received.
         """
         ...
 
@@ -99,7 +97,7 @@ class HttpTransport:
                     body=exc.read(),
                 )
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise TransportError(f"{method} {path}: no reply from the server") from exc
+            raise ConnectionFailed(f"{method} {path}: no reply from the server") from exc
 
 
 class ChaliceTransport:
@@ -182,7 +180,7 @@ class ObjectTransport(Protocol):
         is read only up to a small bound (it is an error document at most).
 
         Raises:
-            TransportError: no HTTP reply was received.
+            ConnectionFailed: no HTTP reply was received.
         """
         ...
 
@@ -190,7 +188,7 @@ class ObjectTransport(Protocol):
         """Start a GET; the caller streams the body from the response.
 
         Raises:
-            TransportError: no HTTP reply was received.
+            ConnectionFailed: no HTTP reply was received.
         """
         ...
 
@@ -213,9 +211,9 @@ class _ExactBody:
         want = self._left if size < 0 else min(size, self._left)
         data = self._body.read(want)
         if not data:
-            raise TransportError("the upload source ended before its declared length")
+            raise ConnectionFailed("the upload source ended before its declared length")
         if len(data) > want:
-            raise TransportError("the upload source returned more than was asked for")
+            raise ConnectionFailed("the upload source returned more than was asked for")
         self._left -= len(data)
         return data
 
@@ -240,7 +238,7 @@ class _HttpObjectResponse:
         try:
             return self._response.read(None if size < 0 else size)
         except (OSError, http.client.HTTPException) as exc:
-            raise TransportError("object storage: the download was interrupted") from exc
+            raise ConnectionFailed("object storage: the download was interrupted") from exc
 
     def close(self) -> None:
         self._response.close()
@@ -302,7 +300,7 @@ class HttpObjectTransport:
                 body=response.read(_MAX_REPLY_BODY),
             )
         except (OSError, http.client.HTTPException) as exc:
-            raise TransportError("PUT to object storage: no reply") from exc
+            raise ConnectionFailed("PUT to object storage: no reply") from exc
         finally:
             connection.close()
         return reply
@@ -314,7 +312,7 @@ class HttpObjectTransport:
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            raise TransportError("GET from object storage: no reply") from exc
+            raise ConnectionFailed("GET from object storage: no reply") from exc
         return _HttpObjectResponse(connection, response)
 
 
@@ -357,12 +355,12 @@ class InProcessObjectTransport:
 
         data = body.read(length)
         if len(data) != length:
-            raise TransportError("the upload source ended before its declared length")
+            raise ConnectionFailed("the upload source ended before its declared length")
         try:
             reply = requests.put(url, data=data, headers=dict(headers), timeout=self._timeout)
         except requests.RequestException:
             # requests' messages quote the URL, a bearer credential: no chain.
-            raise TransportError("object storage: no reply") from None
+            raise ConnectionFailed("object storage: no reply") from None
         return HttpReply(
             status=reply.status_code,
             headers={k.lower(): v for k, v in reply.headers.items()},
@@ -375,7 +373,7 @@ class InProcessObjectTransport:
         try:
             reply = requests.get(url, headers=dict(headers or {}), timeout=self._timeout)
         except requests.RequestException:
-            raise TransportError("object storage: no reply") from None
+            raise ConnectionFailed("object storage: no reply") from None
         return _BufferedObjectResponse(
             reply.status_code, {k.lower(): v for k, v in reply.headers.items()}, reply.content
         )

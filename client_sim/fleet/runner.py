@@ -43,12 +43,12 @@ from typing import IO, Any, TypeVar
 
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.binary import Reader
+from client_sim.api import BlobInfo, BlobPage
 from client_sim.audit import AuditReport, audit, needle
-from client_sim.blobs import BlobInfo, BlobPage
-from client_sim.device import (
+from client_sim.device import Device
+from client_sim.errors import (
     ConnectionFailed,
     DecryptionFailed,
-    Device,
     DeviceError,
     ServerError,
     StorageTransferFailed,

@@ -7,15 +7,9 @@ import threading
 import time
 from collections.abc import Mapping
 
+from client_sim.errors import ConnectionFailed
 from client_sim.fleet.metrics import Metrics, route_template
-from client_sim.transport import (
-    HttpReply,
-    ObjectResponse,
-    ObjectTransport,
-    Readable,
-    Transport,
-    TransportError,
-)
+from client_sim.transport import HttpReply, ObjectResponse, ObjectTransport, Readable, Transport
 
 
 class MeteredTransport:
@@ -37,7 +31,7 @@ class MeteredTransport:
         started = time.perf_counter()
         try:
             reply = self._inner.request(method, path, body=body, headers=headers)
-        except TransportError:
+        except ConnectionFailed:
             self._metrics.request(route, None, time.perf_counter() - started)
             raise
         self._metrics.request(route, reply.status, time.perf_counter() - started)
@@ -80,15 +74,15 @@ class FlakyTransport:
         headers: Mapping[str, str] | None = None,
     ) -> HttpReply:
         if self.offline:
-            raise TransportError(f"{method} {path}: offline")
+            raise ConnectionFailed(f"{method} {path}: offline")
         before, after = self._roll()
         if before:
             self.dropped_before += 1
-            raise TransportError(f"{method} {path}: connection reset (simulated)")
+            raise ConnectionFailed(f"{method} {path}: connection reset (simulated)")
         reply = self._inner.request(method, path, body=body, headers=headers)
         if after:
             self.dropped_after += 1
-            raise TransportError(f"{method} {path}: reply lost (simulated)")
+            raise ConnectionFailed(f"{method} {path}: reply lost (simulated)")
         return reply
 
 
@@ -107,7 +101,7 @@ class MeteredObjects:
         started = time.perf_counter()
         try:
             reply = self._inner.put(url, body, length=length, headers=headers)
-        except TransportError:
+        except ConnectionFailed:
             self._metrics.request("PUT object", None, time.perf_counter() - started)
             raise
         self._metrics.request("PUT object", reply.status, time.perf_counter() - started)
@@ -117,7 +111,7 @@ class MeteredObjects:
         started = time.perf_counter()
         try:
             response = self._inner.get(url, headers=headers)
-        except TransportError:
+        except ConnectionFailed:
             self._metrics.request("GET object", None, time.perf_counter() - started)
             raise
         self._metrics.request("GET object", response.status, time.perf_counter() - started)

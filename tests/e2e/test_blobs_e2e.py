@@ -23,8 +23,9 @@ import pytest
 
 from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
-from client_sim.api import ApiClient, ApiError
+from client_sim.api import ApiClient
 from client_sim.blobs import BlobClient
+from client_sim.errors import ServerError
 from client_sim.local_stack import LocalStack, stage_environment
 from client_sim.transport import HttpObjectTransport, HttpTransport
 from tests.conftest import ROOT
@@ -224,7 +225,7 @@ def test_sharing_access_and_deletion_over_http(stack: Stack, device) -> None:
     info = alice.blobs.upload(
         io.BytesIO(plaintext), to=[bob.name], recipients=[alice.recipient(), bob.recipient()]
     )
-    with pytest.raises(ApiError) as hidden:
+    with pytest.raises(ServerError) as hidden:
         carol.blobs.get(info.blob_id)
     assert hidden.value.status == 404
     unauthenticated = HttpTransport(stack.url).request("GET", f"/v1/blobs/{info.blob_id}")
@@ -238,13 +239,13 @@ def test_sharing_access_and_deletion_over_http(stack: Stack, device) -> None:
     out = io.BytesIO()
     carol.blobs.download(info.blob_id, out, identities=[carol.key])
     assert out.getvalue() == plaintext
-    with pytest.raises(ApiError) as removed:
+    with pytest.raises(ServerError) as removed:
         bob.blobs.get(info.blob_id)
     assert removed.value.status == 404
     assert len(stack.versions(f"blobs/{info.blob_id}")) == 1
     alice.blobs.delete(info.blob_id)
     assert stack.versions(f"blobs/{info.blob_id}") == []
-    with pytest.raises(ApiError) as gone:
+    with pytest.raises(ServerError) as gone:
         alice.blobs.get(info.blob_id)
     assert gone.value.status == 404
 

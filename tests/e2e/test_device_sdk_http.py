@@ -70,7 +70,7 @@ def test_the_directory_holds_public_cards_and_sealed_backups_only(
     phone = make("phone")
     phone.register(f"alice-{tag}", PASSWORD)
     phone.backup_private_key()
-    bundle = phone._keystore.load().current
+    bundle = phone._store.keystore.load().current
     assert bundle is not None
     env = stage_environment("local")
     ddb = local_stack.client("dynamodb")

@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
-from client_sim.api import ApiClient, ApiError
+from client_sim.api import ApiClient
 from client_sim.demo import verify_access_token
+from client_sim.errors import ServerError
 from client_sim.local_stack import CHALICE_LISTEN_BACKLOG, free_port, stage_environment
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from client_sim.transport import HttpTransport
@@ -49,7 +50,7 @@ def test_full_account_flow_over_http(local_stack: RunningStack) -> None:
     api = ApiClient(HttpTransport(local_stack.url))
     keys = derive_password_keys("e2e-alice", "a long enough password", PASSWORD_KDF_SIMULATION)
     assert api.register("E2E-Alice", keys.login_key_b64) == "e2e-alice"
-    with pytest.raises(ApiError) as taken:
+    with pytest.raises(ServerError) as taken:
         api.register("e2e-alice", keys.login_key_b64)
     assert taken.value.code == "username_taken"
     session = api.login("e2e-alice", keys.login_key_b64)
@@ -59,7 +60,7 @@ def test_full_account_flow_over_http(local_stack: RunningStack) -> None:
     assert claims["sub"] == "e2e-alice"
     assert api.me(access.access_token)["identity"] == "e2e-alice"
     api.logout(session.refresh_token)
-    with pytest.raises(ApiError) as revoked:
+    with pytest.raises(ServerError) as revoked:
         api.access_token(session.refresh_token)
     assert revoked.value.status == 401
 

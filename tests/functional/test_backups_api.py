@@ -13,8 +13,9 @@ from chalicelib.errors import VersionConflict
 from chalicelib.services.backups import MAX_BACKUP_BYTES, BackupService
 from chalicelib.storage.directory import DynamoBackupStore
 from chalicelib.wire.b64 import b64url_encode
-from client_sim.api import ApiClient, ApiError
+from client_sim.api import ApiClient
 from client_sim.backup import TESTING_BOUNDS, KdfParams, seal_backup
+from client_sim.errors import ServerError
 from tests.functional.conftest import STAGE_ENV
 from tests.support.directory import User, atomic_moto_dynamodb, fresh_bundle, make_user
 
@@ -64,7 +65,7 @@ def test_create_read_replace_delete(api: ApiClient, raw, alice: User) -> None:
     assert (replaced.status, replaced.json()["version"]) == (200, 2)
     assert api.get_backup(alice.access_token, "primary")["ciphertext"] == second
     api.delete_backup(alice.access_token, "primary", version=2)
-    with pytest.raises(ApiError) as gone:
+    with pytest.raises(ServerError) as gone:
         api.get_backup(alice.access_token, "primary")
     assert gone.value.status == 404
 
@@ -93,7 +94,7 @@ def test_versions_never_repeat_across_a_reset(api: ApiClient, alice: User) -> No
     api.delete_backup(token, "primary")
     # A device that read version 1 before the reset can't overwrite the new backup.
     assert api.put_backup(token, "primary", blob())["version"] == 3
-    with pytest.raises(ApiError) as stale:
+    with pytest.raises(ServerError) as stale:
         api.put_backup(token, "primary", blob(), version=1)
     assert stale.value.code == "version_conflict"
     # The tombstone kept no ciphertext.

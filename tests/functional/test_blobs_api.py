@@ -18,8 +18,8 @@ import requests
 from chalicelib import wiring
 from chalicelib.config import BlobSettings, Settings
 from client_sim import age
-from client_sim.api import ApiError
-from client_sim.blobs import BlobClient, BlobError
+from client_sim.blobs import BlobClient
+from client_sim.errors import InvalidInput, ServerError
 from tests.functional.blob_helpers import (
     BUCKET,
     TABLES,
@@ -477,7 +477,7 @@ def test_delete_removes_every_version_and_all_metadata(raw, users) -> None:
     for table in TABLES[:2]:
         assert table_items(table) == []
     assert usage("alice") == (0, 0)
-    with pytest.raises(ApiError) as gone:
+    with pytest.raises(ServerError) as gone:
         alice.blobs.get(info.blob_id)
     assert gone.value.status == 404
 
@@ -612,7 +612,7 @@ def test_armored_blobs_can_lose_recipients_but_not_gain_them(raw, users) -> None
     assert info.armored
     narrowed = alice.blobs.share(info.blob_id, ["bob"], identities=[alice.key])
     assert narrowed.recipients == ("bob",)
-    with pytest.raises(BlobError, match="armored"):
+    with pytest.raises(InvalidInput, match="armored"):
         alice.blobs.share(info.blob_id, ["bob", "carol"], identities=[alice.key])
     out = io.BytesIO()
     alice.blobs.download(info.blob_id, out, identities=[alice.key])

@@ -14,7 +14,8 @@ from chalicelib import wiring
 from chalicelib.errors import CardConflict
 from chalicelib.services.cards import CardService
 from chalicelib.storage.directory import DynamoCardStore
-from client_sim.api import ApiClient, ApiError
+from client_sim.api import ApiClient
+from client_sim.errors import ServerError
 from tests.functional.conftest import STAGE_ENV
 from tests.support.directory import User, atomic_moto_dynamodb, fresh_bundle, make_user
 
@@ -97,7 +98,7 @@ def test_rotation_supersedes_the_previous_card(api: ApiClient, alice: User) -> N
     assert found["card"]["card_id"] == second.card_id
 
     # A superseded card can never become active again.
-    with pytest.raises(ApiError) as again:
+    with pytest.raises(ServerError) as again:
         api.publish_card(alice.access_token, first.card.to_json())
     assert again.value.code == "card_conflict"
 

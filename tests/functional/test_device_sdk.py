@@ -10,15 +10,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from client_sim.device import (
-    BACKUP_NAME,
-    PENDING_BACKUP_NAME,
+from client_sim.device import BACKUP_NAME, PENDING_BACKUP_NAME, Device
+from client_sim.errors import (
     AlreadyRegistered,
     BackupNotFound,
     CardVerificationFailed,
     ConcurrentChange,
     ConnectionFailed,
-    Device,
     DeviceInUse,
     InvalidInput,
     KdfMismatch,
@@ -29,7 +27,7 @@ from client_sim.device import (
     WrongPassword,
 )
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
-from client_sim.transport import ChaliceTransport, HttpReply, TransportError
+from client_sim.transport import ChaliceTransport, HttpReply
 from tests.functional.conftest import STAGE_ENV
 from tests.support import device_flows
 from tests.support.device_flows import NEW_PASSWORD, PASSWORD, MakeDevice, Recording
@@ -354,7 +352,7 @@ def test_a_password_change_interrupted_after_the_switch_is_finished_by_a_restore
             if (method, path) == ("PUT", "/v1/backups/primary") and self.count(
                 "PUT", "/v1/users/me/login-key"
             ):
-                raise TransportError("the phone died")
+                raise ConnectionFailed("the phone died")
             return super().request(method, path, body=body, headers=headers)
 
     phone = Device(tmp_path / "phone", LoseThePromotion(transport), kdf=PASSWORD_KDF_SIMULATION)
@@ -405,7 +403,7 @@ class LoseOne(Recording):
             self.armed = False
             if self.after:
                 super().request(method, path, body=body, headers=headers)
-            raise TransportError("connection reset")
+            raise ConnectionFailed("connection reset")
         return super().request(method, path, body=body, headers=headers)
 
 
@@ -476,7 +474,7 @@ def test_reset_backup_deletes_it(make: MakeDevice) -> None:
 def assert_backups(device: Device, *, present: set[str]) -> None:
     found = set()
     for name in (BACKUP_NAME, PENDING_BACKUP_NAME):
-        if device._fetch_backup(name) is not None:
+        if device._backups._fetch(name) is not None:
             found.add(name)
     assert found == present
 
@@ -549,7 +547,7 @@ class LossyContent(LoseOne):
         if self.armed and method == "PUT" and path.endswith("/content"):
             self.armed = False
             Recording.request(self, method, path, body=body, headers=headers)
-            raise TransportError("connection reset")
+            raise ConnectionFailed("connection reset")
         return Recording.request(self, method, path, body=body, headers=headers)
 
 
@@ -561,7 +559,7 @@ class LoseCommit(Recording):
     def request(self, method, path, *, body=None, headers=None):  # type: ignore[no-untyped-def]
         if self.armed and method == "POST" and path.endswith("/commit"):
             self.armed = False
-            raise TransportError("connection reset")
+            raise ConnectionFailed("connection reset")
         return super().request(method, path, body=body, headers=headers)
 
 

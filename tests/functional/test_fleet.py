@@ -263,7 +263,7 @@ def test_a_blob_deleted_while_a_restored_phone_reads_its_history_is_not_a_failur
     # that no longer exists.
     import dataclasses
 
-    from client_sim.blobs import BlobPage
+    from client_sim.api import BlobPage
     from client_sim.device import Device
 
     listed = Device.list_blobs

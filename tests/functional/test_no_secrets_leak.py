@@ -29,8 +29,9 @@ from chalicelib import wiring
 from chalicelib.crypto import ed25519_private_raw
 from chalicelib.rotation import ROTATION_STEPS, handle_rotation_event
 from chalicelib.wire.appkey import parse_app_key_secret
-from client_sim.api import ApiClient, ApiError
-from client_sim.device import Device, DeviceError
+from client_sim.api import ApiClient
+from client_sim.device import Device
+from client_sim.errors import DeviceError, ServerError
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from tests.functional.conftest import STAGE_ENV
 from tests.support.aws import begin_rotation, inject_outage
@@ -99,7 +100,7 @@ def test_no_secret_reaches_logs_error_bodies_or_tables(clock, raw, caplog) -> No
     secrets.add(rotated.access_token)
     api.me(rotated.access_token)
     api.logout(session.refresh_token)
-    with pytest.raises(ApiError):
+    with pytest.raises(ServerError):
         api.access_token(session.refresh_token)
     bodies.append(raw("GET", "/v1/me", token=session.refresh_token).body)
 
@@ -179,7 +180,7 @@ class Wiretap:
 
 
 def bundle_secrets(device: Device) -> set[bytes]:
-    state = device._keystore.load()
+    state = device._store.keystore.load()
     out = set()
     for bundle in state.bundles:
         out |= {bundle._ed25519_seed, bundle._x25519_secret, bundle._pq_seed}
@@ -242,7 +243,7 @@ def test_device_flows_leave_no_private_key_password_or_plaintext_server_side(
     }
     assert len(key_secrets) == 3 * 4  # three devices' keys plus alice's rotation
     # The scan would see a key in the forms it looks for: public keys are there.
-    public = alice._keystore.load().current.card.x25519_public_key  # type: ignore[union-attr]
+    public = alice._store.keystore.load().current.card.x25519_public_key  # type: ignore[union-attr]
     assert byte_forms(public) & {form for form in byte_forms(public) if form in tables}
     assert base64.urlsafe_b64encode(public).rstrip(b"=") in haystacks["request bodies"]
     for secret in device_only:

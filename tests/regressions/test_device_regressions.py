@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from client_sim.device import CardVerificationFailed, ConnectionFailed, Device
+from client_sim.device import Device
+from client_sim.errors import CardVerificationFailed, ConnectionFailed
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
-from client_sim.transport import HttpReply, Transport, TransportError
+from client_sim.transport import HttpReply, Transport
 
 PASSWORD = "correct horse battery staple"
 
@@ -34,7 +35,7 @@ class Meddling:
     ) -> HttpReply:
         if self.lose_publication and (method, path) == ("POST", "/v1/cards"):
             self.lose_publication = False
-            raise TransportError("connection reset")
+            raise ConnectionFailed("connection reset")
         if self.substitute is not None and method == "GET" and path.startswith("/v1/cards/"):
             path = f"/v1/cards/{self.substitute}"
         return self.inner.request(method, path, body=body, headers=headers)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from client_sim.device import (
+from client_sim.device import Device
+from client_sim.errors import (
     DecryptionFailed,
-    Device,
     DeviceError,
     InvalidInput,
     NoPrivateKey,

@@ -8,8 +8,9 @@ import pytest
 
 from chalicelib.wire.agefile import sniff
 from client_sim import age
-from client_sim.blobs import EncryptingReader, SourceChanged, age_file_size
-from client_sim.transport import TransportError, _ExactBody
+from client_sim.blobs import EncryptingReader, age_file_size
+from client_sim.errors import ConnectionFailed, SourceChanged
+from client_sim.transport import _ExactBody
 
 KEY = age.X25519Identity.generate()
 
@@ -57,6 +58,6 @@ def test_a_source_that_changes_size_fails_and_never_seals(actual: int) -> None:
 def test_an_upload_body_shorter_than_declared_fails_instead_of_hanging() -> None:
     body = _ExactBody(io.BytesIO(b"abc"), 5)
     assert body.read(10) == b"abc"
-    with pytest.raises(TransportError):
+    with pytest.raises(ConnectionFailed):
         body.read(10)
     assert _ExactBody(io.BytesIO(b"abcdef"), 5).read() == b"abcde"

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from client_sim import _hazmat
+from client_sim.errors import ConnectionFailed
 from client_sim.fleet.cpu import CpuAccounting, instrument_hazmat
 from client_sim.fleet.metrics import Metrics, percentile, route_template
 from client_sim.fleet.report import summary_text, write_html, write_json
 from client_sim.fleet.transports import FlakyTransport, MeteredTransport
-from client_sim.transport import HttpReply, TransportError
+from client_sim.transport import HttpReply
 
 
 class Echo:
@@ -62,7 +63,7 @@ def test_flaky_transport_drops_before_and_after_reproducibly() -> None:
         inner = Echo()
         flaky = FlakyTransport(inner, drop_rate=0.3, seed=seed)
         for _ in range(1000):
-            with contextlib.suppress(TransportError):
+            with contextlib.suppress(ConnectionFailed):
                 flaky.request("POST", "/v1/blobs")
         return flaky.dropped_before, flaky.dropped_after, inner.calls
 
@@ -73,7 +74,7 @@ def test_flaky_transport_drops_before_and_after_reproducibly() -> None:
     assert reached == 1000 - before
     flaky = FlakyTransport(Echo(), drop_rate=0.0, seed=1)
     flaky.offline = True
-    with pytest.raises(TransportError):
+    with pytest.raises(ConnectionFailed):
         flaky.request("GET", "/v1/me")
 
 

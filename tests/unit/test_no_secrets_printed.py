@@ -108,25 +108,27 @@ def test_the_check_itself_can_fail(secret: bytes) -> None:
 
 def test_device_sdk_results_and_records(tmp_path: Path) -> None:
     from chalicelib.services.backups import BackupRecord
-    from client_sim.device import Decrypted, Device, Sender, _BackupKey, _StoredBackup
+    from client_sim.backup_sync import BackupKey, StoredBackup
+    from client_sim.device import Device
+    from client_sim.messages import Decrypted, Sender
     from client_sim.transport import HttpTransport
 
     sender = Sender(identity="alice", card_id=ALICE.card_id)
     assert_hides(Decrypted(plaintext=PLAINTEXT, sender=sender), [PLAINTEXT])
     backup_key = seed("backup-key")
-    assert_hides(_BackupKey("alice", backup_key, None), [backup_key])  # type: ignore[arg-type]
+    assert_hides(BackupKey("alice", backup_key, None), [backup_key])  # type: ignore[arg-type]
     blob = ALICE.to_bytes()
-    assert_hides(_StoredBackup(1, blob, 0), SECRETS)
+    assert_hides(StoredBackup(1, blob, 0), SECRETS)
     assert_hides(BackupRecord(name="primary", version=1, updated_at=0, ciphertext=blob), SECRETS)
     phone = Device(tmp_path, HttpTransport("http://127.0.0.1:1"))
-    phone._keystore.save(KeystoreState("alice", (ALICE,), {"backup.key": backup_key.hex()}))
+    phone._store.save(KeystoreState("alice", (ALICE,), {"backup.key": backup_key.hex()}))
     assert_hides(phone, [*SECRETS, backup_key])
 
 
 def test_presigned_urls_never_print() -> None:
     # Presigned URLs are bearer credentials (DESIGN invariant 3).
     from chalicelib.services.blobs import BlobView, UploadTarget
-    from client_sim import blobs
+    from client_sim import api as blobs
 
     url = "https://bucket.s3.amazonaws.com/blobs/x?X-Amz-Signature=" + "ab12" * 16
     signature = url.rsplit("=", 1)[1]

@@ -1,0 +1,127 @@
+"""Account flows on a device: what happens between a password and a working phone.
+
+Registration and login turn the password into a login key (sent) and a
+backup key (kept) with :mod:`client_sim.passwords`, start a session, and
+then make or recover this device's keys: registration publishes a new card
+(or picks up a registration that failed part-way), login restores the keys
+from the backup.  A password change and a restore derive the keys the same
+way and hand them to :class:`~client_sim.backup_sync.BackupSync`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from client_sim.api import ApiClient
+from client_sim.backup_sync import BackupSync
+from client_sim.directory import CardDirectory
+from client_sim.errors import (
+    AlreadyRegistered,
+    BackupNotFound,
+    InvalidInput,
+    ServerError,
+    UsernameTaken,
+)
+from client_sim.identity import KeyBundle
+from client_sim.messages import canonical_identity
+from client_sim.passwords import KdfParams, PasswordKeys, WeakPassword, derive_password_keys
+from client_sim.session import Session
+from client_sim.store import DeviceStore, with_current
+
+__all__ = ["Accounts"]
+
+
+class Accounts:
+    """Register, log in, restore and change the password, for one device."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        session: Session,
+        store: DeviceStore,
+        cards: CardDirectory,
+        backups: BackupSync,
+        *,
+        kdf: KdfParams,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._store = store
+        self._cards = cards
+        self._backups = backups
+        self._kdf = kdf
+        self._clock = clock
+
+    def register(self, username: str, password: str) -> str:
+        """See :meth:`client_sim.Device.register`."""
+        identity = canonical_identity(username)
+        self._store.check_free(identity)
+        keys = self._derive(identity, password)
+        taken = False
+        try:
+            self._api.register(identity, keys.login_key_b64)
+        except ServerError as exc:
+            if exc.code != "username_taken":
+                raise
+            taken = True
+        try:
+            session = self._api.login(identity, keys.login_key_b64)
+        except ServerError as exc:
+            if taken and exc.code == "invalid_credentials":
+                raise UsernameTaken("this username is taken") from exc
+            raise
+        state = self._session.start(identity, session, keys.backup_key)
+        active = self._cards.own_active(identity)
+        if active is not None:
+            if state.bundle_for(active.card_id) is None:
+                raise AlreadyRegistered(
+                    "this identity already has an active card on another device; "
+                    "log in to restore its keys from the backup"
+                )
+            # This device published it before failing part-way: done.
+            self._store.save(with_current(state, active.card_id))
+            return identity
+        if taken and state.current is None:
+            # Registering again after unregister: the backup's keys come
+            # along, so data sealed to the old cards stays readable here.
+            with contextlib.suppress(BackupNotFound):
+                self._backups.restore(state, keys)
+            state = self._store.require_session()
+        bundle = KeyBundle.generate(identity, created_at=int(self._clock()))
+        self._cards.publish(state, bundle)
+        return identity
+
+    def login(self, username: str, password: str) -> str:
+        """See :meth:`client_sim.Device.login`."""
+        identity = canonical_identity(username)
+        self._store.check_free(identity)
+        keys = self._derive(identity, password)
+        session = self._api.login(identity, keys.login_key_b64)
+        state = self._session.start(identity, session, keys.backup_key)
+        if state.current is None:
+            with contextlib.suppress(BackupNotFound):
+                self._backups.restore(state, keys)
+        return identity
+
+    def restore(self, password: str) -> None:
+        """See :meth:`client_sim.Device.restore_private_key`."""
+        state = self._store.require_session()
+        self._backups.restore(state, self._derive(state.identity, password))
+
+    def change_password(self, old_password: str, new_password: str) -> None:
+        """See :meth:`client_sim.Device.change_password`."""
+        state = self._store.require_session()
+        old = self._derive(state.identity, old_password)
+        new = self._derive(state.identity, new_password)
+        if old.login_key == new.login_key:
+            raise InvalidInput("the new password must differ from the old one")
+        self._backups.change_password(old, new)
+
+    def _derive(self, identity: str, password: str) -> PasswordKeys:
+        try:
+            return derive_password_keys(identity, password, self._kdf)
+        except WeakPassword as exc:
+            raise InvalidInput(str(exc)) from exc

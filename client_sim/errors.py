@@ -1,0 +1,245 @@
+"""Every failure the device SDK reports: one tree, one name per failure a caller can act on.
+
+Everything the SDK raises on purpose is a :class:`DeviceError` (plus
+``TypeError`` for a programming mistake such as passing a string where a
+list of identities belongs).  The layers below the :class:`~client_sim.Device`
+facade raise these same classes -- the HTTP client raises
+:class:`ServerError`, the transports :class:`ConnectionFailed`, object
+storage :class:`StorageTransferFailed` -- so there is nothing to translate
+on the way up except a server's error *code* into the failure it means
+(:func:`from_server`).
+
+Two libraries keep errors of their own, because they are usable without the
+SDK: the age implementation (:mod:`client_sim.age`, whose
+``DecryptionError`` mirrors age's) and the sealed format
+(:mod:`client_sim.sealed`).  The facade turns theirs into
+:class:`DecryptionFailed` in one place.
+
+Messages never hold a secret: no password, key, token or presigned URL, and
+no text a server chose (a hostile server's words stay in
+:attr:`ServerError.message`, never in ``str(exc)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
+
+__all__ = [
+    "AlreadyRegistered",
+    "BackupNotFound",
+    "BlobUnavailable",
+    "CardVerificationFailed",
+    "ConcurrentChange",
+    "ConnectionFailed",
+    "DecryptionFailed",
+    "DeviceError",
+    "DeviceInUse",
+    "InvalidInput",
+    "KdfMismatch",
+    "LocalStorageError",
+    "NoPrivateKey",
+    "NotLoggedIn",
+    "SenderMismatch",
+    "ServerError",
+    "SourceChanged",
+    "StorageTransferFailed",
+    "TooManyAttempts",
+    "UsernameTaken",
+    "UsersNotFound",
+    "WrongPassword",
+    "from_server",
+    "reported",
+]
+
+
+class DeviceError(Exception):
+    """Base of every failure the SDK reports.  Messages never hold a secret."""
+
+
+# --- the caller's input ----------------------------------------------------------------
+
+
+class InvalidInput(DeviceError, ValueError):
+    """An argument is invalid: an identity, a weak password, too many recipients."""
+
+
+class SourceChanged(InvalidInput):
+    """The file changed size while it was being encrypted and sent; nothing was stored."""
+
+
+# --- account and session ---------------------------------------------------------------
+
+
+class NotLoggedIn(DeviceError):
+    """No live session: log in (again).  Also after a password change elsewhere."""
+
+
+class UsernameTaken(DeviceError):
+    """The username is registered by someone else."""
+
+
+class WrongPassword(DeviceError):
+    """The server or the backup refused the password (or the username)."""
+
+
+class TooManyAttempts(DeviceError):
+    """Logins are throttled; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- keys and cards ----------------------------------------------------------------------
+
+
+class NoPrivateKey(DeviceError):
+    """This device holds no private key: register, or restore the backup."""
+
+
+class DeviceInUse(DeviceError):
+    """The device's keystore belongs to another identity; clean it up first."""
+
+
+class AlreadyRegistered(DeviceError):
+    """The identity already has an active card made on another device."""
+
+
+class UsersNotFound(DeviceError):
+    """Some identities have no active card."""
+
+    def __init__(self, identities: Sequence[str]) -> None:
+        super().__init__(f"no active card for: {', '.join(identities)}")
+        self.identities = tuple(identities)
+
+
+class CardVerificationFailed(DeviceError):
+    """A card from the server failed verification (signature, identity or id)."""
+
+
+class ConcurrentChange(DeviceError):
+    """Another device kept changing the same state; nothing was lost, try again."""
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+class DecryptionFailed(DeviceError):
+    """The data could not be decrypted or its sender could not be verified."""
+
+
+class SenderMismatch(DecryptionFailed):
+    """The data is validly signed, but by someone other than the expected sender."""
+
+
+class BlobUnavailable(DeviceError):
+    """The blob has no content to download yet (reserved) or was rejected."""
+
+
+# --- backup -----------------------------------------------------------------------------------
+
+
+class BackupNotFound(DeviceError):
+    """There is no key backup for this identity."""
+
+
+class KdfMismatch(DeviceError):
+    """The backup was made with other password-derivation parameters than this device's."""
+
+
+# --- where things are kept and how they travel ------------------------------------------------
+
+
+class LocalStorageError(DeviceError):
+    """The keystore or the card cache on this device is unusable."""
+
+
+class ConnectionFailed(DeviceError, ConnectionError):
+    """No answer: the request got no HTTP reply (refused, reset, timed out)."""
+
+
+class StorageTransferFailed(DeviceError):
+    """Object storage refused a presigned upload or download.
+
+    ``status`` is the HTTP status and ``code`` the storage error code (such
+    as ``PreconditionFailed`` or ``AccessDenied``) when it sent one.
+    """
+
+    def __init__(self, action: str, status: int, code: str | None) -> None:
+        super().__init__(f"{action} refused by object storage: {status} {code or ''}".rstrip())
+        self.status = status
+        self.code = code
+
+
+class ServerError(DeviceError):
+    """The server answered with an error, or with something that isn't a valid answer.
+
+    ``status`` is the HTTP status and ``code`` the stable error code from the
+    body (``http_<status>`` when the body is not a Sealbox error,
+    ``malformed`` when a success reply could not be used).  ``message`` is the
+    server's own text; it is kept out of ``str(exc)`` because the server
+    chose it.  ``retry_after`` is the ``Retry-After`` header in seconds, if any.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str = "",
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(f"the server refused the request: {status} {code}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @classmethod
+    def malformed(cls, what: str) -> ServerError:
+        """A success reply the SDK can't use (missing fields, wrong types, bad encoding)."""
+        return cls(200, "malformed", f"the server sent a malformed {what}")
+
+
+def from_server(exc: ServerError) -> DeviceError:
+    """The failure a server error code means to the caller of the SDK.
+
+    Codes a caller acts on get their own class; every other refusal stays
+    the :class:`ServerError` it is (the same object).
+    """
+    if exc.code == "invalid_credentials":
+        return WrongPassword("wrong username or password")
+    if exc.code == "too_many_attempts":
+        return TooManyAttempts("too many failed attempts; try again later", exc.retry_after)
+    if exc.code == "username_taken":
+        return UsernameTaken("this username is taken")
+    if exc.code == "invalid_token":
+        return NotLoggedIn("the session has ended; log in again")
+    return exc
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def reported(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Wraps a public SDK method so a server refusal surfaces as what it means.
+
+    Everything below the facade already raises :class:`DeviceError`
+    subclasses; only a refusal the caller acts on by its code (a wrong
+    password, throttling, a taken name, an ended session) is renamed, by
+    :func:`from_server`, with the original as its cause.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except ServerError as exc:
+            meant = from_server(exc)
+            if meant is exc:
+                raise
+            raise meant from exc
+
+    return wrapper

@@ -1,0 +1,123 @@
+"""The device's session: a refresh token kept in the keystore, access tokens kept in memory.
+
+:meth:`Session.authed` is the one path by which the SDK makes an
+authenticated request: it passes a live access token to the call that uses
+it, and when the server refuses that token (this device's clock stood still
+while the server's ran on, or the app key rotated) it renews the token once
+and repeats the call.  A refresh token the server refuses ends the session
+on this device (:class:`~client_sim.errors.NotLoggedIn`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from chalicelib.wire.b64 import b64url_encode
+from client_sim.api import ApiClient, RefreshSession
+from client_sim.errors import NotLoggedIn, ServerError
+from client_sim.keystore import KeystoreState
+from client_sim.store import BACKUP_KEY, REFRESH_EXPIRES, REFRESH_TOKEN, DeviceStore
+
+__all__ = ["TOKEN_REFRESH_MARGIN", "Session"]
+
+# Renew an access token this long before it expires by the local clock:
+# covers the request's flight time and the server's small leeway, and since
+# the expiry is ``expires_in`` counted from when *we* asked, the device's
+# clock may be off by any amount without tokens being used too late.
+TOKEN_REFRESH_MARGIN: Final = 60.0
+
+_T = TypeVar("_T")
+
+
+class Session:
+    """Tokens for one device.  Not thread-safe (one phone, one caller at a time)."""
+
+    def __init__(
+        self, api: ApiClient, store: DeviceStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._clock = clock
+        # (token, renew-after by the local clock); never persisted.
+        self._access: tuple[str, float] | None = None
+
+    def __repr__(self) -> str:
+        return f"Session(live_access_token={self._access is not None})"
+
+    def start(self, identity: str, session: RefreshSession, backup_key: bytes) -> KeystoreState:
+        """Keep a new refresh token (and the backup key derived at the same login).
+
+        Returns the keystore as saved; a keystore is created for a new device.
+        """
+        state = self._store.load() or KeystoreState(identity)
+        state = state.with_settings(
+            **{
+                REFRESH_TOKEN: session.refresh_token,
+                REFRESH_EXPIRES: str(session.expires_at),
+                BACKUP_KEY: b64url_encode(backup_key),
+            }
+        )
+        self._store.save(state)
+        self._access = None
+        return state
+
+    def end(self) -> None:
+        """Log out: the server ends the refresh token, the device forgets it.
+
+        A session the server already ended is as logged out as it gets.
+        """
+        state = self._store.load()
+        token = state.settings.get(REFRESH_TOKEN) if state else None
+        if state is None or token is None:
+            return
+        with contextlib.suppress(ServerError):
+            self._api.logout(token)
+        self._store.save(state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None}))
+        self._access = None
+
+    def forget(self) -> None:
+        """Drop the access token held in memory (the keystore is being wiped)."""
+        self._access = None
+
+    def access_token(self, *, renew: bool = False) -> str:
+        """A live access token: the one held, or a new one from the refresh token.
+
+        Raises:
+            NotLoggedIn: no session, or the server ended it (logged out,
+                expired, signed out by a password change) -- then the
+                refresh token is forgotten here too.
+            ServerError, ConnectionFailed: as from the API.
+        """
+        now = self._clock()
+        if not renew and self._access is not None and now < self._access[1]:
+            return self._access[0]
+        state = self._store.require_session()
+        try:
+            issued = self._api.access_token(state.settings[REFRESH_TOKEN])
+        except ServerError as exc:
+            if exc.status == 401:
+                self._store.save(
+                    state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None})
+                )
+                raise NotLoggedIn("the session has ended; log in again") from exc
+            raise
+        # expires_in counts from the server's answer; counting it from our
+        # request (``now``) errs early, whatever the two clocks say.
+        self._access = (issued.access_token, now + issued.expires_in - TOKEN_REFRESH_MARGIN)
+        return issued.access_token
+
+    def authed(self, call: Callable[[str], _T]) -> _T:
+        """``call(access_token)``, renewing the token once if the server refuses it.
+
+        ``call`` must be safe to repeat (every SDK operation is: uploads
+        carry an idempotency key, the rest are reads or conditional writes).
+        """
+        try:
+            return call(self.access_token())
+        except ServerError as exc:
+            if exc.status != 401 or exc.code != "invalid_token":
+                raise
+        return call(self.access_token(renew=True))
