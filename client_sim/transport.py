@@ -97,7 +97,9 @@ class HttpTransport:
                     body=exc.read(),
                 )
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ConnectionFailed(f"{method} {path}: no reply from the server") from exc
+            # The message is what a user reads (`sealbox: error: ...`); the
+            # cause keeps the details for a debugger.
+            raise ConnectionFailed("the server did not answer") from exc
 
 
 class ChaliceTransport:
