@@ -308,5 +308,7 @@ class CardDirectory:
             ],
         }
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(self._path) as out:
+        # Not synced to disk: a cache lost in a crash is refilled by the next
+        # lookup (an unreadable one reads as empty), and lookups are hot.
+        with atomic_output(self._path, durable=False) as out:
             out.write(json.dumps(document, sort_keys=True).encode("utf-8"))
