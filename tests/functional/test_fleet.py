@@ -224,10 +224,10 @@ def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeyp
     import secrets
 
     # Patched where the service looks the name up, not where it is re-exported.
-    from chalicelib.services.blobs import service
+    from chalicelib.services.blobs import _random_blob_id, service
 
     monkeypatch.setattr(
-        service, "_derived_blob_id", lambda owner, key: service._random_blob_id(secrets.token_bytes)
+        service, "_derived_blob_id", lambda owner, key: _random_blob_id(secrets.token_bytes)
     )
     overrides = {
         "rounds": "1",
