@@ -1,4 +1,5 @@
-"""The one state-machine helper (chalicelib.services.lifecycle), on a toy table."""
+"""The one state-machine helper (chalicelib.services.lifecycle), on a toy table
+and on the three lifecycles built with it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import itertools
 
 import pytest
 
+from chalicelib.services import backups, cards
+from chalicelib.services.blobs import model as blob_model
 from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
 
 
@@ -118,3 +121,42 @@ def test_lifecycles_have_no_instance_dict(door: Lifecycle[Door, Act]) -> None:
     # The table can't be swapped out from under the functions that use it.
     with pytest.raises(AttributeError):
         door.extra = 1  # type: ignore[attr-defined]
+
+
+# --- the three lifecycles use it ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "error"),
+    [
+        (cards.CARD_LIFECYCLE, cards.InvalidCardTransition),
+        (backups.BACKUP_LIFECYCLE, backups.InvalidBackupTransition),
+        (blob_model.BLOB_LIFECYCLE, InvalidTransition),
+    ],
+)
+def test_each_lifecycle_signals_illegal_transitions_with_the_shared_exception(
+    lifecycle: Lifecycle[enum.Enum, enum.Enum], error: type[InvalidTransition]
+) -> None:
+    assert issubclass(error, InvalidTransition)
+    events = {event for _, event in lifecycle.table}
+    states = {state for state, _ in lifecycle.table} | set(lifecycle.table.values())
+    illegal = [pair for pair in itertools.product(states, events) if pair not in lifecycle.table]
+    assert illegal, "every shipped lifecycle forbids something"
+    for state, event in illegal:
+        with pytest.raises(error) as raised:
+            lifecycle.transition(state, event)
+        assert type(raised.value) is error
+    for (state, event), after in lifecycle.table.items():
+        assert lifecycle.transition(state, event) is after
+
+
+def test_the_wrappers_read_the_shared_tables() -> None:
+    for event in cards.CardEvent:
+        assert cards.card_preconditions(event) == cards.CARD_LIFECYCLE.sources(event)
+    for backup_event in backups.BackupEvent:
+        assert backups.backup_preconditions(backup_event) == backups.BACKUP_LIFECYCLE.sources(
+            backup_event
+        )
+    assert blob_model.BLOB_LIFECYCLE.sources(blob_model.Verdict.ACCEPT) == {
+        blob_model.BlobState.RESERVED
+    }

@@ -70,7 +70,6 @@ from chalicelib.services.blobs.model import (
     BlobState,
     BlobView,
     CreateOutcome,
-    InvalidTransition,
     Quota,
     Reservation,
     StoredObject,
@@ -92,6 +91,7 @@ from chalicelib.services.blobs.service import (
     BlobService,
     part_sizes,
 )
+from chalicelib.services.lifecycle import InvalidTransition
 
 __all__ = [
     "BLOB_ID_BYTES",

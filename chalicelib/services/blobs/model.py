@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
+
+from chalicelib.services.lifecycle import Lifecycle
 
 # --- the state machine ----------------------------------------------------------
 
@@ -25,14 +28,15 @@ class Verdict(enum.Enum):
     REJECT = "reject"
 
 
-class InvalidTransition(RuntimeError):
-    """A verdict for a blob that is no longer waiting for one (a bug)."""
-
-
-_TRANSITIONS = {
-    (BlobState.RESERVED, Verdict.ACCEPT): BlobState.READY,
-    (BlobState.RESERVED, Verdict.REJECT): BlobState.REJECTED,
-}
+# A verdict for a blob that is no longer waiting for one (a bug) raises the
+# shared InvalidTransition itself: the name blobs always raised, and still a
+# RuntimeError (see chalicelib.services.lifecycle).
+BLOB_LIFECYCLE: Final = Lifecycle[BlobState, Verdict](
+    {
+        (BlobState.RESERVED, Verdict.ACCEPT): BlobState.READY,
+        (BlobState.RESERVED, Verdict.REJECT): BlobState.REJECTED,
+    }
+)
 
 
 def transition(state: BlobState, verdict: Verdict) -> BlobState:
@@ -43,10 +47,7 @@ def transition(state: BlobState, verdict: Verdict) -> BlobState:
     Raises:
         InvalidTransition: ``state`` takes no verdict.
     """
-    try:
-        return _TRANSITIONS[(state, verdict)]
-    except KeyError:
-        raise InvalidTransition(f"{state.value} takes no {verdict.value} verdict") from None
+    return BLOB_LIFECYCLE.transition(state, verdict)
 
 
 # --- records -----------------------------------------------------------------------
