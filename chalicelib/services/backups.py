@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -43,6 +43,7 @@ from chalicelib.errors import (
     PayloadTooLarge,
     VersionConflict,
 )
+from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.backup import NotABackup, check_backup_envelope
 
@@ -69,16 +70,24 @@ class BackupEvent(enum.Enum):
     DELETE = "delete"
 
 
-class InvalidBackupTransition(ValueError):
-    """``event`` is not allowed from the backup's current state."""
+class InvalidBackupTransition(InvalidTransition):
+    """``event`` is not allowed from the backup's current state.
+
+    A subclass of the shared :class:`~chalicelib.services.lifecycle.InvalidTransition`
+    (still a ``ValueError``), kept so its name and every ``except`` written
+    against it stay as they were.
+    """
 
 
-_TRANSITIONS: Final[Mapping[tuple[BackupState | None, BackupEvent], BackupState]] = {
-    (None, BackupEvent.CREATE): BackupState.PRESENT,
-    (BackupState.DELETED, BackupEvent.CREATE): BackupState.PRESENT,
-    (BackupState.PRESENT, BackupEvent.REPLACE): BackupState.PRESENT,
-    (BackupState.PRESENT, BackupEvent.DELETE): BackupState.DELETED,
-}
+BACKUP_LIFECYCLE: Final = Lifecycle[BackupState, BackupEvent](
+    {
+        (None, BackupEvent.CREATE): BackupState.PRESENT,
+        (BackupState.DELETED, BackupEvent.CREATE): BackupState.PRESENT,
+        (BackupState.PRESENT, BackupEvent.REPLACE): BackupState.PRESENT,
+        (BackupState.PRESENT, BackupEvent.DELETE): BackupState.DELETED,
+    },
+    error=InvalidBackupTransition,
+)
 
 
 def backup_transition(state: BackupState | None, event: BackupEvent) -> BackupState:
@@ -87,16 +96,12 @@ def backup_transition(state: BackupState | None, event: BackupEvent) -> BackupSt
     Raises:
         InvalidBackupTransition: the event is not allowed from ``state``.
     """
-    try:
-        return _TRANSITIONS[(state, event)]
-    except KeyError:
-        name = state.value if state is not None else "none"
-        raise InvalidBackupTransition(f"{event.value} is not allowed from {name}") from None
+    return BACKUP_LIFECYCLE.transition(state, event)
 
 
 def backup_preconditions(event: BackupEvent) -> frozenset[BackupState | None]:
     """The states from which ``event`` may happen (what a store's condition checks)."""
-    return frozenset(state for state, ev in _TRANSITIONS if ev is event)
+    return BACKUP_LIFECYCLE.sources(event)
 
 
 # --- records and the store -------------------------------------------------------

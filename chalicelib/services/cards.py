@@ -29,7 +29,7 @@ only for choosing the error message; correctness rests on the conditions.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -43,6 +43,7 @@ from chalicelib.errors import (
     InvalidRequest,
     NotFound,
 )
+from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
 from chalicelib.wire.cards import (
     DEFAULT_MAX_CLOCK_SKEW,
     Card,
@@ -77,15 +78,23 @@ class CardEvent(enum.Enum):
     REVOKE = "revoke"
 
 
-class InvalidCardTransition(ValueError):
-    """``event`` is not allowed from the card's current status."""
+class InvalidCardTransition(InvalidTransition):
+    """``event`` is not allowed from the card's current status.
+
+    A subclass of the shared :class:`~chalicelib.services.lifecycle.InvalidTransition`
+    (still a ``ValueError``), kept so its name and every ``except`` written
+    against it stay as they were.
+    """
 
 
-_TRANSITIONS: Final[Mapping[tuple[CardStatus | None, CardEvent], CardStatus]] = {
-    (None, CardEvent.PUBLISH): CardStatus.ACTIVE,
-    (CardStatus.ACTIVE, CardEvent.SUPERSEDE): CardStatus.SUPERSEDED,
-    (CardStatus.ACTIVE, CardEvent.REVOKE): CardStatus.REVOKED,
-}
+CARD_LIFECYCLE: Final = Lifecycle[CardStatus, CardEvent](
+    {
+        (None, CardEvent.PUBLISH): CardStatus.ACTIVE,
+        (CardStatus.ACTIVE, CardEvent.SUPERSEDE): CardStatus.SUPERSEDED,
+        (CardStatus.ACTIVE, CardEvent.REVOKE): CardStatus.REVOKED,
+    },
+    error=InvalidCardTransition,
+)
 
 
 def card_transition(status: CardStatus | None, event: CardEvent) -> CardStatus:
@@ -96,16 +105,12 @@ def card_transition(status: CardStatus | None, event: CardEvent) -> CardStatus:
     Raises:
         InvalidCardTransition: the event is not allowed from ``status``.
     """
-    try:
-        return _TRANSITIONS[(status, event)]
-    except KeyError:
-        name = status.value if status is not None else "none"
-        raise InvalidCardTransition(f"{event.value} is not allowed from {name}") from None
+    return CARD_LIFECYCLE.transition(status, event)
 
 
 def card_preconditions(event: CardEvent) -> frozenset[CardStatus | None]:
     """The statuses from which ``event`` may happen (what a store's condition checks)."""
-    return frozenset(status for status, ev in _TRANSITIONS if ev is event)
+    return CARD_LIFECYCLE.sources(event)
 
 
 # --- records and the store -------------------------------------------------------

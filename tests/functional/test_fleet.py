@@ -223,10 +223,11 @@ def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeyp
     rely on (a retry finds the same blob), so the run must fail."""
     import secrets
 
-    from chalicelib.services import blobs
+    # Patched where the service looks the name up, not where it is re-exported.
+    from chalicelib.services.blobs import _random_blob_id, service
 
     monkeypatch.setattr(
-        blobs, "_derived_blob_id", lambda owner, key: blobs._random_blob_id(secrets.token_bytes)
+        service, "_derived_blob_id", lambda owner, key: _random_blob_id(secrets.token_bytes)
     )
     overrides = {
         "rounds": "1",

@@ -1,39 +1,7 @@
-"""Encrypted blob storage: reserve, upload, check, share, download, delete.
+"""The blob service: one method per route, plus the S3 event check.
 
-Devices encrypt files with age before anything leaves them; this service
-only ever handles ciphertext, and mostly not even that: large files go from
-the device straight to S3 through presigned URLs, and this service decides
-what may be uploaded where, checks what arrived, and says who may download
-it.
-
-Life of a blob (an explicit state machine, one :func:`transition` function,
-enforced in storage by conditional writes)::
-
-    reserve ──▶ RESERVED ──(upload checked: right size, age v1 header)──▶ READY
-                   │
-                   └────(wrong size, or not shaped like age)──────────▶ REJECTED
-
-* **Reserve** charges the owner's quota (bytes and count) atomically with
-  the creation of the record and returns presigned upload instructions for
-  a key the server chose: one PUT, or a multipart upload for blobs larger
-  than one part.  With an idempotency key the blob id is derived from the
-  owner and the key, so a retried request finds the same blob.
-* **Check** runs when the owner commits, and again when S3 reports the new
-  object (the SQS handler), whichever comes first; both settle through the
-  same conditional transition, so the second one just reads the verdict.
-  A rejected upload is moved to the quarantine prefix and its quota
-  released; it is never served.
-* **Share** replaces the recipient list; adding recipients needs a new age
-  header from the device (the file key re-wrapped for the new set, which
-  only a device can do).  The server splices it in front of the unchanged
-  payload as a new S3 object version, compare-and-swapped on both the
-  record's version and the object's ETag.
-* **Delete** removes every S3 version and the record, and releases quota.
-
-Who may see what: the owner and the listed recipients read a blob; anyone
-else gets exactly the answer a nonexistent id gets.  Only the owner
-changes a blob; a recipient trying to is told so (it already knows the
-blob exists).
+The life of a blob and who may see what are described in the package
+docstring (:mod:`chalicelib.services.blobs`).
 
 No chalice, no boto3: stores, the clock and randomness are injected.
 """
@@ -41,13 +9,11 @@ No chalice, no boto3: stores, the clock and randomness are injected.
 from __future__ import annotations
 
 import contextlib
-import enum
-import json
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TypeVar
 
 from chalicelib import crypto
 from chalicelib.config import BlobSettings
@@ -71,8 +37,6 @@ from chalicelib.errors import (
     InternalError,
     InvalidBlobHeader,
     InvalidBlobSize,
-    InvalidCursor,
-    InvalidIdempotencyKey,
     InvalidRecipient,
     InvalidRequest,
     NotAgeCiphertext,
@@ -81,8 +45,32 @@ from chalicelib.errors import (
     TooManyRecipients,
 )
 from chalicelib.logs import log_event
+from chalicelib.services.blobs.ids import (
+    _BLOB_ID_RE,
+    _decode_cursor,
+    _derived_blob_id,
+    _encode_cursor,
+    _fingerprint,
+    _random_blob_id,
+    _valid_idempotency_key,
+)
+from chalicelib.services.blobs.model import (
+    BlobPage,
+    BlobRecord,
+    BlobState,
+    BlobView,
+    CreateOutcome,
+    Quota,
+    Reservation,
+    StoredObject,
+    UpdateOutcome,
+    UploadPlan,
+    Verdict,
+    transition,
+)
+from chalicelib.services.blobs.ports import BlobStore, ObjectStore
 from chalicelib.wire import agefile
-from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 
 #: Recipients per blob.  A recipient change is one DynamoDB transaction
@@ -94,286 +82,12 @@ INLINE_MAX = 256 * 1024
 #: Most parts a multipart upload is split into (the reservation answer
 #: lists one presigned URL per part).
 MAX_PARTS = 100
-BLOB_ID_BYTES = 16
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
 _MIB = 1024 * 1024
-_BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
-_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
-_CREATED_KEY_RE = re.compile(r"[0-9]{10}#[A-Za-z0-9_-]{22}")
 _LIMIT_RE = re.compile(r"[0-9]{1,3}")
-_BLOB_ID_LABEL = b"sealbox/v1/blob-id"
 _ROLES = ("outbox", "inbox")
 _T = TypeVar("_T")
-
-
-# --- the state machine ----------------------------------------------------------
-
-
-class BlobState(enum.Enum):
-    RESERVED = "reserved"
-    READY = "ready"
-    REJECTED = "rejected"
-
-
-class Verdict(enum.Enum):
-    """The outcome of checking an uploaded object."""
-
-    ACCEPT = "accept"
-    REJECT = "reject"
-
-
-class InvalidTransition(RuntimeError):
-    """A verdict for a blob that is no longer waiting for one (a bug)."""
-
-
-_TRANSITIONS = {
-    (BlobState.RESERVED, Verdict.ACCEPT): BlobState.READY,
-    (BlobState.RESERVED, Verdict.REJECT): BlobState.REJECTED,
-}
-
-
-def transition(state: BlobState, verdict: Verdict) -> BlobState:
-    """The state a blob in ``state`` moves to on ``verdict``.
-
-    READY and REJECTED are final: a blob is checked once.
-
-    Raises:
-        InvalidTransition: ``state`` takes no verdict.
-    """
-    try:
-        return _TRANSITIONS[(state, verdict)]
-    except KeyError:
-        raise InvalidTransition(f"{state.value} takes no {verdict.value} verdict") from None
-
-
-# --- records -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BlobRecord:
-    """One blob's metadata, as stored.
-
-    ``version`` grows by one with every write, and every write is
-    conditional on the version it read.  ``expires_at`` is the reservation's
-    deadline (meaningful while RESERVED).  ``object_version`` pins the S3
-    object version that was checked: downloads are presigned for exactly
-    that version.
-    """
-
-    blob_id: str
-    owner: str
-    recipients: tuple[str, ...]
-    size: int
-    created_at: int
-    state: BlobState
-    version: int
-    expires_at: int
-    fingerprint: str
-    part_size: int | None = None
-    upload_id: str | None = None
-    object_version: str | None = None
-    etag: str | None = None
-    header_length: int | None = None
-    armored: bool = False
-    reject_reason: str | None = None
-    updated_at: int = 0
-
-    @property
-    def created_key(self) -> str:
-        """Sort key of listings: creation time, then id (unique, ordered)."""
-        return f"{self.created_at:010d}#{self.blob_id}"
-
-    def may_read(self, identity: str) -> bool:
-        return identity == self.owner or identity in self.recipients
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """One version of a blob's S3 object."""
-
-    version_id: str
-    etag: str
-    size: int
-
-
-@dataclass(frozen=True)
-class UploadedPart:
-    number: int
-    size: int
-    etag: str
-
-
-@dataclass(frozen=True)
-class UploadTarget:
-    """Where and how to send one PUT: a presigned URL (a bearer
-    credential, hence not in ``repr``) and the headers it was signed with."""
-
-    url: str = field(repr=False)
-    headers: dict[str, str]
-    part_number: int | None = None
-
-
-@dataclass(frozen=True)
-class UploadPlan:
-    kind: str  # "single" or "multipart"
-    targets: tuple[UploadTarget, ...]
-    expires_in: int
-    part_size: int | None = None
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """A reserved blob and how to upload it (``plan`` is None once the blob
-    is no longer waiting for an upload, on an idempotent replay)."""
-
-    record: BlobRecord
-    plan: UploadPlan | None
-
-
-@dataclass(frozen=True)
-class BlobView:
-    record: BlobRecord
-    download_url: str | None = field(default=None, repr=False)
-    download_expires_in: int = 0
-
-
-@dataclass(frozen=True)
-class BlobPage:
-    items: tuple[BlobRecord, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class Usage:
-    bytes: int
-    blobs: int
-
-
-@dataclass(frozen=True)
-class Quota:
-    max_bytes: int
-    max_blobs: int
-
-
-class CreateOutcome(enum.Enum):
-    CREATED = "created"
-    EXISTS = "exists"
-    OVER_QUOTA = "over_quota"
-
-
-class UpdateOutcome(enum.Enum):
-    DONE = "done"
-    CONFLICT = "conflict"
-    OVER_QUOTA = "over_quota"
-
-
-# --- stores (implemented by chalicelib.storage) -------------------------------------
-
-
-class BlobStore(Protocol):
-    """Blob records, per-recipient grants and per-owner usage counters.
-
-    The stored usage of an owner is the size and number of its RESERVED and
-    READY blobs; every method keeps it so in the same transaction as the
-    record change.
-    """
-
-    def get(self, blob_id: str) -> BlobRecord | None:
-        """The record (strongly consistent read), or None."""
-
-    def create(self, record: BlobRecord, *, quota: Quota) -> CreateOutcome:
-        """Create ``record`` and charge its size and one blob to its owner.
-
-        Nothing is written unless both succeed: EXISTS when the id is taken,
-        OVER_QUOTA when the charge would pass ``quota``.
-        """
-
-    def settle(self, before: BlobRecord, after: BlobRecord) -> bool:
-        """Write ``after`` iff the stored record still has ``before``'s state
-        and version.  Moving to READY also writes a grant per recipient;
-        moving to REJECTED also releases ``before``'s charge.  False when
-        another writer got there first."""
-
-    def update_recipients(
-        self, before: BlobRecord, after: BlobRecord, *, quota: Quota
-    ) -> UpdateOutcome:
-        """Write ``after`` (new recipients, maybe a new object and size) iff
-        the stored record is still ``before``; grants follow the recipient
-        change and usage the size change, in one transaction."""
-
-    def delete(self, record: BlobRecord) -> bool:
-        """Delete the record, its grants and (unless REJECTED) its charge,
-        iff its version is still ``record.version``."""
-
-    def usage(self, identity: str) -> Usage: ...
-
-    def list_owned(
-        self, owner: str, *, limit: int, before: str | None
-    ) -> tuple[list[BlobRecord], str | None]:
-        """The owner's blobs, newest first, with created keys below
-        ``before``; and the created key to continue from (None at the end)."""
-
-    def list_granted(
-        self, recipient: str, *, limit: int, before: str | None
-    ) -> tuple[list[BlobRecord], str | None]:
-        """READY blobs that list ``recipient``, newest first, like
-        :meth:`list_owned`."""
-
-    def expired_reservations(self, owner: str, now: int, *, limit: int) -> list[str]:
-        """Ids of the owner's RESERVED blobs whose deadline is ``now`` or earlier."""
-
-
-class ObjectStore(Protocol):
-    """The blob bucket.  Keys are derived from blob ids here, never taken
-    from a client: ``blobs/<id>`` for content, ``quarantine/<id>`` for
-    rejected uploads."""
-
-    def presign_put(self, blob_id: str, size: int, ttl: int) -> UploadTarget:
-        """A write-once PUT of exactly ``size`` bytes."""
-
-    def start_multipart(self, blob_id: str) -> str:
-        """Start a multipart upload; returns its upload id."""
-
-    def presign_parts(
-        self, blob_id: str, upload_id: str, sizes: Sequence[int], ttl: int
-    ) -> list[UploadTarget]:
-        """One presigned PUT per part, each of exactly its size."""
-
-    def list_parts(self, blob_id: str, upload_id: str) -> list[UploadedPart] | None:
-        """Parts uploaded so far; None when the upload no longer exists."""
-
-    def complete_multipart(
-        self, blob_id: str, upload_id: str, parts: Sequence[UploadedPart]
-    ) -> StoredObject | None:
-        """Assemble the object, write-once; None if an object already exists."""
-
-    def abort_multipart(self, blob_id: str, upload_id: str) -> None: ...
-
-    def head(self, blob_id: str, version_id: str | None = None) -> StoredObject | None:
-        """The latest (or the given) version of the content, or None."""
-
-    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes:
-        """The first ``length`` bytes of one version (a ranged GET)."""
-
-    def put_new(self, blob_id: str, data: bytes) -> StoredObject | None:
-        """Store ``data`` as the content, write-once; None if content exists."""
-
-    def replace_header(
-        self, blob_id: str, current: StoredObject, old_header_length: int, header: bytes
-    ) -> StoredObject | None:
-        """Write ``header`` + the bytes of ``current`` after its old header as
-        a new version, iff ``current`` is still the latest; None otherwise."""
-
-    def delete_version(self, blob_id: str, version_id: str) -> None: ...
-
-    def quarantine(self, blob_id: str) -> None:
-        """Move whatever content exists to the quarantine prefix (idempotent)."""
-
-    def purge(self, blob_id: str) -> None:
-        """Delete every version of the content and of its quarantined copy."""
-
-    def presign_get(self, blob_id: str, version_id: str, ttl: int) -> str: ...
 
 
 # --- the service ------------------------------------------------------------------------
@@ -951,14 +665,6 @@ def _valid_recipients(value: object) -> tuple[str, ...]:
     return tuple(members)
 
 
-def _valid_idempotency_key(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _IDEMPOTENCY_KEY_RE.fullmatch(value):
-        raise InvalidIdempotencyKey()
-    return value
-
-
 def _valid_header(value: object) -> bytes:
     if not isinstance(value, str):
         raise InvalidBlobHeader()
@@ -968,59 +674,3 @@ def _valid_header(value: object) -> bytes:
     except ValueError as exc:  # NotAgeFile is a ValueError
         raise InvalidBlobHeader() from exc
     return header
-
-
-def _command_line_safe(blob_id: str) -> bool:
-    # An id starting with "-" would be read as an option by every command
-    # line that takes it (`sealbox device get -x...`); such ids are never made.
-    return not blob_id.startswith("-")
-
-
-def _random_blob_id(rand: Callable[[int], bytes]) -> str:
-    """128 random bits, base64url; redrawn in the 1/64 case of a leading "-"."""
-    while True:
-        blob_id = b64url_encode(rand(BLOB_ID_BYTES))
-        if _command_line_safe(blob_id):
-            return blob_id
-
-
-def _derived_blob_id(owner: str, key: str) -> str:
-    # Same owner and key, same id: a retried reservation can only ever find
-    # the blob its first attempt created, and another owner's key can't
-    # address it.  A counter makes the rare id with a leading "-" derive the
-    # next candidate instead, deterministically.
-    for counter in range(256):
-        digest = crypto.sha256(
-            _BLOB_ID_LABEL
-            + b"\x00"
-            + owner.encode()
-            + b"\x00"
-            + key.encode()
-            + (b"" if counter == 0 else b"\x00" + bytes([counter]))
-        )
-        blob_id = b64url_encode(digest[:BLOB_ID_BYTES])
-        if _command_line_safe(blob_id):
-            return blob_id
-    raise InternalError()  # 256 leading "-" in a row: probability 64**-256
-
-
-def _fingerprint(size: int, recipients: tuple[str, ...]) -> str:
-    canonical = json.dumps({"recipients": list(recipients), "size": size}, sort_keys=True)
-    return b64url_encode(crypto.sha256(canonical.encode())[:16])
-
-
-def _encode_cursor(role: str, created_key: str) -> str:
-    return b64url_encode(f"{role}:{created_key}".encode("ascii"))
-
-
-def _decode_cursor(cursor: object, role: str) -> str:
-    if not isinstance(cursor, str):
-        raise InvalidCursor()
-    try:
-        text = b64url_decode(cursor, max_len=64).decode("ascii")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor() from exc
-    cursor_role, _, created_key = text.partition(":")
-    if cursor_role != role or not _CREATED_KEY_RE.fullmatch(created_key):
-        raise InvalidCursor()
-    return created_key
