@@ -109,4 +109,4 @@ def test_sized_source_says_none_for_a_pipe() -> None:
     pipe = _Pipe(b"abc")
     with sized_source(pipe) as (stream, size):
         assert size is None
-        assert stream is pipe
+        assert stream is pipe  # type: ignore[comparison-overlap]
