@@ -25,8 +25,8 @@ from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
 from client_sim.api import ApiClient, ApiError
 from client_sim.blobs import BlobClient
-from client_sim.local_stack import LocalStack, stage_environment
 from client_sim.transport import HttpObjectTransport, HttpTransport
+from sealbox_tools.local_stack import LocalStack, stage_environment
 from tests.conftest import ROOT
 
 MIB = 1024 * 1024

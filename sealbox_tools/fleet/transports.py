@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Mapping
 
-from client_sim.fleet.metrics import Metrics, route_template
 from client_sim.transport import (
     HttpReply,
     ObjectResponse,
@@ -16,6 +15,7 @@ from client_sim.transport import (
     Transport,
     TransportError,
 )
+from sealbox_tools.fleet.metrics import Metrics, route_template
 
 
 class MeteredTransport:
