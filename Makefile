@@ -64,7 +64,7 @@ clean:
 
 # Regenerate the per-stage IAM policy files Chalice deploys from infra/policies.json.
 policies: venv
-	$(PY) -c "from client_sim.local_stack import write_policies; write_policies()"
+	$(PY) -c "from sealbox_tools.local_stack import write_policies; write_policies()"
 
 # CloudFormation/SAM for one stage: Chalice's functions and API merged with
 # infra/resources.json, written to out/$(STAGE)/ (deploy with `aws cloudformation
@@ -74,5 +74,5 @@ package: venv
 	rm -rf out/$(STAGE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package \
 	  --pkg-format cloudformation --stage $(STAGE) --merge-template infra/resources.json out/$(STAGE)
-	$(PY) -c "from pathlib import Path; from client_sim.local_stack import pin_stage_parameter; \
+	$(PY) -c "from pathlib import Path; from sealbox_tools.local_stack import pin_stage_parameter; \
 	  pin_stage_parameter(Path('out/$(STAGE)/sam.json'), '$(STAGE)')"

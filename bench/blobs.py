@@ -40,8 +40,8 @@ from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
 from client_sim.api import ApiClient
 from client_sim.blobs import BlobClient
-from client_sim.local_stack import LocalStack, stage_environment
 from client_sim.transport import HttpTransport
+from sealbox_tools.local_stack import LocalStack, stage_environment
 
 _BLOCK = 1024 * 1024
 

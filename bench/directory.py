@@ -65,9 +65,9 @@ def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
     from chalicelib.config import Settings
     from chalicelib.storage.appkeys import ensure_app_key
     from client_sim.device import Device
-    from client_sim.local_stack import PROJECT_DIR, provision, stage_environment
     from client_sim.passwords import PASSWORD_KDF_SIMULATION
     from client_sim.transport import ChaliceTransport
+    from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
 
     # After importing the app, which sets its own level: one access-log
     # line per request would drown the report.

@@ -3,7 +3,7 @@
     python -m bench.fleet [--devices N] [--scenario standard|full] [--seed S]
                           [--concurrency C] [--no-audit] [--report FILE] [--json]
 
-Runs :func:`client_sim.fleet.runner.run_fleet` against the Chalice app in
+Runs :func:`sealbox_tools.fleet.runner.run_fleet` against the Chalice app in
 this process (``InProcessBackend``: moto's ``mock_aws``, one serialized warm
 container) and reports:
 
@@ -52,8 +52,8 @@ _MAIN_ROUTES = (
 
 
 def run(devices: int, scenario: str, seed: int, concurrency: int, audit: bool) -> dict[str, Any]:
-    from client_sim.fleet.backends import InProcessBackend
-    from client_sim.fleet.runner import FleetConfig, run_fleet
+    from sealbox_tools.fleet.backends import InProcessBackend
+    from sealbox_tools.fleet.runner import FleetConfig, run_fleet
 
     config = FleetConfig(
         devices=devices,

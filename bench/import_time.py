@@ -26,7 +26,7 @@ CASES = {
     "import app": "import app",
     "import app + first AWS client": (
         "import app; from chalicelib.wiring import Container; from chalicelib.config import "
-        "Settings; from client_sim.local_stack import stage_environment; "
+        "Settings; from sealbox_tools.local_stack import stage_environment; "
         "Container(Settings.from_env(stage_environment('test'))).dynamodb"
     ),
 }

@@ -1,7 +1,14 @@
-"""Sealbox device SDK, age-compatible CLI, and device simulator.
+"""Sealbox device side: the SDK an app embeds, and the device command lines.
 
 Everything sensitive happens here, on the device: keys are made and kept
 here, data is encrypted here, and only ciphertext and public keys leave.
+This package holds only what runs on a device: the SDK, the age library
+(``client_sim.age``), and the device-side command lines (``age_cli``: the
+age-compatible ``sealbox age``/``sealbox age-keygen``; ``device_cli``: the
+simulated phone, ``sealbox device``).  It shares wire formats with the
+server through ``chalicelib.wire`` and never imports the server (``app``)
+or the tooling that drives one (``sealbox_tools``): the import rules are
+checked by ``tests/unit/test_import_rules.py``.
 
 The SDK is one class and its errors::
 

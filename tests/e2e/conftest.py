@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from client_sim.local_stack import FAKE_CREDENTIALS, free_port
+from sealbox_tools.local_stack import FAKE_CREDENTIALS, free_port
 from tests.conftest import ROOT
 
 SEALBOX = str(Path(sys.executable).with_name("sealbox"))

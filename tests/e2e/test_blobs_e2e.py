@@ -26,8 +26,8 @@ from client_sim import age
 from client_sim.api import ApiClient
 from client_sim.blobs import BlobClient
 from client_sim.errors import ServerError
-from client_sim.local_stack import LocalStack, stage_environment
 from client_sim.transport import HttpObjectTransport, HttpTransport
+from sealbox_tools.local_stack import LocalStack, stage_environment
 from tests.conftest import ROOT
 
 MIB = 1024 * 1024

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from client_sim.device import Device
-from client_sim.local_stack import stage_environment
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
+from sealbox_tools.local_stack import stage_environment
 from tests.e2e.conftest import RunningStack
 from tests.support import device_flows
 from tests.support.device_flows import PASSWORD, MakeDevice

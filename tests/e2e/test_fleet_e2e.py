@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from client_sim.local_stack import free_port, stage_environment
+from sealbox_tools.local_stack import free_port, stage_environment
 from tests.conftest import ROOT
 from tests.e2e.conftest import SEALBOX, start_local, stop_local
 

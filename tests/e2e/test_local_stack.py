@@ -10,11 +10,11 @@ import subprocess
 import pytest
 
 from client_sim.api import ApiClient
-from client_sim.demo import verify_access_token
 from client_sim.errors import ServerError
-from client_sim.local_stack import CHALICE_LISTEN_BACKLOG, free_port, stage_environment
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
 from client_sim.transport import HttpTransport
+from sealbox_tools.demo import verify_access_token
+from sealbox_tools.local_stack import CHALICE_LISTEN_BACKLOG, free_port, stage_environment
 from tests.conftest import require_oracle
 from tests.e2e.conftest import RunningStack, port_of, start_local, stop_local
 

@@ -21,8 +21,8 @@ from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage.appkeys import ensure_app_key
 from client_sim.api import ApiClient
-from client_sim.local_stack import ProvisionReport, provision, stage_environment
 from client_sim.transport import ChaliceTransport, HttpReply
+from sealbox_tools.local_stack import ProvisionReport, provision, stage_environment
 from tests.conftest import ROOT
 from tests.support.aws import moto_aws
 from tests.support.fakes import FakeClock

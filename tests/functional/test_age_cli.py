@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from client_sim import age
-from client_sim.cli import main
+from sealbox_tools.cli import main
 
 
 @pytest.fixture

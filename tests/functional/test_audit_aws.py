@@ -9,9 +9,9 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from client_sim.audit import audit, aws_haystacks, needle, write_needles
-from client_sim.fleet.cli import audit_command
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
+from sealbox_tools.audit import audit, aws_haystacks, needle, write_needles
+from sealbox_tools.fleet.cli import audit_command
 from tests.functional.conftest import STAGE_ENV, aws_client
 
 PASSWORD = "an audit password, long enough"

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from client_sim import device as device_module
-from client_sim.cli import main
 from client_sim.transport import ChaliceTransport
+from sealbox_tools.cli import main
 
 PASSWORD = "correct horse battery staple"
 NEW = "a brand new password, long"

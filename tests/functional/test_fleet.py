@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from client_sim.fleet.backends import Backend, InProcessBackend
-from client_sim.fleet.runner import FleetConfig, FleetResult, run_fleet
-from client_sim.local_stack import stage_environment
+from sealbox_tools.fleet.backends import Backend, InProcessBackend
+from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet
+from sealbox_tools.local_stack import stage_environment
 
 STAGE_ENV = stage_environment("test")
 
@@ -292,7 +292,7 @@ def test_a_blob_deleted_while_a_restored_phone_reads_its_history_is_not_a_failur
 def test_a_run_without_the_audit_says_so(tmp_path) -> None:
     # --no-audit is allowed (a deployed stage the operator won't scan), but
     # its summary must not read like an audited pass.
-    from client_sim.fleet.report import summary_text
+    from sealbox_tools.fleet.report import summary_text
 
     config = FleetConfig(
         devices=3, scenario="standard", overrides={"rounds": "1"}, seed=5, audit=False

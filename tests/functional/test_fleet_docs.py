@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from client_sim.fleet.plan import SCENARIOS
+from sealbox_tools.fleet.plan import SCENARIOS
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "fleet.md").read_text(encoding="utf-8")

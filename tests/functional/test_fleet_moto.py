@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from client_sim.fleet._moto import scaled_moto
+from sealbox_tools.fleet._moto import scaled_moto
 from tests.support.aws import moto_aws
 
 

@@ -12,8 +12,8 @@ from chalicelib.http import Auth
 from chalicelib.wire.appkey import AppKey
 from chalicelib.wire.b64 import b64url_encode
 from client_sim.api import ApiClient
-from client_sim.demo import verify_access_token
 from client_sim.errors import ServerError
+from sealbox_tools.demo import verify_access_token
 from tests.functional.conftest import STAGE_ENV
 from tests.support.aws import inject_outage
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client_sim import age
-from client_sim.audit import (
+from sealbox_tools.audit import (
     STRIDE,
     Haystack,
     LogCapture,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from client_sim.fleet.ledger import MAGIC, Ledger, make_content, message_id_of
+from sealbox_tools.fleet.ledger import MAGIC, Ledger, make_content, message_id_of
 
 CANARY = "CANARY-test-0-1-0123456789abcdef0123"
 

@@ -10,11 +10,11 @@ import pytest
 
 from client_sim import _hazmat
 from client_sim.errors import ConnectionFailed
-from client_sim.fleet.cpu import CpuAccounting, instrument_hazmat
-from client_sim.fleet.metrics import Metrics, percentile, route_template
-from client_sim.fleet.report import summary_text, write_html, write_json
-from client_sim.fleet.transports import FlakyTransport, MeteredTransport
 from client_sim.transport import HttpReply
+from sealbox_tools.fleet.cpu import CpuAccounting, instrument_hazmat
+from sealbox_tools.fleet.metrics import Metrics, percentile, route_template
+from sealbox_tools.fleet.report import summary_text, write_html, write_json
+from sealbox_tools.fleet.transports import FlakyTransport, MeteredTransport
 
 
 class Echo:

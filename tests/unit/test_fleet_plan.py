@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 
-from client_sim.fleet.plan import (
+from sealbox_tools.fleet.plan import (
     ACTIONS,
     SCENARIOS,
     ScenarioMix,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from client_sim.fleet.progress import Progress
+from sealbox_tools.fleet.progress import Progress
 
 
 class Terminal(io.StringIO):

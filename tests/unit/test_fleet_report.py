@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from client_sim.audit import AuditReport
-from client_sim.fleet.metrics import Metrics
-from client_sim.fleet.report import summary_text, write_html, write_json
+from sealbox_tools.audit import AuditReport
+from sealbox_tools.fleet.metrics import Metrics
+from sealbox_tools.fleet.report import summary_text, write_html, write_json
 
 
 def a_report(*, passed: bool) -> tuple[dict[str, Any], dict[str, list[float]]]:

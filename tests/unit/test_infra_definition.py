@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from client_sim.local_stack import (
+from sealbox_tools.local_stack import (
     LOCAL_SKIPS,
     PROJECT_DIR,
     TemplateError,

@@ -1,6 +1,6 @@
 """Domain-separation labels: one module-level constant each, all in the spec.
 
-Scans the shipped code (chalicelib/, client_sim/) for ``b"sealbox/v1/..."``
+Scans the shipped code (chalicelib/, client_sim/, sealbox_tools/) for ``b"sealbox/v1/..."``
 literals and checks that each appears exactly once, as the value of a
 module-level constant, and that docs/spec/README.md lists exactly these.
 """
@@ -20,7 +20,8 @@ LABEL_PREFIX = b"sealbox/v1/"
 def label_literals() -> list[tuple[str, bytes, bool]]:
     """(module, label, defined as a module-level constant) for every label literal."""
     found = []
-    for path in sorted([*ROOT.glob("chalicelib/**/*.py"), *ROOT.glob("client_sim/**/*.py")]):
+    packages = ("chalicelib", "client_sim", "sealbox_tools")
+    for path in sorted(path for package in packages for path in ROOT.glob(f"{package}/**/*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         top_level = {
             id(node.value)

@@ -519,7 +519,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Start moto, provision it, seed the app key, start ``chalice local``
-        and the blob-events poller (:mod:`client_sim.local_events`).
+        and the blob-events poller (:mod:`sealbox_tools.local_events`).
 
         Raises:
             StackError: a process failed to start or to answer in time.
@@ -557,7 +557,7 @@ class LocalStack:
             # chalice local serves HTTP only; this process plays Lambda's SQS
             # event source for the blob_events function.
             self._spawn(
-                [sys.executable, "-m", "client_sim.local_events"],
+                [sys.executable, "-m", "sealbox_tools.local_events"],
                 {**self.aws_env(), **stage_environment(self.stage)},
             )
         except BaseException:

@@ -9,7 +9,7 @@ and the blob-event poller, all on loopback) and then:
    the published JWKS on the device, with no shared secret → ``/v1/me`` →
    logout → the refresh token no longer works;
 2. runs a fleet of simulated phones over HTTP through a scenario
-   (:mod:`client_sim.fleet`): every phone signs up, backs up its keys,
+   (:mod:`sealbox_tools.fleet`): every phone signs up, backs up its keys,
    sends sealed messages and files to its contacts and reads its inbox,
    and some lose their phone, reinstall, rotate keys or leave; every
    delivery is decrypted and checked against what was sent;
@@ -172,12 +172,12 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[
     """Run the demo; True when everything passed.  The stack is always stopped."""
     from client_sim.api import ApiClient
     from client_sim.errors import ConnectionFailed
-    from client_sim.fleet.backends import HttpBackend, aws_clients
-    from client_sim.fleet.cli import needles_path_for, write_outputs
-    from client_sim.fleet.report import summary_text
-    from client_sim.fleet.runner import FleetConfig, run_fleet
-    from client_sim.local_stack import LocalStack, StackError, stage_environment
     from client_sim.transport import HttpTransport
+    from sealbox_tools.fleet.backends import HttpBackend, aws_clients
+    from sealbox_tools.fleet.cli import needles_path_for, write_outputs
+    from sealbox_tools.fleet.report import summary_text
+    from sealbox_tools.fleet.runner import FleetConfig, run_fleet
+    from sealbox_tools.local_stack import LocalStack, StackError, stage_environment
 
     started = time.perf_counter()
     reports = options.reports

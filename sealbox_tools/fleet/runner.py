@@ -1,11 +1,11 @@
 """Running a fleet: simulated phones follow a plan against a backend.
 
-:func:`run_fleet` makes the plan (:mod:`client_sim.fleet.plan`), gives every
+:func:`run_fleet` makes the plan (:mod:`sealbox_tools.fleet.plan`), gives every
 planned device a :class:`~client_sim.device.Device` of its own -- its own
 home directory, keystore, clock and network -- and runs the plan phase by
 phase on a thread pool.  Between rounds simulated time passes (in process).
 Every message or file received is decrypted and verified by the SDK and
-then judged by the :class:`~client_sim.fleet.ledger.Ledger` (content hash
+then judged by the :class:`~sealbox_tools.fleet.ledger.Ledger` (content hash
 and signer).  At the end the privacy audit scans everything the server side
 holds for every secret the run produced.
 
@@ -44,7 +44,6 @@ from typing import IO, Any, TypeVar
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.binary import Reader
 from client_sim.api import BlobInfo, BlobPage
-from client_sim.audit import AuditReport, audit, needle
 from client_sim.device import Device
 from client_sim.errors import (
     ConnectionFailed,
@@ -55,21 +54,22 @@ from client_sim.errors import (
     UsersNotFound,
     WrongPassword,
 )
-from client_sim.fleet.backends import Backend, SimClock
-from client_sim.fleet.cpu import (
+from client_sim.keystore import Keystore, KeystoreError
+from client_sim.passwords import PASSWORD_KDF_SIMULATION, KdfParams, derive_password_keys
+from client_sim.transport import HttpReply, ObjectTransport, Transport
+from sealbox_tools.audit import AuditReport, audit, needle
+from sealbox_tools.fleet.backends import Backend, SimClock
+from sealbox_tools.fleet.cpu import (
     CpuAccounting,
     ServerTimedObjects,
     ServerTimedTransport,
     instrument_hazmat,
 )
-from client_sim.fleet.ledger import Ledger, make_content
-from client_sim.fleet.metrics import Metrics
-from client_sim.fleet.plan import DevicePlan, FleetPlan, Step, make_plan, scenario
-from client_sim.fleet.progress import Progress
-from client_sim.fleet.transports import FlakyTransport, MeteredObjects, MeteredTransport
-from client_sim.keystore import Keystore, KeystoreError
-from client_sim.passwords import PASSWORD_KDF_SIMULATION, KdfParams, derive_password_keys
-from client_sim.transport import HttpReply, ObjectTransport, Transport
+from sealbox_tools.fleet.ledger import Ledger, make_content
+from sealbox_tools.fleet.metrics import Metrics
+from sealbox_tools.fleet.plan import DevicePlan, FleetPlan, Step, make_plan, scenario
+from sealbox_tools.fleet.progress import Progress
+from sealbox_tools.fleet.transports import FlakyTransport, MeteredObjects, MeteredTransport
 
 __all__ = ["FleetConfig", "FleetResult", "run_fleet"]
 
@@ -86,7 +86,7 @@ class FleetConfig:
 
     Args:
         devices: how many simulated phones.
-        scenario: ``standard`` or ``full`` (:data:`~client_sim.fleet.plan.SCENARIOS`).
+        scenario: ``standard`` or ``full`` (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
         overrides: scenario mix settings to change (``--mix name=value``).
         seed: the plan's seed: same seed, same plan.
         concurrency: devices working at once (threads).

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from client_sim.fleet.backends import Backend
+    from sealbox_tools.fleet.backends import Backend
 
 __all__ = ["audit_command", "fleet_command", "needles_path_for", "write_outputs"]
 
@@ -36,8 +36,8 @@ def write_outputs(
     result: Any, *, report: Path | None, chart: Path | None, needles: Path | None
 ) -> list[str]:
     """Write what was asked for; return one line per file written."""
-    from client_sim.audit import write_needles
-    from client_sim.fleet.report import write_html, write_json
+    from sealbox_tools.audit import write_needles
+    from sealbox_tools.fleet.report import write_html, write_json
 
     written = []
     if report is not None:
@@ -149,9 +149,9 @@ def fleet_command(
     checked against what was sent.  The summary goes to stdout, progress to
     stderr.
     """
-    from client_sim.fleet.plan import scenario as scenario_mix
-    from client_sim.fleet.report import summary_text
-    from client_sim.fleet.runner import FleetConfig, run_fleet
+    from sealbox_tools.fleet.plan import scenario as scenario_mix
+    from sealbox_tools.fleet.report import summary_text
+    from sealbox_tools.fleet.runner import FleetConfig, run_fleet
 
     if url and in_process:
         raise click.UsageError("--url and --in-process exclude each other")
@@ -175,7 +175,7 @@ def fleet_command(
     )
 
     def open_backend() -> contextlib.AbstractContextManager[Backend]:
-        from client_sim.fleet.backends import HttpBackend, InProcessBackend, aws_clients
+        from sealbox_tools.fleet.backends import HttpBackend, InProcessBackend, aws_clients
 
         if url is None:
             return InProcessBackend(server_argon2=server_argon2)
@@ -232,8 +232,8 @@ def audit_command(
     every needle in every encoding; checks every stored blob is an age
     file.  Zero hits is the only pass.
     """
-    from client_sim.audit import audit, read_needles
-    from client_sim.fleet.backends import HttpBackend, aws_clients
+    from sealbox_tools.audit import audit, read_needles
+    from sealbox_tools.fleet.backends import HttpBackend, aws_clients
 
     try:
         found = read_needles(needles)

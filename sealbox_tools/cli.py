@@ -1,7 +1,10 @@
-"""The ``sealbox`` command line.
+"""The ``sealbox`` command line (the console-script entry point).
 
 Each verb lives with the code it drives; this module assembles the group so
-that ``sealbox --help`` lists them all.
+that ``sealbox --help`` lists them all.  ``local`` and ``demo`` (here) and
+``fleet`` and ``audit`` (:mod:`sealbox_tools.fleet.cli`) drive a backend;
+``device``, ``age`` and ``age-keygen`` are the device-side command lines
+from ``client_sim``, registered here so one ``sealbox`` command has them all.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from client_sim.local_stack import LocalStack
+    from sealbox_tools.local_stack import LocalStack
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +59,7 @@ def local(port: int, stage: str, verbose: bool, log_file: Path | None) -> None:
     queue for the blob_events handler, and stops every process it started
     on SIGINT or SIGTERM.
     """
-    from client_sim.local_stack import LocalStack
+    from sealbox_tools.local_stack import LocalStack
 
     stopping = _stop_on_signals()
     with contextlib.ExitStack() as files:
@@ -70,7 +73,7 @@ def local(port: int, stage: str, verbose: bool, log_file: Path | None) -> None:
 
 
 def _run_local(stack: LocalStack, stopping: threading.Event) -> None:
-    from client_sim.local_stack import StackError
+    from sealbox_tools.local_stack import StackError
 
     try:
         stack.start()
@@ -109,7 +112,7 @@ def demo(
     Exit code 0 only if every step passed: the walk, every delivery of the
     fleet, and the privacy audit.
     """
-    from client_sim.demo import DemoOptions, run_demo
+    from sealbox_tools.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         port=port,
@@ -133,7 +136,7 @@ from client_sim.device_cli import device_command  # noqa: E402
 
 main.add_command(device_command)
 
-from client_sim.fleet.cli import audit_command, fleet_command  # noqa: E402
+from sealbox_tools.fleet.cli import audit_command, fleet_command  # noqa: E402
 
 main.add_command(fleet_command)
 main.add_command(audit_command)

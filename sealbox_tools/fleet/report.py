@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from client_sim.fleet.metrics import percentile
+from sealbox_tools.fleet.metrics import percentile
 
 
 def summary_text(report: Mapping[str, Any]) -> str:

@@ -33,7 +33,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from client_sim.audit import Haystack, LogCapture, aws_haystacks, log_file_haystacks
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -44,6 +43,7 @@ from client_sim.transport import (
     Readable,
     Transport,
 )
+from sealbox_tools.audit import Haystack, LogCapture, aws_haystacks, log_file_haystacks
 
 __all__ = ["Backend", "HttpBackend", "InProcessBackend", "SimClock", "aws_clients"]
 
@@ -131,7 +131,7 @@ def aws_clients(endpoint: str | None, region: str = "us-east-1") -> Callable[[st
     for the default AWS credential chain when ``endpoint`` is None."""
     import boto3
 
-    from client_sim.local_stack import FAKE_CREDENTIALS
+    from sealbox_tools.local_stack import FAKE_CREDENTIALS
 
     if endpoint is None:
         session: Any = boto3.session.Session(region_name=region)
@@ -148,7 +148,7 @@ def _stage_audit(
     clients: Callable[[str], Any], stage: str, notes: list[str]
 ) -> Callable[[], Iterator[Haystack]]:
     """The stage's stored haystacks; what can't be read goes to ``notes``."""
-    from client_sim.local_stack import stage_environment
+    from sealbox_tools.local_stack import stage_environment
 
     secret_id = stage_environment(stage)["SEALBOX_APP_KEY_SECRET_ID"]
     return lambda: aws_haystacks(
@@ -341,13 +341,13 @@ class InProcessBackend:
         from chalicelib import wiring
         from chalicelib.config import BlobSettings, Settings
         from chalicelib.storage.appkeys import ensure_app_key
-        from client_sim.fleet._moto import scaled_moto
-        from client_sim.local_stack import PROJECT_DIR, provision, stage_environment
+        from sealbox_tools.fleet._moto import scaled_moto
+        from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
 
         self._stack.enter_context(_scoped_environment(self.region))
         self._stack.enter_context(mock_aws())
         # Without it, moto copies whole tables and buckets per call and a run's
-        # time grows with the square of its traffic (client_sim.fleet._moto).
+        # time grows with the square of its traffic (sealbox_tools.fleet._moto).
         self._stack.enter_context(scaled_moto())
         env = {
             **stage_environment(self.stage),
@@ -450,7 +450,7 @@ def _scoped_environment(region: str) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in _UNSET:
             del os.environ[name]
-    from client_sim.local_stack import FAKE_CREDENTIALS
+    from sealbox_tools.local_stack import FAKE_CREDENTIALS
 
     os.environ.update({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
     try:

@@ -19,7 +19,7 @@ the server must only ever hold ciphertext.  Quarantined objects are a
 rejected upload kept for inspection; they are searched for needles like
 everything else but not required to be age files.
 
-Where the needles come from: a fleet run (:mod:`client_sim.fleet`) collects
+Where the needles come from: a fleet run (:mod:`sealbox_tools.fleet`) collects
 them as it goes and writes them to a needles file (JSON, 0600) next to its
 report, so ``sealbox audit`` can repeat the scan later against a running
 ``sealbox local``.

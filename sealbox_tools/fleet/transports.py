@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 
 from client_sim.errors import ConnectionFailed
-from client_sim.fleet.metrics import Metrics, route_template
 from client_sim.transport import HttpReply, ObjectResponse, ObjectTransport, Readable, Transport
+from sealbox_tools.fleet.metrics import Metrics, route_template
 
 
 class MeteredTransport:

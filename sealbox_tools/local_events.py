@@ -8,11 +8,11 @@ same SQS event Lambda would, calls the very same handler from ``app.py``,
 and deletes the messages only when the handler succeeds (on failure they
 come back after the queue's visibility timeout, as on AWS).
 
-    python -m client_sim.local_events
+    python -m sealbox_tools.local_events
 
 It reads the stage from its environment (the stage's variables from
 ``.chalice/config.json`` and ``AWS_ENDPOINT_URL``), which
-:class:`client_sim.local_stack.LocalStack` provides; SIGINT or SIGTERM stops
+:class:`sealbox_tools.local_stack.LocalStack` provides; SIGINT or SIGTERM stops
 it after the current batch.
 """
 
