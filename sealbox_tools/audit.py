@@ -38,8 +38,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ from typing import Any, Final
 
 from chalicelib.wire.agefile import SNIFF_WINDOW, NotAgeFile, sniff
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from client_sim.files import atomic_write
 
 # Every needle form is at least this long; shorter secrets are refused (a
 # 12-byte prefix of random or encoded key material doesn't occur by chance).
@@ -307,14 +306,7 @@ def write_needles(path: Path, secrets: Iterable[tuple[str, bytes]]) -> None:
         "needles": [{"label": label, "secret": b64url_encode(secret)} for label, secret in secrets],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp files are 0600
-            json.dump(document, out, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(document, indent=1).encode("utf-8"))
 
 
 def read_needles(path: Path) -> list[Needle]:
