@@ -357,6 +357,8 @@ class Device:
             InvalidInput: this device's identity doesn't own the blob.
             As for :meth:`download` and :meth:`upload`.
         """
+        if isinstance(to, str):
+            raise TypeError("to must be a collection of identities, not a string")
         state, current = self._require_keys()
         return self._transfers.share(state, current, blob_id, to, idempotency_key=idempotency_key)
 
@@ -375,14 +377,11 @@ class Device:
 
     @reported
     def rotate_private_key(self) -> Card:
-        """Make new keys, publish their card as a rotation, and keep the old keys.
+        """Make new keys, publish their card as a rotation, keep the old keys; the new card.
 
         The old keys stay in the keystore (and the backup), so data sealed to
         the old card still decrypts and old signatures still verify.  If a
         backup exists it is updated to include the new keys.
-
-        Returns:
-            The new card.
 
         Raises:
             NoPrivateKey, NotLoggedIn.

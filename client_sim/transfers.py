@@ -157,8 +157,6 @@ class Transfers:
             InvalidInput: this identity doesn't own the blob.
             As for :meth:`download` and :meth:`upload`.
         """
-        if isinstance(to, str):
-            raise TypeError("to must be a collection of identities, not a string")
         wanted = sorted({canonical_identity(name) for name in to} - {current.identity})
         info = self.blob(blob_id)
         if info.owner != current.identity:
