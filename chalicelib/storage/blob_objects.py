@@ -247,20 +247,41 @@ class S3ObjectStore:
             size=int(out["ContentLength"]),
         )
 
-    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes:
-        return self._read_range(CONTENT_PREFIX, blob_id, version_id, 0, length)
+    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes | None:
+        return self._read_range_or_none(CONTENT_PREFIX, blob_id, version_id, 0, length)
 
     def _read_range(
         self, prefix: str, blob_id: str, version_id: str, start: int, length: int
     ) -> bytes:
+        """``length`` bytes of one version from ``start``; a missing version is an error."""
+        data = self._read_range_or_none(prefix, blob_id, version_id, start, length)
+        if data is None:
+            raise InternalError()
+        return data
+
+    def _read_range_or_none(
+        self, prefix: str, blob_id: str, version_id: str, start: int, length: int
+    ) -> bytes | None:
+        """``length`` bytes of one version from ``start``; None if the version is gone.
+
+        Raises:
+            InternalError, ServiceUnavailable: S3 failed.
+        """
         if length <= 0:
             return b""
-        out = self._call(
-            "get_object",
-            Key=self._key(prefix, blob_id),
-            VersionId=version_id,
-            Range=f"bytes={start}-{start + length - 1}",
-        )
+        try:
+            out = self._client.get_object(
+                Bucket=self._bucket,
+                Key=self._key(prefix, blob_id),
+                VersionId=version_id,
+                Range=f"bytes={start}-{start + length - 1}",
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
         body = out["Body"]
         try:
             # Bounded: never more than asked for, whatever the server sends.
@@ -385,12 +406,21 @@ class S3ObjectStore:
         if latest is not None and latest["size"] <= _COPY_OBJECT_MAX:
             # Keep one copy for inspection (the lifecycle expires it); the
             # content key itself is emptied, so nothing can serve it.
-            self._call(
-                "copy_object",
-                Key=self._key(QUARANTINE_PREFIX, blob_id),
-                CopySource={"Bucket": self._bucket, "Key": key, "VersionId": latest["id"]},
-                MetadataDirective="COPY",
-            )
+            try:
+                self._client.copy_object(
+                    Bucket=self._bucket,
+                    Key=self._key(QUARANTINE_PREFIX, blob_id),
+                    CopySource={"Bucket": self._bucket, "Key": key, "VersionId": latest["id"]},
+                    MetadataDirective="COPY",
+                )
+            except ClientError as exc:
+                # The version vanished since the listing: a concurrent
+                # quarantine copied and deleted it (or a delete removed the
+                # blob).  Its work is ours; go on to the deletion.
+                if _code(exc) not in _MISSING:
+                    raise _translate(exc) from exc
+            except BotoCoreError as exc:
+                raise _translate(exc) from exc
         self._delete([(key, v["id"]) for v in versions])
 
     def purge(self, blob_id: str) -> None:

@@ -228,8 +228,9 @@ class MemoryObjects:
     def _version(self, blob_id: str, version_id: str) -> _Version:
         return next(v for v in self.content[blob_id] if v.version_id == version_id)
 
-    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes:
-        return self._version(blob_id, version_id).data[:length]
+    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes | None:
+        found = [v for v in self.content.get(blob_id, []) if v.version_id == version_id]
+        return found[0].data[:length] if found else None
 
     def put_new(self, blob_id: str, data: bytes) -> StoredObject | None:
         if self.content.get(blob_id):

@@ -106,8 +106,9 @@ class ObjectStore(Protocol):
     def head(self, blob_id: str, version_id: str | None = None) -> StoredObject | None:
         """The latest (or the given) version of the content, or None."""
 
-    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes:
-        """The first ``length`` bytes of one version (a ranged GET)."""
+    def read_prefix(self, blob_id: str, version_id: str, length: int) -> bytes | None:
+        """The first ``length`` bytes of one version (a ranged GET); None when
+        that version no longer exists (a concurrent check or delete removed it)."""
 
     def put_new(self, blob_id: str, data: bytes) -> StoredObject | None:
         """Store ``data`` as the content, write-once; None if content exists."""
@@ -121,7 +122,12 @@ class ObjectStore(Protocol):
     def delete_version(self, blob_id: str, version_id: str) -> None: ...
 
     def quarantine(self, blob_id: str) -> None:
-        """Move whatever content exists to the quarantine prefix (idempotent)."""
+        """Move whatever content exists to the quarantine prefix.
+
+        Idempotent, also when two callers run it at the same time: a version
+        that vanishes between listing and copying was moved (or deleted) by
+        the other caller, which is success, not an error.
+        """
 
     def purge(self, blob_id: str) -> None:
         """Delete every version of the content and of its quarantined copy."""

@@ -286,11 +286,20 @@ class BlobService:
         if stored is None and record.upload_id is not None:
             stored = self._complete_multipart(record)
         if stored is None:
-            if record.expires_at <= self._now():
-                self._reclaim(record)
-                raise BlobReservationExpired()
-            raise BlobUploadMissing()
-        settled = self._check(record, stored)
+            # No object: never uploaded, or a concurrent check (the S3
+            # event) rejected it and moved it away after we read the record.
+            # The record, read again, says which.
+            current = self._blobs.get(record.blob_id)
+            if current is None:
+                raise NotFound()
+            if current.state is BlobState.RESERVED:
+                if current.expires_at <= self._now():
+                    self._reclaim(current)
+                    raise BlobReservationExpired()
+                raise BlobUploadMissing()
+            settled = self._as_settled(current)
+        else:
+            settled = self._check(record, stored)
         if settled.state is BlobState.REJECTED:
             raise BlobRejected()
         return self._view(settled)
@@ -320,8 +329,15 @@ class BlobService:
             # under the key is never served and goes with the blob.
             return
         stored = self._objects.head(blob_id, version_id)
-        if stored is not None:
+        if stored is None:
+            return
+        try:
             self._check(record, stored)
+        except (NotFound, BlobVersionConflict):
+            # The blob was deleted, or is being deleted, while we checked:
+            # the delete owns the outcome (and removes what it finds).  A
+            # retried batch would only meet the same answer.
+            log_event("blob_event_superseded", blob_id=blob_id)
 
     def _complete_multipart(self, record: BlobRecord) -> StoredObject | None:
         upload_id, part_size = _present(record.upload_id), _present(record.part_size)
@@ -355,6 +371,10 @@ class BlobService:
         prefix = self._objects.read_prefix(
             record.blob_id, stored.version_id, min(stored.size, agefile.SNIFF_WINDOW)
         )
+        if prefix is None:
+            # The version vanished after the head: a concurrent check rejected
+            # it and moved it away, or the owner deleted the blob.
+            return self._settled_elsewhere(record)
         try:
             info = agefile.sniff(prefix, stored.size)
         except agefile.NotAgeFile as exc:
@@ -400,13 +420,27 @@ class BlobService:
                 log_event("blob_rejected", blob_id=record.blob_id, reason=reason)
                 self._objects.quarantine(record.blob_id)
             return after
+        return self._settled_elsewhere(record)
+
+    def _settled_elsewhere(self, record: BlobRecord) -> BlobRecord:
+        """The record as a concurrent writer left it, when ours lost the race.
+
+        Raises:
+            NotFound: the blob was deleted.
+            BlobVersionConflict: it is still RESERVED (a delete in progress).
+        """
         current = self._blobs.get(record.blob_id)
         if current is None:
             raise NotFound()
         if current.state is BlobState.RESERVED:
             raise BlobVersionConflict()
+        return self._as_settled(current)
+
+    def _as_settled(self, current: BlobRecord) -> BlobRecord:
+        """A READY or REJECTED record, with a rejected one's move finished."""
         if current.state is BlobState.REJECTED:
-            self._objects.quarantine(record.blob_id)
+            # Idempotent, and safe while the winner is still moving it.
+            self._objects.quarantine(current.blob_id)
         return current
 
     # read ---------------------------------------------------------------------------
