@@ -28,6 +28,11 @@ from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 CONTENT_PREFIX = "blobs/"
 # An SQS message body is at most 256 KiB; S3 notifications are ~1 KiB.
 _MAX_BODY = 256 * 1024
+#: Records checked per message.  S3 sends one record per notification; a
+#: message with more did not come from S3, and checking them all would let
+#: one message keep the handler busy for minutes (each check is a few AWS
+#: calls) while real uploads wait.  The excess is dropped, logged with a count.
+MAX_RECORDS_PER_MESSAGE = 10
 
 
 class RetryableBatchError(RuntimeError):
@@ -49,8 +54,16 @@ def object_reports(body: str, bucket: str) -> list[tuple[str, str | None]]:
         # Includes the s3:TestEvent S3 sends when notifications are set up.
         log_event("blob_event_ignored", reason="not_a_notification")
         return []
+    records = message["Records"]
+    if len(records) > MAX_RECORDS_PER_MESSAGE:
+        log_event(
+            "blob_event_ignored",
+            reason="too_many_records",
+            count=len(records) - MAX_RECORDS_PER_MESSAGE,
+        )
+        records = records[:MAX_RECORDS_PER_MESSAGE]
     found: list[tuple[str, str | None]] = []
-    for record in message["Records"]:
+    for record in records:
         report = _object_report(record, bucket)
         if report is not None:
             found.append(report)

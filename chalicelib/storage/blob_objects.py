@@ -47,6 +47,8 @@ _COPY_PART = 1024 * 1024 * 1024
 _COPY_OBJECT_MAX = 5 * 10**9
 _PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "405"})
+# HEAD has no body, so S3's "invalid version id" arrives as a bare 400.
+_BAD_VERSION = frozenset({"400", "InvalidArgument", "BadRequest"})
 _TRANSIENT = frozenset(
     {
         "SlowDown",
@@ -237,6 +239,10 @@ class S3ObjectStore:
             out = self._client.head_object(Bucket=self._bucket, **kwargs)
         except ClientError as exc:
             if _code(exc) in _MISSING:
+                return None
+            if version_id is not None and _code(exc) in _BAD_VERSION:
+                # S3 answers a malformed version id (from a forged event)
+                # with 400: no such version, like any other unknown one.
                 return None
             raise _translate(exc) from exc
         except BotoCoreError as exc:

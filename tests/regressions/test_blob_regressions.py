@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
+import pytest
 import requests
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from chalicelib import wiring
+from chalicelib.blob_events import MAX_RECORDS_PER_MESSAGE, handle_blob_events
+from chalicelib.config import BlobSettings, Settings
+from chalicelib.errors import InternalError
+from chalicelib.logs import LOGGER_NAME
+from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
-from tests.functional.blob_helpers import make_user, versions
+from tests.functional.blob_helpers import BUCKET, make_user, versions
+from tests.functional.conftest import STAGE_ENV
 from tests.functional.test_accounts_api import assert_error
 
 
@@ -69,3 +80,73 @@ def test_sharing_an_armored_blob_compares_normalised_identities(api, transport, 
     assert info.armored
     narrowed = alice.blobs.share(info.blob_id, ["Bob"], identities=[alice.key])
     assert narrowed.recipients == ("bob",)
+
+
+def _report(blob_id: str, version_id: str | None = None) -> dict[str, object]:
+    obj: dict[str, object] = {"key": f"blobs/{blob_id}", "size": 1}
+    if version_id is not None:
+        obj["versionId"] = version_id
+    return {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": obj},
+    }
+
+
+def _container() -> wiring.Container:
+    env = {**STAGE_ENV, "AWS_REGION": "us-east-1"}
+    return wiring.Container(Settings.from_env(env), blob_settings=BlobSettings.from_env(env))
+
+
+def test_one_event_message_naming_1500_blobs_is_bounded(stack, caplog) -> None:
+    """The S3-event handler checked every record of a message: one 225 KB
+    message naming 1,500 blobs kept it busy for ~150 s while real uploads
+    waited.  S3 sends one record per message; the handler now checks at most
+    MAX_RECORDS_PER_MESSAGE and drops the rest with a logged reason."""
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    forged = [_report(b64url_encode(bytes([i % 256, i // 256]) * 11)) for i in range(1500)]
+    body = json.dumps({"Records": forged})
+    assert len(body) > 150_000
+    container = _container()
+    checked = handle_blob_events([body], container.blobs, bucket=BUCKET)
+    assert checked == MAX_RECORDS_PER_MESSAGE
+    dropped = [r.getMessage() for r in caplog.records if "too_many_records" in r.getMessage()]
+    assert len(dropped) == 1
+    assert f'"count":{1500 - MAX_RECORDS_PER_MESSAGE}' in dropped[0]
+
+
+def test_an_event_with_a_bogus_version_id_is_a_logged_no_op(api, transport, raw, caplog) -> None:
+    """An event naming a reserved blob with a version id that doesn't exist
+    must not fail the batch (a retried batch meets the same answer and ends
+    in the dead-letter queue); it is logged and nothing changes."""
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    alice = make_user(api, transport, "alice")
+    data = age.encrypt_bytes(b"x" * 100, [alice.recipient()])
+    reply = raw("POST", "/v1/blobs", {"size": len(data), "recipients": []}, token=alice.token)
+    blob_id = reply.json()["blob_id"]
+    upload = reply.json()["upload"]
+    assert requests.put(upload["url"], data=data, headers=upload["headers"], timeout=30).ok
+    body = json.dumps({"Records": [_report(blob_id, "not-a-version-S3-made")]})
+    assert handle_blob_events([body], _container().blobs, bucket=BUCKET) == 1
+    assert any("no_such_object" in r.getMessage() for r in caplog.records)
+    assert raw("GET", f"/v1/blobs/{blob_id}", token=alice.token).json()["state"] == "reserved"
+
+
+def test_a_malformed_version_id_is_no_such_version_not_a_server_error() -> None:
+    """S3 answers HEAD with a malformed VersionId by a bare 400 (HEAD has no
+    body, so no error code); the adapter took it for a broken deployment
+    (InternalError) and failed the event batch."""
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    stubber = Stubber(client)
+    stubber.add_client_error("head_object", service_error_code="400", http_status_code=400)
+    stubber.add_client_error("head_object", service_error_code="400", http_status_code=400)
+    with stubber:
+        store = S3ObjectStore(client, "bucket-name")
+        assert store.head("A" * 22, "not-a-version") is None
+        # Without a version id a 400 is not "missing": it stays an error.
+        with pytest.raises(InternalError):
+            store.head("A" * 22)

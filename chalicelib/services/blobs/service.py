@@ -330,6 +330,9 @@ class BlobService:
             return
         stored = self._objects.head(blob_id, version_id)
         if stored is None:
+            # Nothing under that version: already moved, or a report of a
+            # version that never existed (forged).  Nothing to check.
+            log_event("blob_event_ignored", reason="no_such_object", blob_id=blob_id)
             return
         try:
             self._check(record, stored)
