@@ -16,12 +16,15 @@ credentials, so their ``repr`` hides them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.blobids import is_blob_id
+from chalicelib.wire.identity import is_identity
 from client_sim.errors import ServerError
 from client_sim.transport import HttpReply, Transport
 
@@ -77,19 +80,31 @@ class BlobInfo:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
+        """The blob described by a server reply.
+
+        Every string that reaches a user is checked with the rules the
+        server applies to input (a hostile server must not get terminal
+        escapes or look-alike names onto a screen): the id has the blob id
+        shape, owner and recipients are canonical identities, state and
+        reason are short lower-case words.
+
+        Raises:
+            ValueError, KeyError, TypeError: the reply is not a valid blob.
+        """
         download = obj.get("download")
+        reason = obj.get("rejected_reason")
         return cls(
-            blob_id=str(obj["blob_id"]),
-            owner=str(obj["owner"]),
-            recipients=tuple(str(r) for r in obj["recipients"]),
+            blob_id=_checked(obj["blob_id"], is_blob_id, "blob id"),
+            owner=_checked(obj["owner"], _is_identity, "owner"),
+            recipients=tuple(_checked(r, _is_identity, "recipient") for r in obj["recipients"]),
             size=int(obj["size"]),
             created_at=int(obj["created_at"]),
-            state=str(obj["state"]),
+            state=_checked(obj["state"], _is_word, "state"),
             version=int(obj["version"]),
             expires_at=_opt_int(obj.get("expires_at")),
             header_length=_opt_int(obj.get("header_length")),
             armored=bool(obj.get("armored", False)),
-            rejected_reason=obj.get("rejected_reason"),
+            rejected_reason=None if reason is None else _checked(reason, _is_word, "reason"),
             download=(
                 Download(url=str(download["url"]), expires_in=int(download["expires_in"]))
                 if isinstance(download, dict)
@@ -144,8 +159,8 @@ class Reservation:
                     for p in upload["parts"]
                 )
         return cls(
-            blob_id=str(obj["blob_id"]),
-            state=str(obj["state"]),
+            blob_id=_checked(obj["blob_id"], is_blob_id, "blob id"),
+            state=_checked(obj["state"], _is_word, "state"),
             size=int(obj["size"]),
             version=int(obj["version"]),
             kind=kind,
@@ -170,6 +185,24 @@ class BlobPage:
             items=tuple(BlobInfo.from_json(item) for item in obj["items"]),
             next_cursor=None if cursor is None else str(cursor),
         )
+
+
+_WORD_RE = re.compile(r"[a-z_]{1,40}")
+
+
+def _is_identity(value: object) -> bool:
+    return isinstance(value, str) and is_identity(value)
+
+
+def _is_word(value: object) -> bool:
+    return isinstance(value, str) and _WORD_RE.fullmatch(value) is not None
+
+
+def _checked(value: object, valid: Callable[[object], bool], what: str) -> str:
+    """``value`` if ``valid`` accepts it; the caller's reply is malformed otherwise."""
+    if not valid(value):
+        raise ValueError(f"the server sent an invalid {what}")
+    return str(value)
 
 
 def _opt_int(value: Any) -> int | None:

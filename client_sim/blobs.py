@@ -450,13 +450,22 @@ class BlobClient:
         return self.api.list_blobs(self._access_token(), role, limit=limit, cursor=cursor)
 
     def iter_blobs(self, role: str = "outbox", *, page_size: int = 100) -> Iterator[BlobInfo]:
-        """Every blob of the outbox or inbox, page after page."""
+        """Every blob of the outbox or inbox, page after page.
+
+        Raises:
+            ServerError: (``malformed``) the server sent a cursor it had sent
+                before -- a listing that would never end.
+        """
         cursor = None
+        seen: set[str] = set()
         while True:
             page = self.list_blobs(role, limit=page_size, cursor=cursor)
             yield from page.items
             if page.next_cursor is None:
                 return
+            if page.next_cursor in seen:
+                raise ServerError.malformed("listing (a cursor came back)")
+            seen.add(page.next_cursor)
             cursor = page.next_cursor
 
     def set_recipients(

@@ -222,15 +222,25 @@ def get(options: _Options, sender: str | None, blob_id: str, dst: Path) -> None:
 @_reported
 def list_command(options: _Options, role: str) -> None:
     """List blobs: id, owner, size, state, recipients (tab-separated)."""
+    from client_sim.errors import ServerError
+
     phone = options.device()
     cursor: str | None = None
+    seen: set[str] = set()
     while True:
+        # Every printed string was checked by the SDK (ids, identities and
+        # states have fixed shapes), so nothing a server sends reaches the
+        # terminal raw.
         page = phone.list_blobs(role, cursor=cursor)
         for item in page.items:
             readers = ",".join(item.recipients) or "-"
             click.echo(f"{item.blob_id}\t{item.owner}\t{item.size}\t{item.state}\t{readers}")
         if page.next_cursor is None:
             return
+        if page.next_cursor in seen:
+            # A server that repeats a cursor would keep us listing forever.
+            raise ServerError.malformed("listing (a cursor came back)")
+        seen.add(page.next_cursor)
         cursor = page.next_cursor
 
 

@@ -198,8 +198,15 @@ class ServerError(DeviceError):
 
     @classmethod
     def malformed(cls, what: str) -> ServerError:
-        """A success reply the SDK can't use (missing fields, wrong types, bad encoding)."""
-        return cls(200, "malformed", f"the server sent a malformed {what}")
+        """A success reply the SDK can't use (missing fields, wrong types, bad encoding).
+
+        Its message is the SDK's own words (``what`` comes from the SDK,
+        never from the reply), so it is also what ``str(exc)`` says.
+        """
+        text = f"the server sent a malformed {what}"
+        exc = cls(200, "malformed", text)
+        exc.args = (text,)
+        return exc
 
 
 def from_server(exc: ServerError) -> DeviceError:

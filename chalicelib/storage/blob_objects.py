@@ -20,7 +20,6 @@ logging the signatures it computes.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import InternalError, ServiceUnavailable
 from chalicelib.services.blobs import StoredObject, UploadedPart, UploadTarget
+from chalicelib.wire.blobids import BLOB_ID_RE
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 CONTENT_PREFIX = "blobs/"
 QUARANTINE_PREFIX = "quarantine/"
 CONTENT_TYPE = "application/octet-stream"
-_BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+_BLOB_ID_RE = BLOB_ID_RE  # one shape, in chalicelib.wire.blobids
 # A header replacement reads objects up to this size whole (Lambda memory);
 # larger ones are rebuilt as a multipart upload whose first part is the new
 # header plus the start of the payload (S3 parts are at least 5 MiB) and

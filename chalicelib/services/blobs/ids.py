@@ -15,9 +15,10 @@ from collections.abc import Callable
 from chalicelib import crypto
 from chalicelib.errors import InternalError, InvalidCursor, InvalidIdempotencyKey
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.blobids import BLOB_ID_RE
 
 BLOB_ID_BYTES = 16
-_BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+_BLOB_ID_RE = BLOB_ID_RE  # one shape, in chalicelib.wire.blobids
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _CREATED_KEY_RE = re.compile(r"[0-9]{10}#[A-Za-z0-9_-]{22}")
 _BLOB_ID_LABEL = b"sealbox/v1/blob-id"
