@@ -526,7 +526,15 @@ class LocalStack:
         """
         try:
             moto = self._spawn(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.moto_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "sealbox_tools.moto_server",
+                    "-H",
+                    self.host,
+                    "-p",
+                    str(self.moto_port),
+                ],
                 self.aws_env(),
                 log=self._aws_log,
             )

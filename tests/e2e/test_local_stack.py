@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -86,3 +87,30 @@ def test_stops_every_process_on_signal(sig: int) -> None:
     assert stop_local(stack, sig) == 0
     assert refused(api_port)
     assert refused(moto_port)
+
+
+def test_moto_applies_concurrent_dynamodb_writes_atomically(local_stack: RunningStack) -> None:
+    """DynamoDB applies each item write atomically; moto's threaded server
+    did not, and lost ADDs to one item under concurrency (a quota count off
+    by a blob in the blob hammer).  The local stack serializes DynamoDB
+    requests (sealbox_tools.moto_server): every concurrent ADD counts."""
+    dynamodb = local_stack.client("dynamodb")
+    table = stage_environment("local")["SEALBOX_BLOB_USAGE_TABLE"]
+    key = {"identity": {"S": "atomicity-probe"}}
+    threads, rounds = 16, 100
+
+    def add(_: int) -> None:
+        client = local_stack.client("dynamodb")
+        for _ in range(rounds):
+            client.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="ADD #bytes :one",
+                ExpressionAttributeNames={"#bytes": "bytes"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(add, range(threads)))
+    item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert int(item["bytes"]["N"]) == threads * rounds

@@ -1,0 +1,51 @@
+"""moto's server for the local stack, with DynamoDB requests applied one at a time.
+
+DynamoDB applies every item write atomically and isolates transactions:
+two ``UpdateItem ... ADD`` on one item both count, and of two
+``TransactWriteItems`` whose conditions name the same item version exactly
+one succeeds.  moto's server handles requests on threads and applies them
+without a lock, so under concurrency it can lose an ``ADD`` (a quota count
+off by one blob) or let two conditional transactions both pass (a blob
+settled twice).  Sealbox's invariants rest on those guarantees (DESIGN
+invariant 5), so the local stack runs moto with every DynamoDB request
+serialized: what the code sees locally is what AWS promises.  Other
+services are untouched.
+
+Run as ``python -m sealbox_tools.moto_server`` with moto's own arguments.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["main", "serialize_dynamodb"]
+
+_lock = threading.Lock()
+
+
+def serialize_dynamodb() -> None:
+    """Make moto's DynamoDB handler apply one request at a time (idempotent)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "sealbox_serialized", False):
+        return
+
+    def call_action(self: Any) -> Any:
+        with _lock:
+            return original(self)
+
+    call_action.sealbox_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def main() -> None:
+    serialize_dynamodb()
+    from moto.server import main as moto_main
+
+    moto_main()
+
+
+if __name__ == "__main__":
+    main()
