@@ -11,11 +11,21 @@ secret holds one Ed25519 key as a JSON object in ``SecretString``::
       "crv": "Ed25519",
       "x": "<43 chars>",           # public key, base64url (32 bytes)
       "d": "<43 chars>",           # RFC 8032 private seed, base64url (32 bytes)
-      "created_at": 1767225600     # Unix seconds, integer
+      "created_at": 1767225600,    # Unix seconds, integer
+      "rotation": "<token>"        # optional: the rotation that generated it
     }
 
+``rotation`` binds a key made by the rotation function to that rotation: it
+is the ``ClientRequestToken`` (the pending version's id) of the rotation
+whose ``createSecret`` step generated the key, 32-64 characters of
+``[A-Za-z0-9-]``.  The first key of a stage (seeded directly) has none.  The
+rotation steps promote only a pending key that names their own token, so a
+value planted on the pending version (an old or leaked key, a copy of the
+current one) is never made current.
+
 Parsing MUST reject: anything that is not a JSON object of exactly these
-members, duplicate members, another ``v``/``alg``/``crv``, a ``d`` or ``x``
+members (``rotation`` may be absent), duplicate members, a ``rotation`` of
+another shape, another ``v``/``alg``/``crv``, a ``d`` or ``x``
 that is not canonical unpadded base64url of 32 bytes, an ``x`` that is not the
 public key of ``d``, a ``kid`` that is not the thumbprint of ``x``, and a
 ``created_at`` that is not a non-negative integer.  ``x`` and ``kid`` are
@@ -34,6 +44,7 @@ member at fault, never its value.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -60,6 +71,7 @@ __all__ = [
     "encode_app_key_secret",
     "new_app_key_secret",
     "parse_app_key_secret",
+    "parse_app_key_secret_with_rotation",
 ]
 
 APP_KEY_SECRET_VERSION: Final = 1
@@ -67,6 +79,9 @@ APP_KEY_SECRET_VERSION: Final = 1
 # or hostile value from reaching the JSON parser at any size.
 MAX_APP_KEY_SECRET_LENGTH: Final = 1024
 _MEMBERS: Final = frozenset({"v", "kid", "alg", "crv", "x", "d", "created_at"})
+_OPTIONAL: Final = frozenset({"rotation"})
+# Secrets Manager's ClientRequestToken: 32 to 64 characters.
+_ROTATION_RE: Final = re.compile(r"[A-Za-z0-9-]{32,64}")
 
 
 class MalformedAppKeySecret(ValueError):
@@ -141,29 +156,36 @@ class AppKey:
         return cls(public=public, private_key=private_key, created_at=created_at)
 
 
-def encode_app_key_secret(key: AppKey) -> str:
-    """Serialize ``key`` into the ``SecretString`` format described above."""
-    return json.dumps(
-        {
-            "v": APP_KEY_SECRET_VERSION,
-            "kid": key.kid,
-            "alg": JWK_ALG,
-            "crv": JWK_CRV,
-            "x": b64url_encode(key.public.x),
-            "d": b64url_encode(ed25519_private_raw(key.private_key)),
-            "created_at": key.created_at,
-        },
-        separators=(",", ":"),
-    )
-
-
-def new_app_key_secret(now: float) -> str:
-    """A fresh Ed25519 app key, serialized, created at Unix time ``now``.
+def encode_app_key_secret(key: AppKey, *, rotation: str | None = None) -> str:
+    """Serialize ``key`` into the ``SecretString`` format described above.
 
     Raises:
-        ValueError: ``now`` is negative.
+        ValueError: ``rotation`` is not a rotation token.
     """
-    return encode_app_key_secret(AppKey.generate(created_at=int(now)))
+    document: dict[str, Any] = {
+        "v": APP_KEY_SECRET_VERSION,
+        "kid": key.kid,
+        "alg": JWK_ALG,
+        "crv": JWK_CRV,
+        "x": b64url_encode(key.public.x),
+        "d": b64url_encode(ed25519_private_raw(key.private_key)),
+        "created_at": key.created_at,
+    }
+    if rotation is not None:
+        if not _ROTATION_RE.fullmatch(rotation):
+            raise ValueError("rotation must be a 32-64 character rotation token")
+        document["rotation"] = rotation
+    return json.dumps(document, separators=(",", ":"))
+
+
+def new_app_key_secret(now: float, *, rotation: str | None = None) -> str:
+    """A fresh Ed25519 app key, serialized, created at Unix time ``now``,
+    bound to ``rotation`` (the token of the rotation generating it) if given.
+
+    Raises:
+        ValueError: ``now`` is negative, or ``rotation`` is not a token.
+    """
+    return encode_app_key_secret(AppKey.generate(created_at=int(now)), rotation=rotation)
 
 
 def _member_b64(obj: dict[str, Any], name: str) -> bytes:
@@ -185,6 +207,15 @@ def parse_app_key_secret(secret: str) -> AppKey:
             ``from None`` so that no chained exception keeps a reference to
             the secret text.
     """
+    return parse_app_key_secret_with_rotation(secret)[0]
+
+
+def parse_app_key_secret_with_rotation(secret: str) -> tuple[AppKey, str | None]:
+    """:func:`parse_app_key_secret`, and the ``rotation`` member (None if absent).
+
+    Raises:
+        MalformedAppKeySecret: as :func:`parse_app_key_secret`.
+    """
     if not isinstance(secret, str):
         raise MalformedAppKeySecret("app key secret must be a string")
     if len(secret) > MAX_APP_KEY_SECRET_LENGTH:
@@ -195,12 +226,19 @@ def parse_app_key_secret(secret: str) -> AppKey:
         raise MalformedAppKeySecret("app key secret is not strict JSON") from None
     if not isinstance(obj, dict):
         raise MalformedAppKeySecret("app key secret must be a JSON object")
-    if set(obj) != _MEMBERS:
+    if not _MEMBERS <= set(obj) <= _MEMBERS | _OPTIONAL:
         # Names only: an unexpected member's *name* could be anything, so
         # the message lists what is expected rather than what was found.
         raise MalformedAppKeySecret(
-            "app key secret must have exactly the members " + ",".join(sorted(_MEMBERS))
+            "app key secret must have exactly the members "
+            + ",".join(sorted(_MEMBERS))
+            + " (and optionally rotation)"
         )
+    rotation = obj.get("rotation")
+    if "rotation" in obj and (
+        not isinstance(rotation, str) or not _ROTATION_RE.fullmatch(rotation)
+    ):
+        raise MalformedAppKeySecret("app key member 'rotation' must be a rotation token")
     version = obj["v"]
     if isinstance(version, bool) or version != APP_KEY_SECRET_VERSION:
         raise MalformedAppKeySecret("unsupported app key secret version")
@@ -223,4 +261,4 @@ def parse_app_key_secret(secret: str) -> AppKey:
         obj["kid"].encode("utf-8", "surrogatepass"), key.kid.encode("ascii")
     ):
         raise MalformedAppKeySecret("app key member 'kid' is not the RFC 7638 thumbprint of 'x'")
-    return key
+    return key, rotation

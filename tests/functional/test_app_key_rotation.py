@@ -5,17 +5,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.errors import Unauthorized
 from chalicelib.rotation import ROTATION_STEPS, RotationError, handle_rotation_event
 from chalicelib.services.tokens import TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, ensure_app_key
-from chalicelib.wire.appkey import parse_app_key_secret
+from chalicelib.wire.appkey import (
+    encode_app_key_secret,
+    new_app_key_secret,
+    parse_app_key_secret,
+    parse_app_key_secret_with_rotation,
+)
 from tests.support.aws import (
     SECRET_ID,
     begin_rotation,
@@ -277,3 +286,144 @@ def test_first_rotation_replaces_the_deployment_placeholder(monkeypatch):
         assert [k.kid for k in container.ring.verification_keys()] == [
             parse_app_key_secret(read_stage(client, "AWSCURRENT")).kid
         ]
+
+
+# --- a rotation checks every step (attacks on the pending version) -------------------------
+
+
+def put_pending(client: Any, token: str, value: str) -> None:
+    """Write a value onto the pending version, as someone with PutSecretValue could."""
+    client.put_secret_value(
+        SecretId=SECRET_ID,
+        SecretString=value,
+        ClientRequestToken=token,
+        VersionStages=["AWSPENDING"],
+    )
+
+
+def assert_current_unchanged(client: Any, before: str, version: str) -> None:
+    assert read_stage(client, "AWSCURRENT") == before
+    assert current_version(client) == version
+    parse_app_key_secret(before)  # still a working key
+
+
+def test_finish_before_create_promotes_nothing(sm):
+    """finishSecret used to promote a pending version it never checked: called
+    before createSecret it made a value-less version AWSCURRENT, and no token
+    could be issued or verified any more."""
+    before, version = read_stage(sm, "AWSCURRENT"), current_version(sm)
+    token = begin_rotation(sm)
+    with pytest.raises(RotationError, match="no value"):
+        handle_rotation_event(event(token, "finishSecret"), sm)
+    assert_current_unchanged(sm, before, version)
+
+
+def test_finish_after_a_failed_test_promotes_nothing(sm):
+    before, version = read_stage(sm, "AWSCURRENT"), current_version(sm)
+    token = begin_rotation(sm)
+    handle_rotation_event(event(token, "createSecret"), sm)
+    good = json.loads(sm.get_secret_value(SecretId=SECRET_ID, VersionId=token)["SecretString"])
+    put_pending(sm, token, json.dumps(dict(good, kid="A" * 43)))  # broken after create
+    with pytest.raises(RotationError, match="malformed"):
+        handle_rotation_event(event(token, "testSecret"), sm)
+    with pytest.raises(RotationError, match="malformed"):
+        handle_rotation_event(event(token, "finishSecret"), sm)
+    assert_current_unchanged(sm, before, version)
+
+
+@pytest.mark.parametrize("planted", ["current", "previous", "unbound", "other-rotation"])
+def test_a_value_planted_on_the_pending_version_is_never_promoted(sm, planted):
+    """createSecret kept any value already on the pending version and
+    testSecret accepted a key equal to the current one, so a 'rotation' could
+    keep a leaked key current, or promote a key an attacker chose."""
+    first = rotate(sm)  # so there is a previous key too
+    before, version = read_stage(sm, "AWSCURRENT"), current_version(sm)
+    token = begin_rotation(sm)
+    if planted == "current":
+        value = before
+    elif planted == "previous":
+        value = read_stage(sm, "AWSPREVIOUS")
+    elif planted == "unbound":
+        value = new_app_key_secret(T0)  # a fresh key, but not made by this rotation
+    else:
+        value = new_app_key_secret(T0, rotation=first)  # made by another rotation
+    put_pending(sm, token, value)
+    for step in ROTATION_STEPS:
+        if step == "setSecret":
+            continue  # nothing to check: it reads nothing
+        with pytest.raises(RotationError):
+            handle_rotation_event(event(token, step), sm)
+    assert_current_unchanged(sm, before, version)
+
+
+def test_a_bound_copy_of_the_current_key_is_refused(sm):
+    """Even with this rotation's token in it, the current key can't come back
+    as the 'new' one: a rotation must change the key."""
+    before, version = read_stage(sm, "AWSCURRENT"), current_version(sm)
+    token = begin_rotation(sm)
+    key = parse_app_key_secret(before)
+    put_pending(sm, token, encode_app_key_secret(key, rotation=token))
+    with pytest.raises(RotationError, match="ring already has"):
+        handle_rotation_event(event(token, "testSecret"), sm)
+    with pytest.raises(RotationError, match="ring already has"):
+        handle_rotation_event(event(token, "finishSecret"), sm)
+    assert_current_unchanged(sm, before, version)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(st.sampled_from(ROTATION_STEPS), max_size=8))
+def test_the_four_steps_in_any_order_and_repetition(sm, steps):
+    """Whatever order Secrets Manager (or anyone) calls the steps in, and how
+    often: the current version always holds a working key, it changes only
+    to a key this rotation generated and tested, and calling the four steps
+    in order afterwards always completes the rotation."""
+    before, version = read_stage(sm, "AWSCURRENT"), current_version(sm)
+    old_kid = parse_app_key_secret(before).kid
+    token = begin_rotation(sm)
+    for step in steps:
+        with contextlib.suppress(RotationError):
+            handle_rotation_event(event(token, step), sm)
+        current = read_stage(sm, "AWSCURRENT")
+        key, rotation = parse_app_key_secret_with_rotation(current)
+        if current_version(sm) == version:
+            assert current == before
+        else:
+            assert current_version(sm) == token
+            assert rotation == token
+            assert key.kid != old_kid
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token, step), sm)
+    assert current_version(sm) == token
+    assert stages(sm)[version] == ["AWSPREVIOUS"]
+
+
+def test_concurrent_step_runners_finish_one_rotation(sm):
+    """Four workers run the whole sequence at once (a retried Lambda beside
+    the original): one rotation results, with the new key current."""
+    before_version = current_version(sm)
+    token = begin_rotation(sm)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        for step in ROTATION_STEPS:
+            try:
+                handle_rotation_event(event(token, step), sm)
+            except RotationError as exc:  # a lost race on a stage move is fine
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Whatever interleaving happened, one more in-order run converges.
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token, step), sm)
+    # Labels as sets: moto (unlike AWS) can list a label twice when two
+    # stage moves race inside it.
+    labels = {version: set(names) for version, names in stages(sm).items()}
+    assert labels == {before_version: {"AWSPREVIOUS"}, token: {"AWSCURRENT"}}
+    _, rotation = parse_app_key_secret_with_rotation(read_stage(sm, "AWSCURRENT"))
+    assert rotation == token

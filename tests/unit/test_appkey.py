@@ -13,6 +13,7 @@ from chalicelib.wire.appkey import (
     encode_app_key_secret,
     new_app_key_secret,
     parse_app_key_secret,
+    parse_app_key_secret_with_rotation,
 )
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.jwk import ed25519_jwk_thumbprint
@@ -118,6 +119,11 @@ FIELD_CASES = {
     "kid wrong": {"kid": "A" * 43},
     "kid not a string": {"kid": 1},
     "kid missing": {"kid": ...},
+    "rotation too short": {"rotation": "a" * 31},
+    "rotation too long": {"rotation": "a" * 65},
+    "rotation with a slash": {"rotation": "a" * 31 + "/"},
+    "rotation not a string": {"rotation": 12345678901234567890123456789012},
+    "rotation null": {"rotation": None},
 }
 
 
@@ -146,3 +152,24 @@ def test_json_error_does_not_keep_the_text():
 def test_from_seed_checks_created_at(created_at):
     with pytest.raises(ValueError, match="created_at"):
         AppKey.from_seed(SEED, created_at=created_at)
+
+
+TOKEN = "0123abcd-" + "e" * 27  # Secrets Manager's ClientRequestToken shape
+
+
+def test_a_key_generated_by_a_rotation_names_it():
+    text = new_app_key_secret(0, rotation=TOKEN)
+    key, rotation = parse_app_key_secret_with_rotation(text)
+    assert rotation == TOKEN
+    assert parse_app_key_secret(text).kid == key.kid
+
+
+def test_a_seeded_key_names_no_rotation():
+    _, rotation = parse_app_key_secret_with_rotation(new_app_key_secret(0))
+    assert rotation is None
+
+
+@pytest.mark.parametrize("bad", ["short", "a" * 65, "a" * 31 + "/", ""])
+def test_encoding_refuses_a_token_of_another_shape(bad):
+    with pytest.raises(ValueError, match="rotation"):
+        new_app_key_secret(0, rotation=bad)
