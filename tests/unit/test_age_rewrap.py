@@ -48,8 +48,11 @@ def test_only_an_authentic_complete_header_is_rewrapped() -> None:
         age.rewrap_header(header, [BOB], [BOB.recipient()])
     with pytest.raises(age.DecryptionError):
         age.rewrap_header(header + payload[:1], [ALICE], [BOB.recipient()])
+    # The MAC's last base64 character carries 2 bits, so it is one of A, Q, g
+    # and w: a fixed replacement left it unchanged one run in four.
+    other = b"Q" if header[-2:-1] == b"A" else b"A"
     with pytest.raises(age.DecryptionError):
-        age.rewrap_header(header[:-2] + b"A\n", [ALICE], [BOB.recipient()])  # MAC changed
+        age.rewrap_header(header[:-2] + other + b"\n", [ALICE], [BOB.recipient()])  # MAC changed
     with pytest.raises(age.DecryptionError):
         age.rewrap_header(header[:-5], [ALICE], [BOB.recipient()])
     with pytest.raises(TypeError):
