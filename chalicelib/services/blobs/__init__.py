@@ -43,6 +43,7 @@ The package, one idea per module:
   passed between the service and its stores;
 * ``ports``: the store Protocols the service is written against;
 * ``ids``: blob ids, idempotency keys and fingerprints, listing cursors;
+* ``inputs``: the limits, and the checks of untrusted request input;
 * ``service``: :class:`BlobService`.
 
 Import from the package (``from chalicelib.services.blobs import X``): the
@@ -64,6 +65,14 @@ from chalicelib.services.blobs.ids import (
 from chalicelib.services.blobs.ids import (
     _random_blob_id as _random_blob_id,
 )
+from chalicelib.services.blobs.inputs import (
+    DEFAULT_PAGE,
+    INLINE_MAX,
+    MAX_PAGE,
+    MAX_PARTS,
+    MAX_RECIPIENTS,
+    part_sizes,
+)
 from chalicelib.services.blobs.model import (
     BlobPage,
     BlobRecord,
@@ -82,15 +91,7 @@ from chalicelib.services.blobs.model import (
     transition,
 )
 from chalicelib.services.blobs.ports import BlobStore, ObjectStore
-from chalicelib.services.blobs.service import (
-    DEFAULT_PAGE,
-    INLINE_MAX,
-    MAX_PAGE,
-    MAX_PARTS,
-    MAX_RECIPIENTS,
-    BlobService,
-    part_sizes,
-)
+from chalicelib.services.blobs.service import BlobService
 from chalicelib.services.lifecycle import InvalidTransition
 
 __all__ = [

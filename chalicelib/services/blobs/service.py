@@ -35,14 +35,11 @@ from chalicelib.errors import (
     BlobUploadMissing,
     BlobVersionConflict,
     InternalError,
-    InvalidBlobHeader,
     InvalidBlobSize,
-    InvalidRecipient,
     InvalidRequest,
     NotAgeCiphertext,
     NotFound,
     SealboxError,
-    TooManyRecipients,
 )
 from chalicelib.logs import log_event
 from chalicelib.services.blobs.ids import (
@@ -53,6 +50,15 @@ from chalicelib.services.blobs.ids import (
     _fingerprint,
     _random_blob_id,
     _valid_idempotency_key,
+)
+from chalicelib.services.blobs.inputs import (
+    DEFAULT_PAGE,
+    INLINE_MAX,
+    MAX_PAGE,
+    MAX_PARTS,
+    part_sizes,
+    valid_header,
+    valid_recipients,
 )
 from chalicelib.services.blobs.model import (
     BlobPage,
@@ -70,20 +76,7 @@ from chalicelib.services.blobs.model import (
 )
 from chalicelib.services.blobs.ports import BlobStore, ObjectStore
 from chalicelib.wire import agefile
-from chalicelib.wire.b64 import b64url_decode
-from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 
-#: Recipients per blob.  A recipient change is one DynamoDB transaction
-#: (the record, a grant added or removed per recipient, the usage counter):
-#: 1 + 2 * 32 + 1 items, under DynamoDB's limit of 100.
-MAX_RECIPIENTS = 32
-#: Largest ciphertext accepted inline (``PUT /v1/blobs/{id}/content``).
-INLINE_MAX = 256 * 1024
-#: Most parts a multipart upload is split into (the reservation answer
-#: lists one presigned URL per part).
-MAX_PARTS = 100
-DEFAULT_PAGE = 25
-MAX_PAGE = 100
 _MIB = 1024 * 1024
 _LIMIT_RE = re.compile(r"[0-9]{1,3}")
 _ROLES = ("outbox", "inbox")
@@ -133,7 +126,7 @@ class BlobService:
                 after reclaiming the owner's expired reservations.
         """
         size = self._valid_size(size)
-        members = _valid_recipients(recipients)
+        members = valid_recipients(recipients)
         key = _valid_idempotency_key(idempotency_key)
         fingerprint = _fingerprint(size, members)
         now = self._now()
@@ -528,10 +521,10 @@ class BlobService:
             BlobTooLarge, BlobQuotaBytesExceeded: the new header grows the
                 blob past a limit.
         """
-        members = _valid_recipients(recipients)
+        members = valid_recipients(recipients)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidRequest("version must be the blob's current version (an integer).")
-        new_header = None if header is None else _valid_header(header)
+        new_header = None if header is None else valid_header(header)
         record = self._owned(owner, blob_id)
         if record.state is not BlobState.READY:
             raise BlobNotReady()
@@ -678,36 +671,3 @@ def _present(value: _T | None) -> _T:
     if value is None:
         raise InternalError()
     return value
-
-
-def part_sizes(size: int, part_size: int) -> list[int]:
-    """Sizes of the parts of a ``size``-byte multipart upload: full parts,
-    then the remainder."""
-    count = max(1, math.ceil(size / part_size))
-    return [part_size] * (count - 1) + [size - part_size * (count - 1)]
-
-
-def _valid_recipients(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise InvalidRecipient()
-    # Bounded before any normalisation work.
-    if len(value) > 4 * MAX_RECIPIENTS:
-        raise TooManyRecipients()
-    try:
-        members = sorted({normalize_identity(item) for item in value})
-    except InvalidIdentity as exc:
-        raise InvalidRecipient() from exc
-    if len(members) > MAX_RECIPIENTS:
-        raise TooManyRecipients()
-    return tuple(members)
-
-
-def _valid_header(value: object) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidBlobHeader()
-    try:
-        header = b64url_decode(value, max_len=agefile.MAX_HEADER_SIZE)
-        agefile.check_header(header)
-    except ValueError as exc:  # NotAgeFile is a ValueError
-        raise InvalidBlobHeader() from exc
-    return header
