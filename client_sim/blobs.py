@@ -308,12 +308,24 @@ class BlobTransfer:
         self._inline_max = inline_max
 
     def upload(
-        self, token: str, ciphertext: Readable, size: int, to: Sequence[str], key: str
+        self,
+        token: str,
+        ciphertext: Readable,
+        size: int,
+        to: Sequence[str],
+        key: str,
+        *,
+        blob_id: str | None = None,
     ) -> BlobInfo:
         """Reserve ``size`` bytes for ``to``, send ``ciphertext`` and commit; the READY blob.
 
+        ``blob_id``, when given, is the id the reservation must answer (the
+        one derived from the owner and ``key``, which sealed content signs):
+        a server answering another id is refused before anything is sent.
+
         Raises:
-            ServerError: the server refused (quota, size, rejected upload, ...).
+            ServerError: the server refused (quota, size, rejected upload, ...),
+                or answered another blob id than ``blob_id`` (``malformed``).
             StorageTransferFailed: object storage refused a transfer.
             SourceChanged: ``ciphertext`` delivered another number of bytes.
             ConnectionFailed: no answer (the reservation is tried twice).
@@ -323,6 +335,8 @@ class BlobTransfer:
         except ConnectionFailed:
             # Safe to repeat: the idempotency key makes it the same blob.
             reservation = self.api.reserve_blob(token, size, to, idempotency_key=key)
+        if blob_id is not None and reservation.blob_id != blob_id:
+            raise ServerError.malformed("blob id (not the one its idempotency key derives)")
         if reservation.state != "reserved":
             return self.api.get_blob(token, reservation.blob_id)  # an earlier attempt finished
         if size <= self._inline_max:

@@ -41,19 +41,12 @@ from client_sim.api import ApiClient, BlobInfo, BlobPage
 from client_sim.backup_sync import BACKUP_NAME, PENDING_BACKUP_NAME, BackupSync
 from client_sim.blobs import BlobTransfer
 from client_sim.directory import CARD_CACHE_FILE, CardDirectory
-from client_sim.errors import (
-    ConcurrentChange,
-    ServerError,
-    reported,
-)
+from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import Decrypted, Messages, Sender, canonical_identity
-from client_sim.passwords import (
-    PASSWORD_KDF_V1,
-    KdfParams,
-)
+from client_sim.passwords import PASSWORD_KDF_V1, KdfParams
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStatus, DeviceStore
 from client_sim.transfers import Transfers
@@ -194,8 +187,12 @@ class Device:
     # --- encryption -----------------------------------------------------------------
 
     @reported
-    def encrypt(self, data: bytes, to: Iterable[str]) -> bytes:
+    def encrypt(self, data: bytes, to: Iterable[str], *, context: str | None = None) -> bytes:
         """Sign ``data`` as this device and encrypt it to ``to`` and to itself.
+
+        ``context`` (what the data is for, such as a conversation and message
+        id: 1-255 printable ASCII characters) is signed with it; see
+        :meth:`decrypt`.  The time of sealing and the readers are always signed.
 
         Raises:
             NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed.
@@ -203,11 +200,13 @@ class Device:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("data must be bytes")
         out = io.BytesIO()
-        self.encrypt_stream(io.BytesIO(bytes(data)), out, to)
+        self.encrypt_stream(io.BytesIO(bytes(data)), out, to, context=context)
         return out.getvalue()
 
     @reported
-    def encrypt_stream(self, src: IO[bytes], dst: IO[bytes], to: Iterable[str]) -> None:
+    def encrypt_stream(
+        self, src: IO[bytes], dst: IO[bytes], to: Iterable[str], *, context: str | None = None
+    ) -> None:
         """:meth:`encrypt` in constant memory, from ``src`` to ``dst``.
 
         On failure ``dst`` may hold a partial, unusable file (no signature):
@@ -216,61 +215,60 @@ class Device:
         if isinstance(to, str):
             raise TypeError("to must be a collection of identities, not a string")
         _, current = self._require_keys()
-        self._messages.seal(src, dst, current, self._messages.recipients(current, to))
+        self._messages.seal_to(src, dst, current, to, context)
 
     @reported
     def encrypt_file(
-        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], to: Iterable[str]
-    ) -> None:
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], to: Iterable[str], *,
+        context: str | None = None,
+    ) -> None:  # fmt: skip
         """Encrypt the file ``src`` to ``dst``; ``dst`` appears only when complete."""
         with open(src, "rb") as source, atomic_output(dst) as out:
-            self.encrypt_stream(source, out, to)
+            self.encrypt_stream(source, out, to, context=context)
 
     @reported
-    def decrypt(self, data: bytes, *, sender: str | None = None) -> Decrypted:
-        """Decrypt ``data`` and verify who signed it.
+    def decrypt(
+        self, data: bytes, *, sender: str | None = None, context: str | None = None
+    ) -> Decrypted:
+        """Decrypt ``data`` and verify who signed it, when, and for what.
 
-        The sender's card is found by the card id inside the sealed payload
-        (local cache first, then the directory, which keeps superseded
-        cards), so data sealed before its sender rotated still verifies.
+        The sender's card is found by its id in the sealed payload (cache,
+        then the directory, which keeps superseded cards).
 
         Args:
             sender: if given, the data must be signed by this identity.
+            context: if given, the data must be sealed with this context (a
+                message replayed into another conversation or slot is refused).
 
         Raises:
-            DecryptionFailed: not for this device, tampered, or the signature
-                does not verify.
+            DecryptionFailed: not for this device, tampered, or unverifiable.
             SenderMismatch: signed by someone other than ``sender``.
+            ContextMismatch: sealed with another context than ``context``.
             NoPrivateKey, CardVerificationFailed.
         """
         state, _ = self._require_keys()
-        return self._messages.open_bytes(bytes(data), state.bundles, sender)
+        return self._messages.open_bytes(bytes(data), state.bundles, sender, context=context)
 
     @reported
     def decrypt_stream(
-        self, src: IO[bytes], dst: IO[bytes], *, sender: str | None = None
-    ) -> Sender:
-        """:meth:`decrypt` in constant memory.
-
-        ``dst`` receives plaintext *before* the signature at the end is
-        checked: on any exception the caller MUST discard it.
-        :meth:`decrypt_file` does that for you.
+        self, src: IO[bytes], dst: IO[bytes] | str | os.PathLike[str], *,
+        sender: str | None = None, context: str | None = None,
+    ) -> Sender:  # fmt: skip
+        """:meth:`decrypt` in constant memory.  ``dst`` as a stream receives
+        plaintext *before* the signature at the end is checked: on any
+        exception the caller MUST discard it (a path appears only if verified).
         """
         state, _ = self._require_keys()
-        return self._messages.open_stream(src, dst, state.bundles, sender)
+        return self._messages.open_stream(src, dst, state.bundles, sender, context=context)
 
     @reported
     def decrypt_file(
-        self,
-        src: str | os.PathLike[str],
-        dst: str | os.PathLike[str],
-        *,
-        sender: str | None = None,
-    ) -> Sender:
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+        sender: str | None = None, context: str | None = None,
+    ) -> Sender:  # fmt: skip
         """Decrypt the file ``src`` to ``dst``; ``dst`` appears only if everything verified."""
-        state, _ = self._require_keys()
         with open(src, "rb") as source:
-            return self._messages.open_stream(source, dst, state.bundles, sender)
+            return self.decrypt_stream(source, dst, sender=sender, context=context)
 
     # --- encrypted files on the server (blobs) --------------------------------------
 
@@ -343,9 +341,8 @@ class Device:
     ) -> BlobInfo:
         """Make ``to`` the people (besides the owner) who may read a blob.
 
-        Removing people only changes who the server serves the blob to.
-        Adding people re-seals the file as a new blob (a sealed file's
-        signature names its recipients, and only the sender can sign a new
+        Any change re-seals the file as a new blob (a sealed file's signature
+        names its readers and its blob, and only the sender can sign a new
         list) and deletes the old one; the new blob is returned.
 
         Args:

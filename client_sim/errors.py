@@ -33,6 +33,7 @@ __all__ = [
     "CardVerificationFailed",
     "ConcurrentChange",
     "ConnectionFailed",
+    "ContextMismatch",
     "DecryptionFailed",
     "DeviceError",
     "DeviceInUse",
@@ -132,6 +133,22 @@ class DecryptionFailed(DeviceError):
 
 class SenderMismatch(DecryptionFailed):
     """The data is validly signed, but by someone other than the expected sender."""
+
+
+class ContextMismatch(DecryptionFailed):
+    """The data is validly signed, but for another context than it is read in.
+
+    A blob whose content was sealed for another blob id, by someone other
+    than the blob's owner, or for other readers than the blob names (what a
+    server that swaps or replays content produces); or a message opened with
+    an expected context it wasn't sealed with.  ``reason`` is one of
+    ``context``, ``sender``, ``recipients``, ``time``, ``unbound``.  Nothing
+    unverified was released.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BlobUnavailable(DeviceError):

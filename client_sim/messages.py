@@ -7,6 +7,12 @@ directory, finds the card of whoever signed a message (local keys first,
 then the directory, which keeps superseded and revoked cards, so data sealed
 before a rotation still verifies), checks an expected sender, and reports
 every failure to open or verify as one :class:`~client_sim.errors.DecryptionFailed`.
+
+It also speaks for the *context* a message is sealed in (what it is for,
+signed with it): an app's own string for :meth:`Device.encrypt`, or the
+blob id for a stored file.  An opener that expects a context gets
+:class:`~client_sim.errors.ContextMismatch` for any other, before any
+plaintext is released.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from typing import IO, Any
 
 from chalicelib.wire.cards import Card
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+from client_sim import sealed
 from client_sim.directory import CardDirectory
-from client_sim.errors import DecryptionFailed, InvalidInput, SenderMismatch
+from client_sim.errors import ContextMismatch, DecryptionFailed, InvalidInput, SenderMismatch
 from client_sim.identity import KeyBundle
 from client_sim.sealed import (
     MAX_RECIPIENTS,
+    HeaderCheck,
     SealedError,
+    SealedHeader,
     UnknownSender,
     VerifiedSender,
     open_sealed,
@@ -32,21 +41,28 @@ from client_sim.sealed import (
     seal,
 )
 
-__all__ = ["Decrypted", "Messages", "Sender", "canonical_identity"]
+__all__ = ["Decrypted", "Messages", "Sender", "app_context", "canonical_identity", "expect_context"]
 
 
 @dataclass(frozen=True)
 class Sender:
-    """Who signed decrypted data, established by a verified signature.
+    """Who signed decrypted data, and what they signed with it.
 
     ``identity`` is the identity named in the sender's self-signed card (the
     name to show).  ``revoked`` is True when the directory reported that card
     revoked: the data verifies, but its author has since disowned the key.
+    ``sealed_at_ms`` (the sender's clock, ms since the epoch), ``context``
+    and ``recipients`` (the identities the sender addressed, itself
+    included) are signed by the sender; all three are None for data in the
+    legacy format 1, which signs none of them.
     """
 
     identity: str
     card_id: str
     revoked: bool = False
+    sealed_at_ms: int | None = None
+    context: str | None = None
+    recipients: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -69,6 +85,50 @@ def canonical_identity(name: object) -> str:
         return normalize_identity(name)
     except InvalidIdentity as exc:
         raise InvalidInput(str(exc)) from exc
+
+
+def app_context(value: object) -> bytes:
+    """An app's context string as the bytes the sealed header carries.
+
+    Raises:
+        InvalidInput: not 1-255 printable ASCII characters without spaces,
+            or in the ``sealbox/`` namespace Sealbox keeps for its own.
+    """
+    if not isinstance(value, str) or not value.isascii():
+        raise InvalidInput("a context is printable ASCII")
+    raw = value.encode("ascii")
+    if not raw or len(raw) > sealed.MAX_CONTEXT or not all(0x21 <= b <= 0x7E for b in raw):
+        raise InvalidInput(f"a context is 1-{sealed.MAX_CONTEXT} printable characters, no spaces")
+    if raw.startswith(sealed.RESERVED_CONTEXT_PREFIX):
+        raise InvalidInput("contexts starting with 'sealbox/' are Sealbox's own")
+    return raw
+
+
+def expect_context(context: bytes) -> HeaderCheck:
+    """A header check that accepts only data sealed with ``context``."""
+
+    def check(header: SealedHeader) -> None:
+        if header.context is None:
+            raise sealed.ContextMismatch("unbound", "the data is not bound to any context")
+        if header.context != context:
+            raise sealed.ContextMismatch("context", "the data was sealed for another context")
+
+    return check
+
+
+def _with_context(context: str | None, check: HeaderCheck | None) -> HeaderCheck | None:
+    if context is None:
+        return check
+    expected = expect_context(app_context(context))
+    if check is None:
+        return expected
+    extra = check
+
+    def both(header: SealedHeader) -> None:
+        expected(header)
+        extra(header)
+
+    return both
 
 
 class Messages:
@@ -96,17 +156,49 @@ class Messages:
             raise InvalidInput(f"at most {MAX_RECIPIENTS - 1} recipients")
         return recipients
 
-    def seal(self, src: Any, dst: Any, current: KeyBundle, recipients: Sequence[Card]) -> None:
-        """Sign ``src`` as ``current`` and encrypt it to ``recipients`` into ``dst``."""
-        seal(src, dst, sender=current, recipients=recipients)
+    def seal(
+        self,
+        src: Any,
+        dst: Any,
+        current: KeyBundle,
+        recipients: Sequence[Card],
+        context: bytes = b"",
+    ) -> None:
+        """Sign ``src`` as ``current`` with ``context`` and encrypt it to
+        ``recipients`` into ``dst``."""
+        seal(src, dst, sender=current, recipients=recipients, context=context)
+
+    def seal_to(
+        self, src: Any, dst: Any, current: KeyBundle, to: Iterable[str], context: str | None
+    ) -> None:
+        """Seal ``src`` as ``current`` for ``to`` and itself, with an app's
+        ``context`` (see :func:`app_context`) or none.
+
+        Raises:
+            InvalidInput: an invalid identity or context, too many recipients.
+            UsersNotFound, CardVerificationFailed: as from the directory.
+        """
+        bound = b"" if context is None else app_context(context)
+        self.seal(src, dst, current, self.recipients(current, to), bound)
 
     def open_bytes(
-        self, data: bytes, bundles: Sequence[KeyBundle], expected: str | None
+        self,
+        data: bytes,
+        bundles: Sequence[KeyBundle],
+        expected: str | None,
+        *,
+        context: str | None = None,
+        check: HeaderCheck | None = None,
     ) -> Decrypted:
-        """Decrypt and verify data held in memory; nothing unverified is returned."""
+        """Decrypt and verify data held in memory; nothing unverified is returned.
+
+        ``context`` is an app's expected context; ``check`` sees the parsed
+        header before anything is released.  See :meth:`open_stream`.
+        """
+        check = _with_context(context, check)
         resolver = self._resolver(bundles, expected)
         try:
-            opened = open_sealed_bytes(data, bundles, [], resolve_sender=resolver)
+            opened = open_sealed_bytes(data, bundles, [], resolve_sender=resolver, check=check)
         except SealedError as exc:
             raise _decryption_failed(exc) from exc
         return Decrypted(plaintext=opened.plaintext, sender=self._sender(opened.sender))
@@ -117,26 +209,40 @@ class Messages:
         dst: IO[bytes] | str | os.PathLike[str],
         bundles: Sequence[KeyBundle],
         expected: str | None,
+        *,
+        context: str | None = None,
+        check: HeaderCheck | None = None,
     ) -> Sender:
         """Decrypt ``src`` into ``dst`` and verify who signed it.
 
         ``dst`` as a path appears only once everything verified; a stream
         receives plaintext before the signature at its end is checked, and
-        the caller MUST discard it on any exception.
+        the caller MUST discard it on any exception.  ``check`` sees the
+        parsed header before any plaintext is written; ``context`` (an app's
+        context string) adds :func:`expect_context`.
 
         Raises:
             DecryptionFailed: not for these keys, tampered, or unverifiable.
             SenderMismatch: signed by someone other than ``expected``.
+            ContextMismatch: another context than ``context``, or refused by
+                ``check``.
+            InvalidInput: ``context`` is not a valid context.
         """
+        check = _with_context(context, check)
         resolver = self._resolver(bundles, expected)
+        options: dict[str, Any] = {"resolve_sender": resolver, "check": check}
         try:
             if isinstance(dst, str | os.PathLike):
-                verified = open_sealed_to_path(src, dst, bundles, [], resolve_sender=resolver)
+                verified = open_sealed_to_path(src, dst, bundles, [], **options)
             else:
-                verified = open_sealed(src, dst, bundles, [], resolve_sender=resolver)
+                verified = open_sealed(src, dst, bundles, [], **options)
         except SealedError as exc:
             raise _decryption_failed(exc) from exc
         return self._sender(verified)
+
+    def card(self, card_id: str) -> Card | None:
+        """A verified card by id, whatever its status; None if the directory has none."""
+        return self._directory.card_by_id(card_id)
 
     def _resolver(
         self, bundles: Sequence[KeyBundle], expected: str | None
@@ -156,14 +262,22 @@ class Messages:
 
     def _sender(self, verified: VerifiedSender) -> Sender:
         card = verified.card
+        header = verified.header
+        names = tuple(sorted({name for _, name in header.recipients if name is not None}))
         return Sender(
             identity=card.identity,
             card_id=card.card_id,
             revoked=self._directory.is_revoked(card.card_id),
+            sealed_at_ms=header.sealed_at_ms,
+            # Printable ASCII by the format's rules, so safe to show.
+            context=None if header.context is None else header.context.decode("ascii"),
+            recipients=names if header.bound else None,
         )
 
 
 def _decryption_failed(exc: SealedError) -> DecryptionFailed:
+    if isinstance(exc, sealed.ContextMismatch):
+        return ContextMismatch(exc.reason, str(exc))
     if isinstance(exc, UnknownSender):
         return DecryptionFailed("the sender's card is unknown to the directory")
     return DecryptionFailed(f"the data could not be decrypted or verified ({type(exc).__name__})")

@@ -5,14 +5,23 @@ public key can encrypt to it.  A *sealed* message adds the sender's Ed25519
 signature inside the age payload, so only the recipients learn (and can
 check) who sent it, and the storage server sees a plain age file.
 
-The inner stream (what a plain ``age -d`` prints) is::
+The inner stream (what a plain ``age -d`` prints) is, in version 2::
 
-    header    = "SBSEALED" || version (1) || flags (0)
-                || sender card id (32) || n (u16) || n recipient card ids (32 each, ascending)
+    header    = "SBSEALED" || version (2) || flags (0) || sender card id (32)
+                || sealed_at (u64, ms since the epoch) || lp8(context)
+                || n (u16) || n x (recipient card id (32) || lp8(identity)), ascending by id
     body      = the plaintext, unchanged
     trailer   = plaintext length (u64) || Ed25519 signature (64)
     signature = Ed25519(lp16("sealbox/v1/sealed-signature") || header
                         || plaintext length (u64) || SHA-512(plaintext))
+
+The signed header binds the sender, every recipient (card and identity),
+the time of sealing and a *context*: what the message is for, such as the
+blob id it was sealed for (:func:`blob_context`).  A reader hands the parsed
+header to a check of its own before any plaintext is released, so a server
+that serves one blob's object under another blob's id, or under another
+reader set, is caught.  Version 1 streams (no time, no context, card ids
+only) are still read and reported as unbound.
 
 docs/spec/sealed.md has the byte-by-byte layout and the MUST-reject rules.
 
@@ -40,6 +49,7 @@ import hashlib
 import io
 import itertools
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,30 +57,37 @@ from typing import Any, BinaryIO, Final, Protocol, cast
 
 from chalicelib.wire.binary import lp16, u8, u16, u64
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.identity import is_identity
 from client_sim import _hazmat, age
 from client_sim.age.errors import AgeError
 from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle, age_identities_for, age_recipients_for
 
 __all__ = [
+    "MAX_CONTEXT",
     "MAX_RECIPIENTS",
     "SEALED_MAGIC",
     "SEALED_SIGNATURE_LABEL",
     "SEALED_VERSION",
     "TRAILER_SIZE",
+    "Addressee",
+    "ContextMismatch",
     "FramingError",
     "FramingReader",
+    "HeaderCheck",
     "Opened",
     "RecipientMismatch",
     "SealedDecryptionError",
     "SealedError",
     "SealedFormatError",
+    "SealedHeader",
     "SealedWriter",
     "SenderResolver",
     "SignatureError",
     "Signer",
     "UnknownSender",
     "VerifiedSender",
+    "blob_context",
     "framed_size",
     "open_sealed",
     "open_sealed_bytes",
@@ -81,17 +98,54 @@ __all__ = [
 ]
 
 SEALED_MAGIC: Final = b"SBSEALED"
-SEALED_VERSION: Final = 1
+#: What writers produce.  Readers accept this and :data:`LEGACY_VERSION`.
+SEALED_VERSION: Final = 2
+LEGACY_VERSION: Final = 1
+# The label is the same for both versions: the version byte sits inside the
+# signed header, so a version 1 signature can't pass for a version 2 one.
 SEALED_SIGNATURE_LABEL: Final = b"sealbox/v1/sealed-signature"
-# No flag is defined in version 1; every bit is reserved and must be zero.
+# No flag is defined; every bit is reserved and must be zero.
 SEALED_FLAGS: Final = 0
 CARD_ID_SIZE: Final = 32
 MAX_RECIPIENTS: Final = 1024
-_FIXED_HEADER_SIZE: Final = len(SEALED_MAGIC) + 1 + 1 + CARD_ID_SIZE + 2
+#: Longest context, in bytes (a one-byte length).
+MAX_CONTEXT: Final = 255
+#: Contexts Sealbox itself writes start with this; an app's own contexts
+#: must not (see :func:`blob_context`).
+RESERVED_CONTEXT_PREFIX: Final = b"sealbox/"
+BLOB_CONTEXT_LABEL: Final = b"sealbox/v1/blob-context"
+_PREAMBLE_SIZE: Final = len(SEALED_MAGIC) + 1 + 1
+_V1_FIXED_SIZE: Final = _PREAMBLE_SIZE + CARD_ID_SIZE + 2
+_V2_FIXED_SIZE: Final = _PREAMBLE_SIZE + CARD_ID_SIZE + 8 + 1
 _SIGNATURE_SIZE: Final = 64
-_CARD_ID_SIZE: Final = 32
 TRAILER_SIZE: Final = 8 + _SIGNATURE_SIZE
 _CHUNK: Final = 64 * 1024
+# 2**63 - 1 ms is far beyond any clock; a u64 with the top bit set is refused
+# so that the value is always a valid non-negative signed 64-bit integer too.
+_MAX_SEALED_AT: Final = (1 << 63) - 1
+
+
+def blob_context(blob_id: str) -> bytes:
+    """The context a file stored as blob ``blob_id`` is sealed with.
+
+    A device derives the blob id before it seals (from its idempotency key,
+    :func:`chalicelib.wire.blobids.derive_blob_id`), so the id is inside the
+    signature, and a download checks it against the blob it asked for.
+
+    Raises:
+        ValueError: ``blob_id`` is not a blob id.
+    """
+    from chalicelib.wire.blobids import is_blob_id
+
+    if not is_blob_id(blob_id):
+        raise ValueError("not a blob id")
+    return BLOB_CONTEXT_LABEL + b"/" + blob_id.encode("ascii")
+
+
+def _valid_context(context: bytes) -> bool:
+    # Printable ASCII without spaces: a context is shown to users and logged
+    # by apps, so it can't carry terminal escapes or look like two words.
+    return len(context) <= MAX_CONTEXT and all(0x21 <= b <= 0x7E for b in context)
 
 
 # --- errors -------------------------------------------------------------------
@@ -125,8 +179,24 @@ class RecipientMismatch(SealedError):
     """None of the opener's cards is among the recipients the sender signed.
 
     This is what a forwarded message looks like: someone who could decrypt
-    it re-encrypted the signed inner stream to a new recipient.
+    it re-encrypted the signed inner stream to a new recipient.  Also raised
+    when the header pairs the opener's card with another identity.
     """
+
+
+class ContextMismatch(SealedError):
+    """The message was sealed for another context than the one it is read in.
+
+    Raised by a reader's header check (:data:`HeaderCheck`), before any
+    plaintext is written: for example a blob whose object was sealed for
+    another blob id, by another sender than the blob's owner, or for another
+    set of readers than the blob record names.  ``reason`` says which
+    (``"context"``, ``"sender"``, ``"recipients"``, ``"unbound"``).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SignatureError(SealedError):
@@ -149,19 +219,63 @@ class Signer(Protocol):
     def sign(self, message: bytes) -> bytes: ...
 
 
+class Addressee(Protocol):
+    """A recipient as the header names it: a card id and its identity (a
+    :class:`~chalicelib.wire.cards.Card` or a key bundle is one)."""
+
+    @property
+    def card_id(self) -> str: ...
+
+    @property
+    def identity(self) -> str: ...
+
+
 class _Sink(Protocol):
     def write(self, data: bytes, /) -> Any: ...
 
 
-def _recipient_ids(card_ids: Iterable[str]) -> list[bytes]:
-    raw = sorted({card_id_from_str(card_id, field="recipient") for card_id in card_ids})
-    if not 1 <= len(raw) <= MAX_RECIPIENTS:
+def _recipient_entries(recipients: Iterable[Addressee]) -> list[tuple[bytes, str]]:
+    entries: dict[bytes, str] = {}
+    for recipient in recipients:
+        raw = card_id_from_str(recipient.card_id, field="recipient")
+        identity = recipient.identity
+        if not is_identity(identity):
+            raise ValueError("a recipient identity is not canonical")
+        if entries.setdefault(raw, identity) != identity:
+            raise ValueError("one recipient card id is named with two identities")
+    if not 1 <= len(entries) <= MAX_RECIPIENTS:
         raise ValueError(f"a sealed message binds 1 to {MAX_RECIPIENTS} recipient cards")
-    return raw
+    return sorted(entries.items())
 
 
 def _signed_message(header: bytes, length: int, digest: bytes) -> bytes:
     return lp16(SEALED_SIGNATURE_LABEL) + header + u64(length) + digest
+
+
+def _encode_header(
+    sender_card_id: str, sealed_at_ms: int, context: bytes, entries: list[tuple[bytes, str]]
+) -> bytes:
+    if not _valid_context(context):
+        raise ValueError(f"a context is at most {MAX_CONTEXT} printable ASCII bytes, no spaces")
+    if not 0 <= sealed_at_ms <= _MAX_SEALED_AT:
+        raise ValueError("sealed_at_ms is out of range")
+    return b"".join(
+        (
+            SEALED_MAGIC,
+            u8(SEALED_VERSION),
+            u8(SEALED_FLAGS),
+            card_id_from_str(sender_card_id, field="sender"),
+            u64(sealed_at_ms),
+            u8(len(context)),
+            context,
+            u16(len(entries)),
+            *(raw + u8(len(name)) + name.encode("ascii") for raw, name in entries),
+        )
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class SealedWriter:
@@ -173,22 +287,35 @@ class SealedWriter:
     the trailer is written only when the block exits without an exception,
     so an interrupted stream never carries a signature.
 
+    Args:
+        dst: where the framed stream goes.
+        sender: signs the message (its card id goes into the header).
+        recipients: the cards the message is addressed to (card id and
+            identity of each; the sender's own card too, to read it back).
+        context: what the message is for, bound by the signature; at most
+            :data:`MAX_CONTEXT` printable ASCII bytes.  Empty by default.
+        sealed_at_ms: the time of sealing in ms since the Unix epoch;
+            the device clock when omitted (vectors pass a fixed one).
+
     Raises (from the constructor):
-        ValueError: no recipient, more than :data:`MAX_RECIPIENTS`, or an
-            invalid card id.
+        ValueError: no recipient, more than :data:`MAX_RECIPIENTS`, an
+            invalid card id or identity, or an invalid context or time.
     """
 
-    def __init__(self, dst: _Sink, *, sender: Signer, recipient_card_ids: Iterable[str]) -> None:
-        recipients = _recipient_ids(recipient_card_ids)
-        self._header = b"".join(
-            (
-                SEALED_MAGIC,
-                u8(SEALED_VERSION),
-                u8(SEALED_FLAGS),
-                card_id_from_str(sender.card_id, field="sender"),
-                u16(len(recipients)),
-                *recipients,
-            )
+    def __init__(
+        self,
+        dst: _Sink,
+        *,
+        sender: Signer,
+        recipients: Iterable[Addressee],
+        context: bytes = b"",
+        sealed_at_ms: int | None = None,
+    ) -> None:
+        self._header = _encode_header(
+            sender.card_id,
+            _now_ms() if sealed_at_ms is None else sealed_at_ms,
+            context,
+            _recipient_entries(recipients),
         )
         self._dst = dst
         self._sender = sender
@@ -196,6 +323,11 @@ class SealedWriter:
         self._length = 0
         self._closed = False
         dst.write(self._header)
+
+    @property
+    def header_size(self) -> int:
+        """Bytes of the header (already written)."""
+        return len(self._header)
 
     def write(self, data: bytes) -> int:
         """Append plaintext.  Raises ValueError after :meth:`close`."""
@@ -232,14 +364,20 @@ class SealedWriter:
             self._closed = True
 
 
-def framed_size(plaintext_size: int, recipient_count: int) -> int:
-    """Bytes of the framed inner stream for a plaintext of ``plaintext_size``
-    bound to ``recipient_count`` recipient cards (header + plaintext +
-    trailer), known before anything is signed."""
-    if plaintext_size < 0 or not 1 <= recipient_count <= MAX_RECIPIENTS:
-        raise ValueError("invalid plaintext size or recipient count")
-    header = len(SEALED_MAGIC) + 1 + 1 + _CARD_ID_SIZE + 2 + _CARD_ID_SIZE * recipient_count
-    return header + plaintext_size + TRAILER_SIZE
+def framed_size(
+    plaintext_size: int, recipients: Iterable[Addressee], *, context: bytes = b""
+) -> int:
+    """Bytes of the framed inner stream of a plaintext of ``plaintext_size``
+    sealed to ``recipients`` with ``context`` (header + plaintext + trailer),
+    known before anything is signed.
+
+    Raises:
+        ValueError: as :class:`SealedWriter`, or a negative size.
+    """
+    if plaintext_size < 0:
+        raise ValueError("invalid plaintext size")
+    header = _encode_header("A" * 43, 0, context, _recipient_entries(recipients))
+    return len(header) + plaintext_size + TRAILER_SIZE
 
 
 class FramingError(SealedError):
@@ -252,7 +390,8 @@ class FramingReader:
     For uploads whose size must be known up front: :attr:`size` is exact
     before the first read.  The header comes first, then the plaintext as it
     is read from ``source``, then the signed trailer once exactly
-    ``plaintext_size`` bytes went through.  Memory is one chunk.
+    ``plaintext_size`` bytes went through.  Memory is one chunk.  The
+    keyword arguments are :class:`SealedWriter`'s.
 
     Raises (from :meth:`read`):
         FramingError: ``source`` ended early or has more bytes than
@@ -265,14 +404,19 @@ class FramingReader:
         plaintext_size: int,
         *,
         sender: Signer,
-        recipient_card_ids: Iterable[str],
+        recipients: Iterable[Addressee],
+        context: bytes = b"",
+        sealed_at_ms: int | None = None,
     ) -> None:
-        ids = list(recipient_card_ids)
-        self.size = framed_size(plaintext_size, len(set(ids)))
+        if plaintext_size < 0:
+            raise ValueError("invalid plaintext size")
         self._source = source
         self._left = plaintext_size
         self._buffer = bytearray()
-        self._writer = SealedWriter(self, sender=sender, recipient_card_ids=ids)
+        self._writer = SealedWriter(
+            self, sender=sender, recipients=recipients, context=context, sealed_at_ms=sealed_at_ms
+        )
+        self.size = self._writer.header_size + plaintext_size + TRAILER_SIZE
         self._done = False
 
     def write(self, data: bytes) -> int:  # the SealedWriter's sink
@@ -305,15 +449,46 @@ class FramingReader:
 
 
 @dataclass(frozen=True)
+class SealedHeader:
+    """A parsed header, handed to a reader's :data:`HeaderCheck` before any
+    plaintext is released (the signature over it is checked at the end).
+
+    ``sealed_at_ms`` and ``context`` are None, and every recipient identity
+    is None, in a version 1 (unbound) stream.
+    """
+
+    version: int
+    sender: Card
+    sealed_at_ms: int | None
+    context: bytes | None
+    recipients: tuple[tuple[str, str | None], ...]
+
+    @property
+    def recipient_card_ids(self) -> tuple[str, ...]:
+        return tuple(card_id for card_id, _ in self.recipients)
+
+    @property
+    def bound(self) -> bool:
+        """True for a stream that signs its context, time and recipient identities."""
+        return self.version >= SEALED_VERSION
+
+
+HeaderCheck = Callable[[SealedHeader], None]
+"""A reader's own check of a parsed header: raises (typically
+:class:`ContextMismatch`) to refuse the message before any plaintext is
+written; whatever it raises propagates."""
+
+
+@dataclass(frozen=True)
 class VerifiedSender:
     """Who sealed a message, established by a verified signature.
 
     ``card`` is the sender card named in the header (possibly superseded by
-    now); ``recipient_card_ids`` are the cards the sender addressed.
+    now); ``header`` is everything else the signature covers.
     """
 
     card: Card
-    recipient_card_ids: tuple[str, ...]
+    header: SealedHeader
     plaintext_length: int
 
     @property
@@ -323,6 +498,10 @@ class VerifiedSender:
     @property
     def card_id(self) -> str:
         return self.card.card_id
+
+    @property
+    def recipient_card_ids(self) -> tuple[str, ...]:
+        return self.header.recipient_card_ids
 
 
 class _Source(Protocol):
@@ -353,13 +532,82 @@ def _read_exact(src: _Source, n: int) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class _RawHeader:
+    bytes_: bytes
+    version: int
+    sender_id: str
+    sealed_at_ms: int | None
+    context: bytes | None
+    recipients: tuple[tuple[str, str | None], ...]
+
+
+def _read_header(src: _Source) -> _RawHeader:
+    """Parse a version 1 or 2 header, applying every format rule."""
+    preamble = _read_exact(src, _PREAMBLE_SIZE)
+    if preamble[: len(SEALED_MAGIC)] != SEALED_MAGIC:
+        raise SealedFormatError("not a Sealbox sealed message")
+    version = preamble[len(SEALED_MAGIC)]
+    if version not in (LEGACY_VERSION, SEALED_VERSION):
+        raise SealedFormatError("unsupported sealed message version")
+    if preamble[-1] != SEALED_FLAGS:
+        raise SealedFormatError("unknown sealed message flags")
+    parts = [preamble]
+    sender_raw = _read_exact(src, CARD_ID_SIZE)
+    parts.append(sender_raw)
+    sealed_at: int | None = None
+    context: bytes | None = None
+    if version == SEALED_VERSION:
+        fixed = _read_exact(src, 8 + 1)
+        sealed_at = int.from_bytes(fixed[:8], "big")
+        if sealed_at > _MAX_SEALED_AT:
+            raise SealedFormatError("the sealing time is out of range")
+        context = _read_exact(src, fixed[8])
+        if not _valid_context(context):
+            raise SealedFormatError("the context is not printable ASCII")
+        parts += [fixed, context]
+    count_raw = _read_exact(src, 2)
+    parts.append(count_raw)
+    count = int.from_bytes(count_raw, "big")
+    if not 1 <= count <= MAX_RECIPIENTS:
+        raise SealedFormatError("invalid recipient count")
+    recipients: list[tuple[bytes, str | None]] = []
+    for _ in range(count):
+        raw = _read_exact(src, CARD_ID_SIZE)
+        parts.append(raw)
+        name: str | None = None
+        if version == SEALED_VERSION:
+            size = _read_exact(src, 1)
+            encoded = _read_exact(src, size[0])
+            parts += [size, encoded]
+            name = encoded.decode("ascii", errors="replace")
+            # Canonical identities only: one spelling per identity, and
+            # nothing a terminal would interpret when it is shown.
+            if not is_identity(name):
+                raise SealedFormatError("a recipient identity is not canonical")
+        recipients.append((raw, name))
+    # Strictly ascending: one canonical header per recipient set, no duplicates.
+    if any(a[0] >= b[0] for a, b in itertools.pairwise(recipients)):
+        raise SealedFormatError("recipient card ids are not strictly ascending")
+    return _RawHeader(
+        bytes_=b"".join(parts),
+        version=version,
+        sender_id=card_id_to_str(sender_raw),
+        sealed_at_ms=sealed_at,
+        context=context,
+        recipients=tuple((card_id_to_str(raw), name) for raw, name in recipients),
+    )
+
+
 def unframe(
     src: _Source,
     dst: _Sink,
     *,
     sender_cards: Iterable[Card],
     opener_card_ids: Iterable[str],
+    opener_identity: str | None = None,
     resolve_sender: SenderResolver | None = None,
+    check: HeaderCheck | None = None,
 ) -> VerifiedSender:
     """Read a framed inner stream, write its plaintext to ``dst``, verify the sender.
 
@@ -375,60 +623,62 @@ def unframe(
             card named in the header is looked up here by id.
         opener_card_ids: the opener's own card ids (current and previous);
             at least one must be among the recipients the sender signed.
+        opener_identity: the opener's identity; in a version 2 header the
+            opener's card must be named with it.
         resolve_sender: called with the header's sender card id when it is
             not among ``sender_cards``, after the recipient check passed and
             before any plaintext is written.  The card it returns is used
             only if its id is the one asked for.
+        check: the caller's own check of the parsed header (context, sender,
+            recipients), called last, before any plaintext is written.
 
     Returns:
         The verified sender, only after the signature verified.
 
     Raises:
-        SealedFormatError: bad magic, version, flags or recipient list, or a
-            stream that ends inside the header.
+        SealedFormatError: bad magic, version, flags, time, context or
+            recipient list, or a stream that ends inside the header.
         UnknownSender: the sender card is not in ``sender_cards``.
-        RecipientMismatch: no opener card is among the bound recipients.
+        RecipientMismatch: no opener card is among the bound recipients, or
+            the opener's card is named with another identity.
         SignatureError: truncated or missing trailer, trailing data, a length
             mismatch, or a signature that does not verify.
+        Whatever ``resolve_sender`` or ``check`` raise.
     """
     cards_by_id = {card.card_id: card for card in sender_cards}
     opener = set(opener_card_ids)
+    raw = _read_header(src)
 
-    fixed = _read_exact(src, _FIXED_HEADER_SIZE)
-    if fixed[: len(SEALED_MAGIC)] != SEALED_MAGIC:
-        raise SealedFormatError("not a Sealbox sealed message")
-    pos = len(SEALED_MAGIC)
-    if fixed[pos] != SEALED_VERSION:
-        raise SealedFormatError("unsupported sealed message version")
-    if fixed[pos + 1] != SEALED_FLAGS:
-        raise SealedFormatError("unknown sealed message flags")
-    sender_raw = fixed[pos + 2 : pos + 2 + CARD_ID_SIZE]
-    count = int.from_bytes(fixed[-2:], "big")
-    if not 1 <= count <= MAX_RECIPIENTS:
-        raise SealedFormatError("invalid recipient count")
-    recipients_raw = _read_exact(src, count * CARD_ID_SIZE)
-    recipients = [
-        recipients_raw[i : i + CARD_ID_SIZE] for i in range(0, len(recipients_raw), CARD_ID_SIZE)
-    ]
-    # Strictly ascending: one canonical header per recipient set, no duplicates.
-    if any(a >= b for a, b in itertools.pairwise(recipients)):
-        raise SealedFormatError("recipient card ids are not strictly ascending")
-    header = fixed + recipients_raw
-
-    sender_id = card_id_to_str(sender_raw)
-    recipient_ids = tuple(card_id_to_str(r) for r in recipients)
-    sender_card = cards_by_id.get(sender_id)
+    sender_card = cards_by_id.get(raw.sender_id)
     if sender_card is None and resolve_sender is None:
-        raise UnknownSender(sender_id)
-    if opener.isdisjoint(recipient_ids):
+        raise UnknownSender(raw.sender_id)
+    mine = [name for card_id, name in raw.recipients if card_id in opener]
+    if not mine:
         raise RecipientMismatch("the message was not sealed to any of the opener's cards")
+    if opener_identity is not None and any(n not in (None, opener_identity) for n in mine):
+        raise RecipientMismatch("the opener's card is named with another identity")
     if sender_card is None:
-        resolved = resolve_sender(sender_id) if resolve_sender is not None else None
+        resolved = resolve_sender(raw.sender_id) if resolve_sender is not None else None
         # The card id is a hash of the content: a card whose id differs is
         # another card, whatever the resolver believed.
-        if resolved is None or resolved.card_id != sender_id:
-            raise UnknownSender(sender_id)
+        if resolved is None or resolved.card_id != raw.sender_id:
+            raise UnknownSender(raw.sender_id)
         sender_card = resolved
+    # A sender that lists its own card names it with its own identity.
+    if any(
+        c == sender_card.card_id and n not in (None, sender_card.identity)
+        for c, n in raw.recipients
+    ):
+        raise SealedFormatError("the sender's own card is named with another identity")
+    header = SealedHeader(
+        version=raw.version,
+        sender=sender_card,
+        sealed_at_ms=raw.sealed_at_ms,
+        context=raw.context,
+        recipients=raw.recipients,
+    )
+    if check is not None:
+        check(header)
 
     digest = hashlib.sha512()
     length = 0
@@ -452,13 +702,11 @@ def unframe(
         _hazmat.ed25519_verify_raw(
             sender_card.ed25519_public_key,
             bytes(held[8:]),
-            _signed_message(header, length, digest.digest()),
+            _signed_message(raw.bytes_, length, digest.digest()),
         )
     except _hazmat.InvalidSignature as exc:
         raise SignatureError("the sender signature does not verify") from exc
-    return VerifiedSender(
-        card=sender_card, recipient_card_ids=recipient_ids, plaintext_length=length
-    )
+    return VerifiedSender(card=sender_card, header=header, plaintext_length=length)
 
 
 # --- composition with age -----------------------------------------------------------
@@ -470,23 +718,32 @@ def seal(
     *,
     sender: KeyBundle,
     recipients: Sequence[Card],
+    context: bytes = b"",
+    sealed_at_ms: int | None = None,
 ) -> None:
     """Sign ``src`` as ``sender`` and age-encrypt the framed stream to ``recipients``.
 
-    Every recipient card is bound in the signed header; include the sender's
-    own card in ``recipients`` to be able to read the message back.  The age
-    recipients are post-quantum when every card has a PQ key, X25519
-    otherwise (see :func:`client_sim.identity.age_recipients_for`).
+    Every recipient card (id and identity), the ``context`` and the time of
+    sealing are bound in the signed header; include the sender's own card in
+    ``recipients`` to be able to read the message back.  The age recipients
+    are post-quantum when every card has a PQ key, X25519 otherwise (see
+    :func:`client_sim.identity.age_recipients_for`).
 
     Raises:
-        ValueError: no recipients, or more than :data:`MAX_RECIPIENTS`.
+        ValueError: no recipients, more than :data:`MAX_RECIPIENTS`, or an
+            invalid context (see :class:`SealedWriter`).
     """
-    recipient_ids = [card.card_id for card in recipients]
-    _recipient_ids(recipient_ids)  # validate before anything is written
+    framed_size(0, recipients, context=context)  # validate before anything is written
     age_recipients = age_recipients_for(recipients)
     with (
         age.encrypt_writer(cast(BinaryIO, dst), age_recipients) as encrypted,
-        SealedWriter(encrypted, sender=sender, recipient_card_ids=recipient_ids) as framed,
+        SealedWriter(
+            encrypted,
+            sender=sender,
+            recipients=recipients,
+            context=context,
+            sealed_at_ms=sealed_at_ms,
+        ) as framed,
     ):
         while chunk := src.read(_CHUNK):
             framed.write(chunk)
@@ -506,6 +763,7 @@ def open_sealed(
     sender_cards: Iterable[Card],
     *,
     resolve_sender: SenderResolver | None = None,
+    check: HeaderCheck | None = None,
 ) -> VerifiedSender:
     """Decrypt with age, write the plaintext to ``dst``, and verify the sender.
 
@@ -520,6 +778,7 @@ def open_sealed(
         sender_cards: the cards accepted as the sender's (see :func:`unframe`).
         resolve_sender: finds a sender card not among ``sender_cards``
             (see :data:`SenderResolver`).
+        check: the caller's check of the parsed header (see :func:`unframe`).
 
     Returns:
         The verified sender, only once the whole stream verified.
@@ -539,7 +798,9 @@ def open_sealed(
                 dst,
                 sender_cards=sender_cards,
                 opener_card_ids=[bundle.card_id for bundle in bundles],
+                opener_identity=bundles[0].identity,
                 resolve_sender=resolve_sender,
+                check=check,
             )
     except age_error as exc:
         raise SealedDecryptionError("the message could not be decrypted") from exc
@@ -552,6 +813,7 @@ def open_sealed_to_path(
     sender_cards: Iterable[Card],
     *,
     resolve_sender: SenderResolver | None = None,
+    check: HeaderCheck | None = None,
 ) -> VerifiedSender:
     """Like :func:`open_sealed`, but ``path`` appears only if everything verified.
 
@@ -565,7 +827,9 @@ def open_sealed_to_path(
         OSError: the file system failed.
     """
     with atomic_output(path) as out:
-        sender = open_sealed(src, out, keys, sender_cards, resolve_sender=resolve_sender)
+        sender = open_sealed(
+            src, out, keys, sender_cards, resolve_sender=resolve_sender, check=check
+        )
     return sender
 
 
@@ -581,10 +845,24 @@ class Opened:
         return f"Opened(sender={self.sender.card_id!r}, plaintext_length={len(self.plaintext)})"
 
 
-def seal_bytes(data: bytes, *, sender: KeyBundle, recipients: Sequence[Card]) -> bytes:
+def seal_bytes(
+    data: bytes,
+    *,
+    sender: KeyBundle,
+    recipients: Sequence[Card],
+    context: bytes = b"",
+    sealed_at_ms: int | None = None,
+) -> bytes:
     """:func:`seal` for a message held in memory."""
     out = io.BytesIO()
-    seal(io.BytesIO(data), out, sender=sender, recipients=recipients)
+    seal(
+        io.BytesIO(data),
+        out,
+        sender=sender,
+        recipients=recipients,
+        context=context,
+        sealed_at_ms=sealed_at_ms,
+    )
     return out.getvalue()
 
 
@@ -594,6 +872,7 @@ def open_sealed_bytes(
     sender_cards: Iterable[Card],
     *,
     resolve_sender: SenderResolver | None = None,
+    check: HeaderCheck | None = None,
 ) -> Opened:
     """:func:`open_sealed` for a message held in memory.
 
@@ -601,5 +880,7 @@ def open_sealed_bytes(
     unverified escapes.
     """
     out = io.BytesIO()
-    sender = open_sealed(io.BytesIO(data), out, keys, sender_cards, resolve_sender=resolve_sender)
+    sender = open_sealed(
+        io.BytesIO(data), out, keys, sender_cards, resolve_sender=resolve_sender, check=check
+    )
     return Opened(plaintext=out.getvalue(), sender=sender)

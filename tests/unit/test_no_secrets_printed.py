@@ -80,7 +80,7 @@ def test_backup_contents() -> None:
 
 def test_sealed_writer_and_opened() -> None:
     out = io.BytesIO()
-    writer = SealedWriter(out, sender=ALICE, recipient_card_ids=[ALICE.card_id])
+    writer = SealedWriter(out, sender=ALICE, recipients=[ALICE])
     assert_hides(writer, SECRETS)
     writer.write(PLAINTEXT)
     writer.close()

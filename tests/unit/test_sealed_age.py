@@ -95,7 +95,7 @@ def age_encrypt(inner: bytes, card: Card) -> bytes:
 
 def test_plain_age_decryption_yields_the_framed_stream() -> None:
     inner = inner_stream(seal_bytes(b"payload", sender=ALICE, recipients=[BOB.card]), BOB)
-    assert inner.startswith(b"SBSEALED\x01\x00" + b64url_decode(ALICE.card_id))
+    assert inner.startswith(b"SBSEALED\x02\x00" + b64url_decode(ALICE.card_id))
     assert inner[-72 - 7 : -72] == b"payload"
 
 

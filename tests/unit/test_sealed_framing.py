@@ -25,12 +25,23 @@ from client_sim.sealed import (
 from tests.identities import bundle
 
 ALICE, BOB, CAROL = bundle("alice"), bundle("bob"), bundle("carol")
-RECIPIENTS = [BOB.card_id, ALICE.card_id]
+RECIPIENTS = [BOB, ALICE]
+SEALED_AT = 1_764_000_000_123
 
 
-def frame(data: bytes, *, sender=ALICE, recipients=RECIPIENTS, chunk: int = 0) -> bytes:
+def frame(
+    data: bytes,
+    *,
+    sender=ALICE,
+    recipients=RECIPIENTS,
+    chunk: int = 0,
+    context: bytes = b"",
+    sealed_at_ms: int = SEALED_AT,
+) -> bytes:
     out = io.BytesIO()
-    with SealedWriter(out, sender=sender, recipient_card_ids=recipients) as writer:
+    with SealedWriter(
+        out, sender=sender, recipients=recipients, context=context, sealed_at_ms=sealed_at_ms
+    ) as writer:
         if chunk:
             for i in range(0, len(data), chunk):
                 writer.write(data[i : i + chunk])
@@ -39,34 +50,71 @@ def frame(data: bytes, *, sender=ALICE, recipients=RECIPIENTS, chunk: int = 0) -
     return out.getvalue()
 
 
+def frame_v1(data: bytes, *, sender=ALICE, recipients=RECIPIENTS) -> bytes:
+    """A legacy (format 1) stream, built from the spec: readers still accept it."""
+    ids = sorted({b64url_decode(r.card_id) for r in recipients})
+    header = (
+        b"SBSEALED\x01\x00"
+        + b64url_decode(sender.card_id)
+        + len(ids).to_bytes(2, "big")
+        + b"".join(ids)
+    )
+    message = (
+        lp16(b"sealbox/v1/sealed-signature")
+        + header
+        + len(data).to_bytes(8, "big")
+        + hashlib.sha512(data).digest()
+    )
+    return header + data + len(data).to_bytes(8, "big") + sender.sign(message)
+
+
 def open_frame(
-    stream: bytes, *, senders=(ALICE.card,), opener=(BOB.card_id,)
+    stream: bytes, *, senders=(ALICE.card,), opener=(BOB.card_id,), **options
 ) -> tuple[bytes, sealed.VerifiedSender]:
     out = io.BytesIO()
-    who = unframe(io.BytesIO(stream), out, sender_cards=senders, opener_card_ids=opener)
+    who = unframe(io.BytesIO(stream), out, sender_cards=senders, opener_card_ids=opener, **options)
     return out.getvalue(), who
 
 
-def test_round_trip_reports_the_verified_sender() -> None:
-    data, who = open_frame(frame(b"hello, bob"))
+def entries_at(stream: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """Offset of the recipient count, and (start, end) of each recipient entry."""
+    count_at = 51 + stream[50]
+    pos, spans = count_at + 2, []
+    for _ in range(int.from_bytes(stream[count_at : count_at + 2], "big")):
+        end = pos + 32 + 1 + stream[pos + 32]
+        spans.append((pos, end))
+        pos = end
+    return count_at, spans
+
+
+def test_round_trip_reports_the_verified_sender_and_what_it_signed() -> None:
+    data, who = open_frame(frame(b"hello, bob", context=b"chat/42"))
     assert data == b"hello, bob"
     assert who.identity == "alice"
     assert who.card_id == ALICE.card_id
     assert who.card == ALICE.card
-    assert set(who.recipient_card_ids) == set(RECIPIENTS)
+    assert set(who.recipient_card_ids) == {BOB.card_id, ALICE.card_id}
     assert who.plaintext_length == 10
+    assert who.header.version == 2
+    assert who.header.bound
+    assert who.header.sealed_at_ms == SEALED_AT
+    assert who.header.context == b"chat/42"
+    assert dict(who.header.recipients) == {BOB.card_id: "bob", ALICE.card_id: "alice"}
 
 
 def test_layout_byte_by_byte() -> None:
-    stream = frame(b"xyz")
-    ids = sorted(b64url_decode(i) for i in RECIPIENTS)
+    stream = frame(b"xyz", context=b"blob")
+    entries = sorted((b64url_decode(r.card_id), r.identity.encode()) for r in RECIPIENTS)
     header = (
-        b"SBSEALED\x01\x00"
+        b"SBSEALED\x02\x00"
         + b64url_decode(ALICE.card_id)
-        + len(ids).to_bytes(2, "big")
-        + b"".join(ids)
+        + SEALED_AT.to_bytes(8, "big")
+        + b"\x04blob"
+        + len(entries).to_bytes(2, "big")
+        + b"".join(card_id + bytes([len(name)]) + name for card_id, name in entries)
     )
     assert stream[: len(header)] == header
+    assert len(header) == sealed.framed_size(0, RECIPIENTS, context=b"blob") - 72
     assert stream[len(header) : len(header) + 3] == b"xyz"
     trailer = stream[len(header) + 3 :]
     assert len(trailer) == sealed.TRAILER_SIZE == 72
@@ -80,9 +128,20 @@ def test_layout_byte_by_byte() -> None:
     _hazmat.ed25519_verify_raw(ALICE.card.ed25519_public_key, trailer[8:], message)
 
 
+def test_legacy_format_1_still_opens_and_says_it_is_unbound() -> None:
+    data, who = open_frame(frame_v1(b"from the first release"))
+    assert data == b"from the first release"
+    assert who.header.version == 1
+    assert not who.header.bound
+    assert who.header.context is None
+    assert who.header.sealed_at_ms is None
+    assert dict(who.header.recipients) == {BOB.card_id: None, ALICE.card_id: None}
+
+
 def test_recipient_order_and_duplicates_do_not_change_the_header() -> None:
-    a = frame(b"m", recipients=[ALICE.card_id, BOB.card_id])
-    b = frame(b"m", recipients=[BOB.card_id, ALICE.card_id, BOB.card_id])
+    a = frame(b"m", recipients=[ALICE, BOB])
+    b = frame(b"m", recipients=[BOB, ALICE, BOB])
+    assert a[:-64] == b[:-64]  # Ed25519 is deterministic too, but the header is the point
     assert a == b
 
 
@@ -92,20 +151,55 @@ def test_sizes_around_chunk_and_trailer_boundaries(size: int) -> None:
     assert open_frame(frame(data, chunk=4099))[0] == data
 
 
+class _Named:
+    def __init__(self, card_id: str, identity: str) -> None:
+        self.card_id, self.identity = card_id, identity
+
+
 def test_writer_needs_recipients_within_bounds() -> None:
     with pytest.raises(ValueError, match="recipient"):
-        SealedWriter(io.BytesIO(), sender=ALICE, recipient_card_ids=[])
-    ids = [b64url_encode(hashlib.sha256(b"%d" % i).digest()) for i in range(1025)]
-    SealedWriter(io.BytesIO(), sender=ALICE, recipient_card_ids=ids[:1024])
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=[])
+    many = [
+        _Named(b64url_encode(hashlib.sha256(b"%d" % i).digest()), f"user{i}") for i in range(1025)
+    ]
+    SealedWriter(io.BytesIO(), sender=ALICE, recipients=many[:1024])
     with pytest.raises(ValueError, match="1 to 1024"):
-        SealedWriter(io.BytesIO(), sender=ALICE, recipient_card_ids=ids)
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=many)
     with pytest.raises(ValueError, match="card"):
-        SealedWriter(io.BytesIO(), sender=ALICE, recipient_card_ids=["not-a-card-id"])
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=[_Named("not-a-card-id", "bob")])
+
+
+@pytest.mark.parametrize("name", ["Bob", "b", "bob ", "b\u00f6b", "bob\x1b[2J"])
+def test_writer_refuses_a_recipient_identity_that_is_not_canonical(name: str) -> None:
+    with pytest.raises(ValueError, match="canonical"):
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=[_Named(BOB.card_id, name)])
+
+
+def test_writer_refuses_one_card_named_twice_with_two_identities() -> None:
+    with pytest.raises(ValueError, match="two identities"):
+        SealedWriter(
+            io.BytesIO(),
+            sender=ALICE,
+            recipients=[BOB, _Named(BOB.card_id, "mallory")],
+        )
+
+
+@pytest.mark.parametrize(
+    "context", [b"with space", b"tab\t", b"\x1b[31m", "caf\u00e9".encode(), b"x" * 256]
+)
+def test_writer_refuses_a_context_that_is_not_printable_ascii(context: bytes) -> None:
+    with pytest.raises(ValueError, match="context"):
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=RECIPIENTS, context=context)
+
+
+def test_writer_takes_a_context_of_up_to_255_bytes() -> None:
+    context = b"~" * 255
+    assert open_frame(frame(b"m", context=context))[1].header.context == context
 
 
 def test_writer_refuses_writes_after_close_and_closes_once() -> None:
     out = io.BytesIO()
-    writer = SealedWriter(out, sender=ALICE, recipient_card_ids=RECIPIENTS)
+    writer = SealedWriter(out, sender=ALICE, recipients=RECIPIENTS)
     writer.write(b"a")
     writer.close()
     size = len(out.getvalue())
@@ -119,7 +213,7 @@ def test_an_exception_in_the_block_leaves_no_signature() -> None:
     out = io.BytesIO()
 
     def interrupted() -> None:
-        with SealedWriter(out, sender=ALICE, recipient_card_ids=RECIPIENTS) as w:
+        with SealedWriter(out, sender=ALICE, recipients=RECIPIENTS) as w:
             w.write(b"partial" * 20)
             raise RuntimeError("interrupted")
 
@@ -132,45 +226,140 @@ def test_an_exception_in_the_block_leaves_no_signature() -> None:
 # --- MUST-reject cases -------------------------------------------------------------
 
 
-def header_len(n: int = 2) -> int:
-    return 8 + 1 + 1 + 32 + 2 + 32 * n
+def header_len() -> int:
+    return sealed.framed_size(0, RECIPIENTS) - sealed.TRAILER_SIZE
 
 
 def test_bad_magic_version_flags() -> None:
     stream = frame(b"data")
     for offset, message in ((0, "not a Sealbox"), (8, "version"), (9, "flags")):
         mutated = bytearray(stream)
-        mutated[offset] ^= 0x02
+        mutated[offset] ^= 0x04
         with pytest.raises(SealedFormatError, match=message):
             open_frame(bytes(mutated))
 
 
+def test_version_1_header_under_a_version_2_byte_is_refused() -> None:
+    # Relabelling a legacy stream as version 2 makes it unparseable or
+    # unverifiable; it never opens.
+    legacy = bytearray(frame_v1(b"data"))
+    legacy[8] = 2
+    with pytest.raises(SealedError):
+        open_frame(bytes(legacy))
+
+
+def test_a_version_2_stream_relabelled_as_version_1_never_opens() -> None:
+    stream = bytearray(frame(b"data"))
+    stream[8] = 1
+    with pytest.raises(SealedError):
+        open_frame(bytes(stream))
+
+
 def test_zero_or_too_many_recipients() -> None:
     stream = bytearray(frame(b"data"))
-    stream[42:44] = (0).to_bytes(2, "big")
+    count_at, _ = entries_at(bytes(stream))
+    stream[count_at : count_at + 2] = (0).to_bytes(2, "big")
     with pytest.raises(SealedFormatError, match="count"):
         open_frame(bytes(stream))
-    stream[42:44] = (sealed.MAX_RECIPIENTS + 1).to_bytes(2, "big")
+    stream[count_at : count_at + 2] = (sealed.MAX_RECIPIENTS + 1).to_bytes(2, "big")
     with pytest.raises(SealedFormatError, match="count"):
         open_frame(bytes(stream))
 
 
 def test_unsorted_or_duplicate_recipients() -> None:
+    stream = frame(b"data")
+    _, [(a0, a1), (b0, b1)] = entries_at(stream)
+    first, second = stream[a0:a1], stream[b0:b1]
+    swapped = stream[:a0] + second + first + stream[b1:]
+    with pytest.raises(SealedFormatError, match="ascending"):
+        open_frame(swapped)
+    duplicated = stream[:a0] + first + first + stream[b1:]
+    with pytest.raises(SealedFormatError, match="ascending"):
+        open_frame(duplicated)
+
+
+@pytest.mark.parametrize("name", [b"BOB", b"b", b"bob\x1b", b"b\xc3\xb6b", b""])
+def test_a_recipient_identity_that_is_not_canonical_is_refused(name: bytes) -> None:
+    stream = frame(b"data")
+    _, spans = entries_at(stream)
+    bob = next(
+        span for span in spans if stream[span[0] : span[0] + 32] == b64url_decode(BOB.card_id)
+    )
+    entry = stream[bob[0] : bob[0] + 32] + bytes([len(name)]) + name
+    with pytest.raises(SealedFormatError, match="canonical"):
+        open_frame(stream[: bob[0]] + entry + stream[bob[1] :])
+
+
+@pytest.mark.parametrize("byte", [0x20, 0x7F, 0x0A, 0x1B, 0xC3])
+def test_a_context_byte_outside_printable_ascii_is_refused(byte: int) -> None:
+    stream = bytearray(frame(b"data", context=b"abc"))
+    stream[52] = byte
+    with pytest.raises(SealedFormatError, match="context"):
+        open_frame(bytes(stream))
+
+
+def test_a_sealing_time_with_the_top_bit_set_is_refused() -> None:
     stream = bytearray(frame(b"data"))
-    first, second = bytes(stream[44:76]), bytes(stream[76:108])
-    swapped = stream[:44] + second + first + stream[108:]
-    with pytest.raises(SealedFormatError, match="ascending"):
-        open_frame(bytes(swapped))
-    duplicated = stream[:44] + first + first + stream[108:]
-    with pytest.raises(SealedFormatError, match="ascending"):
-        open_frame(bytes(duplicated))
+    stream[42] |= 0x80
+    with pytest.raises(SealedFormatError, match="time"):
+        open_frame(bytes(stream))
 
 
 def test_truncated_header() -> None:
-    stream = frame(b"data")
-    for cut in (0, 5, 43, header_len() - 1):
+    stream = frame(b"data", context=b"ctx")
+    count_at, spans = entries_at(stream)
+    for cut in (0, 5, 43, 50, 52, count_at + 1, spans[0][0] + 32, spans[-1][1] - 1):
         with pytest.raises(SealedFormatError, match="header"):
             open_frame(stream[:cut])
+
+
+def test_the_opener_card_named_with_another_identity_is_refused() -> None:
+    # Alice's header says Bob's card is "carol": Bob's device refuses to show it.
+    stream = frame(b"hi", recipients=[ALICE, _Named(BOB.card_id, "carol")])
+    assert open_frame(stream)[0] == b"hi"  # an opener that doesn't say who it is
+    with pytest.raises(RecipientMismatch, match="identity"):
+        open_frame(stream, opener_identity="bob")
+
+
+def test_the_sender_card_named_with_another_identity_is_refused() -> None:
+    stream = frame(b"hi", recipients=[BOB, _Named(ALICE.card_id, "carol")])
+    with pytest.raises(SealedFormatError, match="sender"):
+        open_frame(stream)
+
+
+def test_the_header_check_sees_everything_signed_before_any_output() -> None:
+    seen: list[sealed.SealedHeader] = []
+    out = io.BytesIO()
+
+    def check(header: sealed.SealedHeader) -> None:
+        seen.append(header)
+        assert out.getvalue() == b""
+        raise sealed.ContextMismatch("context", "not this one")
+
+    with pytest.raises(sealed.ContextMismatch) as info:
+        unframe(
+            io.BytesIO(frame(b"secret", context=b"blob-a")),
+            out,
+            sender_cards=[ALICE.card],
+            opener_card_ids=[BOB.card_id],
+            check=check,
+        )
+    assert info.value.reason == "context"
+    assert out.getvalue() == b""
+    [header] = seen
+    assert header.context == b"blob-a"
+    assert header.sender == ALICE.card
+
+
+@pytest.mark.parametrize("field", ["time", "context"])
+def test_changing_the_time_or_the_context_breaks_the_signature(field: str) -> None:
+    stream = bytearray(frame(b"data", context=b"blob-a"))
+    if field == "time":
+        stream[49] ^= 0x01  # one millisecond later
+    else:
+        stream[56] = ord("b")  # blob-a -> blob-b
+    with pytest.raises(SignatureError):
+        open_frame(bytes(stream))
 
 
 def test_unknown_sender_is_reported_before_any_output() -> None:
@@ -262,7 +451,7 @@ def test_superseded_sender_card_still_verifies_old_messages() -> None:
 
 
 def test_opener_may_match_through_a_previous_card() -> None:
-    stream = frame(b"to bob's old card", recipients=[bundle("bob").card_id])
+    stream = frame(b"to bob's old card", recipients=[bundle("bob")])
     data, _ = open_frame(stream, opener=[bundle("bob", 1).card_id, bundle("bob").card_id])
     assert data == b"to bob's old card"
 
@@ -337,7 +526,7 @@ def _peak_round_trip(size: int, tmp_path) -> int:
     try:
         with (
             path.open("wb") as out,
-            SealedWriter(out, sender=ALICE, recipient_card_ids=RECIPIENTS) as writer,
+            SealedWriter(out, sender=ALICE, recipients=RECIPIENTS) as writer,
         ):
             src = _Stream(size)
             while chunk := src.read(64 * 1024):

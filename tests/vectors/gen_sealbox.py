@@ -375,13 +375,48 @@ def card_vectors() -> dict[str, Any]:
 # --- sealed framing -------------------------------------------------------------------
 
 
+SEALED_AT_MS = CREATED_AT * 1000 + 123
+BLOB_A = b"sealbox/v1/blob-context/AAAAAAAAAAAAAAAAAAAAAA"
+
+
 def frame(
-    plaintext: bytes, *, sender: Any = ALICE, recipients: tuple[KeyBundle, ...] = (BOB, ALICE)
+    plaintext: bytes,
+    *,
+    sender: Any = ALICE,
+    recipients: tuple[Any, ...] = (BOB, ALICE),
+    context: bytes = b"",
 ) -> bytes:
     out = io.BytesIO()
-    with SealedWriter(out, sender=sender, recipient_card_ids=[r.card_id for r in recipients]) as w:
+    with SealedWriter(
+        out, sender=sender, recipients=recipients, context=context, sealed_at_ms=SEALED_AT_MS
+    ) as w:
         w.write(plaintext)
     return out.getvalue()
+
+
+def frame_v1(
+    plaintext: bytes, *, sender: Any = ALICE, recipients: tuple[KeyBundle, ...] = (BOB, ALICE)
+) -> bytes:
+    """A legacy format 1 stream, built from the spec (writers no longer make them)."""
+    ids = sorted({b64url_decode(r.card_id) for r in recipients})
+    header = (
+        b"SBSEALED\x01\x00"
+        + b64url_decode(sender.card_id)
+        + len(ids).to_bytes(2, "big")
+        + b"".join(ids)
+    )
+    length = len(plaintext).to_bytes(8, "big")
+    message = (
+        lp16(b"sealbox/v1/sealed-signature") + header + length + hashlib.sha512(plaintext).digest()
+    )
+    return header + plaintext + length + sender.sign(message)
+
+
+class Named:
+    """A recipient entry naming ``card_id`` with ``identity`` (for lying headers)."""
+
+    def __init__(self, card_id: str, identity: str) -> None:
+        self.card_id, self.identity = card_id, identity
 
 
 def sealed_vectors() -> dict[str, Any]:
@@ -399,12 +434,15 @@ def sealed_vectors() -> dict[str, Any]:
         plaintext: bytes | None = None,
         sender: KeyBundle | None = None,
         cards: list[Card] | None = None,
+        expected_context: bytes | None = None,
     ) -> None:
         senders = [name_of[c.card_id] for c in cards] if cards is not None else default_senders
         v: Vector = {
             "comment": comment,
             "sender_cards": senders,
             "opener_card_ids": [opener.card_id],
+            "opener_identity": opener.identity,
+            "expected_context": None if expected_context is None else expected_context.decode(),
             "stream": stream.hex(),
         }
         if error is None:
@@ -415,13 +453,42 @@ def sealed_vectors() -> dict[str, Any]:
             v |= {"result": "invalid", "error": error}
         vectors.append(v)
 
+    def mutate(data: bytes, offset: int, value: int) -> bytes:
+        out = bytearray(data)
+        out[offset] = value
+        return bytes(out)
+
     hello = b"hello, bob"
-    good = frame(hello)
-    add("empty plaintext", frame(b""), plaintext=b"", sender=ALICE)
-    add("short plaintext to bob and alice", good, plaintext=hello, sender=ALICE)
+    good = frame(hello, context=BLOB_A)
+    # Layout of ``good``: 51 fixed bytes, the context, the count, then one
+    # entry per recipient (card id, length, identity) in card id order.
+    ctx_end = 51 + len(BLOB_A)
+    entries = sorted((b64url_decode(b.card_id), b.identity) for b in (BOB, ALICE))
+    spans, pos = [], ctx_end + 2
+    for _, name in entries:
+        spans.append((pos, pos + 33 + len(name)))
+        pos += 33 + len(name)
+    header_len = pos
+    assert header_len == len(good) - len(hello) - 72
+
+    add("empty plaintext, no context", frame(b""), plaintext=b"", sender=ALICE)
+    add("short plaintext to bob and alice, bound to a blob", good, plaintext=hello, sender=ALICE)
+    add(
+        "the expected context",
+        good,
+        plaintext=hello,
+        sender=ALICE,
+        expected_context=BLOB_A,
+    )
     add("read by alice, also a recipient", good, opener=ALICE, plaintext=hello, sender=ALICE)
     every_byte = bytes(range(256))
     add("every byte value", frame(every_byte), plaintext=every_byte, sender=ALICE)
+    add(
+        "a context of 255 bytes",
+        frame(b"m", context=b"~" * 255),
+        plaintext=b"m",
+        sender=ALICE,
+    )
     add(
         "sender has rotated since: its superseded card verifies",
         frame(b"old", sender=ALICE, recipients=(BOB,)),
@@ -429,30 +496,69 @@ def sealed_vectors() -> dict[str, Any]:
         sender=ALICE,
         cards=[ALICE1.card, ALICE.card],
     )
+    add("legacy format 1 still opens", frame_v1(hello), plaintext=hello, sender=ALICE)
 
-    def mutate(data: bytes, offset: int, value: int) -> bytes:
-        out = bytearray(data)
-        out[offset] = value
-        return bytes(out)
-
-    header_len = 44 + 64
+    # --- format ---
     add("bad magic", mutate(good, 0, ord("X")), error="SealedFormatError")
-    add("version 2", mutate(good, 8, 2), error="SealedFormatError")
+    add("version 3", mutate(good, 8, 3), error="SealedFormatError")
+    add("version 0", mutate(good, 8, 0), error="SealedFormatError")
     add("reserved flag set", mutate(good, 9, 1), error="SealedFormatError")
-    add("zero recipients", good[:42] + b"\x00\x00" + good[44:], error="SealedFormatError")
-    add("1025 recipients", good[:42] + b"\x04\x01" + good[44:], error="SealedFormatError")
+    add("sealing time with the top bit set", mutate(good, 42, 0x80), error="SealedFormatError")
+    add("a space in the context", mutate(good, 52, 0x20), error="SealedFormatError")
+    add("an escape byte in the context", mutate(good, 52, 0x1B), error="SealedFormatError")
+    add("a DEL byte in the context", mutate(good, 52, 0x7F), error="SealedFormatError")
+    add(
+        "zero recipients",
+        good[:ctx_end] + b"\x00\x00" + good[ctx_end + 2 :],
+        error="SealedFormatError",
+    )
+    add(
+        "1025 recipients",
+        good[:ctx_end] + b"\x04\x01" + good[ctx_end + 2 :],
+        error="SealedFormatError",
+    )
+    (a0, a1), (b0, b1) = spans
     add(
         "recipients not sorted",
-        good[:44] + good[76:108] + good[44:76] + good[108:],
+        good[:a0] + good[b0:b1] + good[a0:a1] + good[b1:],
         error="SealedFormatError",
     )
     add(
         "recipient listed twice",
-        good[:44] + good[44:76] * 2 + good[108:],
+        good[:a0] + good[a0:a1] * 2 + good[b1:],
         error="SealedFormatError",
     )
-    add("truncated inside the header", good[:60], error="SealedFormatError")
+    first_name_at = a0 + 33
+    add(
+        "a recipient identity in upper case",
+        good[:first_name_at] + good[first_name_at:a1].upper() + good[a1:],
+        error="SealedFormatError",
+    )
+    add(
+        "a recipient identity of length 0",
+        good[: a0 + 32] + b"\x00" + good[a1:],
+        error="SealedFormatError",
+    )
+    add(
+        "a recipient identity that is not UTF-8",
+        good[:first_name_at] + b"\xff" * (a1 - first_name_at) + good[a1:],
+        error="SealedFormatError",
+    )
+    add("truncated inside the context", good[:60], error="SealedFormatError")
+    add("truncated inside a recipient identity", good[: a1 - 1], error="SealedFormatError")
     add("empty stream", b"", error="SealedFormatError")
+    add(
+        "a format 2 stream relabelled as format 1",
+        mutate(good, 8, 1),
+        error="SealedFormatError",
+    )
+    add(
+        "the sender's own card named as carol",
+        frame(hello, recipients=(BOB, Named(ALICE.card_id, "carol"))),
+        error="SealedFormatError",
+    )
+
+    # --- who may open it ---
     add("sender card not among the accepted cards", good, error="UnknownSender", cards=[CAROL.card])
     add(
         "superseded sender card missing from the accepted cards",
@@ -466,10 +572,45 @@ def sealed_vectors() -> dict[str, Any]:
         opener=CAROL,
         error="RecipientMismatch",
     )
+    add(
+        "the opener's card named as another identity",
+        frame(hello, recipients=(ALICE, Named(BOB.card_id, "carol"))),
+        error="RecipientMismatch",
+    )
+
+    # --- context ---
+    add(
+        "sealed for another blob",
+        good,
+        expected_context=BLOB_A.replace(b"AAAA", b"BBBB"),
+        error="ContextMismatch",
+    )
+    add(
+        "sealed with no context, one expected",
+        frame(hello),
+        expected_context=BLOB_A,
+        error="ContextMismatch",
+    )
+    add(
+        "legacy format 1 has no context to match",
+        frame_v1(hello),
+        expected_context=BLOB_A,
+        error="ContextMismatch",
+    )
+
+    # --- signature ---
     add("signature flipped", mutate(good, len(good) - 1, good[-1] ^ 1), error="SignatureError")
     add(
         "plaintext byte flipped",
         mutate(good, header_len, good[header_len] ^ 1),
+        error="SignatureError",
+    )
+    add(
+        "sealing time one millisecond later", mutate(good, 49, good[49] ^ 1), error="SignatureError"
+    )
+    add(
+        "context changed after signing (another blob id)",
+        mutate(good, ctx_end - 1, ord("B")),
         error="SignatureError",
     )
     add("truncated trailer", good[:-1], error="SignatureError")
@@ -493,10 +634,23 @@ def sealed_vectors() -> dict[str, Any]:
 
     add("header names alice, carol signed", frame(hello, sender=Impostor()), error="SignatureError")
     sent_to_bob = frame(hello, recipients=(BOB,))
+    bob_entry_at = 51 + 2
     add(
         "recipient set changed after signing (carol's card swapped in)",
-        sent_to_bob[:44] + b64url_decode(CAROL.card_id) + sent_to_bob[76:],
+        sent_to_bob[:bob_entry_at]
+        + b64url_decode(CAROL.card_id)
+        + b"\x05carol"
+        + sent_to_bob[bob_entry_at + 36 :],
         opener=CAROL,
+        error="SignatureError",
+    )
+    bob_name_at = next(
+        start for (start, _), (_, name) in zip(spans, entries, strict=True) if name == "bob"
+    )
+    add(
+        "a recipient's identity changed after signing (bob's card renamed bot)",
+        good[: bob_name_at + 33] + b"bot" + good[bob_name_at + 36 :],
+        opener=ALICE,
         error="SignatureError",
     )
 
@@ -512,8 +666,15 @@ def sealed_vectors() -> dict[str, Any]:
         frame(hello, sender=NoLabel()),
         error="SignatureError",
     )
+    legacy = frame_v1(hello)
+    add(
+        "legacy format 1 with a flipped signature",
+        mutate(legacy, len(legacy) - 1, legacy[-1] ^ 1),
+        error="SignatureError",
+    )
     return document(
-        "Sealbox sealed-message inner framing (the age payload), valid and failing streams.",
+        "Sealbox sealed-message inner framing (the age payload), valid and failing streams. "
+        "Writers make format 2; readers also accept format 1.",
         vectors,
         cards={name: bundle.card.to_json() for name, bundle in by_name.items()},
     )

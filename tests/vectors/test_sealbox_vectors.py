@@ -110,12 +110,22 @@ SEALED_CARDS = {name: cards.card_from_json(obj) for name, obj in SEALED["cards"]
 def test_sealed_vectors(vector: dict[str, Any]) -> None:
     out = io.BytesIO()
 
+    expected = vector["expected_context"]
+
+    def check(header: sealed.SealedHeader) -> None:
+        # What a reader that knows the context it reads in does (the device
+        # passes the blob id's context for a download).
+        if expected is not None and header.context != expected.encode():
+            raise sealed.ContextMismatch("context", "another context")
+
     def run() -> sealed.VerifiedSender:
         return sealed.unframe(
             io.BytesIO(bytes.fromhex(vector["stream"])),
             out,
             sender_cards=[SEALED_CARDS[name] for name in vector["sender_cards"]],
             opener_card_ids=vector["opener_card_ids"],
+            opener_identity=vector["opener_identity"],
+            check=check,
         )
 
     if vector["result"] == "invalid":

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from chalicelib import crypto
 from chalicelib.errors import InternalError, InvalidCursor, InvalidIdempotencyKey
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
-from chalicelib.wire.blobids import BLOB_ID_RE
+from chalicelib.wire.blobids import BLOB_ID_LABEL, BLOB_ID_RE, command_line_safe, derive_blob_id
 
-BLOB_ID_BYTES = 16
+BLOB_ID_BYTES = 16  # chalicelib.wire.blobids.BLOB_ID_BYTES
 _BLOB_ID_RE = BLOB_ID_RE  # one shape, in chalicelib.wire.blobids
 _IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _CREATED_KEY_RE = re.compile(r"[0-9]{10}#[A-Za-z0-9_-]{22}")
-_BLOB_ID_LABEL = b"sealbox/v1/blob-id"
+_BLOB_ID_LABEL = BLOB_ID_LABEL
 
 
 def _valid_idempotency_key(value: object) -> str | None:
@@ -33,9 +33,7 @@ def _valid_idempotency_key(value: object) -> str | None:
 
 
 def _command_line_safe(blob_id: str) -> bool:
-    # An id starting with "-" would be read as an option by every command
-    # line that takes it (`sealbox device get -x...`); such ids are never made.
-    return not blob_id.startswith("-")
+    return command_line_safe(blob_id)
 
 
 def _random_blob_id(rand: Callable[[int], bytes]) -> str:
@@ -47,23 +45,12 @@ def _random_blob_id(rand: Callable[[int], bytes]) -> str:
 
 
 def _derived_blob_id(owner: str, key: str) -> str:
-    # Same owner and key, same id: a retried reservation can only ever find
-    # the blob its first attempt created, and another owner's key can't
-    # address it.  A counter makes the rare id with a leading "-" derive the
-    # next candidate instead, deterministically.
-    for counter in range(256):
-        digest = crypto.sha256(
-            _BLOB_ID_LABEL
-            + b"\x00"
-            + owner.encode()
-            + b"\x00"
-            + key.encode()
-            + (b"" if counter == 0 else b"\x00" + bytes([counter]))
-        )
-        blob_id = b64url_encode(digest[:BLOB_ID_BYTES])
-        if _command_line_safe(blob_id):
-            return blob_id
-    raise InternalError()  # 256 leading "-" in a row: probability 64**-256
+    # One derivation, in the wire module: devices compute it too, to sign
+    # the id into the sealed content before they reserve.
+    try:
+        return derive_blob_id(owner, key)
+    except ValueError as exc:  # probability 64**-256
+        raise InternalError() from exc
 
 
 def _fingerprint(size: int, recipients: tuple[str, ...]) -> str:
