@@ -256,15 +256,19 @@ def files_through_blob_storage(make: MakeDevice, tag: str, tmp: Path) -> None:
     assert carol.download(shared.blob_id, tmp / "carol.txt", sender=a).identity == a
     with pytest.raises(DeviceError):
         bob.download(info.blob_id, tmp / "gone.txt")  # the old blob is deleted
-    # Removing a reader only changes who the server serves.
+    # Removing a reader re-seals too: the signed readers are the blob's readers.
     narrowed = alice.share(shared.blob_id, [c])
-    assert narrowed.blob_id == shared.blob_id
+    assert narrowed.blob_id != shared.blob_id
     assert narrowed.recipients == (c,)
-    with pytest.raises(DeviceError):
-        bob.download(shared.blob_id, tmp / "bob2.txt")
+    for gone in (shared.blob_id, narrowed.blob_id):
+        with pytest.raises(DeviceError):
+            bob.download(gone, tmp / "bob2.txt")
+    assert carol.download(narrowed.blob_id, tmp / "carol3.txt", sender=a).recipients == (a, c)
+    unchanged = alice.share(narrowed.blob_id, [c])  # the same readers: nothing to do
+    assert (unchanged.blob_id, unchanged.recipients) == (narrowed.blob_id, (c,))
     with pytest.raises(InvalidInput):
-        carol.share(shared.blob_id, [b])  # only the owner shares
+        carol.share(narrowed.blob_id, [b])  # only the owner shares
 
-    alice.delete_blob(shared.blob_id)
+    alice.delete_blob(narrowed.blob_id)
     with pytest.raises(DeviceError):
-        carol.download(shared.blob_id, tmp / "carol2.txt")
+        carol.download(narrowed.blob_id, tmp / "carol2.txt")
