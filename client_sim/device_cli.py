@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import click
 
 if TYPE_CHECKING:
-    from client_sim.device import Device
+    from client_sim.device import Device, Sender
 
 PASSWORD_ENV = "SEALBOX_PASSWORD"  # noqa: S105 - the variable's name
 NEW_PASSWORD_ENV = "SEALBOX_NEW_PASSWORD"  # noqa: S105 - the variable's name
@@ -162,28 +163,53 @@ def find(options: _Options, identities: tuple[str, ...], refresh: bool) -> None:
         click.echo(f"{identity}\t{card.card_id}")
 
 
+def _echo_verified(verified: Sender) -> None:
+    """The verified sender, then what it signed: when, for whom, for what.
+
+    Every value printed comes from the verified signature and is printable
+    ASCII by the format's rules (identities, a context without spaces).
+    """
+    note = " (its card has been revoked)" if verified.revoked else ""
+    click.echo(f"verified sender: {verified.identity}{note}")
+    if verified.sealed_at_ms is None:
+        click.echo("sealed: legacy format, no signed time, readers or context")
+        return
+    when = datetime.fromtimestamp(verified.sealed_at_ms / 1000, tz=UTC)
+    click.echo(f"sealed at: {when.strftime('%Y-%m-%dT%H:%M:%SZ')} (sender's clock)")
+    click.echo(f"readers: {', '.join(verified.recipients or ())}")
+    if verified.context:
+        click.echo(f"context: {verified.context}")
+
+
+_CONTEXT_HELP = "What the data is for (e.g. chat/42/msg/7), signed with it; 1-255 printable ASCII."
+
+
 @device_command.command()
 @click.option("--to", "recipients", multiple=True, required=True, help="A recipient identity.")
+@click.option("--context", default=None, help=_CONTEXT_HELP)
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @pass_options
 @_reported
-def encrypt(options: _Options, recipients: tuple[str, ...], src: Path, dst: Path) -> None:
+def encrypt(
+    options: _Options, recipients: tuple[str, ...], context: str | None, src: Path, dst: Path
+) -> None:
     """Sign SRC and encrypt it to the recipients (and to yourself) into DST."""
-    options.device().encrypt_file(src, dst, to=recipients)
+    options.device().encrypt_file(src, dst, to=recipients, context=context)
 
 
 @device_command.command()
 @click.option("--from", "sender", help="Refuse data not signed by this identity.")
+@click.option("--context", default=None, help="Refuse data not sealed with this context.")
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @pass_options
 @_reported
-def decrypt(options: _Options, sender: str | None, src: Path, dst: Path) -> None:
-    """Decrypt SRC into DST and print the verified sender."""
-    verified = options.device().decrypt_file(src, dst, sender=sender)
-    note = " (its card has been revoked)" if verified.revoked else ""
-    click.echo(f"verified sender: {verified.identity}{note}")
+def decrypt(
+    options: _Options, sender: str | None, context: str | None, src: Path, dst: Path
+) -> None:
+    """Decrypt SRC into DST and print the verified sender and what it signed."""
+    _echo_verified(options.device().decrypt_file(src, dst, sender=sender, context=context))
 
 
 @device_command.command()
@@ -204,10 +230,10 @@ def put(options: _Options, recipients: tuple[str, ...], src: Path) -> None:
 @pass_options
 @_reported
 def get(options: _Options, sender: str | None, blob_id: str, dst: Path) -> None:
-    """Download BLOB_ID into DST (only once verified) and print the verified sender."""
-    verified = options.device().download(blob_id, dst, sender=sender)
-    note = " (its card has been revoked)" if verified.revoked else ""
-    click.echo(f"verified sender: {verified.identity}{note}")
+    """Download BLOB_ID into DST (only once verified) and print the verified
+    sender and what it signed; content that doesn't belong to this blob (its
+    id, owner, readers or age) is refused."""
+    _echo_verified(options.device().download(blob_id, dst, sender=sender))
 
 
 @device_command.command(name="ls")
@@ -252,8 +278,8 @@ def list_command(options: _Options, role: str) -> None:
 def share(options: _Options, recipients: tuple[str, ...], blob_id: str) -> None:
     """Make the recipients the readers of BLOB_ID; print its (possibly new) id.
 
-    Removing readers keeps the blob; adding one re-seals it as a new blob,
-    because the signature inside names who it was sent to.
+    Any change re-seals the file as a new blob and deletes the old one,
+    because the signature inside names the blob and who it was sent to.
     """
     click.echo(options.device().share(blob_id, recipients).blob_id)
 

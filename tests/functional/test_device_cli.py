@@ -7,6 +7,7 @@ every exit code and message can be checked quickly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,10 @@ def test_two_devices_through_the_cli(run, tmp_path: Path) -> None:
             str(tmp_path / "note.out"),
         )
     )
-    assert out.strip() == "verified sender: alice"
+    lines = out.splitlines()
+    assert lines[0] == "verified sender: alice"
+    assert re.fullmatch(r"sealed at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(sender's clock\)", lines[1])
+    assert lines[2:] == ["readers: alice, bob"]
     assert (tmp_path / "note.out").read_bytes() == b"hello bob\n"
 
     # A new phone logs in and restores the keys from the backup.

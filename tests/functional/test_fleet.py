@@ -218,9 +218,11 @@ def test_a_stage_whose_storage_is_gone_fails_the_run_instead_of_raising(tmp_path
 
 
 def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeypatch) -> None:
-    """Every retried upload becomes a second blob: readers get the message
-    twice.  Each copy is right, but the backend broke a promise the phones
-    rely on (a retry finds the same blob), so the run must fail."""
+    """A retried upload would become a second blob and readers would get the
+    message twice.  The phones catch it at the first reservation: the blob
+    id they signed into the file is derived from their idempotency key, and
+    a reservation answering another id is refused before anything is sent.
+    No copy is stored, every send fails, and so must the run."""
     import secrets
 
     # Patched where the service looks the name up, not where it is re-exported.
@@ -248,10 +250,12 @@ def test_a_backend_that_forgets_idempotency_keys_fails_the_run(tmp_path, monkeyp
     with without_pytest_log_capture(), InProcessBackend() as backend:
         result = run_fleet(config, backend, work_dir=tmp_path / "phones")
     report = result.report
-    assert report["metrics"]["events"]["retry"] > 0
-    assert report["metrics"]["events"].get("mismatch_copy", 0) > 0, report["metrics"]["events"]
+    events = report["metrics"]["events"]
+    assert events["failed_steps"] > 0, events
+    assert events.get("mismatch_copy", 0) == 0, events  # no second copy reached anyone
+    assert not [name for name in events if name.startswith("sent_")], events
     assert not result.passed
-    assert any("mismatched" in reason for reason in report["verdict"]["reasons"])
+    assert any("steps failed" in reason for reason in report["verdict"]["reasons"])
 
 
 def test_a_blob_deleted_while_a_restored_phone_reads_its_history_is_not_a_failure(

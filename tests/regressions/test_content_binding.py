@@ -16,23 +16,18 @@ import io
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from chalicelib.wire.blobids import derive_blob_id
 from client_sim.device import Device
 from client_sim.errors import ContextMismatch, InvalidInput, ServerError
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
-from tests.functional.conftest import STAGE_ENV
+from tests.functional.conftest import STAGE_ENV, aws_client
 from tests.support.objects import MotoObjects
 
 PASSWORD = "correct horse battery staple"
 BUCKET = STAGE_ENV["SEALBOX_BLOBS_BUCKET"]
 BLOBS_TABLE = STAGE_ENV["SEALBOX_BLOBS_TABLE"]
-
-
-def _client(service: str) -> Any:
-    return boto3.session.Session().client(service, region_name="us-east-1")  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -50,7 +45,7 @@ def people(transport, tmp_path: Path) -> dict[str, Device]:
 def _copy_object(source_blob: str, target_blob: str) -> None:
     """What an operator with bucket and table access does: B's bytes become
     A's content (a new version of A's object, which A's record then names)."""
-    copied = _client("s3").copy_object(
+    copied = aws_client("s3").copy_object(
         Bucket=BUCKET,
         Key=f"blobs/{target_blob}",
         CopySource={"Bucket": BUCKET, "Key": f"blobs/{source_blob}"},
@@ -64,7 +59,7 @@ def _copy_object(source_blob: str, target_blob: str) -> None:
 
 def _edit_record(blob_id: str, expression: str, values: dict[str, Any], **names: str) -> None:
     options: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
-    _client("dynamodb").update_item(
+    aws_client("dynamodb").update_item(
         TableName=BLOBS_TABLE,
         Key={"blob_id": {"S": blob_id}},
         UpdateExpression=expression,

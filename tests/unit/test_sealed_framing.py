@@ -65,7 +65,8 @@ def frame_v1(data: bytes, *, sender=ALICE, recipients=RECIPIENTS) -> bytes:
         + len(data).to_bytes(8, "big")
         + hashlib.sha512(data).digest()
     )
-    return header + data + len(data).to_bytes(8, "big") + sender.sign(message)
+    signature: bytes = sender.sign(message)
+    return header + data + len(data).to_bytes(8, "big") + signature
 
 
 def open_frame(

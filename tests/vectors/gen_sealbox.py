@@ -409,7 +409,8 @@ def frame_v1(
     message = (
         lp16(b"sealbox/v1/sealed-signature") + header + length + hashlib.sha512(plaintext).digest()
     )
-    return header + plaintext + length + sender.sign(message)
+    signature: bytes = sender.sign(message)
+    return header + plaintext + length + signature
 
 
 class Named:
