@@ -34,7 +34,11 @@ def tag() -> str:
 def make(local_stack: RunningStack, tmp_path: Path) -> MakeDevice:
     def make_device(name: str) -> Device:
         return Device.connect(
-            tmp_path / name, local_stack.url, kdf=PASSWORD_KDF_SIMULATION, sleep=lambda _: None
+            tmp_path / name,
+            local_stack.url,
+            kdf=PASSWORD_KDF_SIMULATION,
+            sleep=lambda _: None,
+            storage_origins=[local_stack.aws_endpoint],
         )
 
     return make_device
