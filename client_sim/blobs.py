@@ -316,11 +316,6 @@ class BlobTransfer:
         )
         self._inline_max = inline_max
 
-    @property
-    def origins(self) -> StorageOrigins:
-        """Where presigned transfers may go."""
-        return self._origins
-
     def upload(
         self, token: str, ciphertext: Readable, size: int, to: Sequence[str], key: str
     ) -> BlobInfo:
