@@ -153,3 +153,16 @@ def test_the_cli_refuses_a_bad_storage_origin_as_a_usage_error(
     assert result.exit_code == 2
     assert "--storage-origin" in result.output
     assert seen == {}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--url", "http://127.0.0.1:1", "--storage-origin", "https://*.example"],
+        ["--storage-origin", "https://b.example"],  # over HTTP only
+    ],
+)
+def test_the_fleet_refuses_a_bad_storage_origin_before_running(args: list[str]) -> None:
+    result = CliRunner().invoke(main, ["fleet", "--devices", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert "--storage-origin" in result.output
