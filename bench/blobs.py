@@ -67,7 +67,8 @@ def child(mode: str, url: str, args: list[str]) -> None:
     token = os.environ["BENCH_BLOB_TOKEN"]
     identity = age.parse_identity(os.environ["BENCH_BLOB_IDENTITY"])
     assert isinstance(identity, age.X25519Identity)
-    blobs = BlobClient(HttpTransport(url), lambda: token)
+    origins = os.environ["BENCH_BLOB_STORAGE_ORIGINS"].split()
+    blobs = BlobClient(HttpTransport(url), lambda: token, storage_origins=origins)
     if mode == "upload":
         info = blobs.upload(args[0], recipients=[identity.recipient()])
     else:
@@ -75,9 +76,13 @@ def child(mode: str, url: str, args: list[str]) -> None:
     print(json.dumps({"blob_id": info.blob_id, "peak_rss_kib": _peak_rss_kib()}))
 
 
-def _run_child(url: str, token: str, identity: age.X25519Identity, *args: str) -> dict[str, Any]:
+def _run_child(
+    stack: LocalStack, token: str, identity: age.X25519Identity, *args: str
+) -> dict[str, Any]:
+    url = stack.url
     env = {
         **os.environ,
+        "BENCH_BLOB_STORAGE_ORIGINS": stack.aws_endpoint,
         # Secrets through the environment, not argv (ps shows argv).
         "BENCH_BLOB_TOKEN": token,
         "BENCH_BLOB_IDENTITY": identity.secret_string(),
@@ -99,7 +104,9 @@ def _run_child(url: str, token: str, identity: age.X25519Identity, *args: str) -
 def throughput(stack: LocalStack, size: int, workdir: Path) -> None:
     token = _register(stack.url, f"bench-{os.getpid()}-tp")
     identity = age.X25519Identity.generate()
-    blobs = BlobClient(HttpTransport(stack.url), lambda: token)
+    blobs = BlobClient(
+        HttpTransport(stack.url), lambda: token, storage_origins=[stack.aws_endpoint]
+    )
     plain, out = workdir / "plain", workdir / "out"
     make_plaintext(plain, size)
 
@@ -151,8 +158,8 @@ def rss(stack: LocalStack, sizes: list[int], workdir: Path) -> None:
     for size in sizes:
         plain, out = workdir / f"rss-{size}", workdir / f"rss-{size}.out"
         make_plaintext(plain, size)
-        up = _run_child(stack.url, token, identity, "upload", str(plain))
-        down = _run_child(stack.url, token, identity, "download", up["blob_id"], str(out))
+        up = _run_child(stack, token, identity, "upload", str(plain))
+        down = _run_child(stack, token, identity, "download", up["blob_id"], str(out))
         results[size] = (up["peak_rss_kib"], down["peak_rss_kib"])
         plain.unlink()
         out.unlink()

@@ -37,7 +37,10 @@ callers that manage their own token.  Both reach the API through the one
 :class:`~client_sim.api.ApiClient`.
 
 Presigned URLs are bearer credentials: they are never printed (``repr``
-hides them) and never appear in an exception message.
+hides them) and never appear in an exception message.  The server chooses
+them, so every one is checked against the configured storage origins
+(:mod:`client_sim.origins`) before anything connects to it, and a redirect
+from storage is never followed.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import re
 import secrets
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -66,6 +69,7 @@ from client_sim.errors import (
     StorageTransferFailed,
 )
 from client_sim.files import atomic_output, sized_source
+from client_sim.origins import StorageOrigins
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -291,7 +295,8 @@ class BlobTransfer:
     (which owns the session) renews a refused token and repeats the whole
     operation; an upload repeated with the same idempotency key continues
     the same blob.  ``objects`` reaches the presigned URLs (plain HTTP by
-    default).
+    default); ``origins`` are where they may point (by default the API's
+    own origin when ``api`` talks HTTP, and nothing else).
     """
 
     def __init__(
@@ -299,12 +304,16 @@ class BlobTransfer:
         api: ApiClient,
         *,
         objects: ObjectTransport | None = None,
+        origins: StorageOrigins | None = None,
         inline_max: int = DEFAULT_INLINE_MAX,
     ) -> None:
         if not 0 <= inline_max <= SERVER_INLINE_MAX:
             raise ValueError(f"inline_max must be 0..{SERVER_INLINE_MAX}")
         self.api = api
         self._objects = objects if objects is not None else HttpObjectTransport()
+        self._origins = (
+            origins if origins is not None else StorageOrigins.for_transport(api.transport)
+        )
         self._inline_max = inline_max
 
     def upload(
@@ -326,6 +335,8 @@ class BlobTransfer:
         Raises:
             ServerError: the server refused (quota, size, rejected upload, ...),
                 or answered another blob id than ``blob_id`` (``malformed``).
+            StorageOriginRefused: an upload URL points outside the storage
+                origins (nothing was sent anywhere), or storage redirected.
             StorageTransferFailed: object storage refused a transfer.
             SourceChanged: ``ciphertext`` delivered another number of bytes.
             ConnectionFailed: no answer (the reservation is tried twice).
@@ -344,6 +355,10 @@ class BlobTransfer:
             if len(data) != size:
                 raise SourceChanged("the file shrank while it was being uploaded")
             return self.api.put_blob_content(token, reservation.blob_id, data)
+        # Every target before the first byte: no part goes anywhere if one
+        # URL points elsewhere.
+        for target in reservation.targets:
+            self._origins.check(target.url)
         for target in reservation.targets:
             try:
                 self._put(target, ciphertext)
@@ -365,7 +380,25 @@ class BlobTransfer:
             target.url, _Window(ciphertext, length), length=length, headers=target.headers
         )
         if not 200 <= reply.status < 300:
+            self._refuse_redirect(reply.status, reply.headers)
             raise StorageTransferFailed("upload", reply.status, _storage_code(reply))
+
+    def _refuse_redirect(self, status: int, headers: Mapping[str, str]) -> None:
+        """Refuse a redirect from storage to a foreign origin by name.
+
+        Redirects are never followed (a presigned URL is the final address
+        the server signed); one that points outside the storage origins is
+        reported as what it is, any other falls through to the caller's
+        :class:`StorageTransferFailed`.
+
+        Raises:
+            StorageOriginRefused: a redirect to a foreign origin.
+        """
+        location = headers.get("location", "")
+        # A path alone stays on the allowed origin; anything else is checked.
+        foreign_form = not location.startswith("/") or location.startswith("//")
+        if 300 <= status < 400 and location and foreign_form:
+            self._origins.check(location)
 
     @contextlib.contextmanager
     def open(self, info: BlobInfo) -> Iterator[ObjectResponse]:
@@ -373,12 +406,16 @@ class BlobTransfer:
 
         Raises:
             BlobUnavailable: the blob has no content to download.
+            StorageOriginRefused: the download URL points outside the
+                storage origins (it was not contacted), or storage redirected.
             StorageTransferFailed: object storage refused the download.
         """
         if info.download is None:
             raise BlobUnavailable(f"blob is {info.state}, not ready")
+        self._origins.check(info.download.url)
         with self._objects.get(info.download.url) as response:
             if response.status != 200:
+                self._refuse_redirect(response.status, response.headers)
                 raise StorageTransferFailed("download", response.status, None)
             yield response
 
@@ -389,6 +426,7 @@ class BlobTransfer:
             BlobUnavailable: the blob has no content.
             ServerError: the advertised header length is out of range, or
                 storage sent fewer bytes (``malformed``).
+            StorageOriginRefused: as for :meth:`open`.
             StorageTransferFailed: object storage refused the read.
         """
         if info.download is None or info.header_length is None:
@@ -397,8 +435,10 @@ class BlobTransfer:
         if not 0 < length <= SNIFF_WINDOW:
             raise ServerError.malformed("header length")
         range_ = {"Range": f"bytes=0-{length - 1}"}
+        self._origins.check(info.download.url)
         with self._objects.get(info.download.url, headers=range_) as response:
             if response.status not in (200, 206):
+                self._refuse_redirect(response.status, response.headers)
                 raise StorageTransferFailed("download", response.status, None)
             data = response.read(length)
         if len(data) != length:
@@ -418,7 +458,9 @@ class BlobClient:
     ``/v1/blobs`` routes of the API client with that token; the streaming
     methods encrypt and decrypt with age on the way (no sender signature:
     that is :class:`~client_sim.Device`'s).  Server refusals raise
-    :class:`~client_sim.errors.ServerError`.
+    :class:`~client_sim.errors.ServerError`.  ``storage_origins`` are the
+    origins presigned URLs may point at, besides the API's own over HTTP
+    (:mod:`client_sim.origins`).
     """
 
     def __init__(
@@ -429,9 +471,13 @@ class BlobClient:
         objects: ObjectTransport | None = None,
         resolver: Resolver | None = None,
         inline_max: int = DEFAULT_INLINE_MAX,
+        storage_origins: Iterable[str] = (),
     ) -> None:
         self.api = api if isinstance(api, ApiClient) else ApiClient(api)
-        self._transfer = BlobTransfer(self.api, objects=objects, inline_max=inline_max)
+        origins = StorageOrigins.for_transport(self.api.transport, storage_origins)
+        self._transfer = BlobTransfer(
+            self.api, objects=objects, origins=origins, inline_max=inline_max
+        )
         self._access_token = access_token
         self._resolver = resolver
 

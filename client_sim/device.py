@@ -46,6 +46,7 @@ from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import Decrypted, Messages, Sender, canonical_identity
+from client_sim.origins import StorageOrigins
 from client_sim.passwords import PASSWORD_KDF_V1, KdfParams
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStatus, DeviceStore
@@ -79,6 +80,9 @@ class Device:
         objects: how presigned object-storage URLs are reached (default:
             plain HTTP; in-process runs on moto pass
             :class:`~client_sim.transport.InProcessObjectTransport`).
+        storage_origins: where presigned URLs may point besides the API's
+            own origin over HTTP, e.g. ``sealbox local``'s ``aws endpoint``
+            (:mod:`client_sim.origins`; others raise ``StorageOriginRefused``).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Device:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         objects: ObjectTransport | None = None,
+        storage_origins: Iterable[str] = (),
     ) -> None:
         kdf.check()
         self._home = Path(home)
@@ -103,9 +108,9 @@ class Device:
             api, self._session, self._store, ttl=card_cache_ttl, clock=clock
         )
         self._messages = Messages(self._cards)
-        self._transfers = Transfers(
-            api, self._session, BlobTransfer(api, objects=objects), self._messages
-        )
+        origins = StorageOrigins.for_transport(transport, storage_origins)
+        transfer = BlobTransfer(api, objects=objects, origins=origins)
+        self._transfers = Transfers(api, self._session, transfer, self._messages)
         self._backups = BackupSync(
             api, self._session, self._store, self._cards, kdf=kdf, clock=clock, sleep=sleep
         )

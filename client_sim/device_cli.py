@@ -37,11 +37,15 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+STORAGE_ORIGINS_ENV = "SEALBOX_STORAGE_ORIGINS"
+
+
 @dataclass(frozen=True)
 class _Options:
     home: Path
     url: str
     kdf: str
+    storage_origins: tuple[str, ...] = ()
 
     def device(self) -> Device:
         # Imported here: `sealbox --help` and the age verbs don't pay for the SDK.
@@ -49,7 +53,7 @@ class _Options:
         from client_sim.passwords import PASSWORD_KDF_SIMULATION, PASSWORD_KDF_V1
 
         kdf = PASSWORD_KDF_SIMULATION if self.kdf == "simulation" else PASSWORD_KDF_V1
-        return Device.connect(self.home, self.url, kdf=kdf)
+        return Device.connect(self.home, self.url, kdf=kdf, storage_origins=self.storage_origins)
 
 
 def _fail(message: str) -> NoReturn:
@@ -108,13 +112,34 @@ pass_options = click.make_pass_decorator(_Options)
     help="Password derivation profile; every device of a user must use the same. "
     "'simulation' is for tests and scripts only.",
 )
+@click.option(
+    "--storage-origin",
+    "storage_origins",
+    multiple=True,
+    envvar=STORAGE_ORIGINS_ENV,
+    metavar="ORIGIN",
+    help="Where presigned transfer URLs may point, as scheme://host[:port], besides the "
+    "--url origin; repeat for several (the environment variable takes a space-separated "
+    "list).  sealbox local: its 'aws endpoint'.  Other URLs are refused before any "
+    "connection.",
+)
 @click.pass_context
-def device_command(ctx: click.Context, home: Path, url: str, kdf: str) -> None:
+def device_command(
+    ctx: click.Context, home: Path, url: str, kdf: str, storage_origins: tuple[str, ...]
+) -> None:
     """One simulated phone: register, find, encrypt, decrypt, put, get, back up, rotate."""
+    from client_sim.errors import InvalidInput
+    from client_sim.origins import parse_origin
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter("must be an http(s) URL", param_hint="--url")
-    ctx.obj = _Options(home=home, url=url, kdf=kdf)
+    for origin in storage_origins:
+        try:
+            parse_origin(origin)
+        except InvalidInput as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
+    ctx.obj = _Options(home=home, url=url, kdf=kdf, storage_origins=storage_origins)
 
 
 @device_command.command()

@@ -45,6 +45,7 @@ __all__ = [
     "SenderMismatch",
     "ServerError",
     "SourceChanged",
+    "StorageOriginRefused",
     "StorageTransferFailed",
     "TooManyAttempts",
     "UsernameTaken",
@@ -188,6 +189,21 @@ class StorageTransferFailed(DeviceError):
         super().__init__(f"{action} refused by object storage: {status} {code or ''}".rstrip())
         self.status = status
         self.code = code
+
+
+class StorageOriginRefused(DeviceError):
+    """A transfer URL (or a storage redirect) pointed outside the configured storage origins.
+
+    Nothing was sent to it: the URL is checked before any connection.
+    ``origin`` names where it pointed (``scheme://host[:port]``, from the
+    SDK's own normalised reading, any unusual character percent-encoded), so
+    a user can tell a misconfiguration (add the origin) from an attack.  The
+    rest of the URL is never shown: its query string is a bearer credential.
+    """
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"refused a transfer to {origin}: not a configured storage origin")
+        self.origin = origin
 
 
 class ServerError(DeviceError):

@@ -172,7 +172,8 @@ class ObjectTransport(Protocol):
     """PUT and GET on absolute presigned URLs, with streaming bodies.
 
     Presigned URLs are bearer credentials: implementations never put one in
-    an exception message or a log line.
+    an exception message or a log line.  They never follow a redirect (the
+    caller checked the URL's origin, not where a redirect would lead).
     """
 
     def put(
@@ -359,7 +360,9 @@ class InProcessObjectTransport:
         if len(data) != length:
             raise ConnectionFailed("the upload source ended before its declared length")
         try:
-            reply = requests.put(url, data=data, headers=dict(headers), timeout=self._timeout)
+            reply = requests.put(
+                url, data=data, headers=dict(headers), timeout=self._timeout, allow_redirects=False
+            )
         except requests.RequestException:
             # requests' messages quote the URL, a bearer credential: no chain.
             raise ConnectionFailed("object storage: no reply") from None
@@ -373,7 +376,9 @@ class InProcessObjectTransport:
         import requests
 
         try:
-            reply = requests.get(url, headers=dict(headers or {}), timeout=self._timeout)
+            reply = requests.get(
+                url, headers=dict(headers or {}), timeout=self._timeout, allow_redirects=False
+            )
         except requests.RequestException:
             raise ConnectionFailed("object storage: no reply") from None
         return _BufferedObjectResponse(

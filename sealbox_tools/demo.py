@@ -213,6 +213,7 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[
                 stage=stack.stage,
                 server_logs=(server_log,),
                 server_pids=stack.pids,
+                storage_origins=(stack.aws_endpoint,),
             )
             config = FleetConfig(
                 devices=options.devices,

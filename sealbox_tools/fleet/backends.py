@@ -108,6 +108,11 @@ class Backend(Protocol):
         """A transport for presigned object-storage URLs."""
         ...
 
+    def storage_origins(self) -> tuple[str, ...]:
+        """Where the backend's presigned URLs point: the devices' storage
+        origins (client_sim.origins), besides the API's own over HTTP."""
+        ...
+
     def haystacks(self) -> Iterator[Haystack] | None:
         """Everything the server side holds, or None if it can't be reached."""
         ...
@@ -168,6 +173,9 @@ class HttpBackend:
             ``stage``, lets the audit read its tables, bucket and secrets.
         server_logs: log files of the API processes to audit (``sealbox
             local --log-file``).
+        storage_origins: where the stage's presigned URLs point (``sealbox
+            local``: its ``aws endpoint``; a deployed stage: its bucket's
+            origins, ``client_sim.origins.s3_bucket_origins``).
     """
 
     mode = "http"
@@ -181,8 +189,10 @@ class HttpBackend:
         server_logs: tuple[Path, ...] = (),
         server_pids: tuple[int, ...] = (),
         timeout: float = 30.0,
+        storage_origins: tuple[str, ...] = (),
     ) -> None:
         self.url = url
+        self._storage_origins = storage_origins
         self._pids = server_pids
         self.clock = SimClock()
         self._transport = HttpTransport(url, timeout=timeout)
@@ -204,6 +214,9 @@ class HttpBackend:
 
     def objects(self) -> ObjectTransport:
         return self._objects
+
+    def storage_origins(self) -> tuple[str, ...]:
+        return self._storage_origins
 
     def haystacks(self) -> Iterator[Haystack] | None:
         if self._aws is None or self._stage is None:
@@ -402,6 +415,14 @@ class InProcessBackend:
         if self._objects is None:
             raise RuntimeError("use the backend as a context manager")
         return self._objects
+
+    def storage_origins(self) -> tuple[str, ...]:
+        """Where moto's in-process S3 presigns: the stage bucket's origins."""
+        from client_sim.origins import s3_bucket_origins
+        from sealbox_tools.local_stack import stage_environment
+
+        bucket = stage_environment(self.stage)["SEALBOX_BLOBS_BUCKET"]
+        return s3_bucket_origins(bucket, self.region)
 
     def haystacks(self) -> Iterator[Haystack]:
         stored = _stage_audit(self.client, self.stage, self._notes)

@@ -111,6 +111,14 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
     "default AWS credentials are used.",
 )
 @click.option(
+    "--storage-origin",
+    "storage_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Over HTTP: where the stage's presigned URLs may point (scheme://host[:port]), "
+    "besides --url and --aws-endpoint; repeat for several.",
+)
+@click.option(
     "--server-log",
     "server_logs",
     multiple=True,
@@ -137,6 +145,7 @@ def fleet_command(
     audit: bool | None,
     stage: str | None,
     aws_endpoint: str | None,
+    storage_origins: tuple[str, ...],
     server_logs: tuple[Path, ...],
     server_argon2: str,
 ) -> None:
@@ -149,18 +158,27 @@ def fleet_command(
     checked against what was sent.  The summary goes to stdout, progress to
     stderr.
     """
+    from client_sim.errors import InvalidInput
+    from client_sim.origins import parse_origin
     from sealbox_tools.fleet.plan import scenario as scenario_mix
     from sealbox_tools.fleet.report import summary_text
     from sealbox_tools.fleet.runner import FleetConfig, run_fleet
 
     if url and in_process:
         raise click.UsageError("--url and --in-process exclude each other")
-    if not url and (stage or aws_endpoint or server_logs):
-        raise click.UsageError("--stage, --aws-endpoint and --server-log go with --url")
+    if not url and (stage or aws_endpoint or server_logs or storage_origins):
+        raise click.UsageError(
+            "--stage, --aws-endpoint, --storage-origin and --server-log go with --url"
+        )
     try:
         scenario_mix(scenario, mix)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--mix") from exc
+    for origin in storage_origins:
+        try:
+            parse_origin(origin)
+        except InvalidInput as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
     reachable = url is None or stage is not None
     if audit and not reachable:
         raise click.UsageError("the audit over HTTP needs --stage (and --aws-endpoint locally)")
@@ -180,8 +198,10 @@ def fleet_command(
         if url is None:
             return InProcessBackend(server_argon2=server_argon2)
         aws = aws_clients(aws_endpoint) if stage else None
+        # A local stack's S3 is its AWS endpoint: presigned URLs point there.
+        origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
         return contextlib.nullcontext(
-            HttpBackend(url, aws=aws, stage=stage, server_logs=server_logs)
+            HttpBackend(url, aws=aws, stage=stage, server_logs=server_logs, storage_origins=origins)
         )
 
     with tempfile.TemporaryDirectory(prefix="sealbox-fleet-") as work, open_backend() as backend:

@@ -154,6 +154,7 @@ class Phone:
             clock=self.clock,
             sleep=self.run.sleep,
             objects=self.run.objects,
+            storage_origins=self.run.storage_origins,
         )
 
     # --- running steps ------------------------------------------------------------

@@ -145,6 +145,7 @@ class Run:
             objects = ServerTimedObjects(objects, self.cpu)
         self.api = api
         self.objects: ObjectTransport = MeteredObjects(objects, self.metrics)
+        self.storage_origins = backend.storage_origins()
 
     def identity(self, index: int) -> str:
         return f"{self.tag}-{index:05d}"

@@ -44,7 +44,8 @@ def main(argv: list[str]) -> None:
     token = os.environ["SEALBOX_E2E_TOKEN"]
     identity = age.parse_identity(os.environ["SEALBOX_E2E_IDENTITY"])
     assert isinstance(identity, age.X25519Identity)
-    blobs = BlobClient(HttpTransport(url), lambda: token)
+    origins = os.environ["SEALBOX_STORAGE_ORIGINS"].split()
+    blobs = BlobClient(HttpTransport(url), lambda: token, storage_origins=origins)
     started = time.perf_counter()
     if mode == "upload":
         info = blobs.upload(argv[2], to=argv[3:], recipients=[identity.recipient()])

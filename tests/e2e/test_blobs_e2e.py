@@ -82,7 +82,11 @@ class Device:
         self.token = api.access_token(api.login(name, login_key).refresh_token).access_token
         stack.credentials.append(self.token)
         self.key = age.X25519Identity.generate()
-        self.blobs = BlobClient(HttpTransport(stack.url), lambda: self.token)
+        self.blobs = BlobClient(
+            HttpTransport(stack.url),
+            lambda: self.token,
+            storage_origins=[stack.stack.aws_endpoint],  # moto's S3 presigns there
+        )
 
     def recipient(self) -> age.X25519Recipient:
         return self.key.recipient()
@@ -147,6 +151,7 @@ def worker(stack: Stack, device: Device, *args: str) -> dict[str, Any]:
         **os.environ,
         "SEALBOX_E2E_TOKEN": device.token,
         "SEALBOX_E2E_IDENTITY": device.key.secret_string(),
+        "SEALBOX_STORAGE_ORIGINS": stack.stack.aws_endpoint,
     }
     done = subprocess.run(
         [sys.executable, "-m", "tests.e2e.blob_worker", args[0], stack.url, *args[1:]],

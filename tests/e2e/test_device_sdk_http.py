@@ -34,7 +34,11 @@ def tag() -> str:
 def make(local_stack: RunningStack, tmp_path: Path) -> MakeDevice:
     def make_device(name: str) -> Device:
         return Device.connect(
-            tmp_path / name, local_stack.url, kdf=PASSWORD_KDF_SIMULATION, sleep=lambda _: None
+            tmp_path / name,
+            local_stack.url,
+            kdf=PASSWORD_KDF_SIMULATION,
+            sleep=lambda _: None,
+            storage_origins=[local_stack.aws_endpoint],
         )
 
     return make_device
@@ -137,11 +141,20 @@ def test_cli_over_http(local_stack: RunningStack, tmp_path: Path, tag: str) -> N
 def test_cli_blob_verbs_over_http(local_stack: RunningStack, tmp_path: Path, tag: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
     env.update({"SEALBOX_URL": local_stack.url, "SEALBOX_PASSWORD": PASSWORD})
+    # moto's S3 presigns on the stack's aws endpoint: the devices' storage origin.
+    env["SEALBOX_STORAGE_ORIGINS"] = local_stack.aws_endpoint
 
-    def device(home: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def device(
+        home: str, *args: str, check: bool = True, pinned: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         argv = [SEALBOX, "device", "--home", str(tmp_path / home), "--kdf", "simulation", *args]
         return subprocess.run(
-            argv, env=env, capture_output=True, text=True, check=check, timeout=120
+            argv,
+            env=env if pinned else {k: v for k, v in env.items() if "STORAGE" not in k},
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     alice, bob, carol = f"alice-{tag}", f"bob-{tag}", f"carol-{tag}"
@@ -153,6 +166,14 @@ def test_cli_blob_verbs_over_http(local_stack: RunningStack, tmp_path: Path, tag
     blob_id, owner, size, state, readers = line.split("\t")
     assert (blob_id, owner, state, readers) == (blob, alice, "ready", bob)
     assert int(size) > len("the plan\n")  # the stored size is the ciphertext's
+    # Without the storage origin the presigned GET is refused before connecting.
+    unpinned = device("bob", "get", blob, str(tmp_path / "bob.txt"), check=False, pinned=False)
+    assert unpinned.returncode == 1
+    assert unpinned.stderr == (
+        f"sealbox: error: refused a transfer to {local_stack.aws_endpoint}: "
+        "not a configured storage origin\n"
+    )
+    assert not (tmp_path / "bob.txt").exists()
     got = device("bob", "get", "--from", alice, blob, str(tmp_path / "bob.txt"))
     assert got.stdout.splitlines()[0] == f"verified sender: {alice}"
     assert got.stdout.splitlines()[2] == f"readers: {alice}, {bob}"

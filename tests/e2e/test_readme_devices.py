@@ -25,8 +25,11 @@ def walkthrough() -> str:
 def test_two_device_walkthrough_runs_as_written(local_stack: RunningStack, tmp_path: Path) -> None:
     script = walkthrough()
     assert "http://127.0.0.1:8000" in script
-    script = script.replace(".venv/bin/", BIN + "/").replace(
-        "http://127.0.0.1:8000", local_stack.url
+    assert "SEALBOX_STORAGE_ORIGINS=http://127.0.0.1:41233" in script
+    script = (
+        script.replace(".venv/bin/", BIN + "/")
+        .replace("http://127.0.0.1:8000", local_stack.url)
+        .replace("http://127.0.0.1:41233", local_stack.aws_endpoint)
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
     done = subprocess.run(

@@ -14,7 +14,7 @@ from client_sim.api import ApiClient
 from client_sim.blobs import BlobClient
 from client_sim.transport import ChaliceTransport
 from tests.functional.conftest import STAGE_ENV, aws_client
-from tests.support.objects import MotoObjects
+from tests.support.objects import MOTO_STORAGE_ORIGINS, MotoObjects
 
 BUCKET = STAGE_ENV["SEALBOX_BLOBS_BUCKET"]
 QUEUE = STAGE_ENV["SEALBOX_BLOB_EVENTS_QUEUE"]
@@ -42,7 +42,9 @@ def make_user(api: ApiClient, transport: ChaliceTransport, name: str) -> User:
     api.register(name, login_key)
     token = api.access_token(api.login(name, login_key).refresh_token).access_token
     objects = MotoObjects()
-    blobs = BlobClient(transport, lambda: token, objects=objects)
+    blobs = BlobClient(
+        transport, lambda: token, objects=objects, storage_origins=MOTO_STORAGE_ORIGINS
+    )
     return User(name, token, age.X25519Identity.generate(), blobs, objects)
 
 

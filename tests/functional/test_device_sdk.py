@@ -32,7 +32,7 @@ from tests.functional.conftest import STAGE_ENV
 from tests.support import device_flows
 from tests.support.device_flows import NEW_PASSWORD, PASSWORD, MakeDevice, Recording
 from tests.support.fakes import FakeClock
-from tests.support.objects import MotoObjects
+from tests.support.objects import MOTO_STORAGE_ORIGINS, MotoObjects, moto_objects
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def make(tmp_path: Path, recording: Recording) -> MakeDevice:
             kdf=PASSWORD_KDF_SIMULATION,
             sleep=lambda _: None,
             objects=MotoObjects(),
+            storage_origins=MOTO_STORAGE_ORIGINS,
         )
 
     return make_device
@@ -500,8 +501,9 @@ def test_every_blob_call_renews_a_token_the_server_refuses(clock, transport, tmp
         kdf=PASSWORD_KDF_SIMULATION,
         clock=device_clock,
         objects=MotoObjects(),
+        storage_origins=MOTO_STORAGE_ORIGINS,
     )
-    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, **moto_objects())
     alice.register("alice", PASSWORD)
     bob.register("bob", PASSWORD)
     info = alice.upload(io.BytesIO(b"a note for bob"), to=["bob"])
@@ -522,7 +524,7 @@ def test_a_share_repeated_with_its_key_makes_no_second_copy(transport, tmp_path)
     lossy = LossyContent(transport)
 
     def phone(name: str, via) -> Device:  # type: ignore[no-untyped-def]
-        made = Device(tmp_path / name, via, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+        made = Device(tmp_path / name, via, kdf=PASSWORD_KDF_SIMULATION, **moto_objects())
         made.register(name, PASSWORD)
         return made
 
@@ -570,8 +572,14 @@ def test_an_upload_repeated_after_a_lost_commit_commits_the_stored_object(
     # attempt stored is committed instead of the upload failing forever.
     lossy = LoseCommit(transport)
     objects = MotoObjects()
-    alice = Device(tmp_path / "alice", lossy, kdf=PASSWORD_KDF_SIMULATION, objects=objects)
-    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects())
+    alice = Device(
+        tmp_path / "alice",
+        lossy,
+        kdf=PASSWORD_KDF_SIMULATION,
+        objects=objects,
+        storage_origins=MOTO_STORAGE_ORIGINS,
+    )
+    bob = Device(tmp_path / "bob", transport, kdf=PASSWORD_KDF_SIMULATION, **moto_objects())
     alice.register("alice", PASSWORD)
     bob.register("bob", PASSWORD)
     content = os.urandom(100_000)  # over the inline limit: a presigned PUT

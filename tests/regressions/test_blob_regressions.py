@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -22,7 +23,7 @@ from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
 from tests.functional.blob_helpers import BUCKET, make_user, versions
-from tests.functional.conftest import STAGE_ENV
+from tests.functional.conftest import STAGE_ENV, aws_client
 from tests.functional.test_accounts_api import assert_error
 
 
@@ -150,3 +151,86 @@ def test_a_malformed_version_id_is_no_such_version_not_a_server_error() -> None:
         # Without a version id a 400 is not "missing": it stays an error.
         with pytest.raises(InternalError):
             store.head("A" * 22)
+
+
+MULTIPART = 12 * 1024 * 1024  # over the test stage's 5 MiB part size
+
+
+def _uploads() -> list[dict[str, object]]:
+    """The multipart uploads in progress in the blob bucket."""
+    return list(aws_client("s3").list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+
+def _fail(client: object, operation: str, code: str, *, after: bool = False) -> dict[str, bool]:
+    """Make ``operation`` of a botocore client raise ``code`` while the switch is on
+    (``after``: once the request went through, as when the reply is lost)."""
+    switch = {"on": True}
+
+    def fail(**_: object) -> None:
+        if switch["on"]:
+            raise ClientError({"Error": {"Code": code, "Message": "x"}}, operation)
+
+    service = "dynamodb" if operation == "TransactWriteItems" else "s3"
+    stage = "after-call" if after else "before-call"
+    client.meta.events.register(f"{stage}.{service}.{operation}", fail)  # type: ignore[attr-defined]
+    return switch
+
+
+def test_a_failed_reservation_write_aborts_its_multipart_upload(api, transport, raw) -> None:
+    """A multipart reservation starts the S3 upload, then writes the record.
+    When that write failed (a DynamoDB throttle) the upload stayed open, its
+    parts billable, until the bucket's 8-day lifecycle rule; it is now
+    aborted at once, and the client still sees the same 503."""
+    alice = make_user(api, transport, "alice")
+    throttled = _fail(
+        wiring.container().dynamodb, "TransactWriteItems", "ProvisionedThroughputExceededException"
+    )
+    reply = raw("POST", "/v1/blobs", {"size": MULTIPART, "recipients": []}, token=alice.token)
+    assert_error(reply, 503, "service_unavailable")
+    assert _uploads() == []
+    assert versions() == []
+    throttled["on"] = False
+    reply = raw("POST", "/v1/blobs", {"size": MULTIPART, "recipients": []}, token=alice.token)
+    assert reply.status == 201, reply.body
+    assert len(_uploads()) == 1
+
+
+def test_a_reservation_written_despite_a_lost_reply_keeps_its_upload(api, transport, raw) -> None:
+    """The other side of the abort: a write that went through although its
+    reply was lost owns the upload (the record names it; a retry with the
+    same idempotency key continues it), so the upload is not aborted."""
+    alice = make_user(api, transport, "alice")
+    lost = _fail(
+        wiring.container().dynamodb, "TransactWriteItems", "InternalServerError", after=True
+    )
+    body = {"size": MULTIPART, "recipients": [], "idempotency_key": "lost-reply-key-0001"}
+    assert_error(raw("POST", "/v1/blobs", body, token=alice.token), 503, "service_unavailable")
+    (upload,) = _uploads()
+    lost["on"] = False
+    retried = raw("POST", "/v1/blobs", body, token=alice.token)
+    assert retried.status == 201, retried.body
+    assert [u["UploadId"] for u in _uploads()] == [upload["UploadId"]]
+    part_url = retried.json()["upload"]["parts"][0]["url"]
+    assert parse_qs(urlsplit(part_url).query)["uploadId"] == [upload["UploadId"]]
+
+
+def test_an_abort_that_fails_never_masks_the_reservation_error(api, transport, raw, caplog) -> None:
+    """Over quota, the reservation aborted the upload it had started; when
+    that abort failed too (an S3 throttle), the client got 503 instead of
+    its quota error.  The abort is best effort now: logged, and the answer
+    is the quota error it always was."""
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    settings = Settings.from_env({**STAGE_ENV, "AWS_REGION": "us-east-1"})
+    blob_settings = dataclasses.replace(BlobSettings.from_env(STAGE_ENV), quota_count=1)
+    wiring.install(wiring.Container(settings, blob_settings=blob_settings))
+    alice = make_user(api, transport, "alice")
+    first = raw("POST", "/v1/blobs", {"size": MULTIPART, "recipients": []}, token=alice.token)
+    assert first.status == 201, first.body
+    _fail(wiring.container().s3, "AbortMultipartUpload", "SlowDown")
+    reply = raw("POST", "/v1/blobs", {"size": MULTIPART, "recipients": []}, token=alice.token)
+    assert_error(reply, 429, "quota_count_exceeded")
+    logged = [
+        r.getMessage() for r in caplog.records if "blob_upload_abort_failed" in r.getMessage()
+    ]
+    assert len(logged) == 1
+    assert "ServiceUnavailable" in logged[0]

@@ -23,7 +23,7 @@ from client_sim.device import Device
 from client_sim.errors import ContextMismatch, InvalidInput, ServerError
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
 from tests.functional.conftest import STAGE_ENV, aws_client
-from tests.support.objects import MotoObjects
+from tests.support.objects import MotoObjects, moto_objects
 
 PASSWORD = "correct horse battery staple"
 BUCKET = STAGE_ENV["SEALBOX_BLOBS_BUCKET"]
@@ -34,9 +34,7 @@ BLOBS_TABLE = STAGE_ENV["SEALBOX_BLOBS_TABLE"]
 def people(transport, tmp_path: Path) -> dict[str, Device]:
     devices = {}
     for name in ("alice", "bob", "carol"):
-        device = Device(
-            tmp_path / name, transport, kdf=PASSWORD_KDF_SIMULATION, objects=MotoObjects()
-        )
+        device = Device(tmp_path / name, transport, kdf=PASSWORD_KDF_SIMULATION, **moto_objects())
         device.register(name, PASSWORD)
         devices[name] = device
     return devices

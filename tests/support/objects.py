@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from client_sim.origins import s3_bucket_origins
 from client_sim.transport import HttpReply, InProcessObjectTransport, Readable
+from sealbox_tools.local_stack import stage_environment
+
+#: Where moto's in-process S3 presigns the ``test`` stage's URLs (the
+#: bucket's virtual-hosted origins): the storage origins of in-process devices.
+MOTO_STORAGE_ORIGINS = s3_bucket_origins(
+    stage_environment("test")["SEALBOX_BLOBS_BUCKET"], "us-east-1"
+)
 
 
 @dataclass
@@ -31,3 +39,8 @@ class MotoObjects(InProcessObjectTransport):
         self.gets += 1
         self.urls.append(url)
         return super().get(url, headers=headers)
+
+
+def moto_objects() -> dict[str, Any]:
+    """``Device``/``BlobClient`` options for presigned transfers to in-process moto."""
+    return {"objects": MotoObjects(), "storage_origins": MOTO_STORAGE_ORIGINS}

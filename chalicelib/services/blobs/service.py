@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from logging import WARNING
 from typing import TypeVar
 
 from chalicelib import crypto
@@ -155,13 +156,20 @@ class BlobService:
             upload_id=upload_id,
             updated_at=now,
         )
-        outcome = self._blobs.create(record, quota=self._quota)
-        if outcome is CreateOutcome.OVER_QUOTA and self._reclaim_expired(owner, now):
+        try:
             outcome = self._blobs.create(record, quota=self._quota)
+            if outcome is CreateOutcome.OVER_QUOTA and self._reclaim_expired(owner, now):
+                outcome = self._blobs.create(record, quota=self._quota)
+        except Exception:
+            # Not after the bucket's 8-day lifecycle rule: at once, unless
+            # the write went through after all (then the record owns it).
+            if upload_id is not None:
+                self._abort_unrecorded_upload(blob_id, upload_id, checked=False)
+            raise
         if outcome is CreateOutcome.CREATED:
             return Reservation(record, self._plan(record, now))
         if upload_id is not None:
-            self._objects.abort_multipart(blob_id, upload_id)
+            self._abort_unrecorded_upload(blob_id, upload_id, checked=True)
         if outcome is CreateOutcome.EXISTS:
             # A concurrent request with the same idempotency key won.
             existing = self._blobs.get(blob_id)
@@ -633,6 +641,22 @@ class BlobService:
             current = self._blobs.get(blob_id)
             if current is None or current.object_version != version_id:
                 self._objects.delete_version(blob_id, version_id)
+
+    def _abort_unrecorded_upload(self, blob_id: str, upload_id: str, *, checked: bool) -> None:
+        """Abort ``upload_id`` unless the blob's record names it; best effort.
+
+        ``checked``: the store said the record was not written.  Otherwise the
+        write raised and may still have committed (a lost reply), so the
+        record is read first.  A failed read or abort is logged and the upload
+        left to the lifecycle rule: the caller reports its own error.
+        """
+        try:
+            current = None if checked else self._blobs.get(blob_id)
+            if current is None or current.upload_id != upload_id:
+                self._objects.abort_multipart(blob_id, upload_id)
+        except SealboxError as exc:
+            kind = type(exc).__qualname__
+            log_event("blob_upload_abort_failed", level=WARNING, blob_id=blob_id, error_type=kind)
 
     def _reclaim(self, record: BlobRecord) -> bool:
         """Remove an expired reservation and release its quota."""
