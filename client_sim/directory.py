@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.cards import Card, InvalidCard, card_from_json
 from client_sim.api import ApiClient
 from client_sim.errors import (
@@ -165,6 +166,14 @@ class CardDirectory:
                 answer leaves the card pending).
         """
         before = state
+        rotation_signature = None
+        if bundle.card.previous_card_id is not None:
+            previous = state.bundle_for(bundle.card.previous_card_id)
+            if previous is None:
+                raise ValueError(
+                    "a rotation is signed by the previous card's key, which is not here"
+                )
+            rotation_signature = b64url_encode(previous.sign_rotation(bundle.card))
         staged = KeystoreState(
             state.identity,
             (bundle, *state.bundles),
@@ -172,7 +181,11 @@ class CardDirectory:
         )
         self._store.save(staged)
         try:
-            self._session.authed(lambda token: self._api.publish_card(token, bundle.card.to_json()))
+            self._session.authed(
+                lambda token: self._api.publish_card(
+                    token, bundle.card.to_json(), rotation_signature
+                )
+            )
         except ServerError as exc:
             if exc.status >= 500:
                 # The server may have committed before failing: keep it pending.

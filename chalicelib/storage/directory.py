@@ -157,6 +157,10 @@ class DynamoCardStore:
             "card": {"B": encoded},
             "published_at": {"N": str(record.published_at)},
         }
+        if record.rotation_signature is not None:
+            # Served with the card so devices can verify the chain themselves.
+            card_item["rotation_signature"] = {"B": record.rotation_signature}
+            head_item["rotation_signature"] = {"B": record.rotation_signature}
         items: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -330,6 +334,7 @@ def _card_record(item: dict[str, Any]) -> CardRecord:
         published_at=int(item["published_at"]["N"]),
         status_changed_at=int(changed["N"]) if changed else None,
         superseded_by=by["S"] if by else None,
+        rotation_signature=_rotation_signature(item),
     )
 
 
@@ -338,7 +343,13 @@ def _head_record(item: dict[str, Any]) -> CardRecord:
         card=_decode(item),
         status=CardStatus.ACTIVE,
         published_at=int(item["published_at"]["N"]),
+        rotation_signature=_rotation_signature(item),
     )
+
+
+def _rotation_signature(item: dict[str, Any]) -> bytes | None:
+    value = item.get("rotation_signature")
+    return None if value is None else bytes(value["B"])
 
 
 class DynamoBackupStore:

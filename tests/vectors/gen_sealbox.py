@@ -695,12 +695,20 @@ def backup_vectors() -> dict[str, Any]:
     return document("Sealbox key backup blobs under a 32-byte backup key.", vectors)
 
 
+def rotation_vectors() -> dict[str, Any]:
+    # Its own module (it imports this one for the fixed keys).
+    from tests.vectors.gen_sealbox_rotations import rotation_vectors as build
+
+    return build()
+
+
 FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "identity.json": identity_vectors,
     "cards.json": card_vectors,
     "sealed.json": sealed_vectors,
     "keystore.json": keystore_vectors,
     "backup.json": backup_vectors,
+    "rotations.json": rotation_vectors,
 }
 
 
