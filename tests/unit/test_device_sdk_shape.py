@@ -49,6 +49,7 @@ OBJECTS = [
     "api",
     "backup_sync",
     "blobs",
+    "card_cache",
     "directory",
     "files",
     "messages",
@@ -56,6 +57,7 @@ OBJECTS = [
     "store",
     "transfers",
     "transport",
+    "trust",
 ]
 
 

@@ -153,6 +153,7 @@ def test_keystore_vectors(vector: dict[str, Any]) -> None:
     assert state.identity == vector["identity"]
     assert list(state.card_ids) == vector["card_ids"]
     assert dict(state.settings) == vector["settings"]
+    assert dict(state.pins) == vector["pins"]
 
 
 # --- backup -----------------------------------------------------------------------------------
