@@ -363,3 +363,40 @@ def test_destroy(tmp_path: Path) -> None:
     assert not store.directory.exists()
     with pytest.raises(KeystoreNotFound):
         store.load()
+
+
+# --- sealed side files (the card cache) --------------------------------------------
+
+
+def test_side_files_are_sealed_under_the_device_key(tmp_path: Path) -> None:
+    store = Keystore(tmp_path, device_key=KEY)
+    store.save(state())
+    magic, label = b"SBTESTSF", b"sealbox/v1/test-side"
+    assert store.read_sealed("x.sbs", magic, label, 1024) is None
+    store.write_sealed("x.sbs", magic, label, b"body")
+    path = store.directory / "x.sbs"
+    assert mode(path) == 0o600
+    assert b"body" not in path.read_bytes()
+    assert store.read_sealed("x.sbs", magic, label, 1024) == b"body"
+    with pytest.raises(KeystoreTampered):
+        store.read_sealed("x.sbs", magic, b"sealbox/v1/other", 1024)
+    other = Keystore(tmp_path, device_key=DeviceKey(seed("other")))
+    with pytest.raises(KeystoreTampered):
+        other.read_sealed("x.sbs", magic, label, 1024)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(KeystoreTampered):
+        store.read_sealed("x.sbs", magic, label, 1024)
+    with pytest.raises(KeystoreCorrupted):
+        store.read_sealed("x.sbs", b"SBOTHERS", label, 1024)
+    store.destroy()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "magic"), [("../x.sbs", b"SBTESTSF"), ("x.json", b"SBTESTSF"), ("x.sbs", b"SBKSTORE")]
+)
+def test_side_file_names_and_magics_are_checked(tmp_path: Path, name: str, magic: bytes) -> None:
+    with pytest.raises(ValueError, match="side file"):
+        Keystore(tmp_path, device_key=KEY).write_sealed(name, magic, b"l", b"")
