@@ -4,11 +4,14 @@
 
 * ``card#<card_id>``: every card ever published, whatever its status
   (``card`` = the canonical encoding, ``identity``, ``status``,
-  ``published_at``, and once it leaves ACTIVE ``status_changed_at`` and, if
+  ``published_at``, ``rotation_signature`` for a card published as a
+  rotation (the previous card key's signature, checked by the service before
+  the write), and once it leaves ACTIVE ``status_changed_at`` and, if
   superseded, ``superseded_by``);
 * ``identity#<identity>``: the identity's *head*, present iff it has an
-  active card, carrying that card's id and a copy of its encoding, so a
-  lookup of 50 identities is one ``BatchGetItem`` over heads.
+  active card, carrying that card's id and a copy of its encoding (and
+  rotation signature), so a lookup of 50 identities is one ``BatchGetItem``
+  over heads.
 
 Every state change is one ``TransactWriteItems`` whose conditions are the
 lifecycle's preconditions (``chalicelib.services.cards``):

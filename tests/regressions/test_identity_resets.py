@@ -314,3 +314,23 @@ def test_the_device_cli_warns_and_needs_an_explicit_acceptance(
     assert trusted.exit_code == 0, trusted.output
     assert f"trusted alice: card {again.card_id}" in trusted.output
     assert runner.invoke(main, [*base, "find", "alice"]).exit_code == 0
+
+
+def test_a_server_that_rolls_back_to_a_superseded_card_is_caught(transport, tmp_path) -> None:
+    """After bob saw alice's rotation, a hostile server shows her old card again
+    (to make bob encrypt to keys that may have been stolen): the old card is no
+    successor of the pinned one, so it is a reset, not a silent rollback."""
+    hostile = Hostile(transport)
+    alice = _device(tmp_path / "alice", transport)
+    bob = _device(tmp_path / "bob", hostile)
+    alice.register("alice", PASSWORD)
+    bob.register("bob", PASSWORD)
+    old = bob.find_users(["alice"])["alice"]
+    new = alice.rotate_private_key()
+    assert bob.find_users(["alice"], refresh=True)["alice"].card_id == new.card_id
+    hostile.rewrite = _replace_active(old.to_json())
+    with pytest.raises(errors.IdentityChanged) as reset:
+        bob.find_users(["alice"], refresh=True)
+    assert (reset.value.old_card_id, reset.value.new_card_id) == (new.card_id, old.card_id)
+    with pytest.raises(errors.IdentityChanged):
+        bob.encrypt(b"to the old keys?", to=["alice"])
