@@ -163,10 +163,6 @@ class CardDirectory:
         self._pins.trust(identity, card_id)
         return active.card
 
-    def pinned(self, identity: str) -> str | None:
-        """The card id this device pins for ``identity`` (None: never looked up)."""
-        return self._pins.pinned(identity)
-
     def card_by_id(self, card_id: str) -> Card | None:
         """A card by id, whatever its status (for checking old signatures); None if unknown."""
         entry = self._entry_by_id(card_id)

@@ -90,10 +90,6 @@ class Pins:
         """Pin ``card_id`` for ``identity`` (the user accepted an identity reset)."""
         self._save({identity: card_id})
 
-    def pinned(self, identity: str) -> str | None:
-        state = self._store.load()
-        return None if state is None else state.pins.get(identity)
-
     def _continues(self, pinned: str, entry: CachedCard) -> bool:
         """True when a chain of verified rotations leads from ``pinned`` to ``entry``."""
         current = entry
