@@ -134,7 +134,7 @@ class IdentityChanged(DeviceError):
         old_card_id: the card this device pinned for them.
         new_card_id: the active card the directory shows now.
         safety_number: six five-digit groups over both people's current
-            cards (``chalicelib.wire.cards.safety_number``), or None on a
+            cards (``chalicelib.wire.safety.safety_number``), or None on a
             device without keys of its own.
     """
 

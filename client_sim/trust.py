@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from chalicelib.wire.cards import InvalidCard, safety_number, verify_rotation
+from chalicelib.wire.cards import InvalidCard, verify_rotation
+from chalicelib.wire.safety import safety_number
 from client_sim.card_cache import CachedCard
 from client_sim.errors import IdentityChanged
 from client_sim.keystore import KeystoreState

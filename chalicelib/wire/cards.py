@@ -49,7 +49,6 @@ __all__ = [
     "MAX_CARD_JSON_SIZE",
     "MAX_CARD_SIZE",
     "ROTATION_SIGNATURE_SIZE",
-    "SAFETY_NUMBER_LABEL",
     "BadCardSignature",
     "BadRotationSignature",
     "Card",
@@ -79,7 +78,6 @@ __all__ = [
     "decode_card",
     "rotation_message",
     "rotation_signature_from_json",
-    "safety_number",
     "sign_card",
     "sign_rotation",
     "verify_rotation",
@@ -93,7 +91,6 @@ CARD_SIGNATURE_LABEL: Final = b"sealbox/v1/card-signature"
 # Signed by the *previous* card's key over both card ids: the proof that the
 # holder of the old keys hands the identity on to the new ones.
 CARD_ROTATION_LABEL: Final = b"sealbox/v1/card-rotation"
-SAFETY_NUMBER_LABEL: Final = b"sealbox/v1/safety-number"
 
 CARD_ID_SIZE: Final = 32  # SHA-256
 ED25519_KEY_SIZE: Final = 32
@@ -103,8 +100,6 @@ X25519_KEY_SIZE: Final = 32
 MLKEM768X25519_KEY_SIZE: Final = 1184 + 32
 SIGNATURE_SIZE: Final = 64
 ROTATION_SIGNATURE_SIZE: Final = SIGNATURE_SIZE
-# Six groups of five digits: about 100 bits to compare, read aloud in a minute.
-SAFETY_NUMBER_GROUPS: Final = 6
 
 # Integer seconds since the Unix epoch.  2^53 - 1 keeps the value exact in
 # every JSON implementation (JavaScript numbers included).
@@ -718,38 +713,3 @@ def rotation_signature_from_json(value: object) -> bytes:
         CardFieldType, CardFieldLength, CardEncoding: not such a string.
     """
     return _decode_fixed(value, ROTATION_SIGNATURE_SIZE, "rotation_signature")
-
-
-# --- safety numbers -------------------------------------------------------------
-
-
-def safety_number(identity_a: str, card_id_a: str, identity_b: str, card_id_b: str) -> str:
-    """The number two people compare to check they see each other's real cards.
-
-    ``SHA-256(lp16("sealbox/v1/safety-number") || lp16(id1) || lp16(card1) ||
-    lp16(id2) || lp16(card2))`` with the two (identity, raw card id) pairs in
-    ascending identity order, so both sides compute the same value; bytes
-    ``5i .. 5i+5`` (big-endian) modulo 100000 give group ``i`` of six
-    five-digit groups, e.g. ``"01234 56789 ..."``.
-
-    Raises:
-        ValueError: an identity is not canonical or both are the same; a
-            card id is malformed (an :class:`InvalidCard`).
-    """
-    pairs = []
-    for identity, card_id in ((identity_a, card_id_a), (identity_b, card_id_b)):
-        if normalize_identity(identity) != identity:
-            raise ValueError("safety numbers take canonical identities")
-        pairs.append((identity, card_id_from_str(card_id)))
-    if pairs[0][0] == pairs[1][0]:
-        raise ValueError("a safety number is between two different identities")
-    pairs.sort()
-    digest = crypto.sha256(
-        lp16(SAFETY_NUMBER_LABEL)
-        + b"".join(lp16(identity.encode("ascii")) + lp16(raw) for identity, raw in pairs)
-    )
-    groups = (
-        int.from_bytes(digest[5 * i : 5 * i + 5], "big") % 100_000
-        for i in range(SAFETY_NUMBER_GROUPS)
-    )
-    return " ".join(f"{group:05d}" for group in groups)

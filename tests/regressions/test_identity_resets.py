@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.wire.cards import safety_number
+from chalicelib.wire.safety import safety_number
 from client_sim import errors
 from client_sim.api import ApiClient
 from client_sim.card_cache import CARD_CACHE_FILE

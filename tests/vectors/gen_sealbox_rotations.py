@@ -16,7 +16,8 @@ from typing import Any
 
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.binary import lp16
-from chalicelib.wire.cards import card_id_from_str, rotation_message, safety_number
+from chalicelib.wire.cards import card_id_from_str, rotation_message
+from chalicelib.wire.safety import safety_number
 from client_sim.identity import KeyBundle
 from tests.vectors.gen_sealbox import ALICE, ALICE1, BOB, CAROL, Vector, document, make_bundle, seed
 
