@@ -315,10 +315,22 @@ class ApiClient:
 
     # key directory: cards ------------------------------------------------------
 
-    def publish_card(self, access_token: str, card: Mapping[str, Any]) -> dict[str, Any]:
-        """Publish a card; the reply is ``{card, status, published_at}``."""
+    def publish_card(
+        self,
+        access_token: str,
+        card: Mapping[str, Any],
+        rotation_signature: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish a card; the reply is ``{card, status, published_at, ...}``.
+
+        ``rotation_signature`` (base64url) is required for a rotation: the
+        previous card key's signature (``chalicelib.wire.cards.sign_rotation``).
+        """
+        payload: dict[str, Any] = {"card": card}
+        if rotation_signature is not None:
+            payload["rotation_signature"] = rotation_signature
         out: dict[str, Any] = self._call(
-            "POST", "/v1/cards", payload={"card": card}, bearer=access_token, expect=201
+            "POST", "/v1/cards", payload=payload, bearer=access_token, expect=201
         )
         return out
 

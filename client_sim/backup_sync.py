@@ -381,7 +381,7 @@ class BackupSync:
             active = self._directory.own_active(state.identity)
             combined = current_first(combined, active.card_id if active else None)
         if combined != state.bundles:
-            self._store.save(KeystoreState(state.identity, combined, state.settings))
+            self._store.save(state.with_bundles(combined))
 
     # --- sealing and opening ---------------------------------------------------------------
 

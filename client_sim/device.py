@@ -7,9 +7,10 @@ the password.  Everything secret stays here:
 
 * the password is turned into a login key (sent) and a backup key (never
   sent) by :mod:`client_sim.passwords`;
-* private keys live in the :class:`~client_sim.keystore.Keystore` under the
-  device's home directory, encrypted at rest, together with the refresh
-  token and the backup key (a phone keeps those in its Keychain too);
+* private keys live in the :class:`~client_sim.keystore.Keystore` under
+  ``home/keystore/``, encrypted at rest, with the refresh token, the backup
+  key and the contact pins (a phone's Keychain); the card cache beside them
+  is sealed under the same device key (:mod:`client_sim.card_cache`);
 * only cards, ciphertext and the sealed backup reach the server.
 
 The facade owns no mechanism of its own: it builds, once, objects with one
@@ -17,11 +18,6 @@ job each (``api`` every route; ``store`` the keystore; ``session`` tokens;
 ``directory`` verified cards; ``messages`` sealing and sender checks;
 ``transfers`` blobs; ``backup_sync`` the key backup; ``accounts`` the
 password flows) and hands each what it needs.  docs/architecture.md maps them.
-
-Layout under ``home``::
-
-    keystore/      the encrypted keystore (client_sim.keystore)
-    cards.json     cache of verified public cards (re-verified when read)
 
 A ``Device`` is not thread-safe: one phone, one caller at a time.
 """
@@ -40,7 +36,7 @@ from client_sim.accounts import Accounts
 from client_sim.api import ApiClient, BlobInfo, BlobPage
 from client_sim.backup_sync import BACKUP_NAME, PENDING_BACKUP_NAME, BackupSync
 from client_sim.blobs import BlobTransfer
-from client_sim.directory import CARD_CACHE_FILE, CardDirectory
+from client_sim.directory import CARD_CACHE_FILE, MAX_CARD_CACHE_TTL, CardDirectory
 from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle
@@ -75,7 +71,8 @@ class Device:
             MUST use the same ones (the login key depends on them);
             ``PASSWORD_KDF_SIMULATION`` is for tests and fleets only.
         card_cache_ttl: how long a looked-up active card is used without
-            asking the directory again, in seconds.
+            asking the directory again, in seconds (at most 300: the bound
+            on how long a revoked contact card still gets new data).
         clock, sleep: injected for tests (token expiry, retry backoff).
         objects: how presigned object-storage URLs are reached (default:
             plain HTTP; in-process runs on moto pass
@@ -91,7 +88,7 @@ class Device:
         transport: Transport,
         *,
         kdf: KdfParams = PASSWORD_KDF_V1,
-        card_cache_ttl: float = 3600.0,
+        card_cache_ttl: float = MAX_CARD_CACHE_TTL,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         objects: ObjectTransport | None = None,
@@ -175,19 +172,32 @@ class Device:
 
         Cards looked up less than ``card_cache_ttl`` ago come from the local
         cache without a request; the rest are fetched 50 per request.  Every
-        fetched card is verified: self-signature, card id, and that it names
-        the identity asked for.
+        card is verified (self-signature, card id, identity) and checked
+        against this device's pin for the contact: first contact pins it, a
+        rotation signed by the pinned card's key moves the pin.
 
         Raises:
-            InvalidInput: an identity is invalid.
-            UsersNotFound: some identities have no active card.
-            CardVerificationFailed: the server returned a card that doesn't verify.
+            InvalidInput, UsersNotFound, CardVerificationFailed.
+            IdentityChanged: a contact's card is not the pinned card nor a
+                signed rotation of it (an identity reset); see :meth:`trust`.
         """
         if isinstance(identities, str):
             # A lone string would be read as its characters.
             raise TypeError("identities must be a collection of strings, not a string")
         wanted = [canonical_identity(name) for name in identities]
         return self._cards.find(wanted, refresh=refresh)
+
+    @reported
+    def trust(self, identity: str, card_id: str) -> Card:
+        """Accept ``card_id``, ``identity``'s active card, after an :class:`IdentityChanged`
+        (only once the user compared the error's safety number with the contact).
+
+        Raises:
+            InvalidInput: not the identity's active card (it changed again), or
+                this device's own identity.
+            UsersNotFound, CardVerificationFailed.
+        """
+        return self._cards.trust(canonical_identity(identity), card_id)
 
     # --- encryption -----------------------------------------------------------------
 
@@ -200,7 +210,8 @@ class Device:
         :meth:`decrypt`.  The time of sealing and the readers are always signed.
 
         Raises:
-            NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed.
+            NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed,
+            IdentityChanged (nothing is encrypted to a reset identity).
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("data must be bytes")
@@ -295,7 +306,7 @@ class Device:
 
         Raises:
             NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed,
-            ServerError (quota, rejected upload), ConnectionFailed.
+            IdentityChanged, ServerError (quota, rejected upload), ConnectionFailed.
         """
         if isinstance(to, str):
             raise TypeError("to must be a collection of identities, not a string")
@@ -304,11 +315,7 @@ class Device:
 
     @reported
     def download(
-        self,
-        blob_id: str,
-        out: str | os.PathLike[str] | IO[bytes],
-        *,
-        sender: str | None = None,
+        self, blob_id: str, out: str | os.PathLike[str] | IO[bytes], *, sender: str | None = None
     ) -> Sender:
         """Fetch a blob, decrypt it and verify who signed it.
 
@@ -379,11 +386,12 @@ class Device:
 
     @reported
     def rotate_private_key(self) -> Card:
-        """Make new keys, publish their card as a rotation, keep the old keys; the new card.
+        """Make new keys, publish their card as a rotation signed by the old key; the new card.
 
-        The old keys stay in the keystore (and the backup), so data sealed to
-        the old card still decrypts and old signatures still verify.  If a
-        backup exists it is updated to include the new keys.
+        The old keys stay in the keystore (and the backup, updated if one
+        exists), so data sealed to the old card still decrypts and old
+        signatures still verify.  Contacts' devices move to the new card
+        silently, having checked the rotation signature.
 
         Raises:
             NoPrivateKey, NotLoggedIn.

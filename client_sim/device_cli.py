@@ -10,6 +10,12 @@ usage errors exit 2.  Output files appear only when complete and verified.
 Blob storage: ``put`` signs, encrypts and uploads a file (printing its blob
 id), ``get`` downloads, decrypts and verifies one, ``ls`` lists the inbox or
 the outbox, ``share`` changes who may read a blob, ``rm`` deletes it.
+
+Identity resets: when a contact's card is not the one this device pinned nor
+a rotation signed by it, ``find``, ``encrypt``, ``put`` and ``share`` print a
+warning with both card ids and the safety number and exit 1 without
+encrypting anything.  ``trust IDENTITY CARD_ID`` accepts the new card; or
+repeat the command with ``--accept-new-identity``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import click
 
 if TYPE_CHECKING:
     from client_sim.device import Device, Sender
+    from client_sim.errors import IdentityChanged
 
 PASSWORD_ENV = "SEALBOX_PASSWORD"  # noqa: S105 - the variable's name
 NEW_PASSWORD_ENV = "SEALBOX_NEW_PASSWORD"  # noqa: S105 - the variable's name
@@ -66,10 +73,13 @@ def _reported(command: Callable[_P, _T]) -> Callable[_P, _T]:
 
     @functools.wraps(command)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        from client_sim.errors import DeviceError, TooManyAttempts
+        from client_sim.errors import DeviceError, IdentityChanged, TooManyAttempts
 
         try:
             return command(*args, **kwargs)
+        except IdentityChanged as exc:
+            _warn_reset(exc, accepted=False)
+            sys.exit(EXIT_ERROR)
         except TooManyAttempts as exc:
             wait = f" (retry in {exc.retry_after} s)" if exc.retry_after else ""
             _fail(f"{exc}{wait}")
@@ -80,6 +90,51 @@ def _reported(command: Callable[_P, _T]) -> Callable[_P, _T]:
             _fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+def _warn_reset(exc: IdentityChanged, *, accepted: bool) -> None:
+    """The identity-reset warning, on stderr (ids and digits only: nothing secret)."""
+    lines = [
+        f"sealbox: WARNING: {exc.identity}'s identity changed (an identity reset, not a "
+        "signed rotation)",
+        f"  pinned card: {exc.old_card_id}",
+        f"  new card:    {exc.new_card_id}",
+        f"  safety number: {exc.safety_number or 'n/a (this device has no keys)'}",
+    ]
+    if accepted:
+        lines.append("  --accept-new-identity: trusting the new card")
+    else:
+        lines += [
+            f"  Compare the safety number with {exc.identity} over another channel, then run",
+            f"  'sealbox device trust {exc.identity} {exc.new_card_id}' or repeat the command",
+            "  with --accept-new-identity.  Nothing was encrypted.",
+        ]
+    for line in lines:
+        click.echo(line, err=True)
+
+
+def _accepting(phone: Device, accept: bool, action: Callable[[], _T]) -> _T:
+    """``action()``; with ``accept``, each identity reset it meets is trusted once, then retried."""
+    from client_sim.errors import IdentityChanged
+
+    accepted: set[str] = set()
+    while True:
+        try:
+            return action()
+        except IdentityChanged as exc:
+            if not accept or exc.identity in accepted:
+                raise
+            _warn_reset(exc, accepted=True)
+            phone.trust(exc.identity, exc.new_card_id)
+            accepted.add(exc.identity)
+
+
+_ACCEPT_NEW_IDENTITY = click.option(
+    "--accept-new-identity",
+    "accept",
+    is_flag=True,
+    help="Trust a contact's new card after an identity reset (compare safety numbers first).",
+)
 
 
 def _password(env: str, prompt: str, *, confirm: bool = False) -> str:
@@ -180,11 +235,14 @@ def logout(options: _Options) -> None:
 @device_command.command()
 @click.argument("identities", nargs=-1, required=True)
 @click.option("--refresh", is_flag=True, help="Ask the directory even for cached cards.")
+@_ACCEPT_NEW_IDENTITY
 @pass_options
 @_reported
-def find(options: _Options, identities: tuple[str, ...], refresh: bool) -> None:
+def find(options: _Options, identities: tuple[str, ...], refresh: bool, accept: bool) -> None:
     """Print the verified active cards of IDENTITIES."""
-    for identity, card in options.device().find_users(identities, refresh=refresh).items():
+    phone = options.device()
+    found = _accepting(phone, accept, lambda: phone.find_users(identities, refresh=refresh))
+    for identity, card in found.items():
         click.echo(f"{identity}\t{card.card_id}")
 
 
@@ -210,17 +268,35 @@ _CONTEXT_HELP = "What the data is for (e.g. chat/42/msg/7), signed with it; 1-25
 
 
 @device_command.command()
+@click.argument("identity")
+@click.argument("card_id")
+@pass_options
+@_reported
+def trust(options: _Options, identity: str, card_id: str) -> None:
+    """Trust CARD_ID, IDENTITY's active card, after an identity reset."""
+    card = options.device().trust(identity, card_id)
+    click.echo(f"trusted {card.identity}: card {card.card_id}")
+
+
+@device_command.command()
 @click.option("--to", "recipients", multiple=True, required=True, help="A recipient identity.")
 @click.option("--context", default=None, help=_CONTEXT_HELP)
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@_ACCEPT_NEW_IDENTITY
 @pass_options
 @_reported
 def encrypt(
-    options: _Options, recipients: tuple[str, ...], context: str | None, src: Path, dst: Path
+    options: _Options,
+    recipients: tuple[str, ...],
+    context: str | None,
+    src: Path,
+    dst: Path,
+    accept: bool,
 ) -> None:
     """Sign SRC and encrypt it to the recipients (and to yourself) into DST."""
-    options.device().encrypt_file(src, dst, to=recipients, context=context)
+    phone = options.device()
+    _accepting(phone, accept, lambda: phone.encrypt_file(src, dst, to=recipients, context=context))
 
 
 @device_command.command()
@@ -240,11 +316,13 @@ def decrypt(
 @device_command.command()
 @click.option("--to", "recipients", multiple=True, help="An identity who may read it.")
 @click.argument("src", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_ACCEPT_NEW_IDENTITY
 @pass_options
 @_reported
-def put(options: _Options, recipients: tuple[str, ...], src: Path) -> None:
+def put(options: _Options, recipients: tuple[str, ...], src: Path, accept: bool) -> None:
     """Sign SRC, encrypt it to the recipients and yourself, store it; print the blob id."""
-    info = options.device().upload(src, to=recipients)
+    phone = options.device()
+    info = _accepting(phone, accept, lambda: phone.upload(src, to=recipients))
     click.echo(info.blob_id)
 
 
@@ -298,15 +376,17 @@ def list_command(options: _Options, role: str) -> None:
 @device_command.command()
 @click.option("--to", "recipients", multiple=True, help="An identity who may read it.")
 @click.argument("blob_id")
+@_ACCEPT_NEW_IDENTITY
 @pass_options
 @_reported
-def share(options: _Options, recipients: tuple[str, ...], blob_id: str) -> None:
+def share(options: _Options, recipients: tuple[str, ...], blob_id: str, accept: bool) -> None:
     """Make the recipients the readers of BLOB_ID; print its (possibly new) id.
 
     Any change re-seals the file as a new blob and deletes the old one,
     because the signature inside names the blob and who it was sent to.
     """
-    click.echo(options.device().share(blob_id, recipients).blob_id)
+    phone = options.device()
+    click.echo(_accepting(phone, accept, lambda: phone.share(blob_id, recipients)).blob_id)
 
 
 @device_command.command()

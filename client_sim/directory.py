@@ -2,50 +2,50 @@
 
 Every card that comes from the server is verified here before anything uses
 it -- its self-signature, that its id is the hash of its content, that it
-names the identity asked for -- and cached in ``cards.json`` under the
-device's home, which is re-verified whenever it is read (a cache, not a
-trust anchor).  Publishing this device's own card (registration, rotation)
-and revoking it happen here too, so the rules for never losing the private
-key of a published card sit next to the cache they update.
+names the identity asked for -- then checked against the contact's pin
+(:mod:`client_sim.trust`: a verified rotation moves the pin, anything else
+raises :class:`~client_sim.errors.IdentityChanged`), and cached in the
+sealed card cache (:mod:`client_sim.card_cache`), which is re-verified
+whenever it is read.  A looked-up card is used for at most ``ttl`` seconds
+(:data:`MAX_CARD_CACHE_TTL`, 5 minutes, at most): that bounds how long a
+revoked or superseded contact card keeps being encrypted to.  Publishing
+this device's own card (registration, rotation, with its rotation
+signature) and revoking it happen here too, so the rules for never losing
+the private key of a published card sit next to the cache they update.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
-from chalicelib.wire.cards import Card, InvalidCard, card_from_json
+from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.cards import Card, InvalidCard, card_from_json, rotation_signature_from_json
 from client_sim.api import ApiClient
+from client_sim.card_cache import CARD_CACHE_FILE, CARD_STATUSES, CachedCard, CardCache
 from client_sim.errors import (
     AlreadyRegistered,
     CardVerificationFailed,
     ConcurrentChange,
+    InvalidInput,
     ServerError,
     UsersNotFound,
 )
-from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStore, without
+from client_sim.trust import Pins
 
-__all__ = ["CARD_CACHE_FILE", "CARD_CACHE_VERSION", "LOOKUP_BATCH", "CardDirectory"]
+__all__ = ["CARD_CACHE_FILE", "LOOKUP_BATCH", "MAX_CARD_CACHE_TTL", "CardDirectory"]
 
-CARD_CACHE_FILE: Final = "cards.json"
-CARD_CACHE_VERSION: Final = 1
 #: Identities per ``GET /v1/cards`` (the server's limit).
 LOOKUP_BATCH: Final = 50
-_CARD_STATUSES: Final = frozenset({"active", "superseded", "revoked"})
-
-
-@dataclass
-class _CachedCard:
-    card: Card
-    status: str
-    fetched_at: float
+#: The longest a looked-up card is used without asking the directory again,
+#: in seconds: the bound on how long a revoked or superseded contact card
+#: keeps receiving new encryptions (docs/security.md).
+MAX_CARD_CACHE_TTL: Final = 300.0
 
 
 class CardDirectory:
@@ -54,7 +54,11 @@ class CardDirectory:
     Args:
         api, session: how the directory is reached.
         store: the keystore (publication stages keys in it first).
-        ttl: how long a looked-up active card is used without asking again.
+        ttl: how long a looked-up active card is used without asking again
+            (0 < ttl <= :data:`MAX_CARD_CACHE_TTL`).
+
+    Raises (from the constructor):
+        ValueError: ``ttl`` is out of range.
     """
 
     def __init__(
@@ -63,40 +67,46 @@ class CardDirectory:
         session: Session,
         store: DeviceStore,
         *,
-        ttl: float = 3600.0,
+        ttl: float = MAX_CARD_CACHE_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0 < ttl <= MAX_CARD_CACHE_TTL:
+            raise ValueError(f"the card cache lifetime is at most {MAX_CARD_CACHE_TTL:.0f} s")
         self._api = api
         self._session = session
         self._store = store
         self._ttl = ttl
         self._clock = clock
-        self._path = store.home / CARD_CACHE_FILE
+        self._cache = CardCache(store.keystore, store.home)
+        self._pins = Pins(store, self._entry_by_id)
         self._loaded = False
-        self._by_identity: dict[str, _CachedCard] = {}
-        self._by_id: dict[str, _CachedCard] = {}
+        self._by_identity: dict[str, CachedCard] = {}
+        self._by_id: dict[str, CachedCard] = {}
 
     # --- lookups ------------------------------------------------------------------------
 
     def find(self, wanted: Iterable[str], *, refresh: bool = False) -> dict[str, Card]:
-        """The verified active cards of canonical identities ``wanted``, in order.
+        """The verified, trusted active cards of canonical identities ``wanted``, in order.
 
         Cards looked up less than ``ttl`` ago come from the cache without a
         request; the rest are fetched :data:`LOOKUP_BATCH` per request.
+        Every card is then checked against the contact's pin.
 
         Raises:
             UsersNotFound: some identities have no active card.
             CardVerificationFailed: the server returned a card that doesn't verify.
+            IdentityChanged: a contact's card is neither the pinned one nor a
+                verified rotation of it (an identity reset); nothing may be
+                encrypted to it until :meth:`trust` accepts it.
         """
         wanted = list(dict.fromkeys(wanted))
         self._load()
-        now = self._clock()
-        found: dict[str, Card] = {}
+        found: dict[str, CachedCard] = {}
         missing: list[str] = []
         for identity in wanted:
             cached = self._by_identity.get(identity)
-            if cached and not refresh and now - cached.fetched_at < self._ttl:
-                found[identity] = cached.card
+            if cached and not refresh and self._fresh(cached):
+                found[identity] = cached
             else:
                 missing.append(identity)
         for start in range(0, len(missing), LOOKUP_BATCH):
@@ -107,7 +117,7 @@ class CardDirectory:
                     raise CardVerificationFailed("the server returned a card nobody asked for")
                 self._forget_lookup(cached.card.identity)
                 self._remember(cached, lookup=True)
-                found[cached.card.identity] = cached.card
+                found[cached.card.identity] = cached
         absent = [identity for identity in wanted if identity not in found]
         for identity in absent:
             self._forget_lookup(identity)
@@ -115,16 +125,56 @@ class CardDirectory:
             self._save()
         if absent:
             raise UsersNotFound(absent)
-        return {identity: found[identity] for identity in wanted}
+        self._pins.check({identity: found[identity] for identity in wanted})
+        return {identity: found[identity].card for identity in wanted}
+
+    def trust(self, identity: str, card_id: str) -> Card:
+        """Accept ``card_id`` as ``identity``'s card after an identity reset.
+
+        The card must be the identity's active card in the directory right
+        now (fetched, verified); it becomes the pin, so lookups and
+        encryption use it from then on.
+
+        Raises:
+            InvalidInput: ``identity`` is this device's own, or ``card_id``
+                is not its active card (it changed again: look it up anew).
+            UsersNotFound: the identity has no active card.
+            CardVerificationFailed: the directory's answer doesn't verify.
+        """
+        state = self._store.load()
+        if state is not None and state.identity == identity:
+            raise InvalidInput("a device does not pin its own identity")
+        self._load()
+        active = next(
+            (
+                cached
+                for cached in map(self._active_entry, self._find_cards([identity]))
+                if cached.card.identity == identity
+            ),
+            None,
+        )
+        if active is None:
+            raise UsersNotFound([identity])
+        if active.card.card_id != card_id:
+            raise InvalidInput(f"{card_id} is not {identity}'s active card")
+        self._forget_lookup(identity)
+        self._remember(active, lookup=True)
+        self._save()
+        self._pins.trust(identity, card_id)
+        return active.card
 
     def card_by_id(self, card_id: str) -> Card | None:
         """A card by id, whatever its status (for checking old signatures); None if unknown."""
+        entry = self._entry_by_id(card_id)
+        return None if entry is None else entry.card
+
+    def _entry_by_id(self, card_id: str) -> CachedCard | None:
         self._load()
         cached = self._by_id.get(card_id)
         # A card's content never changes (its id is its hash); only an
         # active card's status can, so only those are looked up again.
         if cached and (cached.status != "active" or self._fresh(cached)):
-            return cached.card
+            return cached
         try:
             fetched = self._fetch(card_id)
         except ServerError as exc:
@@ -133,7 +183,7 @@ class CardDirectory:
             raise
         self._remember(fetched, lookup=False)
         self._save()
-        return fetched.card
+        return fetched
 
     def is_revoked(self, card_id: str) -> bool:
         """True when the directory last reported ``card_id`` revoked (cache only, no request)."""
@@ -143,7 +193,7 @@ class CardDirectory:
     def own_active(self, identity: str) -> Card | None:
         """``identity``'s active card straight from the directory (never cached)."""
         for entry in self._find_cards([identity]):
-            cached = self._verified(entry, status="active")
+            cached = self._active_entry(entry)
             if cached.card.identity == identity:
                 return cached.card
         return None
@@ -165,14 +215,24 @@ class CardDirectory:
                 answer leaves the card pending).
         """
         before = state
-        staged = KeystoreState(
-            state.identity,
-            (bundle, *state.bundles),
-            {**state.settings, PENDING_CARD: bundle.card_id},
+        # A rotation carries the previous card key's consent (DESIGN invariant 7).
+        signature: bytes | None = None
+        if bundle.card.previous_card_id is not None:
+            previous = state.bundle_for(bundle.card.previous_card_id)
+            if previous is None:
+                raise ValueError("a rotation is signed by the previous card's key, not here")
+            signature = previous.sign_rotation(bundle.card)
+        rotation_signature = None if signature is None else b64url_encode(signature)
+        staged = state.with_bundles(
+            (bundle, *state.bundles), {**state.settings, PENDING_CARD: bundle.card_id}
         )
         self._store.save(staged)
         try:
-            self._session.authed(lambda token: self._api.publish_card(token, bundle.card.to_json()))
+            self._session.authed(
+                lambda token: self._api.publish_card(
+                    token, bundle.card.to_json(), rotation_signature
+                )
+            )
         except ServerError as exc:
             if exc.status >= 500:
                 # The server may have committed before failing: keep it pending.
@@ -192,7 +252,7 @@ class CardDirectory:
                 raise
         current = self._store.load_or(staged)
         self._store.save(current.with_settings(**{PENDING_CARD: None}))
-        self._remember(_CachedCard(bundle.card, "active", self._clock()), lookup=True)
+        self._remember(CachedCard(bundle.card, "active", self._clock(), signature), lookup=True)
         self._save()
 
     def settle(self, state: KeystoreState) -> KeystoreState:
@@ -225,12 +285,12 @@ class CardDirectory:
 
     def clear(self) -> None:
         """Forget every cached card, on disk and in memory."""
-        self._path.unlink(missing_ok=True)
+        self._cache.clear()
         self._by_identity.clear()
         self._by_id.clear()
         self._loaded = False
 
-    def _fetch(self, card_id: str) -> _CachedCard:
+    def _fetch(self, card_id: str) -> CachedCard:
         """``GET /v1/cards/{card_id}``, verified: the card's signature, and
         that it is the card asked for (its id is the hash of its content).
 
@@ -247,18 +307,26 @@ class CardDirectory:
     def _find_cards(self, identities: list[str]) -> list[dict[str, Any]]:
         return self._session.authed(lambda token: self._api.find_cards(token, identities))
 
-    def _verified(self, entry: Any, *, status: str | None = None) -> _CachedCard:
+    def _active_entry(self, entry: Any) -> CachedCard:
+        return self._verified(entry, status="active")
+
+    def _verified(self, entry: Any, *, status: str | None = None) -> CachedCard:
         try:
             card = card_from_json(entry["card"])
             entry_status = entry["status"]
-        except (InvalidCard, KeyError, TypeError) as exc:
+            raw = entry.get("rotation_signature")
+            signature = None if raw is None else rotation_signature_from_json(raw)
+        except (InvalidCard, KeyError, TypeError, AttributeError) as exc:
             raise CardVerificationFailed("the server returned a card that does not verify") from exc
-        if entry_status not in _CARD_STATUSES or (status is not None and entry_status != status):
+        if entry_status not in CARD_STATUSES or (status is not None and entry_status != status):
             raise CardVerificationFailed("the server returned a card in an unexpected state")
-        return _CachedCard(card, entry_status, self._clock())
+        return CachedCard(card, entry_status, self._clock(), signature)
 
-    def _fresh(self, cached: _CachedCard) -> bool:
-        return self._clock() - cached.fetched_at < self._ttl
+    def _fresh(self, cached: CachedCard) -> bool:
+        # A fetched_at in the future (a clock that went back, or a planted
+        # entry) is stale: age is never negative.
+        age = self._clock() - cached.fetched_at
+        return 0 <= age < self._ttl
 
     def _forget_lookup(self, identity: str) -> None:
         """Drop ``identity``'s cached active card: it was rotated or revoked.
@@ -270,7 +338,7 @@ class CardDirectory:
         if previous is not None:
             self._by_id.pop(previous.card.card_id, None)
 
-    def _remember(self, cached: _CachedCard, *, lookup: bool) -> None:
+    def _remember(self, cached: CachedCard, *, lookup: bool) -> None:
         self._by_id[cached.card.card_id] = cached
         if lookup:
             self._by_identity[cached.card.identity] = cached
@@ -279,36 +347,11 @@ class CardDirectory:
         if self._loaded:
             return
         self._loaded = True
-        try:
-            document = json.loads(self._path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return  # no cache, or an unreadable one: an empty cache
-        if not isinstance(document, dict) or document.get("version") != CARD_CACHE_VERSION:
-            return
-        for item in document.get("cards", []):
-            try:
-                # Re-verified on every load: the file is a cache, not a trust anchor.
-                cached = self._verified(item)
-                cached.fetched_at = float(item["fetched_at"])
-                self._remember(cached, lookup=bool(item["lookup"]))
-            except (CardVerificationFailed, KeyError, TypeError, ValueError):
-                continue
+        for cached, lookup in self._cache.load():
+            self._remember(cached, lookup=lookup)
 
     def _save(self) -> None:
-        document = {
-            "version": CARD_CACHE_VERSION,
-            "cards": [
-                {
-                    "card": cached.card.to_json(),
-                    "status": cached.status,
-                    "fetched_at": cached.fetched_at,
-                    "lookup": self._by_identity.get(cached.card.identity) is cached,
-                }
-                for cached in self._by_id.values()
-            ],
-        }
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Not synced to disk: a cache lost in a crash is refilled by the next
-        # lookup (an unreadable one reads as empty), and lookups are hot.
-        with atomic_output(self._path, durable=False) as out:
-            out.write(json.dumps(document, sort_keys=True).encode("utf-8"))
+        self._cache.save(
+            (cached, self._by_identity.get(cached.card.identity) is cached)
+            for cached in self._by_id.values()
+        )

@@ -37,6 +37,7 @@ __all__ = [
     "DecryptionFailed",
     "DeviceError",
     "DeviceInUse",
+    "IdentityChanged",
     "InvalidInput",
     "KdfMismatch",
     "LocalStorageError",
@@ -119,6 +120,40 @@ class UsersNotFound(DeviceError):
 
 class CardVerificationFailed(DeviceError):
     """A card from the server failed verification (signature, identity or id)."""
+
+
+class IdentityChanged(DeviceError):
+    """A contact's active card does not continue the card this device pinned.
+
+    An identity reset: the contact revoked and re-registered, lost their keys,
+    or the server shows a card they never made.  Nothing was encrypted to the
+    new card.  Compare :attr:`safety_number` with the contact (in person, or
+    over another channel), then accept the new card explicitly with
+    ``Device.trust(identity, new_card_id)``.
+
+    Attributes:
+        identity: the contact.
+        old_card_id: the card this device pinned for them.
+        new_card_id: the active card the directory shows now.
+        safety_number: six five-digit groups over both people's current
+            cards (``chalicelib.wire.safety.safety_number``), or None on a
+            device without keys of its own.
+    """
+
+    def __init__(
+        self, identity: str, old_card_id: str, new_card_id: str, safety_number: str | None
+    ) -> None:
+        compare = (
+            f"; compare safety number {safety_number} with {identity}" if safety_number else ""
+        )
+        super().__init__(
+            f"{identity}'s identity changed: card {new_card_id} is not a signed rotation of "
+            f"card {old_card_id}{compare} before trusting it"
+        )
+        self.identity = identity
+        self.old_card_id = old_card_id
+        self.new_card_id = new_card_id
+        self.safety_number = safety_number
 
 
 class ConcurrentChange(DeviceError):

@@ -27,7 +27,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NoReturn, Protocol
 
 from chalicelib.wire.binary import Reader, lp16, u8
-from chalicelib.wire.cards import Card, CardContent, InvalidCard, decode_card, sign_card
+from chalicelib.wire.cards import (
+    Card,
+    CardContent,
+    InvalidCard,
+    decode_card,
+    sign_card,
+    sign_rotation,
+)
 from client_sim import _hazmat, age
 
 __all__ = [
@@ -202,10 +209,19 @@ class KeyBundle:
         """An Ed25519 signature of ``message`` by this bundle's signing key.
 
         Callers sign only messages that start with a ``sealbox/v1/...`` label
-        (cards, sealed-message trailers), so one key never signs two kinds of
+        (cards, rotations, sealed-message trailers), so one key never signs two kinds of
         data that could be confused.
         """
         return _hazmat.ed25519_sign_with_seed(self._ed25519_seed, message)
+
+    def sign_rotation(self, new: Card) -> bytes:
+        """This card's key handing the identity on to ``new`` (its rotation signature).
+
+        Raises:
+            CardRotationMismatch: ``new`` does not name this card as previous
+                (or is older, or of another identity).
+        """
+        return sign_rotation(self._card, new, self.sign)
 
     # --- serialization (secret) -------------------------------------------------
 

@@ -9,10 +9,13 @@ Layout under the device's home directory::
 
 ``keystore.sbk`` (docs/spec/keystore.md has the byte-by-byte layout)::
 
-    header     = "SBKSTORE" || version (1) || flags (0) || nonce (32)
+    header     = "SBKSTORE" || version (2) || flags (0) || nonce (32)
     ciphertext = ChaCha20-Poly1305 under HKDF-SHA-256(device key, salt = nonce,
                  info = "sealbox/v1/keystore"), nonce 0, AAD = header
-    body       = lp16(identity) || settings || key bundles (current first)
+    body       = lp16(identity) || settings || key bundles (current first) || pins
+
+Version 1 files (no pins) are still read, with no pins; every write is
+version 2, so an old keystore migrates on its next save.
 
 Any change to any byte fails authentication and raises :class:`KeystoreTampered`
 (a :class:`KeystoreCorrupted`).  Writes are atomic (temporary file, fsync,
@@ -23,7 +26,9 @@ the owner; a keystore with looser permissions is refused, not repaired.
 The state holds the current bundle *and* every previous one (after a
 rotation), so data sealed to an old card stays readable, plus small device
 settings the SDK keeps with the keys and encrypted with them (its session
-and backup key, as a phone keeps them in its Keychain).  Nothing that holds
+and backup key, as a phone keeps them in its Keychain), and the contact
+pins: per contact identity, the card this device last accepted for it (see
+:mod:`client_sim.trust`).  Nothing that holds
 key material prints it; ``repr`` shows setting names, never values.
 """
 
@@ -42,10 +47,11 @@ from types import MappingProxyType
 from typing import Final, NoReturn
 
 from chalicelib.wire.binary import Reader, lp16, u8, u16
+from chalicelib.wire.cards import InvalidCard, card_id_from_str, card_id_to_str
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 from client_sim import _hazmat
 from client_sim.errors import LocalStorageError
-from client_sim.files import atomic_write
+from client_sim.files import atomic_output, atomic_write
 from client_sim.identity import InvalidKeyBundle, KeyBundle
 
 __all__ = [
@@ -54,6 +60,7 @@ __all__ = [
     "KEYSTORE_MAGIC",
     "KEYSTORE_VERSION",
     "MAX_BUNDLES",
+    "MAX_PINS",
     "DeviceKey",
     "Keystore",
     "KeystoreCorrupted",
@@ -67,7 +74,9 @@ __all__ = [
 ]
 
 KEYSTORE_MAGIC: Final = b"SBKSTORE"
-KEYSTORE_VERSION: Final = 1
+KEYSTORE_VERSION: Final = 2
+# Version 1 had no pins; it is read (as a keystore with none) and never written.
+KEYSTORE_READ_VERSIONS: Final = frozenset({1, 2})
 KEYSTORE_FLAGS: Final = 0
 KEYSTORE_LABEL: Final = b"sealbox/v1/keystore"
 DEVICE_KEY_MAGIC: Final = b"SBDEVKEY"
@@ -78,12 +87,15 @@ KEYSTORE_DIR: Final = "keystore"
 KEYSTORE_FILE: Final = "keystore.sbk"
 DEVICE_KEY_FILE: Final = "device.key"
 LOCK_FILE: Final = ".lock"
+SIDE_FILE_SUFFIX: Final = ".sbs"
 
 HEADER_SIZE: Final = len(KEYSTORE_MAGIC) + 1 + 1 + _hazmat.AT_REST_NONCE_SIZE
 # One current bundle plus history: a device that rotates monthly for ten
 # years stays well inside.  Bounds the work a corrupted count can cause.
 MAX_BUNDLES: Final = 256
 MAX_SETTINGS: Final = 64
+# One pinned card per contact; 4096 contacts fit well inside MAX_KEYSTORE_SIZE.
+MAX_PINS: Final = 4096
 MAX_SETTING_VALUE: Final = 1024
 MAX_KEYSTORE_SIZE: Final = 2 * 1024 * 1024
 _SETTING_NAME_RE: Final = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -201,16 +213,20 @@ class KeystoreState:
     newest first, kept so that old messages stay readable.  ``settings`` is
     a small map of strings kept (and encrypted) with the keys, such as the
     device's session (names ``[a-z0-9_.-]{1,64}``); ``repr`` shows the names
-    only.
+    only.  ``pins`` maps a contact's canonical identity to the card id this
+    device accepted for it (trust on first use, verified rotations, or an
+    explicit ``trust``); never the keystore's own identity.
 
     Raises (from the constructor):
         ValueError: the identity is not canonical, a bundle belongs to
-            another identity, two bundles share a card, or a limit is exceeded.
+            another identity, two bundles share a card, a pin is malformed,
+            or a limit is exceeded.
     """
 
     identity: str
     bundles: tuple[KeyBundle, ...] = ()
     settings: Mapping[str, str] = field(default_factory=dict)
+    pins: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
@@ -234,8 +250,14 @@ class KeystoreState:
                 raise ValueError("setting names are 1-64 characters of a-z, 0-9, '_', '.', '-'")
             if not isinstance(value, str) or len(value.encode("utf-8")) > MAX_SETTING_VALUE:
                 raise ValueError(f"setting values are strings of at most {MAX_SETTING_VALUE} bytes")
+        pins = dict(self.pins)
+        if len(pins) > MAX_PINS:
+            raise ValueError(f"a keystore holds at most {MAX_PINS} pins")
+        for contact, card_id in pins.items():
+            _check_pin(self.identity, contact, card_id)
         object.__setattr__(self, "bundles", bundles)
         object.__setattr__(self, "settings", MappingProxyType(dict(sorted(settings.items()))))
+        object.__setattr__(self, "pins", MappingProxyType(dict(sorted(pins.items()))))
 
     @property
     def current(self) -> KeyBundle | None:
@@ -261,7 +283,21 @@ class KeystoreState:
 
     def with_current(self, bundle: KeyBundle) -> KeystoreState:
         """A state where ``bundle`` is current and the old current joins the history."""
-        return KeystoreState(self.identity, (bundle, *self.bundles), self.settings)
+        return self.with_bundles((bundle, *self.bundles))
+
+    def with_bundles(
+        self, bundles: tuple[KeyBundle, ...], settings: Mapping[str, str] | None = None
+    ) -> KeystoreState:
+        """A state with these bundles (and settings, if given); pins are kept."""
+        return KeystoreState(
+            self.identity, bundles, self.settings if settings is None else settings, self.pins
+        )
+
+    def with_pin(self, contact: str, card_id: str) -> KeystoreState:
+        """A state where ``contact``'s pinned card is ``card_id``."""
+        return KeystoreState(
+            self.identity, self.bundles, self.settings, {**self.pins, contact: card_id}
+        )
 
     def with_settings(self, **changes: str | None) -> KeystoreState:
         """A state with settings set (a string) or removed (``None``)."""
@@ -271,7 +307,7 @@ class KeystoreState:
                 settings.pop(name, None)
             else:
                 settings[name] = value
-        return KeystoreState(self.identity, self.bundles, settings)
+        return self.with_bundles(self.bundles, settings)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KeystoreState):
@@ -280,6 +316,7 @@ class KeystoreState:
             self.identity == other.identity
             and self.bundles == other.bundles
             and dict(self.settings) == dict(other.settings)
+            and dict(self.pins) == dict(other.pins)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -287,25 +324,44 @@ class KeystoreState:
     def __repr__(self) -> str:
         return (
             f"KeystoreState(identity={self.identity!r}, current_card_id={self.current_card_id!r}, "
-            f"previous={len(self.previous)}, settings={sorted(self.settings)!r})"
+            f"previous={len(self.previous)}, settings={sorted(self.settings)!r}, "
+            f"pins={len(self.pins)})"
         )
 
     __str__ = __repr__
 
 
+def _check_pin(own: str, contact: object, card_id: object) -> None:
+    if not isinstance(contact, str):
+        raise ValueError("pins are keyed by identity")
+    try:
+        canonical = normalize_identity(contact)
+        card_id_from_str(card_id)
+    except (InvalidIdentity, InvalidCard) as exc:
+        raise ValueError("a pin is a canonical identity and a card id") from exc
+    if canonical != contact or contact == own:
+        raise ValueError("pins name other identities, canonically")
+
+
 # --- the file format ------------------------------------------------------------
 
 
-def _encode_body(state: KeystoreState) -> bytes:
+def _encode_body(state: KeystoreState, version: int = KEYSTORE_VERSION) -> bytes:
     parts = [lp16(state.identity.encode("ascii")), u16(len(state.settings))]
     for name, value in state.settings.items():
         parts += [lp16(name.encode("ascii")), lp16(value.encode("utf-8"))]
     parts.append(u16(len(state.bundles)))
     parts += [lp16(bundle.to_bytes()) for bundle in state.bundles]
+    if version >= 2:
+        parts.append(u16(len(state.pins)))
+        for contact, card_id in state.pins.items():
+            parts += [lp16(contact.encode("ascii")), lp16(card_id_from_str(card_id))]
+    elif state.pins:
+        raise ValueError("a version 1 keystore has no pins")
     return b"".join(parts)
 
 
-def _decode_body(body: bytes) -> KeystoreState:
+def _decode_body(body: bytes, version: int = KEYSTORE_VERSION) -> KeystoreState:
     reader = Reader(body)
     identity = reader.lp16().decode("ascii")
     count = reader.u16()
@@ -324,8 +380,24 @@ def _decode_body(body: bytes) -> KeystoreState:
     if count > MAX_BUNDLES:
         raise ValueError("too many key bundles")
     bundles = tuple(KeyBundle.from_bytes(reader.lp16()) for _ in range(count))
+    pins: dict[str, str] = {}
+    if version >= 2:
+        count = reader.u16()
+        if count > MAX_PINS:
+            raise ValueError("too many pins")
+        previous_contact = ""
+        for _ in range(count):
+            contact = reader.lp16().decode("ascii")
+            # Sorted and unique, like settings: one encoding per state.
+            if contact <= previous_contact:
+                raise ValueError("pins are not sorted")
+            previous_contact = contact
+            raw = reader.lp16()
+            if len(raw) != 32:
+                raise ValueError("a pinned card id is 32 bytes")
+            pins[contact] = card_id_to_str(raw)
     reader.finish()
-    return KeystoreState(identity, bundles, settings)
+    return KeystoreState(identity, bundles, settings, pins)
 
 
 def encode_keystore(
@@ -333,17 +405,22 @@ def encode_keystore(
     device_key: DeviceKey,
     *,
     rand: Callable[[int], bytes] = _hazmat.random_bytes,
+    version: int = KEYSTORE_VERSION,
 ) -> bytes:
     """The encrypted file form of ``state`` under ``device_key``.
 
     ``rand`` supplies the 32-byte nonce; only the vector generator passes a
-    deterministic one.
+    deterministic one.  ``version=1`` (no pins) exists only so vectors and
+    migration tests can make an old file; the SDK always writes the current
+    version.
     """
-    header = KEYSTORE_MAGIC + u8(KEYSTORE_VERSION) + u8(KEYSTORE_FLAGS)
+    if version not in KEYSTORE_READ_VERSIONS:
+        raise ValueError("unknown keystore version")
+    header = KEYSTORE_MAGIC + u8(version) + u8(KEYSTORE_FLAGS)
     header += rand(_hazmat.AT_REST_NONCE_SIZE)
     nonce = header[-_hazmat.AT_REST_NONCE_SIZE :]
     ciphertext = _hazmat.at_rest_seal(
-        device_key._key, nonce, KEYSTORE_LABEL, _encode_body(state), header
+        device_key._key, nonce, KEYSTORE_LABEL, _encode_body(state, version), header
     )
     return header + ciphertext
 
@@ -362,7 +439,8 @@ def decode_keystore(data: bytes, device_key: DeviceKey) -> KeystoreState:
     if len(data) < HEADER_SIZE or not data.startswith(KEYSTORE_MAGIC):
         raise KeystoreCorrupted("not a Sealbox keystore")
     header = data[:HEADER_SIZE]
-    if header[len(KEYSTORE_MAGIC)] != KEYSTORE_VERSION:
+    version = header[len(KEYSTORE_MAGIC)]
+    if version not in KEYSTORE_READ_VERSIONS:
         raise KeystoreCorrupted("unsupported keystore version")
     if header[len(KEYSTORE_MAGIC) + 1] != KEYSTORE_FLAGS:
         raise KeystoreCorrupted("unknown keystore flags")
@@ -376,13 +454,24 @@ def decode_keystore(data: bytes, device_key: DeviceKey) -> KeystoreState:
             "the keystore failed authentication (modified, or another device key)"
         ) from exc
     try:
-        return _decode_body(body)
+        return _decode_body(body, version)
     except (ValueError, InvalidKeyBundle, UnicodeDecodeError) as exc:
         # Authenticated but unparseable: written by a buggy or newer writer.
         raise KeystoreCorrupted("the keystore contents are not valid") from exc
 
 
 # --- files ------------------------------------------------------------------------
+
+
+def _check_side_name(name: str, magic: bytes) -> None:
+    # Side files are named by the SDK, never by input; the suffix lets
+    # destroy() find them all, and the magic has the keystore's length.
+    if (
+        not re.fullmatch(r"[a-z0-9-]{1,32}", name.removesuffix(SIDE_FILE_SUFFIX))
+        or not name.endswith(SIDE_FILE_SUFFIX)
+        or (magic and (len(magic) != len(KEYSTORE_MAGIC) or magic == KEYSTORE_MAGIC))
+    ):
+        raise ValueError("not a side file name or magic")
 
 
 def _check_private(st: os.stat_result, what: str) -> None:
@@ -520,8 +609,79 @@ class Keystore:
                 self._device_key = key
             atomic_write(self.path, encode_keystore(state, key, rand=self._rand))
 
+    # --- side files under the same protection -------------------------------------
+
+    def read_sealed(self, name: str, magic: bytes, label: bytes, limit: int) -> bytes | None:
+        """The authenticated body of side file ``name``, or None when there is none.
+
+        A side file (the card cache) lives in the keystore directory, under
+        the same permission checks, and is sealed like the keystore: header
+        ``magic || 01 || 00 || nonce``, then the body under the device key
+        with its own ``label`` and the header as AAD.  Nothing in it is used
+        unless it authenticates.  No device key yet means no side file.
+
+        Raises:
+            KeystorePermissionError: the directory or file is not owner-only.
+            KeystoreTampered: it fails authentication (planted, modified,
+                truncated, another device key, another label).
+            KeystoreCorrupted: a wrong magic, version, flags or size.
+        """
+        _check_side_name(name, magic)
+        path = self.directory / name
+        if not self.directory.exists() or not path.exists():
+            return None
+        self._check_directory()
+        try:
+            data = _read_private(path, limit)
+        except FileNotFoundError:
+            return None
+        if self._device_key is None and not self.device_key_path.exists():
+            raise KeystoreCorrupted("a sealed file exists but the device key is missing")
+        if len(data) < HEADER_SIZE or not data.startswith(magic):
+            raise KeystoreCorrupted(f"{name} is not a sealed file of this kind")
+        header = data[:HEADER_SIZE]
+        if header[len(magic)] != 1 or header[len(magic) + 1] != 0:
+            raise KeystoreCorrupted(f"{name} has an unsupported version or flags")
+        try:
+            return _hazmat.at_rest_open(
+                self._key_for_reading()._key,
+                header[-_hazmat.AT_REST_NONCE_SIZE :],
+                label,
+                data[HEADER_SIZE:],
+                header,
+            )
+        except _hazmat.InvalidTag as exc:
+            raise KeystoreTampered(f"{name} failed authentication") from exc
+
+    def write_sealed(self, name: str, magic: bytes, label: bytes, body: bytes) -> None:
+        """Seal ``body`` into side file ``name`` (see :meth:`read_sealed`), atomically.
+
+        Not synced to disk: side files are caches that the next lookup
+        refills (an unreadable one reads as absent), and lookups are hot.
+        """
+        _check_side_name(name, magic)
+        self._ensure_directory()
+        with self._locked():
+            key = self._device_key
+            if key is None:
+                key = DeviceKey.load_or_create(self.device_key_path, self._rand)
+                self._device_key = key
+            header = magic + u8(1) + u8(0) + self._rand(_hazmat.AT_REST_NONCE_SIZE)
+            nonce = header[-_hazmat.AT_REST_NONCE_SIZE :]
+            sealed = _hazmat.at_rest_seal(key._key, nonce, label, body, header)
+            with atomic_output(self.directory / name, durable=False) as out:
+                out.write(header + sealed)
+
+    def remove(self, name: str) -> None:
+        """Delete side file ``name`` if it exists."""
+        _check_side_name(name, b"")
+        (self.directory / name).unlink(missing_ok=True)
+
     def destroy(self) -> None:
-        """Delete the keystore and the device key (unregister / cleanup)."""
+        """Delete the keystore, its side files and the device key (unregister / cleanup)."""
+        if self.directory.is_dir():
+            for extra in self.directory.glob("*" + SIDE_FILE_SUFFIX):
+                extra.unlink(missing_ok=True)
         for name in (KEYSTORE_FILE, DEVICE_KEY_FILE, LOCK_FILE):
             (self.directory / name).unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError, OSError):

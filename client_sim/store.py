@@ -148,11 +148,11 @@ def current_first(bundles: tuple[KeyBundle, ...], card_id: str | None) -> tuple[
 
 
 def with_current(state: KeystoreState, card_id: str) -> KeystoreState:
-    return KeystoreState(state.identity, current_first(state.bundles, card_id), state.settings)
+    return state.with_bundles(current_first(state.bundles, card_id))
 
 
 def without(state: KeystoreState, card_id: str) -> KeystoreState:
     """``state`` less ``card_id``'s bundle and any pending publication."""
     bundles = tuple(bundle for bundle in state.bundles if bundle.card_id != card_id)
     settings = {name: value for name, value in state.settings.items() if name != PENDING_CARD}
-    return KeystoreState(state.identity, bundles, settings)
+    return state.with_bundles(bundles, settings)

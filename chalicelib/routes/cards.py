@@ -7,6 +7,7 @@ from typing import Any
 from chalicelib import wiring
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
 from chalicelib.services.cards import CardRecord
+from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.cards import MAX_CARD_JSON_SIZE
 
 api = ApiBlueprint(__name__, wiring.authenticator)
@@ -26,14 +27,19 @@ def card_view(record: CardRecord) -> dict[str, Any]:
         view["status_changed_at"] = record.status_changed_at
     if record.superseded_by is not None:
         view["superseded_by"] = record.superseded_by
+    if record.rotation_signature is not None:
+        view["rotation_signature"] = b64url_encode(record.rotation_signature)
     return view
 
 
 @api.route("/v1/cards", methods=["POST"], auth=Auth.ACCESS, max_body=_MAX_PUBLISH_BODY)
 def publish_card(request: ApiRequest) -> ApiResponse:
-    """Publish the caller's self-signed card (first registration or a rotation)."""
-    body = request.json(required=("card",))
-    record = wiring.container().cards.publish(request.identity, body["card"])
+    """Publish the caller's self-signed card (first registration, or a rotation
+    signed by the previous card's key in ``rotation_signature``)."""
+    body = request.json(required=("card",), optional=("rotation_signature",))
+    record = wiring.container().cards.publish(
+        request.identity, body["card"], body.get("rotation_signature")
+    )
     return ApiResponse(201, card_view(record))
 
 

@@ -9,8 +9,12 @@ it fits the identity's history:
 * **first registration**: the identity has no active card and the card names
   no previous card;
 * **rotation**: the card names the identity's active card as
-  ``previous_card_id`` (and :func:`~chalicelib.wire.cards.check_rotation`
-  holds); the previous card becomes *superseded* in the same write.
+  ``previous_card_id``, :func:`~chalicelib.wire.cards.check_rotation` holds,
+  and the request carries a rotation signature by the *previous* card's key
+  (:func:`~chalicelib.wire.cards.verify_rotation`), checked before anything
+  is written; the previous card becomes *superseded* in the same write.
+  An access token alone can't rotate: only the holder of the old private key
+  can hand the identity on (DESIGN invariant 7).
 
 Lifecycle (one transition function, :func:`card_transition`)::
 
@@ -48,10 +52,12 @@ from chalicelib.wire.cards import (
     DEFAULT_MAX_CLOCK_SKEW,
     Card,
     InvalidCard,
+    RotationSignatureUnexpected,
     card_from_json,
     card_id_from_str,
     check_created_at,
-    check_rotation,
+    rotation_signature_from_json,
+    verify_rotation,
 )
 from chalicelib.wire.identity import InvalidIdentity as _BadIdentity
 from chalicelib.wire.identity import normalize_identity
@@ -121,7 +127,9 @@ class CardRecord:
     """A card as the directory holds it.
 
     ``status_changed_at`` and ``superseded_by`` are set once the card leaves
-    ACTIVE (``superseded_by`` only for SUPERSEDED).
+    ACTIVE (``superseded_by`` only for SUPERSEDED).  ``rotation_signature``
+    is the previous card key's signature that let a rotation in (None for a
+    first card); it is served with the card so devices can check the chain.
     """
 
     card: Card
@@ -129,6 +137,7 @@ class CardRecord:
     published_at: int
     status_changed_at: int | None = None
     superseded_by: str | None = None
+    rotation_signature: bytes | None = None
 
     @property
     def card_id(self) -> str:
@@ -188,13 +197,23 @@ class CardService:
         self._clock = clock
         self._max_skew = max_skew
 
-    def publish(self, identity: str, card_json: object) -> CardRecord:
+    def publish(
+        self, identity: str, card_json: object, rotation_signature: object = None
+    ) -> CardRecord:
         """Publish the card ``card_json`` for the authenticated ``identity``.
+
+        ``rotation_signature`` (base64url JSON string, or None) is required
+        for a rotation and refused for a first card.  Every check runs before
+        the write, so a refused request stores nothing.
 
         Raises:
             CardRejected: the card does not parse or verify, its timestamp is
-                too far from the server clock, or a rotation breaks
-                ``check_rotation`` (the code is the card error's code).
+                too far from the server clock, a rotation breaks
+                ``check_rotation``, lacks its rotation signature
+                (``rotation_signature_required``) or carries one that does not
+                verify under the previous card's key (``bad_rotation_signature``),
+                or a first card carries one (``rotation_signature_unexpected``);
+                the code is the card error's code.
             CardIdentityMismatch: the card names another identity.
             CardConflict: the identity already has an active card and this is
                 not a valid rotation of it, the card was published before, or
@@ -206,6 +225,13 @@ class CardService:
         now = int(self._clock())
         try:
             check_created_at(card, now=now, max_skew=self._max_skew)
+            signature = (
+                None
+                if rotation_signature is None
+                else rotation_signature_from_json(rotation_signature)
+            )
+            if signature is not None and card.previous_card_id is None:
+                raise RotationSignatureUnexpected(field="rotation_signature")
         except InvalidCard as exc:
             raise _rejected(exc) from exc
 
@@ -220,7 +246,9 @@ class CardService:
             if current is None or current.card_id != card.previous_card_id:
                 raise CardConflict("previous_card_id is not the identity's active card.")
             try:
-                check_rotation(card, current.card)
+                # The old key's consent, checked against the card that is
+                # active now; the store's condition pins that same card.
+                verify_rotation(current.card, card, signature)
             except InvalidCard as exc:
                 raise _rejected(exc) from exc
             # The previous card must be able to leave ACTIVE; the store's
@@ -231,6 +259,7 @@ class CardService:
             card=card,
             status=card_transition(None, CardEvent.PUBLISH),
             published_at=now,
+            rotation_signature=signature,
         )
         if not self._store.publish(record, replaces=card.previous_card_id):
             raise CardConflict()

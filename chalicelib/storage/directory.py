@@ -4,11 +4,14 @@
 
 * ``card#<card_id>``: every card ever published, whatever its status
   (``card`` = the canonical encoding, ``identity``, ``status``,
-  ``published_at``, and once it leaves ACTIVE ``status_changed_at`` and, if
+  ``published_at``, ``rotation_signature`` for a card published as a
+  rotation (the previous card key's signature, checked by the service before
+  the write), and once it leaves ACTIVE ``status_changed_at`` and, if
   superseded, ``superseded_by``);
 * ``identity#<identity>``: the identity's *head*, present iff it has an
-  active card, carrying that card's id and a copy of its encoding, so a
-  lookup of 50 identities is one ``BatchGetItem`` over heads.
+  active card, carrying that card's id and a copy of its encoding (and
+  rotation signature), so a lookup of 50 identities is one ``BatchGetItem``
+  over heads.
 
 Every state change is one ``TransactWriteItems`` whose conditions are the
 lifecycle's preconditions (``chalicelib.services.cards``):
@@ -157,6 +160,10 @@ class DynamoCardStore:
             "card": {"B": encoded},
             "published_at": {"N": str(record.published_at)},
         }
+        if record.rotation_signature is not None:
+            # Served with the card so devices can verify the chain themselves.
+            card_item["rotation_signature"] = {"B": record.rotation_signature}
+            head_item["rotation_signature"] = {"B": record.rotation_signature}
         items: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -330,6 +337,7 @@ def _card_record(item: dict[str, Any]) -> CardRecord:
         published_at=int(item["published_at"]["N"]),
         status_changed_at=int(changed["N"]) if changed else None,
         superseded_by=by["S"] if by else None,
+        rotation_signature=_rotation_signature(item),
     )
 
 
@@ -338,7 +346,13 @@ def _head_record(item: dict[str, Any]) -> CardRecord:
         card=_decode(item),
         status=CardStatus.ACTIVE,
         published_at=int(item["published_at"]["N"]),
+        rotation_signature=_rotation_signature(item),
     )
+
+
+def _rotation_signature(item: dict[str, Any]) -> bytes | None:
+    value = item.get("rotation_signature")
+    return None if value is None else bytes(value["B"])
 
 
 class DynamoBackupStore:

@@ -42,12 +42,15 @@ from chalicelib.wire.strictjson import StrictJSONError, loads_strict
 
 __all__ = [
     "CARD_CONTENT_LABEL",
+    "CARD_ROTATION_LABEL",
     "CARD_SIGNATURE_LABEL",
     "CARD_VERSION",
     "DEFAULT_MAX_CLOCK_SKEW",
     "MAX_CARD_JSON_SIZE",
     "MAX_CARD_SIZE",
+    "ROTATION_SIGNATURE_SIZE",
     "BadCardSignature",
+    "BadRotationSignature",
     "Card",
     "CardClockSkew",
     "CardContent",
@@ -62,6 +65,8 @@ __all__ = [
     "InvalidCard",
     "InvalidCardIdentity",
     "MissingCardField",
+    "RotationSignatureRequired",
+    "RotationSignatureUnexpected",
     "UnknownCardField",
     "UnsupportedCardVersion",
     "card_from_json",
@@ -71,7 +76,11 @@ __all__ = [
     "check_created_at",
     "check_rotation",
     "decode_card",
+    "rotation_message",
+    "rotation_signature_from_json",
     "sign_card",
+    "sign_rotation",
+    "verify_rotation",
 ]
 
 # --- constants ----------------------------------------------------------------
@@ -79,6 +88,9 @@ __all__ = [
 CARD_VERSION: Final = 1
 CARD_CONTENT_LABEL: Final = b"sealbox/v1/card"
 CARD_SIGNATURE_LABEL: Final = b"sealbox/v1/card-signature"
+# Signed by the *previous* card's key over both card ids: the proof that the
+# holder of the old keys hands the identity on to the new ones.
+CARD_ROTATION_LABEL: Final = b"sealbox/v1/card-rotation"
 
 CARD_ID_SIZE: Final = 32  # SHA-256
 ED25519_KEY_SIZE: Final = 32
@@ -87,6 +99,7 @@ X25519_KEY_SIZE: Final = 32
 # followed by the 32-byte X25519 public key (MLKEM768-X25519, HPKE KEM 0x647a).
 MLKEM768X25519_KEY_SIZE: Final = 1184 + 32
 SIGNATURE_SIZE: Final = 64
+ROTATION_SIGNATURE_SIZE: Final = SIGNATURE_SIZE
 
 # Integer seconds since the Unix epoch.  2^53 - 1 keeps the value exact in
 # every JSON implementation (JavaScript numbers included).
@@ -217,6 +230,21 @@ class CardClockSkew(InvalidCard):
 class CardRotationMismatch(InvalidCard):
     code = "card_rotation_mismatch"
     default_message = "The card does not succeed the current card."
+
+
+class RotationSignatureRequired(InvalidCard):
+    code = "rotation_signature_required"
+    default_message = "A rotation must carry a signature by the previous card's key."
+
+
+class RotationSignatureUnexpected(InvalidCard):
+    code = "rotation_signature_unexpected"
+    default_message = "A card that names no previous card carries no rotation signature."
+
+
+class BadRotationSignature(InvalidCard):
+    code = "bad_rotation_signature"
+    default_message = "The rotation signature does not verify under the previous card's key."
 
 
 # --- card ids -----------------------------------------------------------------
@@ -614,3 +642,74 @@ def check_rotation(new: Card, current: Card) -> None:
         or new.created_at < current.created_at
     ):
         raise CardRotationMismatch(field="previous_card_id")
+
+
+# --- rotations: the old key hands the identity on ----------------------------
+
+
+def rotation_message(previous: Card, new: Card) -> bytes:
+    """What a rotation signature covers.
+
+    ``lp16("sealbox/v1/card-rotation") || lp16(previous card id) || lp16(new card id)``
+    (raw 32-byte ids).  A card id is the SHA-256 of the whole card content
+    (identity, created_at, every public key and ``previous_card_id``), so the
+    two ids bind both cards completely; the label keeps the message apart from
+    card self-signatures and sealed-message signatures made by the same key.
+    """
+    return b"".join(
+        (
+            lp16(CARD_ROTATION_LABEL),
+            lp16(card_id_from_str(previous.card_id)),
+            lp16(card_id_from_str(new.card_id)),
+        )
+    )
+
+
+def sign_rotation(previous: Card, new: Card, sign: Callable[[bytes], bytes]) -> bytes:
+    """Sign the rotation ``previous -> new`` with ``sign`` (the previous card's Ed25519 key).
+
+    The result is verified before it is returned, so a ``sign`` holding
+    another key, or a ``new`` card that is no rotation of ``previous``, is
+    caught here rather than by the directory.
+
+    Raises:
+        CardRotationMismatch: ``new`` does not succeed ``previous``.
+        BadRotationSignature: ``sign`` did not use the previous card's key.
+    """
+    signature = sign(rotation_message(previous, new))
+    verify_rotation(previous, new, signature)
+    return signature
+
+
+def verify_rotation(previous: Card, new: Card, signature: bytes | None) -> None:
+    """Check that ``new`` is a rotation of ``previous`` signed by ``previous``'s key.
+
+    Both the directory (before it publishes) and every device (when it walks
+    a contact's card history) apply this one rule.
+
+    Raises:
+        CardRotationMismatch: ``new`` does not name ``previous``, has another
+            identity, is the same card or is older (:func:`check_rotation`).
+        RotationSignatureRequired: ``signature`` is None.
+        BadRotationSignature: it is not 64 bytes or does not verify (strict
+            RFC 8032) under ``previous.ed25519_public_key``.
+    """
+    check_rotation(new, previous)
+    if signature is None:
+        raise RotationSignatureRequired(field="rotation_signature")
+    if not isinstance(signature, bytes) or len(signature) != ROTATION_SIGNATURE_SIZE:
+        raise BadRotationSignature(field="rotation_signature")
+    try:
+        public_key = crypto.ed25519_public_from_raw(previous.ed25519_public_key)
+        crypto.ed25519_verify(public_key, signature, rotation_message(previous, new))
+    except (crypto.InvalidSignature, ValueError) as exc:
+        raise BadRotationSignature(field="rotation_signature") from exc
+
+
+def rotation_signature_from_json(value: object) -> bytes:
+    """The 64 bytes of a JSON ``rotation_signature`` (canonical unpadded base64url).
+
+    Raises:
+        CardFieldType, CardFieldLength, CardEncoding: not such a string.
+    """
+    return _decode_fixed(value, ROTATION_SIGNATURE_SIZE, "rotation_signature")

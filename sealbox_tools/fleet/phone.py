@@ -23,18 +23,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.wire.b64 import b64url_encode
-from client_sim.api import BlobInfo, BlobPage
+from client_sim.api import ApiClient, BlobInfo, BlobPage
 from client_sim.device import Device
 from client_sim.errors import (
     ConnectionFailed,
     DecryptionFailed,
     DeviceError,
+    IdentityChanged,
     ServerError,
     StorageTransferFailed,
     UsersNotFound,
     WrongPassword,
 )
+from client_sim.identity import KeyBundle
 from client_sim.keystore import Keystore, KeystoreError
+from client_sim.passwords import derive_password_keys
 from client_sim.transport import HttpReply, Transport
 from sealbox_tools.fleet.backends import SimClock
 from sealbox_tools.fleet.ledger import make_content
@@ -455,6 +458,75 @@ class Phone:
             self.run.metrics.count("revocation_seen")
             return
         self.run.fail(step, "revocation_missing")
+
+    # --- the hostile scenario: stolen access tokens ----------------------------------------
+
+    def _know_card(self, step: Step) -> None:
+        assert step.target is not None
+        target = self.run.identity(step.target)
+        self._try("find", lambda: self.device.find_users([target]))
+        self.run.metrics.count("card_known")
+
+    def _takeover(self, step: Step) -> None:
+        """A thief with this person's access token (not their keys) tries two takeovers.
+
+        A forged rotation must be refused by the directory; revoke-then-
+        republish goes through (until step-up authentication stops it) and
+        must then be surfaced by every contact that knew the old card.
+        """
+        api = ApiClient(MeteredTransport(self.run.api, self.run.metrics))
+        keys = derive_password_keys(self.identity, self.password, self.run.config.kdf)
+
+        def steal() -> str:
+            session = api.login(self.identity, keys.login_key_b64)
+            return api.access_token(session.refresh_token).access_token
+
+        token = self._try("steal", steal)
+        old = self.device.whoami().card_id
+        assert old is not None
+        forged = KeyBundle.generate(self.identity, previous_card_id=old)
+        try:
+            api.publish_card(token, forged.card.to_json())
+        except ServerError as exc:
+            if exc.code != "rotation_signature_required":
+                raise
+            self.run.metrics.count("takeover_rotation_refused")
+        else:
+            self.run.fail(step, "takeover_rotation_accepted")
+        thief = KeyBundle.generate(self.identity)
+        try:
+            api.revoke_card(token, old)
+        except ServerError as exc:
+            if exc.status >= 500:
+                raise
+            self.run.metrics.count("takeover_revoke_refused")
+            return
+        api.publish_card(token, thief.card.to_json())
+        self.run.attacker_cards[self.identity] = thief.card_id
+        self.run.metrics.count("takeover_reset")
+
+    def _check_reset(self, step: Step) -> None:
+        """Looking up and encrypting to a victim must raise IdentityChanged, never
+        hand back (or encrypt to) the thief's card."""
+        assert step.target is not None
+        target = self.run.identity(step.target)
+        attacker = self.run.attacker_cards.get(target)
+        probes: list[Callable[[], object]] = [
+            lambda: self._try("find", lambda: self.device.find_users([target], refresh=True)),
+            lambda: self.device.encrypt(b"probe", to=[target]),
+        ]
+        for probe in probes:
+            try:
+                probe()
+            except IdentityChanged as exc:
+                if exc.new_card_id != attacker:
+                    self.run.fail(step, "reset_to_an_unexpected_card")
+                    return
+                continue
+            if attacker is not None:
+                self.run.fail(step, "reset_not_surfaced")
+                return
+        self.run.metrics.count("reset_surfaced" if attacker else "no_reset")
 
 
 def error_kind(exc: BaseException) -> str:

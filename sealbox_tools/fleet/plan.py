@@ -72,6 +72,9 @@ ACTIONS: Final = frozenset(
         "thaw_clock",  # ... and its clock catches up after the first request
         "unregister",  # revoke the card and wipe the phone
         "check_revoked",  # a contact of a leaver checks it can't be found
+        "know_card",  # look a contact up: the phone pins the card it sees
+        "takeover",  # a thief with this person's stolen access token tries to take the identity
+        "check_reset",  # a contact of a victim: the reset must be surfaced, never encrypted to
     }
 )
 
@@ -105,6 +108,8 @@ class ScenarioMix:
     max_skew_s: int = 240
     token_expiry: float = 0.0
     offline: float = 0.0
+    #: Devices whose access token is stolen (the ``hostile`` scenario).
+    takeover: float = 0.0
     #: Simulated time between rounds (in process only: the server's clock
     #: is the simulation's).  Longer than an access token's 15 minutes, so
     #: a phone that slept through it meets an expired token.
@@ -140,6 +145,7 @@ class ScenarioMix:
             "skewed",
             "token_expiry",
             "offline",
+            "takeover",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -208,6 +214,10 @@ SCENARIOS: Final[Mapping[str, ScenarioMix]] = {
         token_expiry=0.1,
         offline=0.1,
     ),
+    # Attackers holding stolen access tokens try to take identities over
+    # (docs/fleet.md): no contact may ever encrypt to their keys, and every
+    # contact that knew the old card must be told.
+    "hostile": ScenarioMix(rounds=3, rotate=0.1, takeover=0.15),
 }
 
 
@@ -434,14 +444,24 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
     sharers = _pick(rng, social, mix.share) if rounds >= 2 else set()
     offline = _pick(rng, everyone, mix.offline)
     sleepers = _pick(rng, [i for i in everyone if i not in offline], mix.token_expiry)
+    # Victims lead otherwise quiet lives (no events, no sends, always
+    # online), so every outcome is the takeover's.  Drawn last and only when
+    # asked for, so other scenarios' plans are unchanged.
+    busy = leavers | lost | reinstall | rotate | sharers | offline | sleepers
+    victims = _pick(rng, [i for i in social if i not in busy], mix.takeover)
 
     steps: dict[int, dict[int, list[Step]]] = {i: {} for i in everyone}
 
     def add(device: int, phase: tuple[int, str], step: Step) -> None:
         steps[device].setdefault(where[phase], []).append(step)
 
+    def reachable(device: int) -> list[int]:
+        # Nobody sends to a victim: their contacts' devices refuse to (the
+        # check_reset step proves it), and the ledger would wait for ever.
+        return sorted(c for c in graph[device] if c not in victims)
+
     def recipients(device: int) -> tuple[int, ...]:
-        contacts = sorted(graph[device])
+        contacts = reachable(device)
         k = 1 if rng.random() < 0.7 else rng.randint(2, max(2, mix.max_recipients))
         return tuple(sorted(rng.sample(contacts, min(k, len(contacts), mix.max_recipients))))
 
@@ -482,7 +502,9 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
             if sleep_round is not None and r == sleep_round + 1:
                 add(device, (r, "act"), Step("thaw_clock"))
             lo, hi = mix.sends_per_round
-            sends = [send(device) for _ in range(rng.randint(lo, hi))] if graph[device] else []
+            sends = [send(device) for _ in range(rng.randint(lo, hi))] if reachable(device) else []
+            if device in victims:
+                sends = [Step("takeover")] if r == 1 else []
             if share_round is not None and r == 1:
                 # The file the share step re-seals later: sent in round 1.
                 share_file = send(device, force_file=True)
@@ -495,7 +517,7 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
                         # The classic reason: sign the lost phone out everywhere.
                         events.append(Step("change_password"))
             if r == share_round and share_file is not None:
-                others = sorted(set(everyone) - set(share_file.to) - {device})
+                others = sorted(set(everyone) - set(share_file.to) - {device} - victims)
                 near = [c for c in sorted(graph[device]) if c in others]
                 if others:
                     events.append(Step("share", target=rng.choice(near or others)))
@@ -512,6 +534,11 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
             add(device, (settle, "leave"), Step("thaw_clock"))
         if device in leavers:
             add(device, (settle, "leave"), Step("unregister"))
+    for victim in sorted(victims):
+        witnesses = sorted(c for c in graph[victim] if c not in busy | victims)
+        for witness in witnesses:
+            add(witness, (1, "read"), Step("know_card", target=victim))
+            add(witness, (settle, "check"), Step("check_reset", target=victim))
     for leaver in sorted(leavers):
         stayers = sorted(c for c in graph[leaver] if c not in leavers)
         if stayers:

@@ -136,6 +136,8 @@ class Run:
         self.ledger = Ledger()
         self.secrets = Secrets()
         self.crashes: list[str] = []
+        #: identity -> the card a thief published for it (the hostile scenario)
+        self.attacker_cards: dict[str, str] = {}
         self._lock = threading.Lock()
         api: Transport = backend.api()
         objects: ObjectTransport = backend.objects()

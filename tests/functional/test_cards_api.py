@@ -17,7 +17,14 @@ from chalicelib.storage.directory import DynamoCardStore
 from client_sim.api import ApiClient
 from client_sim.errors import ServerError
 from tests.functional.conftest import STAGE_ENV
-from tests.support.directory import User, atomic_moto_dynamodb, fresh_bundle, make_user
+from tests.support.directory import (
+    User,
+    atomic_moto_dynamodb,
+    fresh_bundle,
+    make_user,
+    publish_rotation,
+    rotation_signature,
+)
 
 CARDS_TABLE = STAGE_ENV["SEALBOX_CARDS_TABLE"]
 
@@ -87,15 +94,20 @@ def test_rotation_supersedes_the_previous_card(api: ApiClient, alice: User) -> N
     first = fresh_bundle("alice")
     api.publish_card(alice.access_token, first.card.to_json())
     second = first.rotate(created_at=int(time.time()))
-    entry = api.publish_card(alice.access_token, second.card.to_json())
+    entry = publish_rotation(api, alice, first, second)
     assert entry["status"] == "active"
+    assert entry["rotation_signature"] == rotation_signature(first, second)
 
     old = api.get_card(alice.access_token, first.card_id)
     assert old["status"] == "superseded"
     assert old["superseded_by"] == second.card_id
     assert old["status_changed_at"] >= old["published_at"]
+    assert "rotation_signature" not in old  # a first card has none
     (found,) = api.find_cards(alice.access_token, ["alice"])
     assert found["card"]["card_id"] == second.card_id
+    # Served with the card wherever it is read, so devices can check the chain.
+    assert found["rotation_signature"] == entry["rotation_signature"]
+    assert api.get_card(alice.access_token, second.card_id) == entry
 
     # A superseded card can never become active again.
     with pytest.raises(ServerError) as again:
@@ -107,11 +119,12 @@ def test_rotation_must_name_the_active_card(api, raw, alice) -> None:
     first = fresh_bundle("alice")
     api.publish_card(alice.access_token, first.card.to_json())
     second = first.rotate(created_at=int(time.time()))
-    api.publish_card(alice.access_token, second.card.to_json())
+    publish_rotation(api, alice, first, second)
     before = cards_table()
-    # A rotation of the superseded card (a stale device) loses.
+    # A rotation of the superseded card (a stale device) loses, signed or not.
     stale = first.rotate(created_at=int(time.time()))
-    reply = raw("POST", "/v1/cards", {"card": stale.card.to_json()}, token=alice.access_token)
+    body = {"card": stale.card.to_json(), "rotation_signature": rotation_signature(first, stale)}
+    reply = raw("POST", "/v1/cards", body, token=alice.access_token)
     assert_error(reply, 409, "card_conflict")
     assert cards_table() == before
 
@@ -121,8 +134,41 @@ def test_rotation_that_goes_back_in_time_is_refused(api, raw, alice) -> None:
     first = fresh_bundle("alice", created_at=now)
     api.publish_card(alice.access_token, first.card.to_json())
     older = first.rotate(created_at=now - 60)
+    # The old key can't sign it either: sign_rotation checks the rule first.
+    with pytest.raises(ValueError, match="does not succeed"):
+        rotation_signature(first, older)
     reply = raw("POST", "/v1/cards", {"card": older.card.to_json()}, token=alice.access_token)
     assert_error(reply, 400, "card_rotation_mismatch")
+
+
+def test_a_first_card_with_a_rotation_signature_is_refused(api, raw, alice) -> None:
+    first = fresh_bundle("alice")
+    stray = rotation_signature(first, first.rotate(created_at=int(time.time())))
+    body = {"card": first.card.to_json(), "rotation_signature": stray}
+    assert_error(
+        raw("POST", "/v1/cards", body, token=alice.access_token),
+        400,
+        "rotation_signature_unexpected",
+    )
+    assert cards_table() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (123, "card_wrong_type"),
+        ("A" * 85, "card_wrong_length"),
+        ("A" * 85 + "=", "card_bad_encoding"),
+    ],
+)
+def test_a_malformed_rotation_signature_is_400(api, raw, alice, value, code) -> None:
+    first = fresh_bundle("alice")
+    api.publish_card(alice.access_token, first.card.to_json())
+    before = cards_table()
+    second = first.rotate(created_at=int(time.time()))
+    body = {"card": second.card.to_json(), "rotation_signature": value}
+    assert_error(raw("POST", "/v1/cards", body, token=alice.access_token), 400, code)
+    assert cards_table() == before
 
 
 def test_rotation_without_an_active_card_is_409(api, raw, alice) -> None:
@@ -251,10 +297,14 @@ def test_revoke_lifecycle(api, raw, alice, bob) -> None:
     assert "superseded_by" not in entry
     assert api.find_cards(bob.access_token, ["alice"]) == []
     assert_error(raw("POST", path, token=alice.access_token), 409, "card_not_active")
-    # A rotation of a revoked card has nothing to rotate.
+    # A rotation of a revoked card has nothing to rotate, even signed.
     rotated = bundle.rotate(created_at=int(time.time()))
+    signed = {
+        "card": rotated.card.to_json(),
+        "rotation_signature": rotation_signature(bundle, rotated),
+    }
     assert_error(
-        raw("POST", "/v1/cards", {"card": rotated.card.to_json()}, token=alice.access_token),
+        raw("POST", "/v1/cards", signed, token=alice.access_token),
         409,
         "card_conflict",
     )
@@ -268,7 +318,7 @@ def test_revoke_lifecycle(api, raw, alice, bob) -> None:
 def test_revoking_a_superseded_card_is_409(api, raw, alice) -> None:
     first = fresh_bundle("alice")
     api.publish_card(alice.access_token, first.card.to_json())
-    api.publish_card(alice.access_token, first.rotate(created_at=int(time.time())).card.to_json())
+    publish_rotation(api, alice, first, first.rotate(created_at=int(time.time())))
     reply = raw("POST", f"/v1/cards/{first.card_id}/revoke", token=alice.access_token)
     assert_error(reply, 409, "card_not_active")
 
@@ -297,6 +347,10 @@ def test_every_card_route_needs_a_live_access_token(clock, raw, api, method, pat
 
 def _service() -> CardService:
     return CardService(DynamoCardStore(boto3.client("dynamodb"), CARDS_TABLE), clock=time.time)
+
+
+def _signed(previous: Any, new: Any) -> str:
+    return rotation_signature(previous, new)
 
 
 class Interleaved(DynamoCardStore):
@@ -337,10 +391,11 @@ def test_racing_rotations_one_winner_previous_superseded_once(stack) -> None:
     now = int(time.time())
     a, b = first.rotate(created_at=now), first.rotate(created_at=now)
     racer = CardService(
-        Interleaved(lambda: _service().publish("alice", b.card.to_json())), clock=time.time
+        Interleaved(lambda: _service().publish("alice", b.card.to_json(), _signed(first, b))),
+        clock=time.time,
     )
     with pytest.raises(CardConflict):
-        racer.publish("alice", a.card.to_json())
+        racer.publish("alice", a.card.to_json(), _signed(first, a))
     assert _service().find(["alice"])[0].card_id == b.card_id
     old = _service().get(first.card_id)
     assert (old.status.value, old.superseded_by) == ("superseded", b.card_id)
@@ -355,7 +410,7 @@ def test_revoke_racing_a_rotation_leaves_one_consistent_outcome(stack) -> None:
     class RevokeFirst(DynamoCardStore):
         def get(self, card_id: str):  # type: ignore[no-untyped-def]
             seen = super().get(card_id)
-            _service().publish("alice", second.card.to_json())
+            _service().publish("alice", second.card.to_json(), _signed(first, second))
             return seen
 
     racer = CardService(RevokeFirst(boto3.client("dynamodb"), CARDS_TABLE), clock=time.time)
@@ -369,8 +424,8 @@ def test_revoke_racing_a_rotation_leaves_one_consistent_outcome(stack) -> None:
 def test_thread_hammer_on_moto_exactly_one_active_card(stack, kind: str) -> None:
     with atomic_moto_dynamodb():
         now = int(time.time())
+        first = fresh_bundle("alice")
         if kind == "rotation":
-            first = fresh_bundle("alice")
             _service().publish("alice", first.card.to_json())
             candidates = [first.rotate(created_at=now) for _ in range(12)]
         else:
@@ -382,7 +437,8 @@ def test_thread_hammer_on_moto_exactly_one_active_card(stack, kind: str) -> None
             service = _service()
             start.wait()
             try:
-                service.publish("alice", bundle.card.to_json())
+                signature = _signed(first, bundle) if kind == "rotation" else None
+                service.publish("alice", bundle.card.to_json(), signature)
                 outcomes.append("won")
             except CardConflict:
                 outcomes.append("conflict")

@@ -19,6 +19,7 @@ from client_sim.device import Device
 from client_sim.errors import (
     DecryptionFailed,
     DeviceError,
+    IdentityChanged,
     InvalidInput,
     NoPrivateKey,
     NotLoggedIn,
@@ -213,7 +214,13 @@ def unregister_revokes_but_keeps_the_backup(make: MakeDevice, tag: str) -> None:
     again = make("alice-again")
     again.register(a, PASSWORD)
     assert again.decrypt(to_alice).plaintext == b"to the old card"
-    assert bob.find_users([a], refresh=True)[a].previous_card_id is None
+    # A new first card is an identity reset: bob, who knew the old card, is
+    # told (never switched silently) and accepts it explicitly.
+    with pytest.raises(IdentityChanged) as reset:
+        bob.find_users([a], refresh=True)
+    assert reset.value.new_card_id == again.whoami().card_id
+    assert bob.trust(a, reset.value.new_card_id).previous_card_id is None
+    assert bob.find_users([a])[a].card_id == reset.value.new_card_id
 
 
 def files_through_blob_storage(make: MakeDevice, tag: str, tmp: Path) -> None:

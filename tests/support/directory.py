@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.wire.b64 import b64url_encode
 from client_sim.api import ApiClient
 from client_sim.identity import KeyBundle
 from client_sim.passwords import PASSWORD_KDF_SIMULATION, PasswordKeys, derive_password_keys
@@ -38,6 +39,18 @@ def make_user(api: ApiClient, username: str, password: str = PASSWORD) -> User:
 def fresh_bundle(identity: str, *, created_at: int | None = None) -> KeyBundle:
     return KeyBundle.generate(
         identity, created_at=int(time.time()) if created_at is None else created_at
+    )
+
+
+def rotation_signature(previous: KeyBundle, new: KeyBundle) -> str:
+    """The base64url rotation signature ``previous``'s key makes for ``new``'s card."""
+    return b64url_encode(previous.sign_rotation(new.card))
+
+
+def publish_rotation(api: ApiClient, user: User, previous: KeyBundle, new: KeyBundle) -> Any:
+    """Publish ``new`` as the rotation of ``previous``, signed as devices sign it."""
+    return api.publish_card(
+        user.access_token, new.card.to_json(), rotation_signature(previous, new)
     )
 
 

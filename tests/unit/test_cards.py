@@ -352,3 +352,35 @@ def test_check_rotation() -> None:
     older = make_card(previous_card_id=first.card_id, created_at=first.created_at - 1)
     with pytest.raises(cards.CardRotationMismatch):
         cards.check_rotation(older, first)
+
+
+# --- rotation signatures and safety numbers -------------------------------------
+
+
+def test_sign_rotation_refuses_a_key_other_than_the_previous_cards() -> None:
+    from client_sim.identity import KeyBundle
+
+    old = KeyBundle.generate("alice", created_at=1_700_000_000)
+    new = old.rotate(created_at=1_700_000_100)
+    stranger = KeyBundle.generate("alice", created_at=1_700_000_000)
+    with pytest.raises(cards.BadRotationSignature):
+        cards.sign_rotation(old.card, new.card, stranger.sign)
+    signature = old.sign_rotation(new.card)
+    cards.verify_rotation(old.card, new.card, signature)
+    # The signature is for this pair only.
+    with pytest.raises(cards.BadRotationSignature):
+        cards.verify_rotation(old.card, old.rotate(created_at=1_700_000_100).card, signature)
+
+
+def test_safety_number_changes_with_either_card_and_needs_two_identities() -> None:
+    from chalicelib.wire.safety import safety_number
+
+    a, b, c = (cards.card_id_to_str(bytes([n]) * 32) for n in (1, 2, 3))
+    number = safety_number("alice", a, "bob", b)
+    assert safety_number("bob", b, "alice", a) == number
+    assert safety_number("alice", c, "bob", b) != number
+    assert safety_number("alice", a, "bob", c) != number
+    with pytest.raises(ValueError, match="two different"):
+        safety_number("alice", a, "alice", b)
+    with pytest.raises(ValueError, match="canonical"):
+        safety_number("Alice", a, "bob", b)

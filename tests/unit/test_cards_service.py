@@ -25,6 +25,7 @@ from chalicelib.services.cards import (
     card_preconditions,
     card_transition,
 )
+from chalicelib.wire.b64 import b64url_encode
 from client_sim.identity import KeyBundle
 from tests.support.fakes import FakeClock, MemoryCards
 
@@ -33,6 +34,11 @@ T0 = 1_800_000_000
 
 def bundle(identity: str = "alice", *, created_at: int = T0) -> KeyBundle:
     return KeyBundle.generate(identity, created_at=created_at)
+
+
+def signed(previous: KeyBundle, new: KeyBundle) -> str:
+    """``new``'s rotation signature by ``previous``'s key, as a device sends it."""
+    return b64url_encode(previous.sign_rotation(new.card))
 
 
 @pytest.fixture
@@ -82,7 +88,7 @@ def test_publish_first_then_rotate(service: CardService, store: MemoryCards) -> 
     record = service.publish("alice", first.card.to_json())
     assert (record.status, record.published_at) == (CardStatus.ACTIVE, T0)
     second = first.rotate(created_at=T0 + 1)
-    service.publish("alice", second.card.to_json())
+    service.publish("alice", second.card.to_json(), signed(first, second))
     assert store.active("alice").card_id == second.card_id  # type: ignore[union-attr]
     old = store.get(first.card_id)
     assert old is not None
@@ -126,9 +132,11 @@ def test_second_first_card_conflicts(service, store) -> None:
 def test_rotation_of_a_stale_card_conflicts(service, store) -> None:
     first = bundle()
     service.publish("alice", first.card.to_json())
-    service.publish("alice", first.rotate(created_at=T0).card.to_json())
+    second = first.rotate(created_at=T0)
+    service.publish("alice", second.card.to_json(), signed(first, second))
+    stale = first.rotate(created_at=T0)
     with pytest.raises(CardConflict):
-        service.publish("alice", first.rotate(created_at=T0).card.to_json())
+        service.publish("alice", stale.card.to_json(), signed(first, stale))
 
 
 def test_losing_the_race_after_the_read_is_a_conflict(service, store) -> None:
@@ -141,12 +149,12 @@ def test_losing_the_race_after_the_read_is_a_conflict(service, store) -> None:
     def active_then_competitor(identity: str):  # type: ignore[no-untyped-def]
         seen = real_active(identity)
         store.active = real_active  # type: ignore[method-assign]
-        service.publish("alice", theirs.card.to_json())
+        service.publish("alice", theirs.card.to_json(), signed(first, theirs))
         return seen
 
     store.active = active_then_competitor  # type: ignore[method-assign]
     with pytest.raises(CardConflict):
-        service.publish("alice", mine.card.to_json())
+        service.publish("alice", mine.card.to_json(), signed(first, mine))
     assert store.active("alice").card_id == theirs.card_id  # type: ignore[union-attr]
     assert mine.card_id not in store.cards
 

@@ -50,6 +50,7 @@ OBJECTS = [
     "api",
     "backup_sync",
     "blobs",
+    "card_cache",
     "directory",
     "files",
     "messages",
@@ -57,6 +58,7 @@ OBJECTS = [
     "store",
     "transfers",
     "transport",
+    "trust",
 ]
 
 

@@ -86,8 +86,37 @@ def test_state_validation(build, message: str) -> None:
 def test_encode_decode_round_trip() -> None:
     s = state(ALICE1, ALICE0, server="https://api.example", note="héllo")
     data = encode_keystore(s, KEY)
-    assert data.startswith(b"SBKSTORE\x01\x00")
+    assert data.startswith(b"SBKSTORE\x02\x00")
     assert decode_keystore(data, KEY) == s
+    pinned = s.with_pin("bob", ALICE0.card_id).with_pin("carol", ALICE1.card_id)
+    assert dict(decode_keystore(encode_keystore(pinned, KEY), KEY).pins) == dict(pinned.pins)
+
+
+def test_a_version_1_keystore_is_read_without_pins_and_rewritten_as_version_2(
+    tmp_path: Path,
+) -> None:
+    """Migration: files from before pins open, and the next save upgrades them."""
+    old = encode_keystore(state(ALICE1, ALICE0, server="x"), KEY, version=1)
+    assert old.startswith(b"SBKSTORE\x01\x00")
+    read = decode_keystore(old, KEY)
+    assert dict(read.pins) == {}
+    assert read.card_ids == (ALICE1.card_id, ALICE0.card_id)
+    store = Keystore(tmp_path, device_key=KEY)
+    store.save(read)
+    store.path.write_bytes(old)  # an old file on disk, as left by the previous release
+    migrated = store.load()
+    store.save(migrated.with_pin("bob", ALICE0.card_id))
+    assert store.path.read_bytes().startswith(b"SBKSTORE\x02\x00")
+    assert dict(store.load().pins) == {"bob": ALICE0.card_id}
+
+
+@pytest.mark.parametrize(
+    ("contact", "card_id"),
+    [("alice", "A" * 43), ("Bob", "A" * 43), ("bob", "not a card id"), ("-x", "A" * 43)],
+)
+def test_pins_name_other_canonical_identities_and_card_ids(contact: str, card_id: str) -> None:
+    with pytest.raises(ValueError, match="pin"):
+        state().with_pin(contact, card_id)
 
 
 def test_nonce_is_fresh_per_write() -> None:
@@ -145,10 +174,11 @@ def test_wrong_device_key() -> None:
 
 def test_unsupported_version_and_flags() -> None:
     data = bytearray(encode_keystore(state(), KEY))
-    data[8] = 2
-    with pytest.raises(KeystoreCorrupted, match="version"):
-        decode_keystore(bytes(data), KEY)
-    data[8], data[9] = 1, 1
+    for version in (0, 3):
+        data[8] = version
+        with pytest.raises(KeystoreCorrupted, match="version"):
+            decode_keystore(bytes(data), KEY)
+    data[8], data[9] = 2, 1
     with pytest.raises(KeystoreCorrupted, match="flags"):
         decode_keystore(bytes(data), KEY)
 
@@ -333,3 +363,40 @@ def test_destroy(tmp_path: Path) -> None:
     assert not store.directory.exists()
     with pytest.raises(KeystoreNotFound):
         store.load()
+
+
+# --- sealed side files (the card cache) --------------------------------------------
+
+
+def test_side_files_are_sealed_under_the_device_key(tmp_path: Path) -> None:
+    store = Keystore(tmp_path, device_key=KEY)
+    store.save(state())
+    magic, label = b"SBTESTSF", b"sealbox/v1/test-side"
+    assert store.read_sealed("x.sbs", magic, label, 1024) is None
+    store.write_sealed("x.sbs", magic, label, b"body")
+    path = store.directory / "x.sbs"
+    assert mode(path) == 0o600
+    assert b"body" not in path.read_bytes()
+    assert store.read_sealed("x.sbs", magic, label, 1024) == b"body"
+    with pytest.raises(KeystoreTampered):
+        store.read_sealed("x.sbs", magic, b"sealbox/v1/other", 1024)
+    other = Keystore(tmp_path, device_key=DeviceKey(seed("other")))
+    with pytest.raises(KeystoreTampered):
+        other.read_sealed("x.sbs", magic, label, 1024)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(KeystoreTampered):
+        store.read_sealed("x.sbs", magic, label, 1024)
+    with pytest.raises(KeystoreCorrupted):
+        store.read_sealed("x.sbs", b"SBOTHERS", label, 1024)
+    store.destroy()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "magic"), [("../x.sbs", b"SBTESTSF"), ("x.json", b"SBTESTSF"), ("x.sbs", b"SBKSTORE")]
+)
+def test_side_file_names_and_magics_are_checked(tmp_path: Path, name: str, magic: bytes) -> None:
+    with pytest.raises(ValueError, match="side file"):
+        Keystore(tmp_path, device_key=KEY).write_sealed(name, magic, b"l", b"")

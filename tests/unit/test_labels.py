@@ -67,9 +67,9 @@ def test_spec_files_exist_and_link_to_each_other() -> None:
         assert f"]({name})" in readme
     assert "](age.md)" in readme
     vector_files = re.findall(r"^\| `([a-z_0-9]+\.json)` \|", readme, flags=re.MULTILINE)
-    assert len(vector_files) == 6
-    for name in vector_files:
-        assert (ROOT / "tests" / "vectors" / "data" / "sealbox" / name).is_file(), name
+    # Every vector file is listed, and every listed file exists.
+    data = ROOT / "tests" / "vectors" / "data" / "sealbox"
+    assert sorted(vector_files) == sorted(path.name for path in data.glob("*.json"))
 
 
 def test_the_scan_sees_a_nested_literal() -> None:

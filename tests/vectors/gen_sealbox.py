@@ -688,9 +688,14 @@ def keystore_vectors() -> dict[str, Any]:
     key = DeviceKey(seed("device key"))
     other = DeviceKey(seed("another device key"))
     state = KeystoreState(
-        "alice", (ALICE1, ALICE), {"backup_version": "7", "server": "http://127.0.0.1:8000"}
+        "alice",
+        (ALICE1, ALICE),
+        {"backup_version": "7", "server": "http://127.0.0.1:8000"},
+        {"bob": BOB.card_id, "carol": CAROL.card_id},
     )
     data = encode_keystore(state, key, rand=counter_rand("keystore"))
+    unpinned = KeystoreState("alice", state.bundles, state.settings)
+    version1 = encode_keystore(unpinned, key, rand=counter_rand("keystore-v1"), version=1)
     vectors: list[Vector] = []
 
     def add(
@@ -707,6 +712,7 @@ def keystore_vectors() -> dict[str, Any]:
                 "identity": state.identity,
                 "card_ids": list(state.card_ids),
                 "settings": dict(state.settings),
+                "pins": dict(state.pins),
             }
         else:
             v |= {"result": "invalid", "error": error}
@@ -727,12 +733,33 @@ def keystore_vectors() -> dict[str, Any]:
             "identity": "bob",
             "card_ids": [],
             "settings": {},
+            "pins": {},
         }
     )
-    add("current bundle, one previous bundle, two settings", data)
+    add("current bundle, one previous bundle, two settings, two pins", data)
+    vectors.append(
+        {
+            "comment": "version 1 (before pins): read as a keystore without pins",
+            "device_key": key._key.hex(),
+            "keystore": version1.hex(),
+            "result": "valid",
+            "identity": "alice",
+            "card_ids": list(state.card_ids),
+            "settings": dict(state.settings),
+            "pins": {},
+        }
+    )
     add("wrong device key", data, error="KeystoreTampered", device_key=other)
     add("magic changed", flip(0), error="KeystoreCorrupted")
-    add("version 2", data[:8] + b"\x02" + data[9:], error="KeystoreCorrupted")
+    add("version 3", data[:8] + b"\x03" + data[9:], error="KeystoreCorrupted")
+    add("version 0", data[:8] + b"\x00" + data[9:], error="KeystoreCorrupted")
+    # The version is in the authenticated header: a v2 file relabelled v1
+    # (to drop its pins) fails authentication.
+    add(
+        "version 2 file relabelled version 1",
+        data[:8] + b"\x01" + data[9:],
+        error="KeystoreTampered",
+    )
     add("reserved flag set", data[:9] + b"\x01" + data[10:], error="KeystoreCorrupted")
     add("nonce bit flipped", flip(20), error="KeystoreTampered")
     add("ciphertext bit flipped", flip(100), error="KeystoreTampered")
@@ -857,12 +884,20 @@ def backup_vectors() -> dict[str, Any]:
     return document("Sealbox key backup blobs under a 32-byte backup key.", vectors)
 
 
+def rotation_vectors() -> dict[str, Any]:
+    # Its own module (it imports this one for the fixed keys).
+    from tests.vectors.gen_sealbox_rotations import rotation_vectors as build
+
+    return build()
+
+
 FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "identity.json": identity_vectors,
     "cards.json": card_vectors,
     "sealed.json": sealed_vectors,
     "keystore.json": keystore_vectors,
     "backup.json": backup_vectors,
+    "rotations.json": rotation_vectors,
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.wire import cards
+from chalicelib.wire import cards, safety
 from client_sim import backup, keystore, sealed
 from client_sim.identity import InvalidKeyBundle, KeyBundle
 from tests.conftest import VECTORS
@@ -163,6 +163,7 @@ def test_keystore_vectors(vector: dict[str, Any]) -> None:
     assert state.identity == vector["identity"]
     assert list(state.card_ids) == vector["card_ids"]
     assert dict(state.settings) == vector["settings"]
+    assert dict(state.pins) == vector["pins"]
 
 
 # --- backup -----------------------------------------------------------------------------------
@@ -200,3 +201,46 @@ def test_backup_vectors(vector: dict[str, Any]) -> None:
 def test_data_directory_holds_only_known_files() -> None:
     known = set(gen_sealbox.FILES) | {"age_pq_c2sp_example.json"}
     assert {p.name for p in Path(DATA).iterdir()} == known
+
+
+# --- rotations and safety numbers ---------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", cases("rotations.json"))
+def test_rotation_vectors(vector: dict[str, Any]) -> None:
+    previous = cards.card_from_json(vector["previous"])
+    new = cards.card_from_json(vector["new"])
+    raw = vector["rotation_signature"]
+    if vector["result"] == "valid":
+        signature = cards.rotation_signature_from_json(raw)
+        cards.verify_rotation(previous, new, signature)
+        assert cards.rotation_message(previous, new).hex() == vector["message"]
+        return
+
+    def verify() -> None:
+        signature = None if raw is None else cards.rotation_signature_from_json(raw)
+        cards.verify_rotation(previous, new, signature)
+
+    with pytest.raises(cards.InvalidCard) as refused:
+        verify()
+    assert refused.value.code == vector["code"]
+
+
+def test_rotation_vectors_are_mostly_failures() -> None:
+    results = [t["result"] for t in load("rotations.json")["tests"]]
+    assert results.count("invalid") > 3 * results.count("valid")
+
+
+@pytest.mark.parametrize(
+    "vector", [pytest.param(v, id=v["comment"]) for v in load("rotations.json")["safety_numbers"]]
+)
+def test_safety_number_vectors(vector: dict[str, Any]) -> None:
+    a = (vector["identity_a"], vector["card_id_a"])
+    b = (vector["identity_b"], vector["card_id_b"])
+    number = safety.safety_number(*a, *b)
+    assert number == vector["safety_number"]
+    # Both people compute the same number, whoever is "a".
+    assert safety.safety_number(*b, *a) == number
+    groups = number.split(" ")
+    assert len(groups) == 6
+    assert all(len(g) == 5 and g.isdigit() for g in groups)
