@@ -34,6 +34,7 @@ __all__ = [
     "LEGACY_CARD_CACHE_FILE",
     "CachedCard",
     "CardCache",
+    "status_time",
 ]
 
 CARD_CACHE_FILE: Final = "cards.sbs"
@@ -51,13 +52,16 @@ class CachedCard:
     """A verified card as the directory last described it.
 
     ``rotation_signature`` is the previous card key's signature the
-    directory published the card with (None for a first card).
+    directory published the card with (None for a first card);
+    ``status_changed_at`` is when the card stopped being active (the
+    directory's clock, seconds), None while it is active.
     """
 
     card: Card
     status: str
     fetched_at: float
     rotation_signature: bytes | None = None
+    status_changed_at: int | None = None
 
 
 class CardCache:
@@ -130,6 +134,8 @@ def _item(cached: CachedCard, lookup: bool) -> dict[str, Any]:
     }
     if cached.rotation_signature is not None:
         item["rotation_signature"] = b64url_encode(cached.rotation_signature)
+    if cached.status_changed_at is not None:
+        item["status_changed_at"] = cached.status_changed_at
     return item
 
 
@@ -144,4 +150,19 @@ def _entry(item: Any) -> CachedCard:
         raise ValueError("bad fetched_at")
     raw = item.get("rotation_signature")
     signature = None if raw is None else rotation_signature_from_json(raw)
-    return CachedCard(card, status, float(fetched_at), signature)
+    return CachedCard(
+        card, status, float(fetched_at), signature, status_time(item.get("status_changed_at"))
+    )
+
+
+def status_time(value: object) -> int | None:
+    """A card's ``status_changed_at`` as the directory sends it, checked.
+
+    Raises:
+        ValueError: not None and not a non-negative integer of at most 2**53.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 53:
+        raise ValueError("bad status_changed_at")
+    return value

@@ -246,19 +246,28 @@ def find(options: _Options, identities: tuple[str, ...], refresh: bool, accept: 
         click.echo(f"{identity}\t{card.card_id}")
 
 
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _echo_verified(verified: Sender) -> None:
     """The verified sender, then what it signed: when, for whom, for what.
 
     Every value printed comes from the verified signature and is printable
     ASCII by the format's rules (identities, a context without spaces).
     """
-    note = " (its card has been revoked)" if verified.revoked else ""
+    note = ""
+    if verified.card_status != "active":
+        # Sealed while the card was current (the SDK refuses anything
+        # sealed after), but the card has since been retired.
+        when = verified.status_changed_at
+        since = "" if when is None else f" {_utc(when * 1000)}"
+        note = f" (card {verified.card_id}, {verified.card_status}{since})"
     click.echo(f"verified sender: {verified.identity}{note}")
     if verified.sealed_at_ms is None:
         click.echo("sealed: legacy format, no signed time, readers or context")
         return
-    when = datetime.fromtimestamp(verified.sealed_at_ms / 1000, tz=UTC)
-    click.echo(f"sealed at: {when.strftime('%Y-%m-%dT%H:%M:%SZ')} (sender's clock)")
+    click.echo(f"sealed at: {_utc(verified.sealed_at_ms)} (sender's clock)")
     click.echo(f"readers: {', '.join(verified.recipients or ())}")
     if verified.context:
         click.echo(f"context: {verified.context}")

@@ -23,7 +23,13 @@ from typing import Any, Final
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.cards import Card, InvalidCard, card_from_json, rotation_signature_from_json
 from client_sim.api import ApiClient
-from client_sim.card_cache import CARD_CACHE_FILE, CARD_STATUSES, CachedCard, CardCache
+from client_sim.card_cache import (
+    CARD_CACHE_FILE,
+    CARD_STATUSES,
+    CachedCard,
+    CardCache,
+    status_time,
+)
 from client_sim.errors import (
     AlreadyRegistered,
     CardVerificationFailed,
@@ -190,6 +196,18 @@ class CardDirectory:
         cached = self._by_id.get(card_id)
         return cached is not None and cached.status == "revoked"
 
+    def status_of(self, card_id: str) -> tuple[str, int | None] | None:
+        """A card's status and when it stopped being active (None while active),
+        as the directory last said; asked again when that is stale for an
+        active card.  None if the directory doesn't know the card.
+
+        Raises:
+            CardVerificationFailed, ServerError, ConnectionFailed: as
+                :meth:`card_by_id`.
+        """
+        entry = self._entry_by_id(card_id)
+        return None if entry is None else (entry.status, entry.status_changed_at)
+
     def own_active(self, identity: str) -> Card | None:
         """``identity``'s active card straight from the directory (never cached)."""
         for entry in self._find_cards([identity]):
@@ -316,11 +334,12 @@ class CardDirectory:
             entry_status = entry["status"]
             raw = entry.get("rotation_signature")
             signature = None if raw is None else rotation_signature_from_json(raw)
-        except (InvalidCard, KeyError, TypeError, AttributeError) as exc:
+            changed_at = status_time(entry.get("status_changed_at"))
+        except (InvalidCard, KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CardVerificationFailed("the server returned a card that does not verify") from exc
         if entry_status not in CARD_STATUSES or (status is not None and entry_status != status):
             raise CardVerificationFailed("the server returned a card in an unexpected state")
-        return CachedCard(card, entry_status, self._clock(), signature)
+        return CachedCard(card, entry_status, self._clock(), signature, changed_at)
 
     def _fresh(self, cached: CachedCard) -> bool:
         # A fetched_at in the future (a clock that went back, or a planted

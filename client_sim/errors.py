@@ -43,6 +43,7 @@ __all__ = [
     "LocalStorageError",
     "NoPrivateKey",
     "NotLoggedIn",
+    "RetiredKeyUsed",
     "SenderMismatch",
     "ServerError",
     "SourceChanged",
@@ -185,6 +186,23 @@ class ContextMismatch(DecryptionFailed):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RetiredKeyUsed(DecryptionFailed):
+    """The data is validly signed, but with a card that was retired (superseded
+    or revoked) before the signed time of sealing: someone still holding an
+    old key.  ``card_id``, ``card_status``, ``status_changed_at`` (the
+    directory's clock, seconds) and ``sealed_at_ms`` say which and when.
+    Nothing unverified was released."""
+
+    def __init__(
+        self, card_id: str, card_status: str, status_changed_at: int, sealed_at_ms: int
+    ) -> None:
+        super().__init__(f"signed with a {card_status} card after it was retired")
+        self.card_id = card_id
+        self.card_status = card_status
+        self.status_changed_at = status_changed_at
+        self.sealed_at_ms = sealed_at_ms
 
 
 class BlobUnavailable(DeviceError):

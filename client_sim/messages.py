@@ -26,7 +26,13 @@ from chalicelib.wire.cards import Card
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
 from client_sim import sealed
 from client_sim.directory import CardDirectory
-from client_sim.errors import ContextMismatch, DecryptionFailed, InvalidInput, SenderMismatch
+from client_sim.errors import (
+    ContextMismatch,
+    DecryptionFailed,
+    InvalidInput,
+    RetiredKeyUsed,
+    SenderMismatch,
+)
 from client_sim.identity import KeyBundle
 from client_sim.sealed import (
     MAX_RECIPIENTS,
@@ -49,8 +55,13 @@ class Sender:
     """Who signed decrypted data, and what they signed with it.
 
     ``identity`` is the identity named in the sender's self-signed card (the
-    name to show).  ``revoked`` is True when the directory reported that card
-    revoked: the data verifies, but its author has since disowned the key.
+    name to show).  ``card_status`` is what the directory says of that card
+    now: ``active``, ``superseded`` (its owner rotated) or ``revoked`` (its
+    owner disowned the key), with ``status_changed_at`` (the directory's
+    clock, seconds) for the last two; ``revoked`` is the same as
+    ``card_status == "revoked"``.  Data sealed with a card after it stopped
+    being active is refused (:data:`RETIRED_KEY_SKEW`), so what verifies
+    under a retired card was sealed while it was current.
     ``sealed_at_ms`` (the sender's clock, ms since the epoch), ``context``
     and ``recipients`` (the identities the sender addressed, itself
     included) are signed by the sender; all three are None for data in the
@@ -63,6 +74,8 @@ class Sender:
     sealed_at_ms: int | None = None
     context: str | None = None
     recipients: tuple[str, ...] | None = None
+    card_status: str = "active"
+    status_changed_at: int | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -85,6 +98,12 @@ def canonical_identity(name: object) -> str:
         return normalize_identity(name)
     except InvalidIdentity as exc:
         raise InvalidInput(str(exc)) from exc
+
+
+#: How far a sender's clock may run ahead of the directory's when a card is
+#: retired: data sealed with a superseded or revoked card more than this
+#: after the directory retired it is refused as :class:`RetiredKeyUsed`.
+RETIRED_KEY_SKEW = 600
 
 
 def app_context(value: object) -> bytes:
@@ -116,19 +135,14 @@ def expect_context(context: bytes) -> HeaderCheck:
     return check
 
 
-def _with_context(context: str | None, check: HeaderCheck | None) -> HeaderCheck | None:
-    if context is None:
-        return check
-    expected = expect_context(app_context(context))
-    if check is None:
-        return expected
-    extra = check
+def _all_of(*checks: HeaderCheck | None) -> HeaderCheck:
+    chosen = [check for check in checks if check is not None]
 
-    def both(header: SealedHeader) -> None:
-        expected(header)
-        extra(header)
+    def every(header: SealedHeader) -> None:
+        for check in chosen:
+            check(header)
 
-    return both
+    return every
 
 
 class Messages:
@@ -195,13 +209,14 @@ class Messages:
         ``context`` is an app's expected context; ``check`` sees the parsed
         header before anything is released.  See :meth:`open_stream`.
         """
-        check = _with_context(context, check)
+        statuses: dict[str, tuple[str, int | None]] = {}
+        check = self._checks(bundles, context, check, statuses)
         resolver = self._resolver(bundles, expected)
         try:
             opened = open_sealed_bytes(data, bundles, [], resolve_sender=resolver, check=check)
         except SealedError as exc:
             raise _decryption_failed(exc) from exc
-        return Decrypted(plaintext=opened.plaintext, sender=self._sender(opened.sender))
+        return Decrypted(plaintext=opened.plaintext, sender=self._sender(opened.sender, statuses))
 
     def open_stream(
         self,
@@ -228,7 +243,8 @@ class Messages:
                 ``check``.
             InvalidInput: ``context`` is not a valid context.
         """
-        check = _with_context(context, check)
+        statuses: dict[str, tuple[str, int | None]] = {}
+        check = self._checks(bundles, context, check, statuses)
         resolver = self._resolver(bundles, expected)
         options: dict[str, Any] = {"resolve_sender": resolver, "check": check}
         try:
@@ -238,7 +254,7 @@ class Messages:
                 verified = open_sealed(src, dst, bundles, [], **options)
         except SealedError as exc:
             raise _decryption_failed(exc) from exc
-        return self._sender(verified)
+        return self._sender(verified, statuses)
 
     def card(self, card_id: str) -> Card | None:
         """A verified card by id, whatever its status; None if the directory has none."""
@@ -260,18 +276,56 @@ class Messages:
 
         return resolve
 
-    def _sender(self, verified: VerifiedSender) -> Sender:
+    def _checks(
+        self,
+        bundles: Sequence[KeyBundle],
+        context: str | None,
+        check: HeaderCheck | None,
+        statuses: dict[str, tuple[str, int | None]],
+    ) -> HeaderCheck:
+        """Every check of a header before plaintext is released: the app's
+        context, the caller's own check, and the sender card's status."""
+        expected = None if context is None else expect_context(app_context(context))
+        current = bundles[0].card_id if bundles else None
+
+        def retired(header: SealedHeader) -> None:
+            card_id = header.sender.card_id
+            if card_id == current:
+                status: tuple[str, int | None] = ("active", None)
+            else:
+                # Cached: a retired card's status never changes back, and an
+                # active one is asked again at most every cache lifetime.
+                status = self._directory.status_of(card_id) or ("active", None)
+            statuses[card_id] = status
+            state, changed_at = status
+            sealed_at = header.sealed_at_ms
+            if state == "active" or changed_at is None or sealed_at is None:
+                return
+            if sealed_at > (changed_at + RETIRED_KEY_SKEW) * 1000:
+                # Whoever holds a retired key (a thief, a lost phone) can't
+                # pass new data off as sent while it was current -- unless
+                # they backdate it, which the signed time can't rule out.
+                raise RetiredKeyUsed(card_id, state, changed_at, sealed_at)
+
+        return _all_of(expected, check, retired)
+
+    def _sender(
+        self, verified: VerifiedSender, statuses: dict[str, tuple[str, int | None]]
+    ) -> Sender:
         card = verified.card
         header = verified.header
         names = tuple(sorted({name for _, name in header.recipients if name is not None}))
+        state, changed_at = statuses.get(card.card_id, ("active", None))
         return Sender(
             identity=card.identity,
             card_id=card.card_id,
-            revoked=self._directory.is_revoked(card.card_id),
+            revoked=state == "revoked",
             sealed_at_ms=header.sealed_at_ms,
             # Printable ASCII by the format's rules, so safe to show.
             context=None if header.context is None else header.context.decode("ascii"),
             recipients=names if header.bound else None,
+            card_status=state,
+            status_changed_at=changed_at,
         )
 
 
