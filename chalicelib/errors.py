@@ -37,6 +37,15 @@ class InvalidRequest(SealboxError):
     default_message = "The request is malformed."
 
 
+class InvalidEncoding(InvalidRequest):
+    """The body is not UTF-8 (another encoding, a byte-order mark, a lone
+    surrogate): the contract has one encoding, so no two parsers can read
+    one request differently."""
+
+    code = "invalid_encoding"
+    default_message = "The body must be UTF-8 JSON without a byte-order mark."
+
+
 class InvalidUsername(InvalidRequest):
     code = "invalid_username"
     default_message = (

@@ -22,6 +22,7 @@ from typing import Any
 from chalice.app import Blueprint, Request, Response
 
 from chalicelib.errors import (
+    InvalidEncoding,
     InvalidRequest,
     PayloadTooLarge,
     SealboxError,
@@ -29,7 +30,7 @@ from chalicelib.errors import (
     UnsupportedMediaType,
 )
 from chalicelib.logs import log_event, log_exception
-from chalicelib.wire.strictjson import StrictJSONError, loads_strict
+from chalicelib.wire.strictjson import NotUTF8, StrictJSONError, loads_strict
 
 # Bearer credentials are bounded before any parsing.  Access JWTs are ~600
 # bytes; refresh tokens are 47.
@@ -106,7 +107,9 @@ class ApiRequest:
 
         Raises:
             PayloadTooLarge: the body exceeds the route's limit.
-            InvalidRequest: not UTF-8 JSON, not an object, a required field
+            InvalidEncoding: the body is not UTF-8 (another encoding, a
+                byte-order mark, an encoded or escaped lone surrogate).
+            InvalidRequest: not JSON, not an object, a required field
                 missing, a field that is not part of the contract, or a
                 ``null`` where the contract has none.
         """
@@ -119,6 +122,8 @@ class ApiRequest:
             # Strict: a repeated key would let two parsers read different
             # values from one body; NaN/Infinity are not JSON.
             body = loads_strict(raw, integral_floats=True)
+        except NotUTF8 as exc:
+            raise InvalidEncoding() from exc
         except StrictJSONError as exc:
             raise InvalidRequest("The body must be a JSON object.") from exc
         if not isinstance(body, dict):
