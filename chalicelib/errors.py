@@ -87,6 +87,17 @@ class NotFound(SealboxError):
     default_message = "Not found."
 
 
+class MethodNotAllowed(SealboxError):
+    """The path exists, the method doesn't; ``Allow`` lists the declared ones."""
+
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This method is not allowed on this resource."
+
+    def __init__(self, allow: list[str]) -> None:
+        super().__init__(headers={"Allow": ", ".join(allow)})
+
+
 class Conflict(SealboxError):
     status = 409
     code = "conflict"
