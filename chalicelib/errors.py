@@ -49,7 +49,8 @@ class InvalidEncoding(InvalidRequest):
 class InvalidUsername(InvalidRequest):
     code = "invalid_username"
     default_message = (
-        "Usernames are 3-64 characters of a-z, 0-9, '.', '_' or '-' after NFKC normalisation."
+        "Usernames are 3-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending "
+        "with a letter or digit, after NFKC normalisation."
     )
 
 
@@ -162,7 +163,8 @@ class InternalError(SealboxError):
 class InvalidIdentity(InvalidRequest):
     code = "invalid_identity"
     default_message = (
-        "Identities are 3-64 characters of a-z, 0-9, '.', '_' or '-' after NFKC normalisation."
+        "Identities are 3-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending "
+        "with a letter or digit, after NFKC normalisation."
     )
 
 
@@ -255,7 +257,8 @@ class InvalidBlobSize(InvalidRequest):
 class InvalidRecipient(InvalidRequest):
     code = "invalid_recipient"
     default_message = (
-        "recipients must be a list of identities: 3-64 characters of a-z, 0-9, '.', '_' or '-'."
+        "recipients must be a list of identities: 3-64 characters of a-z, 0-9, '.', '_' or "
+        "'-', starting and ending with a letter or digit."
     )
 
 

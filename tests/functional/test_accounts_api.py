@@ -65,6 +65,8 @@ def test_duplicate_registration_is_409_and_changes_nothing(raw) -> None:
     [
         ({"username": "al", "login_key": KEY}, 400, "invalid_username"),
         ({"username": "../etc", "login_key": KEY}, 400, "invalid_username"),
+        ({"username": "-rf", "login_key": KEY}, 400, "invalid_username"),
+        ({"username": ".hidden", "login_key": KEY}, 400, "invalid_username"),
         ({"username": "alıce", "login_key": KEY}, 400, "invalid_username"),
         ({"username": 7, "login_key": KEY}, 400, "invalid_username"),
         ({"username": "alice", "login_key": "short"}, 400, "invalid_login_key"),

@@ -21,6 +21,8 @@ def _json_body_routes() -> list[tuple[str, str]]:
     out = []
     for path, methods in sorted(app.routes.items()):
         for method, entry in sorted(methods.items()):
+            if getattr(entry.view_function, "sealbox_method_not_allowed", False):
+                continue
             if method in ("POST", "PUT") and entry.view_name not in {
                 "put_blob_content",  # application/octet-stream
                 "commit_blob",
@@ -65,3 +67,15 @@ def test_every_json_route_refuses_a_body_that_is_not_utf8(api, transport, raw) -
         reply = raw(method, concrete, b'{"x": "\\udfff"}', token=token)
         assert_error(reply, 400, "invalid_encoding")
     assert {t: _scan(t) for t in before} == before
+
+
+@pytest.mark.parametrize("name", ["-rf", "--help", ".hidden", "alice-", "bob."])
+def test_an_identity_that_looks_like_a_command_line_option_was_registered(raw, name: str) -> None:
+    """Identities were any 3-64 of ``[a-z0-9._-]``, so ``-rf`` or ``.hidden``
+    could be registered, and a contact named ``--help`` reached command lines
+    (``sealbox device find --help``) and file names as an option or a hidden
+    file.  They now start and end with ``[a-z0-9]``, on both sides."""
+    assert_error(
+        raw("POST", "/v1/users", {"username": name, "login_key": KEY}), 400, "invalid_username"
+    )
+    assert _scan("users") == []
