@@ -219,6 +219,14 @@ class InvalidBackup(InvalidRequest):
     default_message = "ciphertext must be a Sealbox key backup, unpadded base64url."
 
 
+class InvalidBackupKdf(InvalidBackup):
+    code = "invalid_backup_kdf"
+    default_message = (
+        "The backup's key derivation parameters are outside what devices accept "
+        "(memory 8 KiB-256 MiB and at least 8 KiB per lane, 1-10 iterations, 1-8 lanes)."
+    )
+
+
 class VersionConflict(Conflict):
     code = "version_conflict"
     default_message = "The stored version is not the one this request expects."
