@@ -48,6 +48,8 @@ def _utf8_text(text: str | bytes) -> str:
             # Strict codec: no surrogatepass, no BOM sniffing, no guessing.
             decoded = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
+            # Raised below, outside this block: the decode error keeps the
+            # whole input in ``.object``, and the input may be a secret.
             decoded = None
         if decoded is None:
             raise NotUTF8("not UTF-8")

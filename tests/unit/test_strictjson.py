@@ -72,8 +72,11 @@ VALID = '{"username": "alice", "login_key": "k\u00e9y"}'
     ],
 )
 def test_documents_that_are_not_utf8_are_refused_as_such(raw: bytes | str) -> None:
-    with pytest.raises(NotUTF8):
+    with pytest.raises(NotUTF8) as info:
         loads_strict(raw)
+    # No chained decode error: it would hold the whole input.
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
 
 
 def test_not_utf8_is_a_strict_json_error() -> None:
