@@ -17,7 +17,7 @@ from chalice.app import Chalice, Request, Response, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.blob_events import handle_blob_events
-from chalicelib.http import normalize_chalice_error
+from chalicelib.http import answer_undeclared_methods, declared_methods, normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
 from chalicelib.routes import accounts, backups, blobs, cards, meta, tokens
@@ -34,12 +34,17 @@ app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)
 app.register_blueprint(blobs.api.blueprint)
+# Last: every path answers every method, so API Gateway forwards an
+# undeclared one to us (405 + Allow) instead of answering it itself.
+answer_undeclared_methods(app)
 
 
 @app.middleware("http")
 def sealbox_error_shape(event: Request, get_response: Callable[[Request], Response]) -> Any:
     """Give errors that Chalice produces itself (405, 415, ...) our JSON shape."""
-    return normalize_chalice_error(get_response(event))
+    entries = app.routes.get(str((event.context or {}).get("resourcePath", "")))
+    allow = declared_methods(entries) if entries else None
+    return normalize_chalice_error(get_response(event), allow)
 
 
 @app.lambda_function(name="rotate_app_key")

@@ -37,10 +37,20 @@ class InvalidRequest(SealboxError):
     default_message = "The request is malformed."
 
 
+class InvalidEncoding(InvalidRequest):
+    """The body is not UTF-8 (another encoding, a byte-order mark, a lone
+    surrogate): the contract has one encoding, so no two parsers can read
+    one request differently."""
+
+    code = "invalid_encoding"
+    default_message = "The body must be UTF-8 JSON without a byte-order mark."
+
+
 class InvalidUsername(InvalidRequest):
     code = "invalid_username"
     default_message = (
-        "Usernames are 3-64 characters of a-z, 0-9, '.', '_' or '-' after NFKC normalisation."
+        "Usernames are 3-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending "
+        "with a letter or digit, after NFKC normalisation."
     )
 
 
@@ -76,6 +86,17 @@ class NotFound(SealboxError):
     status = 404
     code = "not_found"
     default_message = "Not found."
+
+
+class MethodNotAllowed(SealboxError):
+    """The path exists, the method doesn't; ``Allow`` lists the declared ones."""
+
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This method is not allowed on this resource."
+
+    def __init__(self, allow: list[str]) -> None:
+        super().__init__(headers={"Allow": ", ".join(allow)})
 
 
 class Conflict(SealboxError):
@@ -142,7 +163,8 @@ class InternalError(SealboxError):
 class InvalidIdentity(InvalidRequest):
     code = "invalid_identity"
     default_message = (
-        "Identities are 3-64 characters of a-z, 0-9, '.', '_' or '-' after NFKC normalisation."
+        "Identities are 3-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending "
+        "with a letter or digit, after NFKC normalisation."
     )
 
 
@@ -197,6 +219,14 @@ class InvalidBackup(InvalidRequest):
     default_message = "ciphertext must be a Sealbox key backup, unpadded base64url."
 
 
+class InvalidBackupKdf(InvalidBackup):
+    code = "invalid_backup_kdf"
+    default_message = (
+        "The backup's key derivation parameters are outside what devices accept "
+        "(memory 8 KiB-256 MiB and at least 8 KiB per lane, 1-10 iterations, 1-8 lanes)."
+    )
+
+
 class VersionConflict(Conflict):
     code = "version_conflict"
     default_message = "The stored version is not the one this request expects."
@@ -235,7 +265,8 @@ class InvalidBlobSize(InvalidRequest):
 class InvalidRecipient(InvalidRequest):
     code = "invalid_recipient"
     default_message = (
-        "recipients must be a list of identities: 3-64 characters of a-z, 0-9, '.', '_' or '-'."
+        "recipients must be a list of identities: 3-64 characters of a-z, 0-9, '.', '_' or "
+        "'-', starting and ending with a letter or digit."
     )
 
 

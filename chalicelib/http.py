@@ -19,17 +19,19 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalice.app import Blueprint, Request, Response
+from chalice.app import Blueprint, Chalice, Request, Response, RouteEntry
 
 from chalicelib.errors import (
+    InvalidEncoding,
     InvalidRequest,
+    MethodNotAllowed,
     PayloadTooLarge,
     SealboxError,
     Unauthorized,
     UnsupportedMediaType,
 )
 from chalicelib.logs import log_event, log_exception
-from chalicelib.wire.strictjson import StrictJSONError, loads_strict
+from chalicelib.wire.strictjson import NotUTF8, StrictJSONError, loads_strict
 
 # Bearer credentials are bounded before any parsing.  Access JWTs are ~600
 # bytes; refresh tokens are 47.
@@ -106,7 +108,9 @@ class ApiRequest:
 
         Raises:
             PayloadTooLarge: the body exceeds the route's limit.
-            InvalidRequest: not UTF-8 JSON, not an object, a required field
+            InvalidEncoding: the body is not UTF-8 (another encoding, a
+                byte-order mark, an encoded or escaped lone surrogate).
+            InvalidRequest: not JSON, not an object, a required field
                 missing, a field that is not part of the contract, or a
                 ``null`` where the contract has none.
         """
@@ -119,6 +123,8 @@ class ApiRequest:
             # Strict: a repeated key would let two parsers read different
             # values from one body; NaN/Infinity are not JSON.
             body = loads_strict(raw, integral_floats=True)
+        except NotUTF8 as exc:
+            raise InvalidEncoding() from exc
         except StrictJSONError as exc:
             raise InvalidRequest("The body must be a JSON object.") from exc
         if not isinstance(body, dict):
@@ -292,6 +298,62 @@ def _check_content_type(request: Request, accepted: frozenset[str]) -> None:
         raise UnsupportedMediaType(f"Request bodies must be {' or '.join(sorted(accepted))}.")
 
 
+#: The methods API Gateway routes (Chalice's list).  Every path answers each
+#: of them: the ones a path doesn't declare with 405 (answer_undeclared_methods).
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def declared_methods(entries: Mapping[str, RouteEntry]) -> list[str]:
+    """The methods a path really serves (not its 405 answers), sorted."""
+    return sorted(
+        method
+        for method, entry in entries.items()
+        if not getattr(entry.view_function, "sealbox_method_not_allowed", False)
+    )
+
+
+def answer_undeclared_methods(app: Chalice) -> None:
+    """Give every path a 405 view for each method of :data:`HTTP_METHODS` it
+    doesn't declare, answering ``method_not_allowed`` with ``Allow``.
+
+    Why a view rather than Chalice's own 405: API Gateway only forwards a
+    method the resource has, and answers any other with its 403
+    ``MISSING_AUTHENTICATION_TOKEN`` before the function runs.  Declaring
+    every method makes the deployed API answer exactly like ``chalice local``
+    and ``chalice.test.Client`` (which crashes on an ``OPTIONS`` nobody
+    declared, chalice #2083).  Call it once, after the blueprints are
+    registered; the views need no credential (they reveal only ``Allow``,
+    which the OpenAPI document publishes anyway).
+    """
+    for number, (path, entries) in enumerate(sorted(app.routes.items())):
+        allow = declared_methods(entries)
+        missing = [method for method in HTTP_METHODS if method not in entries]
+        if missing:
+            view = _method_not_allowed_view(app, path, allow)
+            name = f"{view.__name__}_{number}"
+            app.route(path, methods=missing, content_types=["*/*"], name=name)(view)
+
+
+def _method_not_allowed_view(app: Chalice, path: str, allow: list[str]) -> Callable[..., Response]:
+    def method_not_allowed(**_path_params: str) -> Response:
+        response = error_response(MethodNotAllowed(allow))
+        log_event(
+            "request",
+            method=app.current_request.method if app.current_request else None,
+            route=path,
+            status=response.status_code,
+            code=MethodNotAllowed.code,
+            identity=None,
+            duration_ms=0.0,
+            request_id=None,
+        )
+        return response
+
+    method_not_allowed.sealbox_auth = Auth.NONE  # type: ignore[attr-defined]
+    method_not_allowed.sealbox_method_not_allowed = True  # type: ignore[attr-defined]
+    return method_not_allowed
+
+
 def render(result: ApiResponse) -> Response:
     headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **result.headers}
     if result.body is None:
@@ -352,8 +414,12 @@ _CHALICE_MESSAGES = {
 }
 
 
-def normalize_chalice_error(response: Response) -> Response:
-    """Rewrite a Chalice-generated error body into the Sealbox error shape."""
+def normalize_chalice_error(response: Response, allow: list[str] | None = None) -> Response:
+    """Rewrite a Chalice-generated error body into the Sealbox error shape.
+
+    ``allow`` (the path's :func:`declared_methods`) replaces the ``Allow`` of
+    Chalice's own 405, which would also list the 405 views.
+    """
     body = response.body
     if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
         return response
@@ -361,6 +427,9 @@ def normalize_chalice_error(response: Response) -> Response:
     message = _CHALICE_MESSAGES.get(code, "The request could not be processed.")
     headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **(response.headers or {})}
     headers["Content-Type"] = "application/json"
+    if response.status_code == 405 and allow is not None:
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["Allow"] = ", ".join(allow)
     return Response(
         body=_dumps({"error": {"code": code, "message": message}}),
         status_code=response.status_code,

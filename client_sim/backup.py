@@ -33,13 +33,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-# The cleartext framing (magic, version, algorithm, salt bounds) is shared
-# with the server, which checks it on upload without opening anything.
+# The cleartext framing (magic, version, algorithm, salt and work-factor
+# bounds) is shared with the server, which checks it on upload without
+# opening anything.
 from chalicelib.wire.backup import (
     BACKUP_MAGIC,
     BACKUP_VERSION,
     KDF_ARGON2ID_HKDF_SHA256,
+    MAX_KDF_ITERATIONS,
+    MAX_KDF_LANES,
+    MAX_KDF_MEMORY_KIB,
     MAX_SALT_SIZE,
+    MIN_KDF_ITERATIONS,
+    MIN_KDF_LANES,
+    MIN_KDF_MEMORY_KIB,
     MIN_SALT_SIZE,
 )
 from chalicelib.wire.binary import Reader, lp16, u8, u16, u32
@@ -157,22 +164,24 @@ class KdfBounds:
 
 # Lower bounds: OWASP's Argon2id minimum (19 MiB, 2 passes).  Upper bounds:
 # what a phone can afford on restore (256 MiB, 10 passes, 8 lanes); a blob
-# asking for more is refused before any memory is allocated.
+# asking for more is refused before any memory is allocated.  The limits
+# shared with the server (which refuses to store a backup outside them) are
+# chalicelib.wire.backup's MIN_/MAX_KDF_* constants.
 DEFAULT_BOUNDS: Final = KdfBounds(
     min_memory_kib=19 * 1024,
-    max_memory_kib=256 * 1024,
+    max_memory_kib=MAX_KDF_MEMORY_KIB,
     min_iterations=2,
-    max_iterations=10,
-    min_lanes=1,
-    max_lanes=8,
+    max_iterations=MAX_KDF_ITERATIONS,
+    min_lanes=MIN_KDF_LANES,
+    max_lanes=MAX_KDF_LANES,
 )
 # For test suites and simulated fleets only, where thousands of devices
 # derive keys: the lower bounds drop to Argon2's minimum.  The upper bounds
 # stay, so a hostile blob is refused just the same.
 TESTING_BOUNDS: Final = KdfBounds(
-    min_memory_kib=8,
+    min_memory_kib=MIN_KDF_MEMORY_KIB,
     max_memory_kib=DEFAULT_BOUNDS.max_memory_kib,
-    min_iterations=1,
+    min_iterations=MIN_KDF_ITERATIONS,
     max_iterations=DEFAULT_BOUNDS.max_iterations,
     min_lanes=1,
     max_lanes=DEFAULT_BOUNDS.max_lanes,

@@ -43,6 +43,8 @@ __all__ = [
     "LocalStorageError",
     "NoPrivateKey",
     "NotLoggedIn",
+    "RedirectRefused",
+    "ReplyTooLarge",
     "RetiredKeyUsed",
     "SenderMismatch",
     "ServerError",
@@ -229,6 +231,23 @@ class LocalStorageError(DeviceError):
 
 class ConnectionFailed(DeviceError, ConnectionError):
     """No answer: the request got no HTTP reply (refused, reset, timed out)."""
+
+
+class ReplyTooLarge(DeviceError):
+    """The API's reply was longer than the transport's bound ``limit``
+    (``client_sim.transport.MAX_API_REPLY_BYTES``); the rest was not read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the server's reply is larger than {limit} bytes")
+        self.limit = limit
+
+
+class RedirectRefused(DeviceError):
+    """The API answered with a redirect to another origin (scheme, host or
+    port); nothing was sent there."""
+
+    def __init__(self) -> None:
+        super().__init__("the server redirected to another origin; the request was not repeated")
 
 
 class StorageTransferFailed(DeviceError):

@@ -15,11 +15,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from types import TracebackType
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
-from client_sim.errors import ConnectionFailed
+from client_sim.errors import ConnectionFailed, RedirectRefused, ReplyTooLarge
+
+#: The largest API reply (JSON) the device reads, in bytes.  The largest
+#: legitimate one is a key backup (256 KiB of ciphertext, about 342 KiB as
+#: base64url) or a page of 50 cards with post-quantum keys (under 200 KiB);
+#: 1 MiB leaves room and still bounds what a hostile endpoint can make a
+#: phone hold.
+MAX_API_REPLY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,19 @@ class Transport(Protocol):
 
 
 class HttpTransport:
-    """HTTP(S) to a base URL such as ``http://127.0.0.1:8000``."""
+    """HTTP(S) to a base URL such as ``http://127.0.0.1:8000``.
+
+    Replies are read up to :data:`MAX_API_REPLY_BYTES`: a longer one (by its
+    ``Content-Length``, or once one byte past the bound has arrived) raises
+    :class:`ReplyTooLarge` and the rest is never read.  Redirects are
+    followed only within the base URL's origin (scheme, host and port); one
+    to another origin raises :class:`RedirectRefused` and nothing is sent
+    there.  Refused rather than followed without ``Authorization``: the API
+    never redirects across origins, and a request's body can be a credential
+    too (a login key, which a 307 or 308 would re-send), so a redirect
+    elsewhere means a misconfigured or hostile endpoint and the caller should
+    hear about it.
+    """
 
     def __init__(self, base_url: str, *, timeout: float = 15.0) -> None:
         parts = urlsplit(base_url)
@@ -63,6 +83,7 @@ class HttpTransport:
             raise ValueError("base_url must be an http(s) URL")
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self._opener = urllib.request.build_opener(_SameOriginRedirects(_origin(base_url)))
 
     def request(
         self,
@@ -83,23 +104,83 @@ class HttpTransport:
             self.base_url + path, data=body, method=method, headers=all_headers
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            with self._opener.open(request, timeout=self._timeout) as response:
                 return HttpReply(
                     status=response.status,
                     headers={k.lower(): v for k, v in response.headers.items()},
-                    body=response.read(),
+                    body=_bounded_read(response),
                 )
         except urllib.error.HTTPError as exc:
             with exc:
                 return HttpReply(
                     status=exc.code,
                     headers={k.lower(): v for k, v in exc.headers.items()},
-                    body=exc.read(),
+                    body=_bounded_read(exc),
                 )
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             # The message is what a user reads (`sealbox: error: ...`); the
             # cause keeps the details for a debugger.
             raise ConnectionFailed("the server did not answer") from exc
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL, with the scheme's default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that isn't a number: no origin we'd match
+        port = -1
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, refusing any redirect that leaves ``origin``."""
+
+    def __init__(self, origin: tuple[str, str, int]) -> None:
+        self._origin = origin
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        """Raises:
+        RedirectRefused: ``newurl`` (already absolute) is another origin.
+        """
+        if _origin(newurl) != self._origin:
+            fp.close()
+            raise RedirectRefused()
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class _Reply(Protocol):
+    @property
+    def headers(self) -> Message: ...
+
+    def read(self, amt: int, /) -> bytes: ...
+
+
+def _bounded_read(response: _Reply) -> bytes:
+    """The body of ``response``, at most :data:`MAX_API_REPLY_BYTES` of it.
+
+    Raises:
+        ReplyTooLarge: it declares or sends more; what is left is not read.
+    """
+    declared = response.headers.get("Content-Length")
+    # The declared length, when there is one, refuses before any body byte.
+    if declared and declared.strip().isdigit() and int(declared) > MAX_API_REPLY_BYTES:
+        raise ReplyTooLarge(MAX_API_REPLY_BYTES)
+    body = response.read(MAX_API_REPLY_BYTES + 1)
+    if len(body) > MAX_API_REPLY_BYTES:
+        raise ReplyTooLarge(MAX_API_REPLY_BYTES)
+    return bytes(body)
 
 
 class ChaliceTransport:

@@ -44,9 +44,13 @@ LOCAL_SKIPS = {
         "every request; the policy is checked against the template by unit tests"
     ),
 }
-#: Entries without a ``Type`` add properties (such as ``DependsOn``) to a
-#: resource that ``chalice package`` generates; there is nothing to create.
-MERGED_INTO_CHALICE = "merged into a Chalice-generated function; the local stack runs that function"
+#: Entries without a ``Type`` add properties (such as ``DependsOn``, or the
+#: REST API's gateway responses) to a resource that ``chalice package``
+#: generates; there is nothing to create.
+MERGED_INTO_CHALICE = (
+    "merged into a Chalice-generated resource; the local stack runs its equivalent "
+    "(the function under chalice local, the gateway responses in local_gateway.py)"
+)
 
 
 class TemplateError(ValueError):
@@ -384,6 +388,7 @@ CHALICE_LISTEN_BACKLOG = 128
 _CHALICE_MAIN = (
     "import sys; import chalice.local; "
     f"chalice.local.ThreadedHTTPServer.request_queue_size = {CHALICE_LISTEN_BACKLOG}; "
+    "import sealbox_tools.local_gateway; sealbox_tools.local_gateway.install(); "
     "from chalice.cli import main; sys.exit(main())"
 )
 

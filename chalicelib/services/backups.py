@@ -37,6 +37,7 @@ from typing import Final, Protocol
 
 from chalicelib.errors import (
     InvalidBackup,
+    InvalidBackupKdf,
     InvalidBackupName,
     InvalidRequest,
     NotFound,
@@ -45,7 +46,7 @@ from chalicelib.errors import (
 )
 from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
 from chalicelib.wire.b64 import b64url_decode
-from chalicelib.wire.backup import NotABackup, check_backup_envelope
+from chalicelib.wire.backup import KdfOutOfRange, NotABackup, check_backup_envelope
 
 # 256 bundles' worth of history would be ~400 KiB, DynamoDB's item limit;
 # 256 KiB holds a current key and well over a hundred rotations.  The device
@@ -166,6 +167,8 @@ class BackupService:
                 starting with a letter or digit.
             InvalidRequest: ``version`` is not a positive integer.
             PayloadTooLarge: the backup exceeds :data:`MAX_BACKUP_BYTES`.
+            InvalidBackupKdf: the envelope's work factors are outside the
+                bounds every device applies.
             InvalidBackup: ``ciphertext`` is not canonical base64url of a
                 Sealbox backup envelope.
             VersionConflict: no version given and the backup exists, or the
@@ -261,6 +264,8 @@ def _backup_bytes(value: object) -> bytes:
         raise InvalidBackup() from exc
     try:
         check_backup_envelope(blob)
+    except KdfOutOfRange as exc:
+        raise InvalidBackupKdf() from exc
     except NotABackup as exc:
         raise InvalidBackup() from exc
     return blob

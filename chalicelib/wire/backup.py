@@ -17,9 +17,16 @@ __all__ = [
     "BACKUP_MAGIC",
     "BACKUP_VERSION",
     "KDF_ARGON2ID_HKDF_SHA256",
+    "MAX_KDF_ITERATIONS",
+    "MAX_KDF_LANES",
+    "MAX_KDF_MEMORY_KIB",
     "MAX_SALT_SIZE",
     "MIN_BACKUP_SIZE",
+    "MIN_KDF_ITERATIONS",
+    "MIN_KDF_LANES",
+    "MIN_KDF_MEMORY_KIB",
     "MIN_SALT_SIZE",
+    "KdfOutOfRange",
     "NotABackup",
     "check_backup_envelope",
 ]
@@ -31,6 +38,20 @@ BACKUP_VERSION: Final = 1
 KDF_ARGON2ID_HKDF_SHA256: Final = 1
 MIN_SALT_SIZE: Final = 16
 MAX_SALT_SIZE: Final = 64
+# The work factors any device accepts, the envelope of every device profile
+# (client_sim.backup.KdfBounds): upper bounds are what a phone can afford on
+# restore (256 MiB, 10 passes, 8 lanes), so a blob asking for more can't make
+# one allocate gigabytes; lower bounds are Argon2's own minimum, which only
+# the test and simulation profiles use (production devices refuse less than
+# OWASP's 19 MiB and 2 passes themselves).  Plus Argon2's rule of at least
+# 8 KiB of memory per lane.
+MIN_KDF_MEMORY_KIB: Final = 8
+MAX_KDF_MEMORY_KIB: Final = 256 * 1024
+MIN_KDF_ITERATIONS: Final = 1
+MAX_KDF_ITERATIONS: Final = 10
+MIN_KDF_LANES: Final = 1
+MAX_KDF_LANES: Final = 8
+ARGON2_MIN_KIB_PER_LANE: Final = 8
 _NONCE_SIZE: Final = 32
 _TAG_SIZE: Final = 16
 # magic, version, algorithm, three u32 work factors, the salt length byte.
@@ -47,16 +68,39 @@ class NotABackup(ValueError):
     """
 
 
+class KdfOutOfRange(NotABackup):
+    """The backup's work factors are outside what any device accepts."""
+
+
+def check_kdf_factors(memory_kib: int, iterations: int, lanes: int) -> None:
+    """Range-check Argon2id work factors against the bounds every device uses.
+
+    Raises:
+        KdfOutOfRange: a factor is out of range, or there is less than 8 KiB
+            of memory per lane.
+    """
+    if not MIN_KDF_MEMORY_KIB <= memory_kib <= MAX_KDF_MEMORY_KIB:
+        raise KdfOutOfRange(f"memory must be {MIN_KDF_MEMORY_KIB}-{MAX_KDF_MEMORY_KIB} KiB")
+    if not MIN_KDF_ITERATIONS <= iterations <= MAX_KDF_ITERATIONS:
+        raise KdfOutOfRange(f"iterations must be {MIN_KDF_ITERATIONS}-{MAX_KDF_ITERATIONS}")
+    if not MIN_KDF_LANES <= lanes <= MAX_KDF_LANES:
+        raise KdfOutOfRange(f"lanes must be {MIN_KDF_LANES}-{MAX_KDF_LANES}")
+    if memory_kib < ARGON2_MIN_KIB_PER_LANE * lanes:
+        raise KdfOutOfRange("Argon2 needs at least 8 KiB of memory per lane")
+
+
 def check_backup_envelope(blob: bytes) -> None:
     """Check the cleartext framing of a backup without opening it.
 
-    Checks the magic, the version, the KDF algorithm, the salt length and
-    that the blob is long enough to hold its header and an AEAD tag.  Work
-    factors are not judged here: the restoring device checks them against
-    its own bounds before deriving anything.
+    Checks the magic, the version, the KDF algorithm, the work factors
+    (:func:`check_kdf_factors`: the bounds every device applies before
+    deriving anything, so the server keeps no backup any device would
+    refuse), the salt length and that the blob is long enough to hold its
+    header and an AEAD tag.
 
     Raises:
-        NotABackup: any check failed.
+        KdfOutOfRange: the work factors are out of range.
+        NotABackup: any other check failed.
     """
     if len(blob) < MIN_BACKUP_SIZE:
         raise NotABackup("too short to be a key backup")
@@ -66,6 +110,10 @@ def check_backup_envelope(blob: bytes) -> None:
         raise NotABackup("unsupported key backup version")
     if blob[len(BACKUP_MAGIC) + 1] != KDF_ARGON2ID_HKDF_SHA256:
         raise NotABackup("unsupported key derivation algorithm")
+    factors = len(BACKUP_MAGIC) + 2
+    check_kdf_factors(
+        *(int.from_bytes(blob[at : at + 4], "big") for at in range(factors, factors + 12, 4))
+    )
     salt_size = blob[_FIXED_HEADER - 1]
     if not MIN_SALT_SIZE <= salt_size <= MAX_SALT_SIZE:
         raise NotABackup("invalid salt length")

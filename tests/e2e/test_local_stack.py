@@ -114,3 +114,23 @@ def test_moto_applies_concurrent_dynamodb_writes_atomically(local_stack: Running
         list(pool.map(add, range(threads)))
     item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
     assert int(item["bytes"]["N"]) == threads * rounds
+
+
+def test_unknown_routes_and_methods_answer_in_the_error_shape(local_stack: RunningStack) -> None:
+    """chalice local answered 403 {"message": "Missing Authentication Token"}
+    for a path no route has; `sealbox local` answers like the deployed API."""
+    transport = HttpTransport(local_stack.url)
+    for path in ("/", "/v2/users", "/v1/nothing/here"):
+        reply = transport.request("GET", path)
+        assert reply.status == 404, (path, reply.body)
+        assert reply.json()["error"]["code"] == "not_found"
+        assert reply.headers["content-type"] == "application/json"
+    for method in ("GET", "OPTIONS", "DELETE"):
+        reply = transport.request(method, "/v1/users")
+        assert reply.status == 405, (method, reply.body)
+        assert reply.json()["error"]["code"] == "method_not_allowed"
+        assert reply.headers["allow"] == "POST"
+    body = '{"username": "e2e-carol", "login_key": "x"}'.encode("utf-16")
+    reply = transport.request("POST", "/v1/users", body=body)
+    assert reply.status == 400
+    assert reply.json()["error"]["code"] == "invalid_encoding"

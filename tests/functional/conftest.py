@@ -22,6 +22,7 @@ from chalicelib.config import Settings
 from chalicelib.storage.appkeys import ensure_app_key
 from client_sim.api import ApiClient
 from client_sim.transport import ChaliceTransport, HttpReply
+from sealbox_tools import local_gateway
 from sealbox_tools.local_stack import ProvisionReport, provision, stage_environment
 from tests.conftest import ROOT
 from tests.support.aws import moto_aws
@@ -92,6 +93,8 @@ class Raw:
 def chalice_client(stack: ProvisionReport) -> Iterator[Client]:
     from app import app
 
+    # Unknown paths answered like the deployed API Gateway (as `sealbox local` does).
+    local_gateway.install()
     with Client(app, stage_name=STAGE, project_dir=str(ROOT)) as client:
         yield client
 

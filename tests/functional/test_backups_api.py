@@ -178,7 +178,9 @@ def test_bad_delete_versions(raw, alice) -> None:
 
 
 def test_the_largest_backup_fits(api: ApiClient, alice: User) -> None:
-    big = b"SBBACKUP\x01\x01" + bytes(12) + b"\x10" + bytes(MAX_BACKUP_BYTES - 23)
+    # Work factors in range (256 KiB, 1 pass, 1 lane): the server checks them.
+    factors = b"".join(v.to_bytes(4, "big") for v in (256, 1, 1))
+    big = b"SBBACKUP\x01\x01" + factors + b"\x10" + bytes(MAX_BACKUP_BYTES - 23)
     out = api.put_backup(alice.access_token, "primary", b64url_encode(big))
     assert out["version"] == 1
     assert len(api.get_backup(alice.access_token, "primary")["ciphertext"]) > MAX_BACKUP_BYTES

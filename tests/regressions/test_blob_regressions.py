@@ -20,6 +20,7 @@ from chalicelib.config import BlobSettings, Settings
 from chalicelib.errors import InternalError
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.storage.blob_objects import S3ObjectStore
+from chalicelib.wire import agefile
 from chalicelib.wire.b64 import b64url_encode
 from client_sim import age
 from tests.functional.blob_helpers import BUCKET, make_user, versions
@@ -234,3 +235,50 @@ def test_an_abort_that_fails_never_masks_the_reservation_error(api, transport, r
     ]
     assert len(logged) == 1
     assert "ServiceUnavailable" in logged[0]
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_a_plaintext_behind_a_valid_age_header_was_served(api, transport, raw, armor) -> None:
+    """The commit check proved only the shape: a well-formed age header (even
+    one copied from a real file) in front of a plaintext of a length STREAM
+    can have passed, and the plaintext was stored and served.  The first
+    payload chunk must now look like ciphertext (a chi-squared test on its
+    byte counts); this one is a letter."""
+    alice = make_user(api, transport, "alice")
+    real = age.encrypt_bytes(bytes(3000), [alice.recipient()])
+    start = agefile.sniff(real).header_length + 16
+    letter = b"Dear Bob, the door code is 4242. Burn this. "
+    forged = real[:start] + (letter * 100)[: len(real) - start]
+    if armor:
+        forged = _armor(forged)
+    reply = raw(
+        "POST", "/v1/blobs", {"size": len(forged), "recipients": ["bob"]}, token=alice.token
+    )
+    assert reply.status == 201, reply.body
+    blob_id = reply.json()["blob_id"]
+    octets = {"Content-Type": "application/octet-stream"}
+    path = f"/v1/blobs/{blob_id}/content"
+    assert_error(
+        raw("PUT", path, forged, token=alice.token, headers=octets), 422, "not_age_ciphertext"
+    )
+    assert versions(f"blobs/{blob_id}") == []
+    # The same bytes through a presigned upload: rejected at commit.
+    reply = raw(
+        "POST", "/v1/blobs", {"size": len(forged), "recipients": ["bob"]}, token=alice.token
+    )
+    upload = reply.json()["upload"]
+    assert requests.put(upload["url"], data=forged, headers=upload["headers"], timeout=30).ok
+    commit = raw("POST", f"/v1/blobs/{reply.json()['blob_id']}/commit", token=alice.token)
+    assert_error(commit, 422, "blob_rejected")
+
+
+def _armor(data: bytes) -> bytes:
+    import base64
+
+    body = base64.b64encode(data)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return (
+        b"-----BEGIN AGE ENCRYPTED FILE-----\n"
+        + b"\n".join(lines)
+        + b"\n-----END AGE ENCRYPTED FILE-----\n"
+    )

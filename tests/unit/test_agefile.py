@@ -181,3 +181,84 @@ def test_the_module_imports_neither_chalice_nor_boto3_nor_the_device_code() -> N
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "base64", "binascii", "re", "dataclasses"}
+
+
+# --- the first payload chunk must look like ciphertext -------------------------------
+
+_KEY = age.X25519Identity.generate()
+
+
+def _first_chunk_check(data: bytes) -> None:
+    prefix = data[: agefile.SNIFF_WINDOW]
+    agefile.check_first_chunk(prefix, agefile.sniff(prefix, len(data)))
+
+
+@pytest.mark.parametrize("armor", [False, True])
+@pytest.mark.parametrize(
+    "size", [0, 1, 31, 32, 47, 48, 49, 100, 1000, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 200_000]
+)
+def test_real_ciphertexts_of_every_size_pass(size: int, armor: bool) -> None:
+    # Plaintext of zeros: the most regular input, and its ciphertext is random.
+    data = age.encrypt_bytes(bytes(size), [_KEY.recipient()], armor=armor)
+    _first_chunk_check(data)
+
+
+def test_a_ciphertext_with_a_maximal_header_passes_on_what_the_window_holds() -> None:
+    recipients = [age.X25519Identity.generate().recipient() for _ in range(600)]
+    data = age.encrypt_bytes(bytes(200_000), recipients)
+    assert agefile.sniff(data[: agefile.SNIFF_WINDOW]).header_length > 50_000
+    _first_chunk_check(data)
+
+
+@given(st.binary(min_size=agefile.MIN_TESTED_CHUNK, max_size=4096))
+@settings(max_examples=50)
+def test_the_statistic_is_pearsons_chi_squared(data: bytes) -> None:
+    expected = len(data) / 256
+    pearson = sum((data.count(v) - expected) ** 2 / expected for v in range(256))
+    assert agefile.chi_squared(data) == pytest.approx(pearson)
+
+
+def test_known_values() -> None:
+    assert agefile.chi_squared(bytes(range(256)) * 4) == 0
+    assert agefile.chi_squared(bytes(1000)) == pytest.approx(255 * 1000)
+    with pytest.raises(ValueError, match="no bytes"):
+        agefile.chi_squared(b"")
+
+
+def _forged(payload: bytes, *, armor: bool = False) -> bytes:
+    real = age.encrypt_bytes(bytes(len(payload)), [_KEY.recipient()])
+    start = agefile.sniff(real).header_length + 16
+    forged = real[:start] + payload
+    if armor:
+        body = base64.b64encode(forged)
+        lines = b"\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+        forged = agefile.ARMOR_BEGIN + b"\n" + lines + b"\n-----END AGE ENCRYPTED FILE-----\n"
+    return forged
+
+
+@pytest.mark.parametrize("armor", [False, True])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes(64),
+        b"Meet me at the station at nine. Bring the documents. Tell nobody.!!"[:64],
+        b'{"card_number": "4111111111111111", "cvv": "123", "name": "A B"}' * 20,
+        b"%PDF-1.7\n" + b"1 0 obj << /Type /Catalog >> endobj\n" * 100,
+        bytes(range(48, 58)) * 1000,  # digits
+        base64.b64encode(bytes(range(256)) * 40),  # base64 text: 64 symbols
+    ],
+)
+def test_a_plaintext_behind_a_real_header_is_refused(payload: bytes, armor: bool) -> None:
+    # A payload length STREAM can have: the shape check alone lets it through.
+    payload = payload + b"\x00" * 16 if len(payload) < 16 else payload
+    forged = _forged(payload, armor=armor)
+    agefile.sniff(forged[: agefile.SNIFF_WINDOW], len(forged))
+    with pytest.raises(agefile.NotAgeFile) as info:
+        _first_chunk_check(forged)
+    assert info.value.reason == "payload_not_random"
+
+
+def test_chunks_shorter_than_the_minimum_are_not_judged() -> None:
+    _first_chunk_check(_forged(bytes(agefile.MIN_TESTED_CHUNK - 1)))
+    with pytest.raises(agefile.NotAgeFile):
+        _first_chunk_check(_forged(bytes(agefile.MIN_TESTED_CHUNK)))

@@ -100,6 +100,14 @@ def ciphertext(size: int = 1000, *, armor: bool = False) -> bytes:
     return age.encrypt_bytes(bytes(size), [ALICE_KEY.recipient()], armor=armor)
 
 
+def _with_plain_payload(data: bytes, filler: bytes, *, armor: bool = False) -> bytes:
+    """``data``'s valid age header and nonce in front of plaintext of the
+    same length: the shape passes, the payload is clearly not ciphertext."""
+    start = sniff(data).header_length + 16
+    plain = (filler * (len(data) // len(filler) + 1))[: len(data) - start]
+    return data[:start] + plain
+
+
 def ready_blob(world: World, data: bytes | None = None, recipients=("bob",)) -> str:
     data = data if data is not None else ciphertext()
     reservation = world.service.reserve("alice", size=len(data), recipients=list(recipients))
@@ -293,6 +301,11 @@ def test_commit_of_a_valid_upload_makes_it_ready(world: World) -> None:
         (lambda data: data + b"x", "size_mismatch"),
         (lambda data: b"plain text, not encrypted".ljust(len(data), b"!"), "not_age"),
         (lambda data: data[:-1] + b"\x00\x00", "size_mismatch"),
+        (lambda data: _with_plain_payload(data, b"\x00"), "payload_not_random"),
+        (
+            lambda data: _with_plain_payload(data, b"Dear Bob, the code is 4242. "),
+            "payload_not_random",
+        ),
     ],
 )
 def test_bad_uploads_are_quarantined_rejected_and_released(world: World, upload, why) -> None:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from sealbox_tools.local_gateway import gateway_response
 from sealbox_tools.local_stack import (
     LOCAL_SKIPS,
     PROJECT_DIR,
@@ -231,3 +232,61 @@ def test_key_directory_tables_grant_only_what_the_adapters_call() -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     ]
+
+
+GATEWAY_RESPONSES = load_template()["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+    "x-amazon-apigateway-gateway-responses"
+]
+
+
+def test_api_gateways_own_answers_are_redefined() -> None:
+    """API Gateway answers some requests before the function runs; each kind
+    a client can meet is redefined (DEFAULT_4XX/5XX catch the rest)."""
+    assert {
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "REQUEST_TOO_LARGE",
+        "THROTTLED",
+    } <= set(GATEWAY_RESPONSES)
+
+
+@pytest.mark.parametrize("response_type", sorted(GATEWAY_RESPONSES))
+def test_gateway_responses_use_the_error_shape(response_type: str) -> None:
+    spec = GATEWAY_RESPONSES[response_type]
+    assert set(spec["responseTemplates"]) == {"application/json"}
+    body = json.loads(spec["responseTemplates"]["application/json"])
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert re.fullmatch(r"[a-z][a-z_]*[a-z]", body["error"]["code"])
+    assert body["error"]["message"]
+    headers = spec["responseParameters"]
+    assert headers["gatewayresponse.header.Content-Type"] == "'application/json'"
+    assert headers["gatewayresponse.header.Cache-Control"] == "'no-store'"
+    assert headers["gatewayresponse.header.X-Content-Type-Options"] == "'nosniff'"
+    if response_type.startswith("DEFAULT_"):
+        assert "statusCode" not in spec  # keeps the status API Gateway chose
+    else:
+        assert 400 <= int(spec["statusCode"]) < 600
+
+
+def test_a_path_no_route_has_is_404_not_found_when_deployed() -> None:
+    """API Gateway's default for it is 403 {"message": "Missing Authentication Token"}."""
+    missing = gateway_response("MISSING_AUTHENTICATION_TOKEN")
+    assert missing.status == 404
+    assert json.loads(missing.body)["error"]["code"] == "not_found"
+    unauthorized = gateway_response("UNAUTHORIZED")
+    assert unauthorized.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_every_path_declares_every_method_so_api_gateway_forwards_them() -> None:
+    """API Gateway answers a method a resource lacks with the gateway response
+    above, never 405: each path must route every method to the function."""
+    from app import app
+    from chalicelib.http import HTTP_METHODS, declared_methods
+
+    for path, entries in app.routes.items():
+        assert set(entries) == set(HTTP_METHODS), path
+        assert declared_methods(entries), path

@@ -20,6 +20,8 @@ def served() -> dict[tuple[str, str], Auth]:
     out = {}
     for path, methods in app.routes.items():
         for method, entry in methods.items():
+            if getattr(entry.view_function, "sealbox_method_not_allowed", False):
+                continue  # the 405 answers of answer_undeclared_methods
             out[(path, method.lower())] = getattr(entry.view_function, "sealbox_auth")  # noqa: B009
     return out
 

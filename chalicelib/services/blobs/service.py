@@ -237,7 +237,8 @@ class BlobService:
             BlobNotReserved: the blob already has its content.
             BlobTooLarge: the reserved size is over :data:`INLINE_MAX`.
             BlobSizeMismatch: ``data`` is not the reserved size.
-            NotAgeCiphertext: ``data`` is not shaped like an age v1 file.
+            NotAgeCiphertext: ``data`` is not shaped like an age v1 file,
+                or its first payload chunk is clearly not ciphertext.
             BlobReservationExpired: too late (the reservation is reclaimed).
             BlobUploadExists: a presigned upload got there first.
         """
@@ -250,6 +251,7 @@ class BlobService:
             raise BlobSizeMismatch()
         try:
             info = agefile.sniff(data[: agefile.SNIFF_WINDOW], len(data))
+            agefile.check_first_chunk(data[: agefile.SNIFF_WINDOW], info)
         except agefile.NotAgeFile as exc:
             raise NotAgeCiphertext() from exc
         if record.expires_at <= self._now():
@@ -271,7 +273,8 @@ class BlobService:
 
         Raises:
             NotFound, BlobNotOwner: see :meth:`view`; owner only.
-            BlobRejected: wrong size or not age: the object is quarantined,
+            BlobRejected: wrong size, not age, or a first payload chunk
+                that is clearly not ciphertext: the object is quarantined,
                 the blob REJECTED and its quota released.
             BlobUploadMissing: nothing uploaded yet (nothing changes).
             BlobUploadIncomplete: a multipart upload lacks parts.
@@ -381,6 +384,7 @@ class BlobService:
             return self._settled_elsewhere(record)
         try:
             info = agefile.sniff(prefix, stored.size)
+            agefile.check_first_chunk(prefix, info)
         except agefile.NotAgeFile as exc:
             return self._settle(record, Verdict.REJECT, stored=stored, reason=exc.reason)
         return self._settle(record, Verdict.ACCEPT, stored=stored, info=info)
