@@ -64,6 +64,21 @@ class Unauthorized(SealboxError):
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+class RefreshTokenReused(Unauthorized):
+    """A refresh token that was already exchanged was presented again.
+
+    Refresh tokens rotate on every use, so a spent one in anybody's hands
+    means two parties hold copies of one session: its whole family (every
+    token rotated from the same login) is revoked, for the thief and the
+    victim alike, and the device must log in again (OAuth 2.1 §4.3.1).
+    """
+
+    code = "refresh_token_reused"
+    default_message = (
+        "This refresh token was already used; the session has been ended. Log in again."
+    )
+
+
 class InvalidCredentials(SealboxError):
     """Login failed.  Same body for an unknown user and a wrong key."""
 

@@ -50,8 +50,12 @@ class RefreshSession:
 
 @dataclass(frozen=True)
 class AccessToken:
+    """A renewal's answer: the access token and the refresh token that replaces the one spent."""
+
     expires_in: int
     access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    refresh_token_expires_at: int
     token_type: str = "Bearer"  # noqa: S105 - a scheme name
 
 
@@ -279,11 +283,18 @@ class ApiClient:
     # tokens -----------------------------------------------------------------
 
     def access_token(self, refresh_token: str) -> AccessToken:
+        """``POST /v1/tokens``: spends ``refresh_token``; keep the one returned.
+
+        Presenting a token twice revokes its whole session family
+        (``ServerError`` 401 ``refresh_token_reused``).
+        """
         out = self._call("POST", "/v1/tokens", bearer=refresh_token)
         return AccessToken(
             access_token=str(out["access_token"]),
             token_type=str(out["token_type"]),
             expires_in=int(out["expires_in"]),
+            refresh_token=str(out["refresh_token"]),
+            refresh_token_expires_at=int(out["refresh_token_expires_at"]),
         )
 
     def me(self, access_token: str) -> dict[str, Any]:

@@ -6,11 +6,22 @@ it, and when the server refuses that token (this device's clock stood still
 while the server's ran on, or the app key rotated) it renews the token once
 and repeats the call.  A refresh token the server refuses ends the session
 on this device (:class:`~client_sim.errors.NotLoggedIn`).
+
+Refresh tokens rotate: every renewal spends the stored token and returns
+its successor, which is written to the keystore (one atomic file replace)
+before the access token is used.  Renewals are serialised by a lock, so two
+threads of one device never present the same token.  A device that dies
+between the server's answer and that write still holds the spent token;
+its next renewal presents it, the server sees a reuse and ends the family,
+and the device must log in again -- the safe outcome, since the server can't
+tell that crash from a copied token (docs/access-tokens.md, "Refresh token
+rotation").
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Final, TypeVar
@@ -33,7 +44,7 @@ _T = TypeVar("_T")
 
 
 class Session:
-    """Tokens for one device.  Not thread-safe (one phone, one caller at a time)."""
+    """Tokens for one device.  Renewals are serialised; one keystore per device."""
 
     def __init__(
         self, api: ApiClient, store: DeviceStore, *, clock: Callable[[], float] = time.time
@@ -43,6 +54,9 @@ class Session:
         self._clock = clock
         # (token, renew-after by the local clock); never persisted.
         self._access: tuple[str, float] | None = None
+        # Renewing spends the stored refresh token: two threads must never
+        # present the same one (the second would revoke the session).
+        self._renewing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Session(live_access_token={self._access is not None})"
@@ -60,7 +74,7 @@ class Session:
                 BACKUP_KEY: b64url_encode(backup_key),
             }
         )
-        self._store.save(state)
+        self._store.save_session(state)
         self._access = None
         return state
 
@@ -75,15 +89,20 @@ class Session:
             return
         with contextlib.suppress(ServerError):
             self._api.logout(token)
-        self._store.save(state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None}))
+        self._store.save_session(
+            state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None})
+        )
         self._access = None
 
     def forget(self) -> None:
         """Drop the access token held in memory (the keystore is being wiped)."""
         self._access = None
 
-    def access_token(self, *, renew: bool = False) -> str:
+    def access_token(self, *, renew: bool = False, stale: str | None = None) -> str:
         """A live access token: the one held, or a new one from the refresh token.
+
+        ``renew``: the server refused ``stale``; get a new token unless
+        another thread already replaced it.
 
         Raises:
             NotLoggedIn: no session, or the server ended it (logged out,
@@ -91,19 +110,41 @@ class Session:
                 refresh token is forgotten here too.
             ServerError, ConnectionFailed: as from the API.
         """
-        now = self._clock()
-        if not renew and self._access is not None and now < self._access[1]:
-            return self._access[0]
+        with self._renewing:
+            now = self._clock()
+            held = self._access
+            if not renew and held is not None and now < held[1]:
+                return held[0]
+            if renew and stale is not None and held is not None and held[0] != stale:
+                # Another thread renewed while this one waited for the lock.
+                return held[0]
+            return self._renew(now)
+
+    def _renew(self, now: float) -> str:
         state = self._store.require_session()
         try:
             issued = self._api.access_token(state.settings[REFRESH_TOKEN])
         except ServerError as exc:
             if exc.status == 401:
-                self._store.save(
-                    state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None})
+                # Logged out, expired, signed out, or a reuse that revoked
+                # the family: the stored token will never work again.
+                latest = self._store.load() or state
+                self._store.save_session(
+                    latest.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None})
                 )
-                raise NotLoggedIn("the session has ended; log in again") from exc
+                raise NotLoggedIn(f"the session has ended ({exc.code}); log in again") from exc
             raise
+        # The old token is spent: store its successor before anything else
+        # (one atomic replace of the keystore file).
+        latest = self._store.load() or state
+        self._store.save_session(
+            latest.with_settings(
+                **{
+                    REFRESH_TOKEN: issued.refresh_token,
+                    REFRESH_EXPIRES: str(issued.refresh_token_expires_at),
+                }
+            )
+        )
         # expires_in counts from the server's answer; counting it from our
         # request (``now``) errs early, whatever the two clocks say.
         self._access = (issued.access_token, now + issued.expires_in - TOKEN_REFRESH_MARGIN)
@@ -115,9 +156,10 @@ class Session:
         ``call`` must be safe to repeat (every SDK operation is: uploads
         carry an idempotency key, the rest are reads or conditional writes).
         """
+        token = self.access_token()
         try:
-            return call(self.access_token())
+            return call(token)
         except ServerError as exc:
             if exc.status != 401 or exc.code != "invalid_token":
                 raise
-        return call(self.access_token(renew=True))
+        return call(self.access_token(renew=True, stale=token))

@@ -25,6 +25,7 @@ __all__ = [
     "PENDING_CARD",
     "REFRESH_EXPIRES",
     "REFRESH_TOKEN",
+    "SESSION_SETTINGS",
     "DeviceStatus",
     "DeviceStore",
     "current_first",
@@ -37,6 +38,8 @@ __all__ = [
 REFRESH_TOKEN: Final = "session.refresh-token"  # noqa: S105 - a setting name
 REFRESH_EXPIRES: Final = "session.expires-at"
 BACKUP_KEY: Final = "backup.key"
+# Owned by the session: written only through DeviceStore.save_session.
+SESSION_SETTINGS: Final = (REFRESH_TOKEN, REFRESH_EXPIRES)
 PENDING_CARD: Final = "card.pending"
 
 
@@ -73,6 +76,23 @@ class DeviceStore:
         return self.load() or fallback
 
     def save(self, state: KeystoreState) -> None:
+        """Write ``state``, keeping the session settings as they are stored.
+
+        Only :class:`~client_sim.session.Session` changes the refresh token
+        (:meth:`save_session`).  A state loaded before a renewal carries the
+        token that renewal spent; writing it back would make the device
+        present a spent token next time, which ends its session -- so every
+        other writer keeps the stored one.
+        """
+        stored = self.load()
+        if stored is not None and stored.identity == state.identity:
+            state = state.with_settings(
+                **{name: stored.settings.get(name) for name in SESSION_SETTINGS}
+            )
+        self.keystore.save(state)
+
+    def save_session(self, state: KeystoreState) -> None:
+        """Write ``state`` as it is, session settings included (the Session's own writes)."""
         self.keystore.save(state)
 
     def destroy(self) -> None:

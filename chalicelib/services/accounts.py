@@ -18,6 +18,7 @@ behaviour nor (to within noise) the time reveals whether an account exists.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from chalicelib.errors import (
     InvalidLoginKey,
     InvalidUsername,
     LoginKeyConflict,
+    RefreshTokenReused,
     TooManyAttempts,
     Unauthorized,
     WrongLoginKey,
@@ -58,10 +60,39 @@ class UserRecord:
 
 @dataclass(frozen=True)
 class SessionRecord:
+    """One refresh token (stored under its digest): a generation of a family."""
+
     identity: str
     expires_at: int
     # The user's session_epoch when the session was opened.
     epoch: int = 0
+    # The family (one login) this token belongs to, and its place in it.  A
+    # token is live only while its generation is the family's.  Sessions
+    # stored before rotation existed have no family and are refused.
+    family: str = ""
+    generation: int = 0
+
+
+class Revoked(enum.Enum):
+    """Why a session family ended (``NO``: it has not)."""
+
+    NO = ""
+    LOGOUT = "logout"
+    REUSE = "reuse"
+
+
+@dataclass(frozen=True)
+class FamilyRecord:
+    """The state of one login's chain of refresh tokens.
+
+    ``generation`` names the one live token; rotating it is a compare-and-
+    swap on this record, so of two renewals with the same token one wins.
+    """
+
+    identity: str
+    generation: int
+    expires_at: int
+    revoked: Revoked = Revoked.NO
 
 
 @dataclass(frozen=True)
@@ -90,13 +121,23 @@ class UserStore(Protocol):
 
 
 class SessionStore(Protocol):
-    def create(self, token_hash: str, session: SessionRecord) -> None: ...
+    def open(self, token_hash: str, session: SessionRecord) -> None:
+        """Store a new family (generation ``session.generation``) and its first token."""
 
     def get(self, token_hash: str) -> SessionRecord | None:
         """The stored session, expired or not (the service checks expiry)."""
 
-    def delete(self, token_hash: str) -> bool:
-        """Delete the session; False if it did not exist."""
+    def family(self, family: str) -> FamilyRecord | None:
+        """The stored family, expired or not (the service checks expiry)."""
+
+    def rotate(self, family: str, generation: int, token_hash: str, session: SessionRecord) -> bool:
+        """In one transaction: advance ``family`` from ``generation`` to
+        ``session.generation`` iff it is still at ``generation`` and not
+        revoked, and store the new token.  False (nothing written) when the
+        family moved or was revoked meanwhile."""
+
+    def revoke(self, family: str, why: Revoked) -> None:
+        """Mark the family revoked (idempotent; the first reason is kept)."""
 
 
 class AttemptStore(Protocol):
@@ -169,6 +210,9 @@ class IssuedSession:
     refresh_token: str = field(repr=False)
     identity: str
     expires_at: int
+
+
+FAMILY_ID_BYTES = 16
 
 
 # --- the service ----------------------------------------------------------------
@@ -316,13 +360,19 @@ class AccountService:
         raise TooManyAttempts(retry_after=1)
 
     def _open_session(self, identity: str, epoch: int) -> IssuedSession:
-        token = REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
+        token = self._new_token()
         expires_at = int(self._clock()) + self._refresh_ttl
-        self._sessions.create(
+        family = b64url_encode(self._token_bytes(FAMILY_ID_BYTES))
+        self._sessions.open(
             refresh_token_digest(token),
-            SessionRecord(identity=identity, expires_at=expires_at, epoch=epoch),
+            SessionRecord(
+                identity=identity, expires_at=expires_at, epoch=epoch, family=family, generation=0
+            ),
         )
         return IssuedSession(refresh_token=token, identity=identity, expires_at=expires_at)
+
+    def _new_token(self) -> str:
+        return REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
 
     # refresh sessions --------------------------------------------------------
 
@@ -330,31 +380,85 @@ class AccountService:
         """Resolve a refresh token to its live session.
 
         A session opened before the account's last login-key change is
-        revoked (its epoch is older than the user's).
+        revoked (its epoch is older than the user's).  A token that is not
+        its family's current generation has been exchanged already: the
+        family is revoked here, before anything else happens.
 
         Raises:
-            Unauthorized: malformed, unknown, revoked or expired token.
+            RefreshTokenReused: the token was already exchanged (its family
+                is revoked now), or its family was revoked for that reason.
+            Unauthorized: malformed, unknown, logged out or expired token.
         """
+        session, _ = self._resolve(token)
+        return session
+
+    def rotate_refresh(self, token: str) -> IssuedSession:
+        """Exchange ``token`` for the next token of its family; ``token`` is spent.
+
+        The new token keeps the family's expiry: renewing does not extend a
+        login.  The exchange is one conditional transaction on the family's
+        generation, so of several renewals presenting the same token at once
+        exactly one can win; every other one finds the generation moved,
+        which is indistinguishable from a replay by someone holding a copy,
+        and is treated as one: the family is revoked, the winner's new token
+        with it (``docs/access-tokens.md``, "Refresh token rotation").
+
+        Raises:
+            RefreshTokenReused: the token was already exchanged, or lost the
+                race to another exchange of it (the family is revoked).
+            Unauthorized: malformed, unknown, logged out or expired token.
+        """
+        session, family = self._resolve(token)
+        new_token = self._new_token()
+        successor = SessionRecord(
+            identity=session.identity,
+            expires_at=family.expires_at,
+            epoch=session.epoch,
+            family=session.family,
+            generation=family.generation + 1,
+        )
+        if not self._sessions.rotate(
+            session.family, family.generation, refresh_token_digest(new_token), successor
+        ):
+            self._sessions.revoke(session.family, Revoked.REUSE)
+            raise RefreshTokenReused()
+        return IssuedSession(
+            refresh_token=new_token, identity=session.identity, expires_at=family.expires_at
+        )
+
+    def _resolve(self, token: str) -> tuple[SessionRecord, FamilyRecord]:
         if not _REFRESH_TOKEN_RE.fullmatch(token):
             raise Unauthorized()
         session = self._sessions.get(refresh_token_digest(token))
+        now = self._clock()
         # moto never expires TTL items and AWS may take up to 48 h: check here.
-        if session is None or session.expires_at <= self._clock():
+        if session is None or session.expires_at <= now or not session.family:
             raise Unauthorized()
+        family = self._sessions.family(session.family)
+        if family is None or family.expires_at <= now or family.identity != session.identity:
+            raise Unauthorized()
+        if family.revoked is Revoked.REUSE:
+            raise RefreshTokenReused()
+        if family.revoked is not Revoked.NO:
+            raise Unauthorized()
+        if family.generation != session.generation:
+            self._sessions.revoke(session.family, Revoked.REUSE)
+            raise RefreshTokenReused()
         user = self._users.get(session.identity)
         if user is None or user.session_epoch != session.epoch:
             raise Unauthorized()
-        return session
+        return session, family
 
     def logout(self, token: str) -> None:
-        """Revoke the refresh token at once.
+        """End the token's whole family at once (every token rotated from this login).
 
         Raises:
+            RefreshTokenReused: the token was already exchanged (the family
+                is revoked all the same).
             Unauthorized: the token is malformed, unknown, revoked or expired.
         """
-        self.authenticate_refresh(token)
-        if not self._sessions.delete(refresh_token_digest(token)):
-            raise Unauthorized()
+        session, _ = self._resolve(token)
+        self._sessions.revoke(session.family, Revoked.LOGOUT)
 
 
 def refresh_token_digest(token: str) -> str:

@@ -32,7 +32,8 @@ def make_user(api: ApiClient, username: str, password: str = PASSWORD) -> User:
     identity = api.register(username, keys.login_key_b64)
     session = api.login(identity, keys.login_key_b64)
     access = api.access_token(session.refresh_token)
-    return User(identity, keys, session.refresh_token, access.access_token)
+    # Renewal rotated the login's refresh token: keep the live one.
+    return User(identity, keys, access.refresh_token, access.access_token)
 
 
 def fresh_bundle(identity: str, *, created_at: int | None = None) -> KeyBundle:

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from chalicelib.errors import UsernameTaken
-from chalicelib.services.accounts import AttemptRecord, SessionRecord, UserRecord
+from chalicelib.services.accounts import (
+    AttemptRecord,
+    FamilyRecord,
+    Revoked,
+    SessionRecord,
+    UserRecord,
+)
 from chalicelib.services.backups import (
     BackupEvent,
     BackupRecord,
@@ -59,16 +65,35 @@ class MemoryUsers:
 class MemorySessions:
     def __init__(self) -> None:
         self.items: dict[str, SessionRecord] = {}
+        self.families: dict[str, FamilyRecord] = {}
 
-    def create(self, token_hash: str, session: SessionRecord) -> None:
+    def open(self, token_hash: str, session: SessionRecord) -> None:
         assert token_hash not in self.items
+        assert session.family not in self.families
+        self.families[session.family] = FamilyRecord(
+            session.identity, session.generation, session.expires_at
+        )
         self.items[token_hash] = session
 
     def get(self, token_hash: str) -> SessionRecord | None:
         return self.items.get(token_hash)
 
-    def delete(self, token_hash: str) -> bool:
-        return self.items.pop(token_hash, None) is not None
+    def family(self, family: str) -> FamilyRecord | None:
+        return self.families.get(family)
+
+    def rotate(self, family: str, generation: int, token_hash: str, session: SessionRecord) -> bool:
+        stored = self.families.get(family)
+        if stored is None or stored.generation != generation or stored.revoked is not Revoked.NO:
+            return False
+        assert token_hash not in self.items
+        self.families[family] = replace(stored, generation=session.generation)
+        self.items[token_hash] = session
+        return True
+
+    def revoke(self, family: str, why: Revoked) -> None:
+        stored = self.families.get(family)
+        if stored is not None and stored.revoked is Revoked.NO:
+            self.families[family] = replace(stored, revoked=why)
 
 
 class MemoryAttempts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.errors import (
@@ -9,6 +11,7 @@ from chalicelib.errors import (
     InvalidLoginKey,
     InvalidUsername,
     LoginKeyConflict,
+    RefreshTokenReused,
     TooManyAttempts,
     Unauthorized,
     UsernameTaken,
@@ -356,3 +359,65 @@ def test_concurrent_login_key_changes_one_wins(parts) -> None:
     with pytest.raises(LoginKeyConflict):
         service.change_login_key("alice", KEY, OTHER_KEY)
     assert service.login("alice", third).identity == "alice"
+
+
+# --- refresh token rotation -------------------------------------------------------
+
+
+def test_rotation_spends_the_token_and_keeps_the_login_expiry(parts, clock) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY)
+    clock.advance(100)
+    second = service.rotate_refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    # Renewing does not extend a login.
+    assert second.expires_at == first.expires_at
+    assert service.authenticate_refresh(second.refresh_token).identity == "alice"
+    with pytest.raises(RefreshTokenReused):
+        service.authenticate_refresh(first.refresh_token)
+
+
+def test_a_renewal_that_loses_the_race_revokes_the_family(parts) -> None:
+    """Both renewals read generation 0, then both write: one wins, the loser ends the family."""
+    service, _, sessions, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    won: list[str] = []
+    real_family = sessions.family
+
+    def family_then_race(family: str):  # type: ignore[no-untyped-def]
+        record = real_family(family)
+        if sessions.family is family_then_race:
+            # The other renewal runs to completion between our read and write.
+            sessions.family = real_family
+            won.append(service.rotate_refresh(token).refresh_token)
+        return record
+
+    sessions.family = family_then_race
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(token)
+    # The winner's new token went with the family.
+    with pytest.raises(RefreshTokenReused):
+        service.authenticate_refresh(won[0])
+
+
+def test_a_reuse_after_logout_is_still_refused(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY).refresh_token
+    second = service.rotate_refresh(first).refresh_token
+    service.logout(second)
+    for token in (first, second):
+        with pytest.raises(Unauthorized):
+            service.rotate_refresh(token)
+
+
+def test_a_session_from_before_rotation_is_refused(parts) -> None:
+    service, _, sessions, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    digest = refresh_token_digest(token)
+    sessions.items[digest] = replace(sessions.items[digest], family="")
+    with pytest.raises(Unauthorized):
+        service.authenticate_refresh(token)
