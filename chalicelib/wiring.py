@@ -26,7 +26,7 @@ from chalicelib.services.accounts import AccountService, LoginKeyHasher
 from chalicelib.services.backups import BackupService
 from chalicelib.services.blobs import BlobService
 from chalicelib.services.cards import CardService
-from chalicelib.services.tokens import TokenService
+from chalicelib.services.tokens import DEFAULT_LEEWAY, TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
 from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.storage.blob_records import DynamoBlobStore
@@ -128,6 +128,9 @@ class Container:
             issuer=self.settings.token_issuer,
             audience=self.settings.token_audience,
             ttl=self.settings.access_token_ttl,
+            # Warm containers sign with a loaded key until their cache TTL
+            # ends: that long after a rotation the old key may still sign.
+            previous_key_grace=self.settings.app_key_cache_ttl + DEFAULT_LEEWAY,
             clock=self._clock,
         )
 
