@@ -225,6 +225,22 @@ class WrongLoginKey(SealboxError):
     default_message = "current_login_key is not this account's login key."
 
 
+class StepUpRequired(SealboxError):
+    """A destructive or identity-changing call came without a live step-up proof.
+
+    Revoking a card, publishing a card that is not a rotation, deleting or
+    replacing a key backup need more than the bearer token: a single-use
+    proof from ``POST /v1/step-up`` (re-authentication with the login key)
+    in the ``Sealbox-Step-Up`` header.
+    """
+
+    status = 403
+    code = "step_up_required"
+    default_message = (
+        "This call needs a fresh step-up proof (POST /v1/step-up) in the Sealbox-Step-Up header."
+    )
+
+
 class LoginKeyConflict(Conflict):
     code = "login_key_conflict"
     default_message = "The login key was changed by another request; try again."

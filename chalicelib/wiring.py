@@ -31,7 +31,13 @@ from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_pay
 from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.storage.blob_records import DynamoBlobStore
 from chalicelib.storage.directory import DynamoBackupStore, DynamoCardStore
-from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
+from chalicelib.storage.dynamo import (
+    DynamoAttemptStore,
+    DynamoDeviceStore,
+    DynamoSessionStore,
+    DynamoStepUpStore,
+    DynamoUserStore,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -105,6 +111,8 @@ class Container:
             users=DynamoUserStore(self.dynamodb, self.settings.users_table),
             sessions=DynamoSessionStore(self.dynamodb, self.settings.sessions_table),
             attempts=DynamoAttemptStore(self.dynamodb, self.settings.attempts_table),
+            devices=DynamoDeviceStore(self.dynamodb, self.settings.sessions_table),
+            step_ups=DynamoStepUpStore(self.dynamodb, self.settings.sessions_table),
             hasher=LoginKeyHasher(memory_kib=memory_kib, iterations=iterations, lanes=lanes),
             refresh_ttl=self.settings.refresh_token_ttl,
             clock=self._clock,

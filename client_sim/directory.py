@@ -172,7 +172,9 @@ class CardDirectory:
         )
         self._store.save(staged)
         try:
-            self._session.authed(lambda token: self._api.publish_card(token, bundle.card.to_json()))
+            self._session.authed_step_up(
+                lambda token, proof: self._api.publish_card(token, bundle.card.to_json(), proof)
+            )
         except ServerError as exc:
             if exc.status >= 500:
                 # The server may have committed before failing: keep it pending.
@@ -219,7 +221,9 @@ class CardDirectory:
             ServerError: refused (404/409 when the card is not this
                 identity's active card any more).
         """
-        self._session.authed(lambda token: self._api.revoke_card(token, card_id))
+        self._session.authed_step_up(
+            lambda token, proof: self._api.revoke_card(token, card_id, proof)
+        )
 
     # --- the cache ---------------------------------------------------------------------
 

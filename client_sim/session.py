@@ -28,17 +28,26 @@ from typing import Final, TypeVar
 
 from chalicelib.wire.b64 import b64url_encode
 from client_sim.api import ApiClient, RefreshSession
-from client_sim.errors import NotLoggedIn, ServerError
+from client_sim.errors import NotLoggedIn, ServerError, StepUpRequired
 from client_sim.keystore import KeystoreState
-from client_sim.store import BACKUP_KEY, REFRESH_EXPIRES, REFRESH_TOKEN, DeviceStore
+from client_sim.store import (
+    BACKUP_KEY,
+    DEVICE_COOKIE,
+    REFRESH_EXPIRES,
+    REFRESH_TOKEN,
+    DeviceStore,
+)
 
-__all__ = ["TOKEN_REFRESH_MARGIN", "Session"]
+__all__ = ["STEP_UP_WINDOW", "TOKEN_REFRESH_MARGIN", "Session"]
 
 # Renew an access token this long before it expires by the local clock:
 # covers the request's flight time and the server's small leeway, and since
 # the expiry is ``expires_in`` counted from when *we* asked, the device's
 # clock may be off by any amount without tokens being used too late.
 TOKEN_REFRESH_MARGIN: Final = 60.0
+# A confirmed password (its login key) is kept in memory this long, for the
+# step-up proofs of destructive calls; never persisted.
+STEP_UP_WINDOW: Final = 300.0
 
 _T = TypeVar("_T")
 
@@ -57,6 +66,8 @@ class Session:
         # Renewing spends the stored refresh token: two threads must never
         # present the same one (the second would revoke the session).
         self._renewing = threading.Lock()
+        # (login key, usable until by the local clock): see confirm().
+        self._confirmed: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"Session(live_access_token={self._access is not None})"
@@ -67,11 +78,13 @@ class Session:
         Returns the keystore as saved; a keystore is created for a new device.
         """
         state = self._store.load() or KeystoreState(identity)
+        cookie = session.device_cookie or state.settings.get(DEVICE_COOKIE)
         state = state.with_settings(
             **{
                 REFRESH_TOKEN: session.refresh_token,
                 REFRESH_EXPIRES: str(session.expires_at),
                 BACKUP_KEY: b64url_encode(backup_key),
+                DEVICE_COOKIE: cookie,
             }
         )
         self._store.save_session(state)
@@ -89,14 +102,45 @@ class Session:
             return
         with contextlib.suppress(ServerError):
             self._api.logout(token)
+        self._confirmed = None
         self._store.save_session(
             state.with_settings(**{REFRESH_TOKEN: None, REFRESH_EXPIRES: None})
         )
         self._access = None
 
     def forget(self) -> None:
-        """Drop the access token held in memory (the keystore is being wiped)."""
+        """Drop the access token and any confirmed password held in memory."""
         self._access = None
+        self._confirmed = None
+
+    def confirm(self, login_key_b64: str) -> None:
+        """Hold the login key of a just-entered password for :data:`STEP_UP_WINDOW` s.
+
+        Destructive calls made meanwhile trade it for single-use step-up
+        proofs (``POST /v1/step-up``) when the server asks for one.
+        """
+        self._confirmed = (login_key_b64, self._clock() + STEP_UP_WINDOW)
+
+    def authed_step_up(self, call: Callable[[str, str | None], _T]) -> _T:
+        """``call(access_token, step_up)``: first without a proof, then -- if the
+        server asks for one (``step_up_required``) -- with a fresh proof from
+        the confirmed password.  Each try gets its own proof (they are single-use).
+
+        Raises:
+            StepUpRequired: the server asks for a proof and no password was
+                confirmed in the last :data:`STEP_UP_WINDOW` seconds.
+            ServerError: a refusal (``wrong_login_key``: the confirmed
+                password is not the account's), as from the API.
+        """
+        try:
+            return self.authed(lambda token: call(token, None))
+        except ServerError as exc:
+            if exc.code != "step_up_required":
+                raise
+            confirmed = self._confirmed
+            if confirmed is None or self._clock() >= confirmed[1]:
+                raise StepUpRequired("this change needs the password: confirm it first") from exc
+        return self.authed(lambda token: call(token, self._api.step_up(token, confirmed[0])))
 
     def access_token(self, *, renew: bool = False, stale: str | None = None) -> str:
         """A live access token: the one held, or a new one from the refresh token.

@@ -22,6 +22,7 @@ from client_sim.keystore import Keystore, KeystoreNotFound, KeystoreState
 
 __all__ = [
     "BACKUP_KEY",
+    "DEVICE_COOKIE",
     "PENDING_CARD",
     "REFRESH_EXPIRES",
     "REFRESH_TOKEN",
@@ -38,8 +39,11 @@ __all__ = [
 REFRESH_TOKEN: Final = "session.refresh-token"  # noqa: S105 - a setting name
 REFRESH_EXPIRES: Final = "session.expires-at"
 BACKUP_KEY: Final = "backup.key"
+# Kept across logouts: this device's proof that it has logged in before,
+# which lets its next login through a lockout strangers caused.
+DEVICE_COOKIE: Final = "session.device-cookie"
 # Owned by the session: written only through DeviceStore.save_session.
-SESSION_SETTINGS: Final = (REFRESH_TOKEN, REFRESH_EXPIRES)
+SESSION_SETTINGS: Final = (REFRESH_TOKEN, REFRESH_EXPIRES, DEVICE_COOKIE)
 PENDING_CARD: Final = "card.pending"
 
 
@@ -110,6 +114,13 @@ class DeviceStore:
             card_id=state.current_card_id,
             previous_cards=len(state.previous),
         )
+
+    def device_cookie(self, identity: str) -> str | None:
+        """The device cookie this keystore holds for ``identity`` (None: none, or another's)."""
+        state = self.load()
+        if state is None or state.identity != identity:
+            return None
+        return state.settings.get(DEVICE_COOKIE)
 
     def require_session(self) -> KeystoreState:
         """The keystore of a logged-in device.

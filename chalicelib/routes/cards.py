@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib import wiring
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+from chalicelib.routes.stepup import require_step_up_to_publish, require_step_up_to_revoke
 from chalicelib.services.cards import CardRecord
 from chalicelib.wire.cards import MAX_CARD_JSON_SIZE
 
@@ -33,6 +34,7 @@ def card_view(record: CardRecord) -> dict[str, Any]:
 def publish_card(request: ApiRequest) -> ApiResponse:
     """Publish the caller's self-signed card (first registration or a rotation)."""
     body = request.json(required=("card",))
+    require_step_up_to_publish(request, body["card"])
     record = wiring.container().cards.publish(request.identity, body["card"])
     return ApiResponse(201, card_view(record))
 
@@ -53,6 +55,7 @@ def get_card(request: ApiRequest, card_id: str) -> ApiResponse:
 
 @api.route("/v1/cards/{card_id}/revoke", methods=["POST"], auth=Auth.ACCESS)
 def revoke_card(request: ApiRequest, card_id: str) -> ApiResponse:
-    """The owner revokes its active card (unregister)."""
+    """The owner revokes its active card (unregister); needs a step-up proof."""
+    require_step_up_to_revoke(request)
     wiring.container().cards.revoke(request.identity, card_id)
     return ApiResponse(204)

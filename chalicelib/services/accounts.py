@@ -18,6 +18,7 @@ behaviour nor (to within noise) the time reveals whether an account exists.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Callable
@@ -28,9 +29,11 @@ from chalicelib import crypto
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidRequest,
     InvalidUsername,
     LoginKeyConflict,
     RefreshTokenReused,
+    StepUpRequired,
     TooManyAttempts,
     Unauthorized,
     WrongLoginKey,
@@ -43,6 +46,20 @@ LOGIN_KEY_SIZE = 32
 REFRESH_TOKEN_PREFIX = "sbr_"  # noqa: S105 - a prefix, not a credential
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_RE = re.compile(r"sbr_[A-Za-z0-9_-]{43}")
+# Device cookies (OWASP's brute-force "device cookie"): 256 random bits, a
+# prefix of their own so they can never pass for a refresh token.
+DEVICE_COOKIE_PREFIX = "sbd_"
+DEVICE_COOKIE_BYTES = 32
+DEVICE_COOKIE_TTL = 180 * 86400
+_DEVICE_COOKIE_RE = re.compile(r"sbd_[A-Za-z0-9_-]{43}")
+# Step-up proofs: single-use, short-lived re-authentications with the login key.
+STEP_UP_PREFIX = "sbs_"
+STEP_UP_BYTES = 32
+STEP_UP_TTL = 300
+_STEP_UP_RE = re.compile(r"sbs_[A-Za-z0-9_-]{43}")
+# Attempt records of cookies share the attempts table with those of
+# accounts; an identity never contains ':', so the keys can't collide.
+_COOKIE_ATTEMPTS_PREFIX = "cookie:"
 
 
 # --- records and stores (implemented by chalicelib.storage) -----------------
@@ -140,6 +157,38 @@ class SessionStore(Protocol):
         """Mark the family revoked (idempotent; the first reason is kept)."""
 
 
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device cookie (stored under its digest): whose, and until when."""
+
+    identity: str
+    expires_at: int
+
+
+class DeviceStore(Protocol):
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None: ...
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        """The stored cookie, expired or not (the service checks expiry)."""
+
+    def delete(self, cookie_hash: str) -> None:
+        """Forget the cookie (idempotent)."""
+
+
+class StepUpStore(Protocol):
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None: ...
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        """Delete the proof iff it exists, is ``identity``'s and unexpired at
+        ``now`` (one conditional delete); False otherwise."""
+
+    def mark_card_ended(self, identity: str) -> None:
+        """Remember that ``identity`` had a card that ended (idempotent)."""
+
+    def card_ended(self, identity: str) -> bool:
+        """Whether :meth:`mark_card_ended` was ever called for ``identity``."""
+
+
 class AttemptStore(Protocol):
     def get(self, identity: str) -> AttemptRecord | None:
         """The stored record, expired or not (the service checks expiry)."""
@@ -210,6 +259,8 @@ class IssuedSession:
     refresh_token: str = field(repr=False)
     identity: str
     expires_at: int
+    # Set by a login: the device cookie the device keeps for its next login.
+    device_cookie: str | None = field(default=None, repr=False)
 
 
 FAMILY_ID_BYTES = 16
@@ -232,6 +283,8 @@ class AccountService:
         attempts: AttemptStore,
         hasher: LoginKeyHasher,
         *,
+        devices: DeviceStore,
+        step_ups: StepUpStore,
         refresh_ttl: int,
         policy: LockoutPolicy | None = None,
         clock: Callable[[], float],
@@ -240,6 +293,8 @@ class AccountService:
         self._users = users
         self._sessions = sessions
         self._attempts = attempts
+        self._devices = devices
+        self._step_ups = step_ups
         self._hasher = hasher
         self._refresh_ttl = refresh_ttl
         self._policy = policy or LockoutPolicy()
@@ -267,18 +322,39 @@ class AccountService:
 
     # login -------------------------------------------------------------------
 
-    def login(self, username: object, login_key: object) -> IssuedSession:
-        """Check the login key and open a refresh session.
+    def login(
+        self, username: object, login_key: object, device_cookie: object = None
+    ) -> IssuedSession:
+        """Check the login key and open a refresh session (and issue a device cookie).
+
+        Throttling follows OWASP's device-cookie scheme.  A request whose
+        ``device_cookie`` is a live cookie this service issued to this
+        username (a device that has logged in here before) is charged to
+        that cookie's own attempt counter; every other request -- no cookie,
+        an unknown, expired or other user's cookie -- is charged to the
+        account's counter, the one strangers share.  So a stranger locking
+        the account out doesn't stop its owner's known devices, while
+        guessing stays throttled either way (per account without a cookie,
+        per cookie with a stolen one).  Whether a cookie is valid is decided
+        by one lookup of its digest, before and independently of the user
+        lookup, so the answers and the work stay the same for unknown users.
+
+        A successful login returns a new cookie and forgets the one
+        presented (one live cookie per device).
 
         Raises:
             InvalidUsername, InvalidLoginKey: malformed input.
-            TooManyAttempts: the account is in a backoff period, whether or
-                not this key is correct; ``retry_after`` says when to retry.
+            InvalidRequest: ``device_cookie`` present but malformed.
+            TooManyAttempts: the counter charged (the account's, or the
+                cookie's) is in a backoff period, whether or not this key is
+                correct; ``retry_after`` says when to retry.
             InvalidCredentials: unknown user or wrong key (one answer).
         """
         identity = _identity(username)
         key = _login_key(login_key)
-        charged = self._charge_attempt(identity)
+        cookie_hash = self._known_device(identity, device_cookie)
+        counter = identity if cookie_hash is None else _COOKIE_ATTEMPTS_PREFIX + cookie_hash
+        charged = self._charge_attempt(counter)
         user = self._users.get(identity)
         if user is None:
             self._hasher.verify_dummy(key)
@@ -286,12 +362,35 @@ class AccountService:
         if not self._hasher.verify(key, user.login_hash):
             raise InvalidCredentials()
         # Success clears the count (an already-expired record, which TTL
-        # removes) -- unless another attempt has charged the account since,
+        # removes) -- unless another attempt has charged the counter since,
         # in which case clearing would erase that attempt's backoff.
-        self._attempts.swap(identity, charged, _CLEARED)
+        self._attempts.swap(counter, charged, _CLEARED)
         if self._hasher.needs_rehash(user.login_hash):
             self._users.update_login_hash(identity, user.login_hash, self._hasher.hash(key))
-        return self._open_session(identity, user.session_epoch)
+        if cookie_hash is not None:
+            self._devices.delete(cookie_hash)
+        session = self._open_session(identity, user.session_epoch)
+        return dataclasses.replace(session, device_cookie=self._issue_device_cookie(identity))
+
+    def _known_device(self, identity: str, device_cookie: object) -> str | None:
+        """The digest of ``device_cookie`` if it is a live cookie of ``identity``."""
+        if device_cookie is None:
+            return None
+        if not isinstance(device_cookie, str) or not _DEVICE_COOKIE_RE.fullmatch(device_cookie):
+            raise InvalidRequest("device_cookie must be a device cookie this service issued.")
+        digest = refresh_token_digest(device_cookie)
+        record = self._devices.get(digest)
+        if record is None or record.identity != identity or record.expires_at <= self._clock():
+            return None
+        return digest
+
+    def _issue_device_cookie(self, identity: str) -> str:
+        cookie = DEVICE_COOKIE_PREFIX + b64url_encode(self._token_bytes(DEVICE_COOKIE_BYTES))
+        self._devices.create(
+            refresh_token_digest(cookie),
+            DeviceRecord(identity=identity, expires_at=int(self._clock()) + DEVICE_COOKIE_TTL),
+        )
+        return cookie
 
     # login-key change ------------------------------------------------------------
 
@@ -341,6 +440,64 @@ class AccountService:
             self._attempts.swap(identity, charged, _CLEARED)
             return self._open_session(identity, user.session_epoch)
         raise WrongLoginKey()
+
+    # step-up -----------------------------------------------------------------------
+
+    def step_up(self, identity: str, login_key: object) -> tuple[str, int]:
+        """Re-authenticate ``identity`` with its login key; a single-use proof and its TTL.
+
+        The caller already holds an access token; the proof is what a
+        destructive or identity-changing call needs on top of it.  The key is
+        charged and throttled exactly like a login (a stolen access token is
+        no faster password oracle).  Only the proof's digest is stored.
+
+        Raises:
+            InvalidLoginKey: not 32 bytes of base64url.
+            TooManyAttempts: the account is in a backoff period.
+            WrongLoginKey: not the account's login key.
+        """
+        key = _login_key(login_key)
+        charged = self._charge_attempt(identity)
+        user = self._users.get(identity)
+        if user is None:
+            self._hasher.verify_dummy(key)
+            raise WrongLoginKey()
+        if not self._hasher.verify(key, user.login_hash):
+            raise WrongLoginKey()
+        self._attempts.swap(identity, charged, _CLEARED)
+        proof = STEP_UP_PREFIX + b64url_encode(self._token_bytes(STEP_UP_BYTES))
+        self._step_ups.create(
+            refresh_token_digest(proof), identity, int(self._clock()) + STEP_UP_TTL
+        )
+        return proof, STEP_UP_TTL
+
+    def consume_step_up(self, identity: str, proof: object) -> None:
+        """Spend a step-up proof of ``identity`` (one conditional delete: single use).
+
+        A proof is spent by the request that presents it, whatever that
+        request's outcome; a device fetches a new one for a retry.
+
+        Raises:
+            StepUpRequired: no proof, a malformed, unknown, spent, expired or
+                another identity's one.
+        """
+        if not isinstance(proof, str) or not _STEP_UP_RE.fullmatch(proof):
+            raise StepUpRequired()
+        if not self._step_ups.consume(refresh_token_digest(proof), identity, int(self._clock())):
+            raise StepUpRequired()
+
+    def note_card_revocation(self, identity: str) -> None:
+        """Remember, before a revocation, that ``identity`` had a card.
+
+        A later card that is not a rotation is then an identity reset and
+        needs a step-up.  Written before the revocation: if the revocation
+        fails the note only makes a later first card ask for a step-up.
+        """
+        self._step_ups.mark_card_ended(identity)
+
+    def had_card(self, identity: str) -> bool:
+        """Whether ``identity`` revoked a card (since this note was kept)."""
+        return self._step_ups.card_ended(identity)
 
     def _charge_attempt(self, identity: str) -> AttemptRecord:
         for _ in range(self._CAS_ROUNDS):
@@ -462,7 +619,7 @@ class AccountService:
 
 
 def refresh_token_digest(token: str) -> str:
-    """Storage key for a refresh token: base64url(SHA-256(token)).
+    """Storage key for a refresh token or a device cookie: base64url(SHA-256(token)).
 
     Only this digest is stored, so a copy of the sessions table can't be
     replayed as credentials.

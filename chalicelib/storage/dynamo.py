@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import InternalError, ServiceUnavailable, UsernameTaken
 from chalicelib.services.accounts import (
     AttemptRecord,
+    DeviceRecord,
     FamilyRecord,
     Revoked,
     SessionRecord,
@@ -287,6 +288,77 @@ class DynamoSessionStore(_Table):
             ExpressionAttributeNames={"#r": "revoked", "#k": "token_hash"},
             ExpressionAttributeValues={":why": {"S": why.value}, ":live": {"S": Revoked.NO.value}},
         )
+
+
+_DEVICE_PREFIX = "device:"
+
+
+class DynamoDeviceStore(_Table):
+    """Device cookies, in the sessions table under ``device:<digest>`` (TTL ``expires_at``)."""
+
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None:
+        item = {
+            "token_hash": {"S": _DEVICE_PREFIX + cookie_hash},
+            "identity": {"S": device.identity},
+            "expires_at": {"N": str(device.expires_at)},
+        }
+        # 256 random bits never collide; never overwrite another's cookie.
+        if not self._put(item, "attribute_not_exists(#k)", {"#k": "token_hash"}):
+            raise InternalError()
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        item = self._get({"token_hash": {"S": _DEVICE_PREFIX + cookie_hash}})
+        if item is None:
+            return None
+        return DeviceRecord(identity=item["identity"]["S"], expires_at=int(item["expires_at"]["N"]))
+
+    def delete(self, cookie_hash: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table, Key={"token_hash": {"S": _DEVICE_PREFIX + cookie_hash}}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+
+_STEP_UP_PREFIX = "stepup:"
+# "This identity revoked a card": no TTL attribute, kept for good.
+_CARD_ENDED_PREFIX = "card-ended:"
+
+
+class DynamoStepUpStore(_Table):
+    """Step-up proofs, in the sessions table under ``stepup:<digest>`` (TTL ``expires_at``)."""
+
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None:
+        item = {
+            "token_hash": {"S": _STEP_UP_PREFIX + proof_hash},
+            "identity": {"S": identity},
+            "expires_at": {"N": str(expires_at)},
+        }
+        if not self._put(item, "attribute_not_exists(#k)", {"#k": "token_hash"}):
+            raise InternalError()
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        # One conditional delete: of two requests presenting one proof, one
+        # deletes it and the other's condition fails (single use).
+        return self._conditional(
+            self._client.delete_item,
+            TableName=self._table,
+            Key={"token_hash": {"S": _STEP_UP_PREFIX + proof_hash}},
+            ConditionExpression="attribute_exists(#k) AND #i = :identity AND #e > :now",
+            ExpressionAttributeNames={"#k": "token_hash", "#i": "identity", "#e": "expires_at"},
+            ExpressionAttributeValues={":identity": {"S": identity}, ":now": {"N": str(now)}},
+        )
+
+    def mark_card_ended(self, identity: str) -> None:
+        item = {"token_hash": {"S": _CARD_ENDED_PREFIX + identity}, "identity": {"S": identity}}
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def card_ended(self, identity: str) -> bool:
+        return self._get({"token_hash": {"S": _CARD_ENDED_PREFIX + identity}}) is not None
 
 
 class DynamoAttemptStore(_Table):

@@ -81,7 +81,7 @@ def test_no_secret_reaches_logs_error_bodies_or_tables(clock, raw, caplog) -> No
     session = api.login("alice", keys.login_key_b64)
     access = api.access_token(session.refresh_token)
     refresh = access.refresh_token  # rotated: the login's token is spent
-    secrets |= {session.refresh_token, refresh, access.access_token}
+    secrets |= {session.refresh_token, refresh, access.access_token, session.device_cookie or ""}
     api.me(access.access_token)
 
     sm = wiring.container().secretsmanager

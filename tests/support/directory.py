@@ -36,6 +36,11 @@ def make_user(api: ApiClient, username: str, password: str = PASSWORD) -> User:
     return User(identity, keys, access.refresh_token, access.access_token)
 
 
+def step_up(api: ApiClient, user: User) -> dict[str, str]:
+    """Headers carrying a fresh step-up proof of ``user`` (re-authenticated with the login key)."""
+    return {"Sealbox-Step-Up": api.step_up(user.access_token, user.keys.login_key_b64)}
+
+
 def fresh_bundle(identity: str, *, created_at: int | None = None) -> KeyBundle:
     return KeyBundle.generate(
         identity, created_at=int(time.time()) if created_at is None else created_at

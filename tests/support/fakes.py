@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from chalicelib.errors import UsernameTaken
 from chalicelib.services.accounts import (
     AttemptRecord,
+    DeviceRecord,
     FamilyRecord,
     Revoked,
     SessionRecord,
@@ -94,6 +95,44 @@ class MemorySessions:
         stored = self.families.get(family)
         if stored is not None and stored.revoked is Revoked.NO:
             self.families[family] = replace(stored, revoked=why)
+
+
+class MemoryDevices:
+    def __init__(self) -> None:
+        self.items: dict[str, DeviceRecord] = {}
+
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None:
+        assert cookie_hash not in self.items
+        self.items[cookie_hash] = device
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        return self.items.get(cookie_hash)
+
+    def delete(self, cookie_hash: str) -> None:
+        self.items.pop(cookie_hash, None)
+
+
+class MemoryStepUps:
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[str, int]] = {}
+        self.ended: set[str] = set()
+
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None:
+        assert proof_hash not in self.items
+        self.items[proof_hash] = (identity, expires_at)
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        stored = self.items.get(proof_hash)
+        if stored is None or stored[0] != identity or stored[1] <= now:
+            return False
+        del self.items[proof_hash]
+        return True
+
+    def mark_card_ended(self, identity: str) -> None:
+        self.ended.add(identity)
+
+    def card_ended(self, identity: str) -> bool:
+        return identity in self.ended
 
 
 class MemoryAttempts:
