@@ -110,6 +110,9 @@ class FamilyRecord:
     generation: int
     expires_at: int
     revoked: Revoked = Revoked.NO
+    # When the family last rotated (0: never): the token spent then may be
+    # presented again for :data:`REFRESH_RETRY_GRACE` seconds (a lost reply).
+    rotated_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,13 @@ class SessionStore(Protocol):
     def family(self, family: str) -> FamilyRecord | None:
         """The stored family, expired or not (the service checks expiry)."""
 
-    def rotate(self, family: str, generation: int, token_hash: str, session: SessionRecord) -> bool:
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
         """In one transaction: advance ``family`` from ``generation`` to
-        ``session.generation`` iff it is still at ``generation`` and not
-        revoked, and store the new token.  False (nothing written) when the
-        family moved or was revoked meanwhile."""
+        ``session.generation`` (``rotated_at = at``) iff it is still at
+        ``generation`` and not revoked, and store the new token.  False
+        (nothing written) when the family moved or was revoked meanwhile."""
 
     def revoke(self, family: str, why: Revoked) -> None:
         """Mark the family revoked (idempotent; the first reason is kept)."""
@@ -264,6 +269,12 @@ class IssuedSession:
 
 
 FAMILY_ID_BYTES = 16
+# A renewal whose reply was lost leaves the device holding the token it just
+# spent.  For this long after a rotation, presenting *that* token again (the
+# generation right before the family's) renews again instead of counting as
+# a reuse; the successor it was given stops working.  Anything older, or
+# later, is a reuse.  docs/access-tokens.md states what this costs.
+REFRESH_RETRY_GRACE = 60
 
 
 # --- the service ----------------------------------------------------------------
@@ -575,7 +586,11 @@ class AccountService:
             generation=family.generation + 1,
         )
         if not self._sessions.rotate(
-            session.family, family.generation, refresh_token_digest(new_token), successor
+            session.family,
+            family.generation,
+            refresh_token_digest(new_token),
+            successor,
+            int(self._clock()),
         ):
             self._sessions.revoke(session.family, Revoked.REUSE)
             raise RefreshTokenReused()
@@ -598,7 +613,12 @@ class AccountService:
             raise RefreshTokenReused()
         if family.revoked is not Revoked.NO:
             raise Unauthorized()
-        if family.generation != session.generation:
+        if family.generation != session.generation and not (
+            # A retry after a lost reply: the token spent by the last
+            # rotation, presented again within the grace.
+            session.generation == family.generation - 1
+            and now < family.rotated_at + REFRESH_RETRY_GRACE
+        ):
             self._sessions.revoke(session.family, Revoked.REUSE)
             raise RefreshTokenReused()
         user = self._users.get(session.identity)

@@ -256,18 +256,26 @@ class DynamoSessionStore(_Table):
             generation=int(item["generation"]["N"]),
             expires_at=int(item["expires_at"]["N"]),
             revoked=Revoked(item["revoked"]["S"]),
+            rotated_at=int(item.get("rotated_at", {"N": "0"})["N"]),
         )
 
-    def rotate(self, family: str, generation: int, token_hash: str, session: SessionRecord) -> bool:
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
         advance = {
             "Update": {
                 "TableName": self._table,
                 "Key": {"token_hash": {"S": _FAMILY_PREFIX + family}},
-                "UpdateExpression": "SET #g = :next",
+                "UpdateExpression": "SET #g = :next, #t = :at",
                 "ConditionExpression": "#g = :current AND #r = :live",
-                "ExpressionAttributeNames": {"#g": "generation", "#r": "revoked"},
+                "ExpressionAttributeNames": {
+                    "#g": "generation",
+                    "#r": "revoked",
+                    "#t": "rotated_at",
+                },
                 "ExpressionAttributeValues": {
                     ":next": {"N": str(session.generation)},
+                    ":at": {"N": str(at)},
                     ":current": {"N": str(generation)},
                     ":live": {"S": Revoked.NO.value},
                 },

@@ -445,6 +445,8 @@ class Phone:
 
     def _unregister(self, step: Step) -> None:
         self.harvest()
+        # Revoking the card needs the password again (a step-up).
+        self._try("confirm_password", lambda: self.device.confirm_password(self.password))
         self._try("unregister", self.device.unregister)
         self.run.metrics.count("unregistered")
 

@@ -82,12 +82,14 @@ class MemorySessions:
     def family(self, family: str) -> FamilyRecord | None:
         return self.families.get(family)
 
-    def rotate(self, family: str, generation: int, token_hash: str, session: SessionRecord) -> bool:
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
         stored = self.families.get(family)
         if stored is None or stored.generation != generation or stored.revoked is not Revoked.NO:
             return False
         assert token_hash not in self.items
-        self.families[family] = replace(stored, generation=session.generation)
+        self.families[family] = replace(stored, generation=session.generation, rotated_at=at)
         self.items[token_hash] = session
         return True
 

@@ -21,6 +21,7 @@ from chalicelib.errors import (
 )
 from chalicelib.services.accounts import (
     DEVICE_COOKIE_TTL,
+    REFRESH_RETRY_GRACE,
     AccountService,
     AttemptRecord,
     LockoutPolicy,
@@ -392,8 +393,37 @@ def test_rotation_spends_the_token_and_keeps_the_login_expiry(parts, clock) -> N
     # Renewing does not extend a login.
     assert second.expires_at == first.expires_at
     assert service.authenticate_refresh(second.refresh_token).identity == "alice"
+    clock.advance(REFRESH_RETRY_GRACE)
     with pytest.raises(RefreshTokenReused):
         service.authenticate_refresh(first.refresh_token)
+
+
+def test_a_lost_reply_may_be_retried_within_the_grace_and_only_one_token_lives(
+    parts, clock
+) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    spent = service.login("alice", KEY).refresh_token
+    lost = service.rotate_refresh(spent).refresh_token  # the reply never arrives
+    clock.advance(REFRESH_RETRY_GRACE - 1)
+    retried = service.rotate_refresh(spent).refresh_token  # the device retries
+    # The successor nobody received is now the one before the family's:
+    # accepted only inside the grace, and never alongside a later one.
+    clock.advance(REFRESH_RETRY_GRACE)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(lost)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(retried)  # the family went with the reuse
+
+
+def test_a_token_two_generations_old_is_a_reuse_even_within_the_grace(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY).refresh_token
+    second = service.rotate_refresh(first).refresh_token
+    service.rotate_refresh(second)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(first)
 
 
 def test_a_renewal_that_loses_the_race_revokes_the_family(parts) -> None:
