@@ -20,7 +20,7 @@ from chalicelib.blob_events import handle_blob_events
 from chalicelib.http import answer_undeclared_methods, declared_methods, normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, backups, blobs, cards, meta, tokens
+from chalicelib.routes import accounts, backups, blobs, cards, meta, stepup, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -30,6 +30,7 @@ logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
 
 app.register_blueprint(accounts.api.blueprint)
 app.register_blueprint(tokens.api.blueprint)
+app.register_blueprint(stepup.api.blueprint)
 app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)

@@ -74,6 +74,21 @@ class Unauthorized(SealboxError):
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+class RefreshTokenReused(Unauthorized):
+    """A refresh token that was already exchanged was presented again.
+
+    Refresh tokens rotate on every use, so a spent one in anybody's hands
+    means two parties hold copies of one session: its whole family (every
+    token rotated from the same login) is revoked, for the thief and the
+    victim alike, and the device must log in again (OAuth 2.1 §4.3.1).
+    """
+
+    code = "refresh_token_reused"
+    default_message = (
+        "This refresh token was already used; the session has been ended. Log in again."
+    )
+
+
 class InvalidCredentials(SealboxError):
     """Login failed.  Same body for an unknown user and a wrong key."""
 
@@ -238,6 +253,22 @@ class WrongLoginKey(SealboxError):
     status = 403
     code = "wrong_login_key"
     default_message = "current_login_key is not this account's login key."
+
+
+class StepUpRequired(SealboxError):
+    """A destructive or identity-changing call came without a live step-up proof.
+
+    Revoking a card, publishing a card that is not a rotation, deleting or
+    replacing a key backup need more than the bearer token: a single-use
+    proof from ``POST /v1/step-up`` (re-authentication with the login key)
+    in the ``Sealbox-Step-Up`` header.
+    """
+
+    status = 403
+    code = "step_up_required"
+    default_message = (
+        "This call needs a fresh step-up proof (POST /v1/step-up) in the Sealbox-Step-Up header."
+    )
 
 
 class LoginKeyConflict(Conflict):

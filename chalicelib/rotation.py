@@ -27,7 +27,11 @@ value yet.  :func:`handle_rotation_event` implements the steps:
     ``AWSCURRENT`` and the old current one ``AWSPREVIOUS``, and drop
     ``AWSPENDING``:
 
-    1. move ``AWSPREVIOUS`` onto the version that is still current;
+    1. move ``AWSPREVIOUS`` onto the version that is still current, and
+       record its retirement time on it as the staging label
+       ``sealbox-retired-at-<unix seconds>`` (any older such label is
+       removed): verifiers accept the previous key only for tokens issued by
+       then, plus a grace (``docs/access-tokens.md``);
     2. move ``AWSCURRENT`` to the new version (``RemoveFromVersionId`` = the
        old one).  AWS -- and moto 5.2, which we checked -- also moves
        ``AWSPREVIOUS`` to the old version in this same call; step 1 makes
@@ -70,10 +74,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import SealboxError
 from chalicelib.services.tokens import StaticKeyRing, TokenService
 from chalicelib.storage.appkeys import (
+    RETIRED_LABEL_PREFIX,
     STAGE_CURRENT,
     STAGE_PENDING,
     STAGE_PREVIOUS,
     quiet_botocore_payload_logs,
+    retired_label,
 )
 from chalicelib.wire.appkey import (
     AppKey,
@@ -118,7 +124,8 @@ def handle_rotation_event(
         event: the Secrets Manager rotation event (``SecretId``,
             ``ClientRequestToken``, ``Step``).
         client: a boto3 ``secretsmanager`` client (injected).
-        clock: Unix seconds, for the new key's ``created_at``.
+        clock: Unix seconds, for the new key's ``created_at`` and the old
+            key's retirement record.
 
     Raises:
         RotationError: the event is malformed, rotation is not enabled, the
@@ -156,7 +163,7 @@ def handle_rotation_event(
         elif step == "testSecret":
             _test(client, secret_id, token)
         else:
-            _finish(client, secret_id, token, versions)
+            _finish(client, secret_id, token, versions, int(clock()))
     except (ClientError, BotoCoreError) as exc:
         raise RotationError(
             f"Secrets Manager error during {step} of secret {secret_id}: {_describe(exc)}"
@@ -300,7 +307,11 @@ def _test(client: SecretsManagerClient, secret_id: str, token: str) -> None:
 
 
 def _finish(
-    client: SecretsManagerClient, secret_id: str, token: str, versions: dict[str, list[str]]
+    client: SecretsManagerClient,
+    secret_id: str,
+    token: str,
+    versions: dict[str, list[str]],
+    now: int,
 ) -> None:
     # Never promote what wasn't checked: a finish before createSecret, or
     # after a testSecret that failed, fails here with nothing moved.
@@ -322,6 +333,22 @@ def _finish(
                 MoveToVersionId=old,
                 RemoveFromVersionId=holder,
             )
+    # Step 1b: record the retirement on the version about to retire, before
+    # it retires, so no reader ever sees it previous without the record.  A
+    # retried finish (step 2 not done yet) records the later time: the key
+    # kept signing until then.  Older records go: only the previous key's
+    # retirement matters, and a secret holds at most 20 labels.
+    label = retired_label(now)
+    for version, labels in versions.items():
+        for stale in labels:
+            if stale.startswith(RETIRED_LABEL_PREFIX) and (version, stale) != (old, label):
+                client.update_secret_version_stage(
+                    SecretId=secret_id, VersionStage=stale, RemoveFromVersionId=version
+                )
+    if label not in versions[old]:
+        client.update_secret_version_stage(
+            SecretId=secret_id, VersionStage=label, MoveToVersionId=old
+        )
     # Step 2: the new key becomes current.
     client.update_secret_version_stage(
         SecretId=secret_id,

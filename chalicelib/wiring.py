@@ -26,12 +26,18 @@ from chalicelib.services.accounts import AccountService, LoginKeyHasher
 from chalicelib.services.backups import BackupService
 from chalicelib.services.blobs import BlobService
 from chalicelib.services.cards import CardService
-from chalicelib.services.tokens import TokenService
+from chalicelib.services.tokens import DEFAULT_LEEWAY, TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
 from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.storage.blob_records import DynamoBlobStore
 from chalicelib.storage.directory import DynamoBackupStore, DynamoCardStore
-from chalicelib.storage.dynamo import DynamoAttemptStore, DynamoSessionStore, DynamoUserStore
+from chalicelib.storage.dynamo import (
+    DynamoAttemptStore,
+    DynamoDeviceStore,
+    DynamoSessionStore,
+    DynamoStepUpStore,
+    DynamoUserStore,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -105,6 +111,8 @@ class Container:
             users=DynamoUserStore(self.dynamodb, self.settings.users_table),
             sessions=DynamoSessionStore(self.dynamodb, self.settings.sessions_table),
             attempts=DynamoAttemptStore(self.dynamodb, self.settings.attempts_table),
+            devices=DynamoDeviceStore(self.dynamodb, self.settings.sessions_table),
+            step_ups=DynamoStepUpStore(self.dynamodb, self.settings.sessions_table),
             hasher=LoginKeyHasher(memory_kib=memory_kib, iterations=iterations, lanes=lanes),
             refresh_ttl=self.settings.refresh_token_ttl,
             clock=self._clock,
@@ -128,6 +136,9 @@ class Container:
             issuer=self.settings.token_issuer,
             audience=self.settings.token_audience,
             ttl=self.settings.access_token_ttl,
+            # Warm containers sign with a loaded key until their cache TTL
+            # ends: that long after a rotation the old key may still sign.
+            previous_key_grace=self.settings.app_key_cache_ttl + DEFAULT_LEEWAY,
             clock=self._clock,
         )
 

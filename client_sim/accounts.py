@@ -74,6 +74,9 @@ class Accounts:
                 raise UsernameTaken("this username is taken") from exc
             raise
         state = self._session.start(identity, session, keys.backup_key)
+        # Registering again after an unregister is an identity reset: the
+        # server asks for a step-up, which this password gives.
+        self._session.confirm(keys.login_key_b64)
         active = self._cards.own_active(identity)
         if active is not None:
             if state.bundle_for(active.card_id) is None:
@@ -99,8 +102,11 @@ class Accounts:
         identity = canonical_identity(username)
         self._store.check_free(identity)
         keys = self._derive(identity, password)
-        session = self._api.login(identity, keys.login_key_b64)
+        # A device that logged in before proves it, so a lockout strangers
+        # caused on this account doesn't keep its owner out.
+        session = self._api.login(identity, keys.login_key_b64, self._store.device_cookie(identity))
         state = self._session.start(identity, session, keys.backup_key)
+        self._session.confirm(keys.login_key_b64)
         if state.current is None:
             with contextlib.suppress(BackupNotFound):
                 self._backups.restore(state, keys)
@@ -109,7 +115,14 @@ class Accounts:
     def restore(self, password: str) -> None:
         """See :meth:`client_sim.Device.restore_private_key`."""
         state = self._store.require_session()
-        self._backups.restore(state, self._derive(state.identity, password))
+        keys = self._derive(state.identity, password)
+        self._session.confirm(keys.login_key_b64)
+        self._backups.restore(state, keys)
+
+    def confirm_password(self, password: str) -> None:
+        """See :meth:`client_sim.Device.confirm_password`."""
+        state = self._store.require_session()
+        self._session.confirm(self._derive(state.identity, password).login_key_b64)
 
     def change_password(self, old_password: str, new_password: str) -> None:
         """See :meth:`client_sim.Device.change_password`."""

@@ -46,12 +46,18 @@ class RefreshSession:
     identity: str
     expires_at: int
     refresh_token: str = field(repr=False)
+    # From a login: the device cookie to present at this device's next login.
+    device_cookie: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class AccessToken:
+    """A renewal's answer: the access token and the refresh token that replaces the one spent."""
+
     expires_in: int
     access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    refresh_token_expires_at: int
     token_type: str = "Bearer"  # noqa: S105 - a scheme name
 
 
@@ -223,17 +229,21 @@ class ApiClient:
         payload: Mapping[str, Any] | None = None,
         data: bytes | None = None,
         bearer: str | None = None,
+        step_up: str | None = None,
         expect: int | tuple[int, ...] = 200,
     ) -> Any:
         """Send one request; return the parsed JSON body of an expected reply.
 
-        ``payload`` goes as JSON, ``data`` as an octet stream.
+        ``payload`` goes as JSON, ``data`` as an octet stream; ``step_up``
+        as the ``Sealbox-Step-Up`` header.
 
         Raises:
             ServerError: any other status, or a body that is not JSON.
             ConnectionFailed: no reply.
         """
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        if step_up is not None:
+            headers["Sealbox-Step-Up"] = step_up
         body = None
         if payload is not None:
             body = json.dumps(payload).encode("utf-8")
@@ -260,17 +270,20 @@ class ApiClient:
         )
         return str(out["identity"])
 
-    def login(self, username: str, login_key_b64: str) -> RefreshSession:
-        out = self._call(
-            "POST",
-            "/v1/sessions",
-            payload={"username": username, "login_key": login_key_b64},
-            expect=201,
-        )
+    def login(
+        self, username: str, login_key_b64: str, device_cookie: str | None = None
+    ) -> RefreshSession:
+        """``POST /v1/sessions``; ``device_cookie``: from this device's last login, if any."""
+        payload = {"username": username, "login_key": login_key_b64}
+        if device_cookie is not None:
+            payload["device_cookie"] = device_cookie
+        out = self._call("POST", "/v1/sessions", payload=payload, expect=201)
+        cookie = out.get("device_cookie")
         return RefreshSession(
             identity=str(out["identity"]),
             expires_at=int(out["expires_at"]),
             refresh_token=str(out["refresh_token"]),
+            device_cookie=cookie if isinstance(cookie, str) else None,
         )
 
     def logout(self, refresh_token: str) -> None:
@@ -279,11 +292,18 @@ class ApiClient:
     # tokens -----------------------------------------------------------------
 
     def access_token(self, refresh_token: str) -> AccessToken:
+        """``POST /v1/tokens``: spends ``refresh_token``; keep the one returned.
+
+        Presenting a token twice revokes its whole session family
+        (``ServerError`` 401 ``refresh_token_reused``).
+        """
         out = self._call("POST", "/v1/tokens", bearer=refresh_token)
         return AccessToken(
             access_token=str(out["access_token"]),
             token_type=str(out["token_type"]),
             expires_in=int(out["expires_in"]),
+            refresh_token=str(out["refresh_token"]),
+            refresh_token_expires_at=int(out["refresh_token_expires_at"]),
         )
 
     def me(self, access_token: str) -> dict[str, Any]:
@@ -315,22 +335,41 @@ class ApiClient:
 
     # key directory: cards ------------------------------------------------------
 
+    def step_up(self, access_token: str, login_key_b64: str) -> str:
+        """``POST /v1/step-up``: a single-use proof for one destructive call (5 minutes)."""
+        out = self._call(
+            "POST",
+            "/v1/step-up",
+            payload={"login_key": login_key_b64},
+            bearer=access_token,
+            expect=201,
+        )
+        return str(out["step_up_token"])
+
     def publish_card(
         self,
         access_token: str,
         card: Mapping[str, Any],
         rotation_signature: str | None = None,
+        step_up: str | None = None,
     ) -> dict[str, Any]:
         """Publish a card; the reply is ``{card, status, published_at, ...}``.
 
         ``rotation_signature`` (base64url) is required for a rotation: the
         previous card key's signature (``chalicelib.wire.cards.sign_rotation``).
+        An identity reset (not a rotation, the identity has or had a card)
+        needs ``step_up``.
         """
         payload: dict[str, Any] = {"card": card}
         if rotation_signature is not None:
             payload["rotation_signature"] = rotation_signature
         out: dict[str, Any] = self._call(
-            "POST", "/v1/cards", payload=payload, bearer=access_token, expect=201
+            "POST",
+            "/v1/cards",
+            payload=payload,
+            bearer=access_token,
+            step_up=step_up,
+            expect=201,
         )
         return out
 
@@ -347,17 +386,29 @@ class ApiClient:
         )
         return out
 
-    def revoke_card(self, access_token: str, card_id: str) -> None:
+    def revoke_card(self, access_token: str, card_id: str, step_up: str | None = None) -> None:
+        """Revoke this identity's active card; needs ``step_up``."""
         self._call(
-            "POST", f"/v1/cards/{quote(card_id, safe='')}/revoke", bearer=access_token, expect=204
+            "POST",
+            f"/v1/cards/{quote(card_id, safe='')}/revoke",
+            bearer=access_token,
+            step_up=step_up,
+            expect=204,
         )
 
     # key directory: backups ----------------------------------------------------
 
     def put_backup(
-        self, access_token: str, name: str, ciphertext_b64: str, version: int | None = None
+        self,
+        access_token: str,
+        name: str,
+        ciphertext_b64: str,
+        version: int | None = None,
+        step_up: str | None = None,
     ) -> dict[str, Any]:
         """Create (``version=None``) or compare-and-swap replace a backup.
+
+        Replacing needs ``step_up``.
 
         Returns ``{name, version, updated_at}``.
         """
@@ -370,6 +421,7 @@ class ApiClient:
             f"/v1/backups/{quote(name, safe='')}",
             payload=payload,
             bearer=access_token,
+            step_up=step_up,
             expect=(200, 201),
         )
         return out
@@ -381,11 +433,18 @@ class ApiClient:
         )
         return out
 
-    def delete_backup(self, access_token: str, name: str, version: int | None = None) -> None:
+    def delete_backup(
+        self,
+        access_token: str,
+        name: str,
+        version: int | None = None,
+        step_up: str | None = None,
+    ) -> None:
+        """Delete a backup (at ``version`` only, if given); needs ``step_up``."""
         path = f"/v1/backups/{quote(name, safe='')}"
         if version is not None:
             path += f"?version={version}"
-        self._call("DELETE", path, bearer=access_token, expect=204)
+        self._call("DELETE", path, bearer=access_token, step_up=step_up, expect=204)
 
     # blobs --------------------------------------------------------------------
 

@@ -237,6 +237,9 @@ class BackupSync:
             WrongPassword: the old password is wrong (or was changed elsewhere).
             ConcurrentChange: another device is changing the password right now.
         """
+        # The staged copy may replace a leftover: a step-up with the old
+        # password until the switch, with the new one after it.
+        self._session.confirm(old.login_key_b64)
         for round_ in range(CAS_ROUNDS):
             if self._change_password_once(old, new):
                 return
@@ -317,12 +320,14 @@ class BackupSync:
             raise
         state = self._store.require_session()
         self._session.start(state.identity, session, new.backup_key)
+        self._session.confirm(new.login_key_b64)
         return True
 
     def _finish_changed_elsewhere(self, new: PasswordKeys, pending: StoredBackup | None) -> None:
         state = self._store.require_session()
         session = self._api.login(state.identity, new.login_key_b64)
         self._session.start(state.identity, session, new.backup_key)
+        self._session.confirm(new.login_key_b64)
         if pending is not None and self._try_open(pending, new) is not None:
             self._promote(pending, new, new, overwrite_unreadable=True)
 
@@ -468,8 +473,10 @@ class BackupSync:
     def _put(self, name: str, blob: bytes, version: int | None) -> int | None:
         """Create (``version`` None) or compare-and-swap ``name``; None when the swap lost."""
         try:
-            out = self._session.authed(
-                lambda token: self._api.put_backup(token, name, b64url_encode(blob), version)
+            out = self._session.authed_step_up(
+                lambda token, proof: self._api.put_backup(
+                    token, name, b64url_encode(blob), version, proof
+                )
             )
         except ServerError as exc:
             if exc.code == "version_conflict":
@@ -480,7 +487,9 @@ class BackupSync:
     def _delete(self, name: str, version: int | None) -> None:
         """Delete ``name`` (at ``version``); already gone or replaced is not an error."""
         try:
-            self._session.authed(lambda token: self._api.delete_backup(token, name, version))
+            self._session.authed_step_up(
+                lambda token, proof: self._api.delete_backup(token, name, version, proof)
+            )
         except ServerError as exc:
             if exc.status != 404 and exc.code != "version_conflict":
                 raise

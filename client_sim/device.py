@@ -132,10 +132,7 @@ class Device:
         Safe to call again after a failure part-way (an account this
         password opens, with no active card yet, is picked up where it was
         left); after :meth:`unregister` it registers a new card while the
-        keystore keeps older keys for old data.
-
-        Returns:
-            The canonical identity.
+        keystore keeps older keys for old data.  Returns the canonical identity.
 
         Raises:
             InvalidInput: bad username or weak password.
@@ -150,14 +147,19 @@ class Device:
     def login(self, username: str, password: str) -> str:
         """Log in on this device; restore the keys from the backup if it has none.
 
-        Without a backup the device is logged in but holds no private key
-        (:meth:`has_local_private_key` is False).
+        Without a backup the device is logged in but holds no private key.
 
         Raises:
             InvalidInput, WrongPassword, TooManyAttempts, DeviceInUse.
             KdfMismatch: the backup was made with other KDF parameters.
         """
         return self._accounts.login(username, password)
+
+    @reported
+    def confirm_password(self, password: str) -> None:
+        """Re-enter the password: destructive calls of the next 5 minutes (unregister,
+        backup reset or replace, a rotation's backup update) prove it (step-up)."""
+        self._accounts.confirm_password(password)
 
     @reported
     def logout(self) -> None:
@@ -400,6 +402,7 @@ class Device:
                 rotation succeeded, other devices kept replacing the backup.
             WrongPassword: the rotation succeeded but the backup is sealed
                 under a password changed elsewhere; log in and back up.
+            StepUpRequired: rotated; replacing the backup needs :meth:`confirm_password`.
         """
         state, current = self._require_keys()
         new = current.rotate(created_at=int(self._clock()))
@@ -409,12 +412,9 @@ class Device:
 
     @reported
     def unregister(self) -> None:
-        """Revoke this identity's card and wipe the device.  The backup stays.
-
-        Others can no longer find the card; data already sealed by it still
-        verifies (as signed by a revoked card).  Logging in again restores
-        the keys from the backup, and :meth:`register` publishes a new card.
-        """
+        """Revoke this identity's card and wipe the device; the backup stays.  Needs
+        :meth:`confirm_password` first (StepUpRequired).  Data sealed by the card still
+        verifies (as revoked); a login restores the keys, :meth:`register` a new card."""
         state, current = self._require_keys()
         try:
             self._cards.revoke(current.card_id)

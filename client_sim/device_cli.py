@@ -4,8 +4,11 @@ Each invocation is the app being opened once: the device's state (keystore,
 session, card cache) lives under ``--home``, so consecutive commands behave
 like one phone.  Passwords come from the terminal without echo, or from
 ``SEALBOX_PASSWORD`` (and ``SEALBOX_NEW_PASSWORD`` for ``change-password``)
-in scripts.  Failures print one line, ``sealbox: error: ...``, and exit 1;
-usage errors exit 2.  Output files appear only when complete and verified.
+in scripts.  Destructive verbs (``rotate``, ``unregister``, ``reset-backup``,
+and ``backup`` when it replaces a stored backup) ask for the password again:
+the server wants a step-up proof for them, not just the session.  Failures
+print one line, ``sealbox: error: ...``, and exit 1; usage errors exit 2.
+Output files appear only when complete and verified.
 
 Blob storage: ``put`` signs, encrypts and uploads a file (printing its blob
 id), ``get`` downloads, decrypts and verifies one, ``ls`` lists the inbox or
@@ -143,6 +146,12 @@ def _password(env: str, prompt: str, *, confirm: bool = False) -> str:
         return value
     entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     return entered
+
+
+def _confirm_password(phone: Device) -> Device:
+    """Ask for the password (``SEALBOX_PASSWORD`` in scripts): a step-up for a destructive verb."""
+    phone.confirm_password(_password(PASSWORD_ENV, "Password (to confirm this change)"))
+    return phone
 
 
 pass_options = click.make_pass_decorator(_Options)
@@ -411,8 +420,17 @@ def rm(options: _Options, blob_id: str) -> None:
 @pass_options
 @_reported
 def backup(options: _Options) -> None:
-    """Store this device's keys, sealed under the password, on the server."""
-    version = options.device().backup_private_key()
+    """Store this device's keys, sealed under the password, on the server.
+
+    Replacing a stored backup asks for the password (step-up); creating one doesn't.
+    """
+    from client_sim.errors import StepUpRequired
+
+    phone = options.device()
+    try:
+        version = phone.backup_private_key()
+    except StepUpRequired:
+        version = _confirm_password(phone).backup_private_key()
     click.echo(f"backup stored (version {version})")
 
 
@@ -441,8 +459,11 @@ def change_password(options: _Options) -> None:
 @pass_options
 @_reported
 def rotate(options: _Options) -> None:
-    """Make new keys and publish their card; old data stays readable."""
-    card = options.device().rotate_private_key()
+    """Make new keys and publish their card; old data stays readable.
+
+    Asks for the password: the backup is replaced to include the new keys.
+    """
+    card = _confirm_password(options.device()).rotate_private_key()
     click.echo(f"rotated: card {card.card_id} (previous {card.previous_card_id})")
 
 
@@ -450,8 +471,11 @@ def rotate(options: _Options) -> None:
 @pass_options
 @_reported
 def unregister(options: _Options) -> None:
-    """Revoke this identity's card and wipe this device (the backup is kept)."""
-    options.device().unregister()
+    """Revoke this identity's card and wipe this device (the backup is kept).
+
+    Asks for the password.
+    """
+    _confirm_password(options.device()).unregister()
     click.echo("card revoked; this device is wiped; the backup is kept")
 
 
@@ -459,8 +483,8 @@ def unregister(options: _Options) -> None:
 @pass_options
 @_reported
 def reset_backup(options: _Options) -> None:
-    """Delete the key backup from the server."""
-    options.device().reset_private_key_backup()
+    """Delete the key backup from the server; asks for the password."""
+    _confirm_password(options.device()).reset_private_key_backup()
     click.echo("backup deleted")
 
 

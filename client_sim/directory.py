@@ -246,9 +246,9 @@ class CardDirectory:
         )
         self._store.save(staged)
         try:
-            self._session.authed(
-                lambda token: self._api.publish_card(
-                    token, bundle.card.to_json(), rotation_signature
+            self._session.authed_step_up(
+                lambda token, proof: self._api.publish_card(
+                    token, bundle.card.to_json(), rotation_signature, proof
                 )
             )
         except ServerError as exc:
@@ -297,7 +297,9 @@ class CardDirectory:
             ServerError: refused (404/409 when the card is not this
                 identity's active card any more).
         """
-        self._session.authed(lambda token: self._api.revoke_card(token, card_id))
+        self._session.authed_step_up(
+            lambda token, proof: self._api.revoke_card(token, card_id, proof)
+        )
 
     # --- the cache ---------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ __all__ = [
     "SenderMismatch",
     "ServerError",
     "SourceChanged",
+    "StepUpRequired",
     "StorageOriginRefused",
     "StorageTransferFailed",
     "TooManyAttempts",
@@ -88,6 +89,11 @@ class UsernameTaken(DeviceError):
 
 class WrongPassword(DeviceError):
     """The server or the backup refused the password (or the username)."""
+
+
+class StepUpRequired(DeviceError):
+    """A destructive call (revoke, identity reset, backup delete or replace) needs
+    the password again: call :meth:`client_sim.Device.confirm_password` first."""
 
 
 class TooManyAttempts(DeviceError):
@@ -328,6 +334,10 @@ def from_server(exc: ServerError) -> DeviceError:
         return UsernameTaken("this username is taken")
     if exc.code == "invalid_token":
         return NotLoggedIn("the session has ended; log in again")
+    if exc.code == "step_up_required":
+        return StepUpRequired("this change needs the password: confirm it first")
+    if exc.code == "wrong_login_key":
+        return WrongPassword("the server refused the password")
     return exc
 
 

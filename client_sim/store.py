@@ -22,9 +22,11 @@ from client_sim.keystore import Keystore, KeystoreNotFound, KeystoreState
 
 __all__ = [
     "BACKUP_KEY",
+    "DEVICE_COOKIE",
     "PENDING_CARD",
     "REFRESH_EXPIRES",
     "REFRESH_TOKEN",
+    "SESSION_SETTINGS",
     "DeviceStatus",
     "DeviceStore",
     "current_first",
@@ -37,6 +39,11 @@ __all__ = [
 REFRESH_TOKEN: Final = "session.refresh-token"  # noqa: S105 - a setting name
 REFRESH_EXPIRES: Final = "session.expires-at"
 BACKUP_KEY: Final = "backup.key"
+# Kept across logouts: this device's proof that it has logged in before,
+# which lets its next login through a lockout strangers caused.
+DEVICE_COOKIE: Final = "session.device-cookie"
+# Owned by the session: written only through DeviceStore.save_session.
+SESSION_SETTINGS: Final = (REFRESH_TOKEN, REFRESH_EXPIRES, DEVICE_COOKIE)
 PENDING_CARD: Final = "card.pending"
 
 
@@ -73,6 +80,23 @@ class DeviceStore:
         return self.load() or fallback
 
     def save(self, state: KeystoreState) -> None:
+        """Write ``state``, keeping the session settings as they are stored.
+
+        Only :class:`~client_sim.session.Session` changes the refresh token
+        (:meth:`save_session`).  A state loaded before a renewal carries the
+        token that renewal spent; writing it back would make the device
+        present a spent token next time, which ends its session -- so every
+        other writer keeps the stored one.
+        """
+        stored = self.load()
+        if stored is not None and stored.identity == state.identity:
+            state = state.with_settings(
+                **{name: stored.settings.get(name) for name in SESSION_SETTINGS}
+            )
+        self.keystore.save(state)
+
+    def save_session(self, state: KeystoreState) -> None:
+        """Write ``state`` as it is, session settings included (the Session's own writes)."""
         self.keystore.save(state)
 
     def destroy(self) -> None:
@@ -90,6 +114,13 @@ class DeviceStore:
             card_id=state.current_card_id,
             previous_cards=len(state.previous),
         )
+
+    def device_cookie(self, identity: str) -> str | None:
+        """The device cookie this keystore holds for ``identity`` (None: none, or another's)."""
+        state = self.load()
+        if state is None or state.identity != identity:
+            return None
+        return state.settings.get(DEVICE_COOKIE)
 
     def require_session(self) -> KeystoreState:
         """The keystore of a logged-in device.

@@ -97,6 +97,7 @@ def run_walk(
 
     def login() -> str:
         state["session"] = api.login(username, state["keys"].login_key_b64)
+        state["refresh"] = state["session"].refresh_token
         return "refresh token issued (stored server-side only as SHA-256)"
 
     def wrong_password() -> str:
@@ -110,8 +111,10 @@ def run_walk(
         raise DemoFailure("a wrong password was accepted")
 
     def token() -> str:
-        state["access"] = api.access_token(state["session"].refresh_token)
-        return f"EdDSA JWT, expires in {state['access'].expires_in} s"
+        state["access"] = api.access_token(state["refresh"])
+        # The refresh token rotates on every use: keep the new one.
+        state["refresh"] = state["access"].refresh_token
+        return f"EdDSA JWT, expires in {state['access'].expires_in} s (refresh token rotated)"
 
     def verify() -> str:
         jwks = api.jwks()
@@ -128,9 +131,9 @@ def run_walk(
         return f"identity {out['identity']}"
 
     def logout() -> str:
-        api.logout(state["session"].refresh_token)
+        api.logout(state["refresh"])
         try:
-            api.access_token(state["session"].refresh_token)
+            api.access_token(state["refresh"])
         except ServerError as exc:
             if exc.status != 401:
                 raise DemoFailure(f"revoked refresh token answered {exc.status}") from exc

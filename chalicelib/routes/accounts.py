@@ -18,15 +18,22 @@ def create_user(request: ApiRequest) -> ApiResponse:
 
 @api.route("/v1/sessions", methods=["POST"], auth=Auth.NONE)
 def create_session(request: ApiRequest) -> ApiResponse:
-    """Log in: a refresh token, returned once and stored only as a digest."""
-    body = request.json(required=("username", "login_key"))
-    session = wiring.container().accounts.login(body["username"], body["login_key"])
+    """Log in: a refresh token and a device cookie, returned once and stored only as digests.
+
+    A ``device_cookie`` from an earlier login on this device lets the login
+    through a lockout that strangers caused (it is throttled on its own).
+    """
+    body = request.json(required=("username", "login_key"), optional=("device_cookie",))
+    session = wiring.container().accounts.login(
+        body["username"], body["login_key"], body.get("device_cookie")
+    )
     return ApiResponse(
         201,
         {
             "identity": session.identity,
             "refresh_token": session.refresh_token,
             "expires_at": session.expires_at,
+            "device_cookie": session.device_cookie,
         },
     )
 

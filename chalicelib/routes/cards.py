@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib import wiring
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+from chalicelib.routes.stepup import require_step_up_to_publish, require_step_up_to_revoke
 from chalicelib.services.cards import CardRecord
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.cards import MAX_CARD_JSON_SIZE
@@ -35,8 +36,10 @@ def card_view(record: CardRecord) -> dict[str, Any]:
 @api.route("/v1/cards", methods=["POST"], auth=Auth.ACCESS, max_body=_MAX_PUBLISH_BODY)
 def publish_card(request: ApiRequest) -> ApiResponse:
     """Publish the caller's self-signed card (first registration, or a rotation
-    signed by the previous card's key in ``rotation_signature``)."""
+    signed by the previous card's key in ``rotation_signature``; an identity
+    reset needs a step-up proof)."""
     body = request.json(required=("card",), optional=("rotation_signature",))
+    require_step_up_to_publish(request, body["card"])
     record = wiring.container().cards.publish(
         request.identity, body["card"], body.get("rotation_signature")
     )
@@ -59,6 +62,7 @@ def get_card(request: ApiRequest, card_id: str) -> ApiResponse:
 
 @api.route("/v1/cards/{card_id}/revoke", methods=["POST"], auth=Auth.ACCESS)
 def revoke_card(request: ApiRequest, card_id: str) -> ApiResponse:
-    """The owner revokes its active card (unregister)."""
+    """The owner revokes its active card (unregister); needs a step-up proof."""
+    require_step_up_to_revoke(request)
     wiring.container().cards.revoke(request.identity, card_id)
     return ApiResponse(204)

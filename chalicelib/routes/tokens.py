@@ -10,14 +10,23 @@ api = ApiBlueprint(__name__, wiring.authenticator)
 
 @api.route("/v1/tokens", methods=["POST"], auth=Auth.REFRESH)
 def create_token(request: ApiRequest) -> ApiResponse:
-    """Exchange a refresh token for a short-lived access token (EdDSA JWT)."""
-    issued = wiring.container().tokens.issue(request.identity)
+    """Exchange a refresh token for a short-lived access token and the next refresh token.
+
+    The access token is signed first: if signing is unavailable (503) the
+    refresh token is not spent.  The presented refresh token stops working.
+    """
+    assert request.principal is not None  # guaranteed by Auth.REFRESH
+    container = wiring.container()
+    issued = container.tokens.issue(request.identity)
+    session = container.accounts.rotate_refresh(request.principal.credential)
     return ApiResponse(
         200,
         {
             "access_token": issued.access_token,
             "token_type": issued.token_type,
             "expires_in": issued.expires_in,
+            "refresh_token": session.refresh_token,
+            "refresh_token_expires_at": session.expires_at,
         },
     )
 

@@ -18,6 +18,8 @@ behaviour nor (to within noise) the time reveals whether an account exists.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +29,11 @@ from chalicelib import crypto
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidRequest,
     InvalidUsername,
     LoginKeyConflict,
+    RefreshTokenReused,
+    StepUpRequired,
     TooManyAttempts,
     Unauthorized,
     WrongLoginKey,
@@ -41,6 +46,20 @@ LOGIN_KEY_SIZE = 32
 REFRESH_TOKEN_PREFIX = "sbr_"  # noqa: S105 - a prefix, not a credential
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_RE = re.compile(r"sbr_[A-Za-z0-9_-]{43}")
+# Device cookies (OWASP's brute-force "device cookie"): 256 random bits, a
+# prefix of their own so they can never pass for a refresh token.
+DEVICE_COOKIE_PREFIX = "sbd_"
+DEVICE_COOKIE_BYTES = 32
+DEVICE_COOKIE_TTL = 180 * 86400
+_DEVICE_COOKIE_RE = re.compile(r"sbd_[A-Za-z0-9_-]{43}")
+# Step-up proofs: single-use, short-lived re-authentications with the login key.
+STEP_UP_PREFIX = "sbs_"
+STEP_UP_BYTES = 32
+STEP_UP_TTL = 300
+_STEP_UP_RE = re.compile(r"sbs_[A-Za-z0-9_-]{43}")
+# Attempt records of cookies share the attempts table with those of
+# accounts; an identity never contains ':', so the keys can't collide.
+_COOKIE_ATTEMPTS_PREFIX = "cookie:"
 
 
 # --- records and stores (implemented by chalicelib.storage) -----------------
@@ -58,10 +77,42 @@ class UserRecord:
 
 @dataclass(frozen=True)
 class SessionRecord:
+    """One refresh token (stored under its digest): a generation of a family."""
+
     identity: str
     expires_at: int
     # The user's session_epoch when the session was opened.
     epoch: int = 0
+    # The family (one login) this token belongs to, and its place in it.  A
+    # token is live only while its generation is the family's.  Sessions
+    # stored before rotation existed have no family and are refused.
+    family: str = ""
+    generation: int = 0
+
+
+class Revoked(enum.Enum):
+    """Why a session family ended (``NO``: it has not)."""
+
+    NO = ""
+    LOGOUT = "logout"
+    REUSE = "reuse"
+
+
+@dataclass(frozen=True)
+class FamilyRecord:
+    """The state of one login's chain of refresh tokens.
+
+    ``generation`` names the one live token; rotating it is a compare-and-
+    swap on this record, so of two renewals with the same token one wins.
+    """
+
+    identity: str
+    generation: int
+    expires_at: int
+    revoked: Revoked = Revoked.NO
+    # When the family last rotated (0: never): the token spent then may be
+    # presented again for :data:`REFRESH_RETRY_GRACE` seconds (a lost reply).
+    rotated_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,13 +141,57 @@ class UserStore(Protocol):
 
 
 class SessionStore(Protocol):
-    def create(self, token_hash: str, session: SessionRecord) -> None: ...
+    def open(self, token_hash: str, session: SessionRecord) -> None:
+        """Store a new family (generation ``session.generation``) and its first token."""
 
     def get(self, token_hash: str) -> SessionRecord | None:
         """The stored session, expired or not (the service checks expiry)."""
 
-    def delete(self, token_hash: str) -> bool:
-        """Delete the session; False if it did not exist."""
+    def family(self, family: str) -> FamilyRecord | None:
+        """The stored family, expired or not (the service checks expiry)."""
+
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
+        """In one transaction: advance ``family`` from ``generation`` to
+        ``session.generation`` (``rotated_at = at``) iff it is still at
+        ``generation`` and not revoked, and store the new token.  False
+        (nothing written) when the family moved or was revoked meanwhile."""
+
+    def revoke(self, family: str, why: Revoked) -> None:
+        """Mark the family revoked (idempotent; the first reason is kept)."""
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device cookie (stored under its digest): whose, and until when."""
+
+    identity: str
+    expires_at: int
+
+
+class DeviceStore(Protocol):
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None: ...
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        """The stored cookie, expired or not (the service checks expiry)."""
+
+    def delete(self, cookie_hash: str) -> None:
+        """Forget the cookie (idempotent)."""
+
+
+class StepUpStore(Protocol):
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None: ...
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        """Delete the proof iff it exists, is ``identity``'s and unexpired at
+        ``now`` (one conditional delete); False otherwise."""
+
+    def mark_card_ended(self, identity: str) -> None:
+        """Remember that ``identity`` had a card that ended (idempotent)."""
+
+    def card_ended(self, identity: str) -> bool:
+        """Whether :meth:`mark_card_ended` was ever called for ``identity``."""
 
 
 class AttemptStore(Protocol):
@@ -169,6 +264,17 @@ class IssuedSession:
     refresh_token: str = field(repr=False)
     identity: str
     expires_at: int
+    # Set by a login: the device cookie the device keeps for its next login.
+    device_cookie: str | None = field(default=None, repr=False)
+
+
+FAMILY_ID_BYTES = 16
+# A renewal whose reply was lost leaves the device holding the token it just
+# spent.  For this long after a rotation, presenting *that* token again (the
+# generation right before the family's) renews again instead of counting as
+# a reuse; the successor it was given stops working.  Anything older, or
+# later, is a reuse.  docs/access-tokens.md states what this costs.
+REFRESH_RETRY_GRACE = 60
 
 
 # --- the service ----------------------------------------------------------------
@@ -188,6 +294,8 @@ class AccountService:
         attempts: AttemptStore,
         hasher: LoginKeyHasher,
         *,
+        devices: DeviceStore,
+        step_ups: StepUpStore,
         refresh_ttl: int,
         policy: LockoutPolicy | None = None,
         clock: Callable[[], float],
@@ -196,6 +304,8 @@ class AccountService:
         self._users = users
         self._sessions = sessions
         self._attempts = attempts
+        self._devices = devices
+        self._step_ups = step_ups
         self._hasher = hasher
         self._refresh_ttl = refresh_ttl
         self._policy = policy or LockoutPolicy()
@@ -223,18 +333,39 @@ class AccountService:
 
     # login -------------------------------------------------------------------
 
-    def login(self, username: object, login_key: object) -> IssuedSession:
-        """Check the login key and open a refresh session.
+    def login(
+        self, username: object, login_key: object, device_cookie: object = None
+    ) -> IssuedSession:
+        """Check the login key and open a refresh session (and issue a device cookie).
+
+        Throttling follows OWASP's device-cookie scheme.  A request whose
+        ``device_cookie`` is a live cookie this service issued to this
+        username (a device that has logged in here before) is charged to
+        that cookie's own attempt counter; every other request -- no cookie,
+        an unknown, expired or other user's cookie -- is charged to the
+        account's counter, the one strangers share.  So a stranger locking
+        the account out doesn't stop its owner's known devices, while
+        guessing stays throttled either way (per account without a cookie,
+        per cookie with a stolen one).  Whether a cookie is valid is decided
+        by one lookup of its digest, before and independently of the user
+        lookup, so the answers and the work stay the same for unknown users.
+
+        A successful login returns a new cookie and forgets the one
+        presented (one live cookie per device).
 
         Raises:
             InvalidUsername, InvalidLoginKey: malformed input.
-            TooManyAttempts: the account is in a backoff period, whether or
-                not this key is correct; ``retry_after`` says when to retry.
+            InvalidRequest: ``device_cookie`` present but malformed.
+            TooManyAttempts: the counter charged (the account's, or the
+                cookie's) is in a backoff period, whether or not this key is
+                correct; ``retry_after`` says when to retry.
             InvalidCredentials: unknown user or wrong key (one answer).
         """
         identity = _identity(username)
         key = _login_key(login_key)
-        charged = self._charge_attempt(identity)
+        cookie_hash = self._known_device(identity, device_cookie)
+        counter = identity if cookie_hash is None else _COOKIE_ATTEMPTS_PREFIX + cookie_hash
+        charged = self._charge_attempt(counter)
         user = self._users.get(identity)
         if user is None:
             self._hasher.verify_dummy(key)
@@ -242,12 +373,35 @@ class AccountService:
         if not self._hasher.verify(key, user.login_hash):
             raise InvalidCredentials()
         # Success clears the count (an already-expired record, which TTL
-        # removes) -- unless another attempt has charged the account since,
+        # removes) -- unless another attempt has charged the counter since,
         # in which case clearing would erase that attempt's backoff.
-        self._attempts.swap(identity, charged, _CLEARED)
+        self._attempts.swap(counter, charged, _CLEARED)
         if self._hasher.needs_rehash(user.login_hash):
             self._users.update_login_hash(identity, user.login_hash, self._hasher.hash(key))
-        return self._open_session(identity, user.session_epoch)
+        if cookie_hash is not None:
+            self._devices.delete(cookie_hash)
+        session = self._open_session(identity, user.session_epoch)
+        return dataclasses.replace(session, device_cookie=self._issue_device_cookie(identity))
+
+    def _known_device(self, identity: str, device_cookie: object) -> str | None:
+        """The digest of ``device_cookie`` if it is a live cookie of ``identity``."""
+        if device_cookie is None:
+            return None
+        if not isinstance(device_cookie, str) or not _DEVICE_COOKIE_RE.fullmatch(device_cookie):
+            raise InvalidRequest("device_cookie must be a device cookie this service issued.")
+        digest = refresh_token_digest(device_cookie)
+        record = self._devices.get(digest)
+        if record is None or record.identity != identity or record.expires_at <= self._clock():
+            return None
+        return digest
+
+    def _issue_device_cookie(self, identity: str) -> str:
+        cookie = DEVICE_COOKIE_PREFIX + b64url_encode(self._token_bytes(DEVICE_COOKIE_BYTES))
+        self._devices.create(
+            refresh_token_digest(cookie),
+            DeviceRecord(identity=identity, expires_at=int(self._clock()) + DEVICE_COOKIE_TTL),
+        )
+        return cookie
 
     # login-key change ------------------------------------------------------------
 
@@ -298,6 +452,64 @@ class AccountService:
             return self._open_session(identity, user.session_epoch)
         raise WrongLoginKey()
 
+    # step-up -----------------------------------------------------------------------
+
+    def step_up(self, identity: str, login_key: object) -> tuple[str, int]:
+        """Re-authenticate ``identity`` with its login key; a single-use proof and its TTL.
+
+        The caller already holds an access token; the proof is what a
+        destructive or identity-changing call needs on top of it.  The key is
+        charged and throttled exactly like a login (a stolen access token is
+        no faster password oracle).  Only the proof's digest is stored.
+
+        Raises:
+            InvalidLoginKey: not 32 bytes of base64url.
+            TooManyAttempts: the account is in a backoff period.
+            WrongLoginKey: not the account's login key.
+        """
+        key = _login_key(login_key)
+        charged = self._charge_attempt(identity)
+        user = self._users.get(identity)
+        if user is None:
+            self._hasher.verify_dummy(key)
+            raise WrongLoginKey()
+        if not self._hasher.verify(key, user.login_hash):
+            raise WrongLoginKey()
+        self._attempts.swap(identity, charged, _CLEARED)
+        proof = STEP_UP_PREFIX + b64url_encode(self._token_bytes(STEP_UP_BYTES))
+        self._step_ups.create(
+            refresh_token_digest(proof), identity, int(self._clock()) + STEP_UP_TTL
+        )
+        return proof, STEP_UP_TTL
+
+    def consume_step_up(self, identity: str, proof: object) -> None:
+        """Spend a step-up proof of ``identity`` (one conditional delete: single use).
+
+        A proof is spent by the request that presents it, whatever that
+        request's outcome; a device fetches a new one for a retry.
+
+        Raises:
+            StepUpRequired: no proof, a malformed, unknown, spent, expired or
+                another identity's one.
+        """
+        if not isinstance(proof, str) or not _STEP_UP_RE.fullmatch(proof):
+            raise StepUpRequired()
+        if not self._step_ups.consume(refresh_token_digest(proof), identity, int(self._clock())):
+            raise StepUpRequired()
+
+    def note_card_revocation(self, identity: str) -> None:
+        """Remember, before a revocation, that ``identity`` had a card.
+
+        A later card that is not a rotation is then an identity reset and
+        needs a step-up.  Written before the revocation: if the revocation
+        fails the note only makes a later first card ask for a step-up.
+        """
+        self._step_ups.mark_card_ended(identity)
+
+    def had_card(self, identity: str) -> bool:
+        """Whether ``identity`` revoked a card (since this note was kept)."""
+        return self._step_ups.card_ended(identity)
+
     def _charge_attempt(self, identity: str) -> AttemptRecord:
         for _ in range(self._CAS_ROUNDS):
             now = int(self._clock())
@@ -316,13 +528,19 @@ class AccountService:
         raise TooManyAttempts(retry_after=1)
 
     def _open_session(self, identity: str, epoch: int) -> IssuedSession:
-        token = REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
+        token = self._new_token()
         expires_at = int(self._clock()) + self._refresh_ttl
-        self._sessions.create(
+        family = b64url_encode(self._token_bytes(FAMILY_ID_BYTES))
+        self._sessions.open(
             refresh_token_digest(token),
-            SessionRecord(identity=identity, expires_at=expires_at, epoch=epoch),
+            SessionRecord(
+                identity=identity, expires_at=expires_at, epoch=epoch, family=family, generation=0
+            ),
         )
         return IssuedSession(refresh_token=token, identity=identity, expires_at=expires_at)
+
+    def _new_token(self) -> str:
+        return REFRESH_TOKEN_PREFIX + b64url_encode(self._token_bytes(REFRESH_TOKEN_BYTES))
 
     # refresh sessions --------------------------------------------------------
 
@@ -330,35 +548,98 @@ class AccountService:
         """Resolve a refresh token to its live session.
 
         A session opened before the account's last login-key change is
-        revoked (its epoch is older than the user's).
+        revoked (its epoch is older than the user's).  A token that is not
+        its family's current generation has been exchanged already: the
+        family is revoked here, before anything else happens.
 
         Raises:
-            Unauthorized: malformed, unknown, revoked or expired token.
+            RefreshTokenReused: the token was already exchanged (its family
+                is revoked now), or its family was revoked for that reason.
+            Unauthorized: malformed, unknown, logged out or expired token.
         """
+        session, _ = self._resolve(token)
+        return session
+
+    def rotate_refresh(self, token: str) -> IssuedSession:
+        """Exchange ``token`` for the next token of its family; ``token`` is spent.
+
+        The new token keeps the family's expiry: renewing does not extend a
+        login.  The exchange is one conditional transaction on the family's
+        generation, so of several renewals presenting the same token at once
+        exactly one can win; every other one finds the generation moved,
+        which is indistinguishable from a replay by someone holding a copy,
+        and is treated as one: the family is revoked, the winner's new token
+        with it (``docs/access-tokens.md``, "Refresh token rotation").
+
+        Raises:
+            RefreshTokenReused: the token was already exchanged, or lost the
+                race to another exchange of it (the family is revoked).
+            Unauthorized: malformed, unknown, logged out or expired token.
+        """
+        session, family = self._resolve(token)
+        new_token = self._new_token()
+        successor = SessionRecord(
+            identity=session.identity,
+            expires_at=family.expires_at,
+            epoch=session.epoch,
+            family=session.family,
+            generation=family.generation + 1,
+        )
+        if not self._sessions.rotate(
+            session.family,
+            family.generation,
+            refresh_token_digest(new_token),
+            successor,
+            int(self._clock()),
+        ):
+            self._sessions.revoke(session.family, Revoked.REUSE)
+            raise RefreshTokenReused()
+        return IssuedSession(
+            refresh_token=new_token, identity=session.identity, expires_at=family.expires_at
+        )
+
+    def _resolve(self, token: str) -> tuple[SessionRecord, FamilyRecord]:
         if not _REFRESH_TOKEN_RE.fullmatch(token):
             raise Unauthorized()
         session = self._sessions.get(refresh_token_digest(token))
+        now = self._clock()
         # moto never expires TTL items and AWS may take up to 48 h: check here.
-        if session is None or session.expires_at <= self._clock():
+        if session is None or session.expires_at <= now or not session.family:
             raise Unauthorized()
+        family = self._sessions.family(session.family)
+        if family is None or family.expires_at <= now or family.identity != session.identity:
+            raise Unauthorized()
+        if family.revoked is Revoked.REUSE:
+            raise RefreshTokenReused()
+        if family.revoked is not Revoked.NO:
+            raise Unauthorized()
+        if family.generation != session.generation and not (
+            # A retry after a lost reply: the token spent by the last
+            # rotation, presented again within the grace.
+            session.generation == family.generation - 1
+            and now < family.rotated_at + REFRESH_RETRY_GRACE
+        ):
+            self._sessions.revoke(session.family, Revoked.REUSE)
+            raise RefreshTokenReused()
         user = self._users.get(session.identity)
         if user is None or user.session_epoch != session.epoch:
             raise Unauthorized()
-        return session
+        return session, family
 
     def logout(self, token: str) -> None:
-        """Revoke the refresh token at once.
+        """End the token's whole family at once (every token rotated from this login).
 
         Raises:
+            RefreshTokenReused: the token was already exchanged (the family
+                is revoked all the same).
             Unauthorized: the token is malformed, unknown, revoked or expired.
         """
-        self.authenticate_refresh(token)
-        if not self._sessions.delete(refresh_token_digest(token)):
-            raise Unauthorized()
+        session, _ = self._resolve(token)
+        self._sessions.revoke(session.family, Revoked.LOGOUT)
 
 
 def refresh_token_digest(token: str) -> str:
-    """Storage key for a refresh token: base64url(SHA-256(token)).
+    """Storage key for a refresh token or a device cookie: base64url(SHA-256(token)).
 
     Only this digest is stored, so a copy of the sessions table can't be
     replayed as credentials.

@@ -155,9 +155,19 @@ class BackupService:
         self._clock = clock
 
     def put(
-        self, identity: str, name: object, ciphertext: object, version: object = None
+        self,
+        identity: str,
+        name: object,
+        ciphertext: object,
+        version: object = None,
+        *,
+        authorize_replace: Callable[[], None] | None = None,
     ) -> tuple[int, int, bool]:
         """Create or replace a backup.
+
+        ``authorize_replace`` runs once the input is valid and before a
+        *replacement* is written (the route spends a step-up proof there), so
+        a malformed request never costs one; it raises to refuse.
 
         Returns:
             ``(new version, updated_at, created)``.
@@ -173,10 +183,13 @@ class BackupService:
                 Sealbox backup envelope.
             VersionConflict: no version given and the backup exists, or the
                 stored version is not ``version`` (nothing changed).
+            whatever ``authorize_replace`` raises (nothing changed).
         """
         backup_name = check_backup_name(name)
         expected = _version(version)
         blob = _backup_bytes(ciphertext)
+        if expected is not None and authorize_replace is not None:
+            authorize_replace()
         event = BackupEvent.CREATE if expected is None else BackupEvent.REPLACE
         now = int(self._clock())
         new_version = self._store.write(
@@ -199,16 +212,28 @@ class BackupService:
             raise NotFound("No backup with this name.")
         return record
 
-    def delete(self, identity: str, name: object, version: object = None) -> None:
+    def delete(
+        self,
+        identity: str,
+        name: object,
+        version: object = None,
+        *,
+        authorize: Callable[[], None] | None = None,
+    ) -> None:
         """Reset the caller's backup ``name``, optionally only at ``version``.
+
+        ``authorize`` runs once the input is valid, before the write.
 
         Raises:
             InvalidBackupName, InvalidRequest: malformed name or version.
             NotFound: there is no such backup.
             VersionConflict: it exists with another version (nothing changed).
+            whatever ``authorize`` raises (nothing changed).
         """
         backup_name = check_backup_name(name)
         expected = _version(version)
+        if authorize is not None:
+            authorize()
         if self._store.delete(
             identity, backup_name, expected_version=expected, at=int(self._clock())
         ):

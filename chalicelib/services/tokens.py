@@ -27,6 +27,9 @@ nothing else:
 * a signature by the key the ``kid`` names in the key ring (the current or
   the previous app key; an unknown ``kid`` triggers at most one rate-limited
   re-read of the ring), checked by PyJWT with ``algorithms=["EdDSA"]``;
+* for the previous key, an ``iat`` no later than its retirement plus
+  ``previous_key_grace``, and a clock before the moment its last possible
+  token expires (after that the key is dropped, from the JWKS too);
 * every claim above present and of the right type, ``iss``/``aud``/
   ``client_id`` equal to the configured values, ``sub`` a canonical identity
   (:func:`chalicelib.wire.identity.is_identity`), ``nbf``/``iat`` not in the
@@ -41,6 +44,7 @@ are never logged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -63,8 +67,10 @@ __all__ = [
     "ALGORITHM",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_LEEWAY",
+    "DEFAULT_PREVIOUS_KEY_GRACE",
     "MAX_ACCESS_TOKEN_TTL",
     "MAX_LEEWAY",
+    "MAX_PREVIOUS_KEY_GRACE",
     "MAX_TOKEN_LENGTH",
     "AccessClaims",
     "IssuedToken",
@@ -85,6 +91,13 @@ DEFAULT_LEEWAY: Final = 30
 # Clock skew between Lambda hosts is milliseconds; a minute of leeway is
 # already generous, and more would quietly extend every token's life.
 MAX_LEEWAY: Final = 60
+# How long after its retirement the previous app key may still have signed:
+# warm containers keep signing with a loaded key until their key-ring cache
+# TTL (default 300 s) runs out.  The composition root passes the stage's
+# TTL plus the leeway; this default matches the default TTL.
+DEFAULT_PREVIOUS_KEY_GRACE: Final = 300 + DEFAULT_LEEWAY
+# The grace is bounded: a longer one would quietly extend a leaked key's life.
+MAX_PREVIOUS_KEY_GRACE: Final = 3600 + MAX_LEEWAY
 # Our tokens are about 450 characters.  The bound is checked before any
 # base64 or JSON work, so a megabyte "token" costs one len().
 MAX_TOKEN_LENGTH: Final = 2048
@@ -140,20 +153,25 @@ class StaticKeyRing:
     """A :class:`KeyRing` over fixed keys, for tests and tools.
 
     ``rotate`` mimics a Secrets Manager rotation: the new key becomes
-    current and the old current becomes previous.
+    current and the old current becomes previous, retired at ``retired_at``
+    (default: the new key's ``created_at``, as for an unrecorded retirement).
     """
 
-    def __init__(self, current: AppKey, previous: AppKey | None = None) -> None:
+    def __init__(
+        self, current: AppKey, previous: AppKey | None = None, *, retired_at: int | None = None
+    ) -> None:
         self._current = current
         self._previous = previous
+        self._retired_at = retired_at
 
     def __repr__(self) -> str:
         previous = self._previous.kid if self._previous else None
         return f"StaticKeyRing(current={self._current.kid!r}, previous={previous!r})"
 
-    def rotate(self, new: AppKey) -> None:
-        """Make ``new`` current and the current key previous."""
+    def rotate(self, new: AppKey, *, retired_at: int | None = None) -> None:
+        """Make ``new`` current and the current key previous (retired at ``retired_at``)."""
         self._previous, self._current = self._current, new
+        self._retired_at = retired_at
 
     def signing_key(self) -> AppKey:
         """The current key."""
@@ -170,7 +188,10 @@ class StaticKeyRing:
         """Current public key, then previous."""
         keys = [self._current.public]
         if self._previous is not None and self._previous.kid != self._current.kid:
-            keys.append(self._previous.public)
+            retired_at = self._retired_at
+            if retired_at is None:
+                retired_at = self._current.created_at
+            keys.append(dataclasses.replace(self._previous.public, retired_at=retired_at))
         return keys
 
 
@@ -243,11 +264,18 @@ class TokenService:
         leeway: clock-skew allowance in seconds for ``nbf``/``iat``/``exp``,
             0..:data:`MAX_LEEWAY`.
         client_id: the RFC 9068 ``client_id`` value.
+        previous_key_grace: seconds after the previous key's retirement
+            during which it may still have signed (stale key-ring caches),
+            0..:data:`MAX_PREVIOUS_KEY_GRACE`.  A token it signed verifies
+            only if ``iat <= retired_at + previous_key_grace``, and the key
+            is dropped (from verification and the JWKS) once
+            ``retired_at + previous_key_grace + MAX_ACCESS_TOKEN_TTL +
+            leeway`` has passed.
         clock: Unix time in seconds; injected so tests can move time.
 
     Raises:
-        ValueError: ``ttl`` or ``leeway`` out of range, or an empty
-            ``issuer``/``audience``/``client_id``.
+        ValueError: ``ttl``, ``leeway`` or ``previous_key_grace`` out of
+            range, or an empty ``issuer``/``audience``/``client_id``.
     """
 
     def __init__(
@@ -259,6 +287,7 @@ class TokenService:
         ttl: int,
         leeway: int = DEFAULT_LEEWAY,
         client_id: str = DEFAULT_CLIENT_ID,
+        previous_key_grace: int = DEFAULT_PREVIOUS_KEY_GRACE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if (
@@ -269,6 +298,14 @@ class TokenService:
             raise ValueError(f"ttl must be an integer in [1, {MAX_ACCESS_TOKEN_TTL}] seconds")
         if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= MAX_LEEWAY:
             raise ValueError(f"leeway must be an integer in [0, {MAX_LEEWAY}] seconds")
+        if (
+            isinstance(previous_key_grace, bool)
+            or not isinstance(previous_key_grace, int)
+            or not 0 <= previous_key_grace <= MAX_PREVIOUS_KEY_GRACE
+        ):
+            raise ValueError(
+                f"previous_key_grace must be an integer in [0, {MAX_PREVIOUS_KEY_GRACE}] seconds"
+            )
         for name, value in (("issuer", issuer), ("audience", audience), ("client_id", client_id)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
@@ -278,6 +315,7 @@ class TokenService:
         self._client_id = client_id
         self._ttl = ttl
         self._leeway = leeway
+        self._previous_key_grace = previous_key_grace
         self._clock = clock
         # PyJWT checks the signature, the algorithm allow-list, presence of
         # every claim, and iss/aud by exact match.  Its time checks read the
@@ -375,6 +413,8 @@ class TokenService:
         public = self._keyring.verification_key(header["kid"])
         if public is None:
             raise _Rejected("unknown_kid")
+        if self._dropped(public):
+            raise _Rejected("retired_kid")
         try:
             self._jwt.decode_complete(
                 token,
@@ -394,7 +434,22 @@ class TokenService:
             raise _Rejected("payload_json") from None
         if not isinstance(payload, dict):
             raise _Rejected("payload_json")
-        return self._check_claims(payload, header["kid"])
+        claims = self._check_claims(payload, header["kid"])
+        # A retired key signs nothing new: only tokens issued before its
+        # retirement (plus the grace for containers that had not reloaded)
+        # verify, so a leaked previous key can't mint fresh ones.
+        if public.retired_at is not None and claims.iat > (
+            public.retired_at + self._previous_key_grace
+        ):
+            raise _Rejected("iat_after_retirement")
+        return claims
+
+    def _dropped(self, public: AppPublicKey) -> bool:
+        """Whether ``public`` is a previous key past its last possible token's expiry."""
+        if public.retired_at is None:
+            return False
+        last_exp = public.retired_at + self._previous_key_grace + MAX_ACCESS_TOKEN_TTL
+        return self._clock() > last_exp + self._leeway
 
     def _parse_header(self, segment: str) -> dict[str, Any]:
         if len(segment) > _MAX_HEADER_SEGMENT:
@@ -482,4 +537,5 @@ class TokenService:
         Raises:
             ServiceUnavailable: no keys are known and none can be loaded.
         """
-        return {"keys": [public.jwk() for public in self._keyring.verification_keys()]}
+        keys = self._keyring.verification_keys()
+        return {"keys": [public.jwk() for public in keys if not self._dropped(public)]}

@@ -52,8 +52,10 @@ request signatures, at DEBUG, so constructing a ring also calls
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.type_defs import GetSecretValueResponseTypeDef
 
 __all__ = [
+    "RETIRED_LABEL_PREFIX",
     "STAGE_CURRENT",
     "STAGE_PENDING",
     "STAGE_PREVIOUS",
@@ -83,6 +86,8 @@ __all__ = [
     "SecretsManagerKeyRing",
     "ensure_app_key",
     "quiet_botocore_payload_logs",
+    "retired_at_from_labels",
+    "retired_label",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,26 @@ log = logging.getLogger(__name__)
 STAGE_CURRENT: Final = "AWSCURRENT"
 STAGE_PREVIOUS: Final = "AWSPREVIOUS"
 STAGE_PENDING: Final = "AWSPENDING"
+# A custom staging label the rotation puts on the version it retires, at the
+# moment it retires it: ``sealbox-retired-at-<unix seconds>``.  It travels
+# with the version's other labels in every GetSecretValue answer, so the
+# ring learns the retirement time with no extra call or permission.
+RETIRED_LABEL_PREFIX: Final = "sealbox-retired-at-"
+_RETIRED_LABEL_RE: Final = re.compile(r"sealbox-retired-at-(0|[1-9][0-9]{0,11})")
+
+
+def retired_label(at: int) -> str:
+    """The staging label recording a retirement at ``at`` (Unix seconds)."""
+    return f"{RETIRED_LABEL_PREFIX}{int(at)}"
+
+
+def retired_at_from_labels(labels: Sequence[str]) -> int | None:
+    """The retirement time a version's labels record, or None (none, or malformed)."""
+    times = [int(m.group(1)) for m in map(_RETIRED_LABEL_RE.fullmatch, labels) if m is not None]
+    # One label at most is ever written; if several were planted, the
+    # earliest is the strictest reading.
+    return min(times) if times else None
+
 
 # botocore loggers that write request parameters or response bodies at DEBUG
 # (``Making request ... with params``, ``Response body``): for Secrets
@@ -136,11 +161,23 @@ class _Snapshot:
     current: AppKey
     previous: AppKey | None
     loaded_at: float
+    # When the previous key was retired (its version's label); None for a
+    # version retired by a release that did not record it.
+    previous_retired_at: int | None = None
 
     def public_keys(self) -> tuple[AppPublicKey, ...]:
         if self.previous is None or self.previous.kid == self.current.kid:
             return (self.current.public,)
-        return (self.current.public, self.previous.public)
+        # No recorded retirement: the successor's creation is the latest
+        # moment the rotation can have started, so it bounds the retirement
+        # from below (the stricter reading).
+        retired_at = self.previous_retired_at
+        if retired_at is None:
+            retired_at = self.current.created_at
+        return (
+            self.current.public,
+            dataclasses.replace(self.previous.public, retired_at=retired_at),
+        )
 
     def find(self, kid: str) -> AppPublicKey | None:
         for public in self.public_keys():
@@ -313,7 +350,7 @@ class SecretsManagerKeyRing:
             raise _LoadFailed("BackingOff")
         try:
             current = self._read_current()
-            previous = self._read_previous()
+            previous, retired_at = self._read_previous()
         except _LoadFailed as exc:
             self.stats.failed_loads += 1
             self._retry_at = now + self._error_backoff
@@ -323,7 +360,9 @@ class SecretsManagerKeyRing:
             )
             raise
         self._retry_at = None
-        snapshot = _Snapshot(current=current, previous=previous, loaded_at=now)
+        snapshot = _Snapshot(
+            current=current, previous=previous, loaded_at=now, previous_retired_at=retired_at
+        )
         old = self._snapshot
         if old is None or old.public_keys() != snapshot.public_keys():
             log.info(
@@ -352,14 +391,19 @@ class SecretsManagerKeyRing:
             raise _LoadFailed("MalformedAppKeySecret")
         return key
 
-    def _read_previous(self) -> AppKey | None:
-        """Read and parse ``AWSPREVIOUS``; ``None`` when absent or malformed.
+    def _read_previous(self) -> tuple[AppKey | None, int | None]:
+        """Read and parse ``AWSPREVIOUS`` and its retirement label.
+
+        ``(None, None)`` when absent or malformed.
 
         Raises:
             _LoadFailed: any botocore error other than "not found".
         """
         response = self._get_secret_value(STAGE_PREVIOUS)
-        return None if response is None else self._parse(STAGE_PREVIOUS, response)
+        if response is None:
+            return None, None
+        key = self._parse(STAGE_PREVIOUS, response)
+        return key, retired_at_from_labels(list(response.get("VersionStages", [])))
 
     def _get_secret_value(self, stage: str) -> GetSecretValueResponseTypeDef | None:
         """One ``GetSecretValue`` with an explicit stage; ``None`` when not found.

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import InternalError, ServiceUnavailable, UsernameTaken
-from chalicelib.services.accounts import AttemptRecord, SessionRecord, UserRecord
+from chalicelib.services.accounts import (
+    AttemptRecord,
+    DeviceRecord,
+    FamilyRecord,
+    Revoked,
+    SessionRecord,
+    UserRecord,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -159,22 +166,75 @@ class DynamoUserStore(_Table):
         return int(out["Attributes"]["session_epoch"]["N"])
 
 
-class DynamoSessionStore(_Table):
-    """Table ``sessions``: hash key ``token_hash``; TTL attribute ``expires_at``."""
+# Family records share the sessions table with the tokens: a token's key is
+# 43 base64url characters, so a key with a ':' can never be one.
+_FAMILY_PREFIX = "family:"
+_TRANSACTION_CANCELED = "TransactionCanceledException"
 
-    def create(self, token_hash: str, session: SessionRecord) -> None:
-        item = {
+
+class DynamoSessionStore(_Table):
+    """Table ``sessions``: hash key ``token_hash``; TTL attribute ``expires_at``.
+
+    Two kinds of item: a refresh token (key: the token's digest; its
+    identity, expiry, epoch, family and generation) and a family (key
+    ``family:<id>``; identity, expiry, current generation, revocation).
+    """
+
+    def _token_item(self, token_hash: str, session: SessionRecord) -> dict[str, Any]:
+        return {
             "token_hash": {"S": token_hash},
             "identity": {"S": session.identity},
             "expires_at": {"N": str(session.expires_at)},
             "epoch": {"N": str(session.epoch)},
+            "family": {"S": session.family},
+            "generation": {"N": str(session.generation)},
         }
-        # 256 random bits never collide; the condition makes sure that even a
-        # broken RNG could not overwrite someone else's session.
-        if not self._put(item, "attribute_not_exists(#k)", {"#k": "token_hash"}):
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                # 256 random bits never collide; the condition makes sure that
+                # even a broken RNG could not overwrite someone else's session.
+                "ConditionExpression": "attribute_not_exists(#k)",
+                "ExpressionAttributeNames": {"#k": "token_hash"},
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """One transaction; False when one of its conditions failed."""
+        try:
+            self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if _code(exc) != _TRANSACTION_CANCELED:
+                raise translate(exc) from exc
+            response: dict[str, Any] = dict(exc.response)
+            reasons = {
+                str(reason.get("Code", "")) for reason in response.get("CancellationReasons", [])
+            }
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            raise ServiceUnavailable() from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        return True
+
+    def open(self, token_hash: str, session: SessionRecord) -> None:
+        family = {
+            "token_hash": {"S": _FAMILY_PREFIX + session.family},
+            "identity": {"S": session.identity},
+            "expires_at": {"N": str(session.expires_at)},
+            "generation": {"N": str(session.generation)},
+            "revoked": {"S": Revoked.NO.value},
+        }
+        items = [self._put_new(family), self._put_new(self._token_item(token_hash, session))]
+        if not self._transact(items):
             raise InternalError()
 
     def get(self, token_hash: str) -> SessionRecord | None:
+        if token_hash.startswith(_FAMILY_PREFIX):
+            return None
         item = self._get({"token_hash": {"S": token_hash}})
         if item is None:
             return None
@@ -182,16 +242,131 @@ class DynamoSessionStore(_Table):
             identity=item["identity"]["S"],
             expires_at=int(item["expires_at"]["N"]),
             epoch=int(item.get("epoch", {"N": "0"})["N"]),
+            # Absent on sessions stored before rotation: refused.
+            family=item.get("family", {"S": ""})["S"],
+            generation=int(item.get("generation", {"N": "0"})["N"]),
         )
 
-    def delete(self, token_hash: str) -> bool:
+    def family(self, family: str) -> FamilyRecord | None:
+        item = self._get({"token_hash": {"S": _FAMILY_PREFIX + family}})
+        if item is None:
+            return None
+        return FamilyRecord(
+            identity=item["identity"]["S"],
+            generation=int(item["generation"]["N"]),
+            expires_at=int(item["expires_at"]["N"]),
+            revoked=Revoked(item["revoked"]["S"]),
+            rotated_at=int(item.get("rotated_at", {"N": "0"})["N"]),
+        )
+
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
+        advance = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"token_hash": {"S": _FAMILY_PREFIX + family}},
+                "UpdateExpression": "SET #g = :next, #t = :at",
+                "ConditionExpression": "#g = :current AND #r = :live",
+                "ExpressionAttributeNames": {
+                    "#g": "generation",
+                    "#r": "revoked",
+                    "#t": "rotated_at",
+                },
+                "ExpressionAttributeValues": {
+                    ":next": {"N": str(session.generation)},
+                    ":at": {"N": str(at)},
+                    ":current": {"N": str(generation)},
+                    ":live": {"S": Revoked.NO.value},
+                },
+            }
+        }
+        return self._transact([advance, self._put_new(self._token_item(token_hash, session))])
+
+    def revoke(self, family: str, why: Revoked) -> None:
+        # Only a live family takes a reason: the first revocation's reason
+        # stays (a reuse after a logout still reads "logout").  A family
+        # already revoked, or gone, needs nothing more.
+        self._conditional(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"token_hash": {"S": _FAMILY_PREFIX + family}},
+            UpdateExpression="SET #r = :why",
+            ConditionExpression="attribute_exists(#k) AND #r = :live",
+            ExpressionAttributeNames={"#r": "revoked", "#k": "token_hash"},
+            ExpressionAttributeValues={":why": {"S": why.value}, ":live": {"S": Revoked.NO.value}},
+        )
+
+
+_DEVICE_PREFIX = "device:"
+
+
+class DynamoDeviceStore(_Table):
+    """Device cookies, in the sessions table under ``device:<digest>`` (TTL ``expires_at``)."""
+
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None:
+        item = {
+            "token_hash": {"S": _DEVICE_PREFIX + cookie_hash},
+            "identity": {"S": device.identity},
+            "expires_at": {"N": str(device.expires_at)},
+        }
+        # 256 random bits never collide; never overwrite another's cookie.
+        if not self._put(item, "attribute_not_exists(#k)", {"#k": "token_hash"}):
+            raise InternalError()
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        item = self._get({"token_hash": {"S": _DEVICE_PREFIX + cookie_hash}})
+        if item is None:
+            return None
+        return DeviceRecord(identity=item["identity"]["S"], expires_at=int(item["expires_at"]["N"]))
+
+    def delete(self, cookie_hash: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table, Key={"token_hash": {"S": _DEVICE_PREFIX + cookie_hash}}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+
+_STEP_UP_PREFIX = "stepup:"
+# "This identity revoked a card": no TTL attribute, kept for good.
+_CARD_ENDED_PREFIX = "card-ended:"
+
+
+class DynamoStepUpStore(_Table):
+    """Step-up proofs, in the sessions table under ``stepup:<digest>`` (TTL ``expires_at``)."""
+
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None:
+        item = {
+            "token_hash": {"S": _STEP_UP_PREFIX + proof_hash},
+            "identity": {"S": identity},
+            "expires_at": {"N": str(expires_at)},
+        }
+        if not self._put(item, "attribute_not_exists(#k)", {"#k": "token_hash"}):
+            raise InternalError()
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        # One conditional delete: of two requests presenting one proof, one
+        # deletes it and the other's condition fails (single use).
         return self._conditional(
             self._client.delete_item,
             TableName=self._table,
-            Key={"token_hash": {"S": token_hash}},
-            ConditionExpression="attribute_exists(#k)",
-            ExpressionAttributeNames={"#k": "token_hash"},
+            Key={"token_hash": {"S": _STEP_UP_PREFIX + proof_hash}},
+            ConditionExpression="attribute_exists(#k) AND #i = :identity AND #e > :now",
+            ExpressionAttributeNames={"#k": "token_hash", "#i": "identity", "#e": "expires_at"},
+            ExpressionAttributeValues={":identity": {"S": identity}, ":now": {"N": str(now)}},
         )
+
+    def mark_card_ended(self, identity: str) -> None:
+        item = {"token_hash": {"S": _CARD_ENDED_PREFIX + identity}, "identity": {"S": identity}}
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def card_ended(self, identity: str) -> bool:
+        return self._get({"token_hash": {"S": _CARD_ENDED_PREFIX + identity}}) is not None
 
 
 class DynamoAttemptStore(_Table):

@@ -94,11 +94,18 @@ class MalformedAppKeySecret(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class AppPublicKey:
-    """The public half of an app key: what verifiers and the JWKS need."""
+    """The public half of an app key: what verifiers and the JWKS need.
+
+    ``retired_at`` (Unix seconds) is set on the *previous* key only: when it
+    stopped being current.  Verifiers accept its tokens only if they were
+    issued by then (plus a stated grace), and drop the key once the longest
+    token lifetime has passed (``docs/access-tokens.md``).
+    """
 
     kid: str
     public_key: Ed25519PublicKey = field(repr=False)
     x: bytes = field(repr=False)
+    retired_at: int | None = None
 
     def jwk(self) -> dict[str, str]:
         """This key as a public JWK (``kty=OKP``, ``use=sig``, ``alg=EdDSA``)."""

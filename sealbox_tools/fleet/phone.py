@@ -358,6 +358,9 @@ class Phone:
 
     def _rotate(self, step: Step) -> None:
         before = self.device.whoami().card_id
+        # The person confirms the password (as the CLI asks): the backup
+        # update replaces the stored backup, which needs a step-up.
+        self._try("confirm_password", lambda: self.device.confirm_password(self.password))
         for attempt in range(self.run.config.attempts):
             try:
                 if self.device.whoami().card_id != before:
@@ -446,6 +449,8 @@ class Phone:
 
     def _unregister(self, step: Step) -> None:
         self.harvest()
+        # Revoking the card needs the password again (a step-up).
+        self._try("confirm_password", lambda: self.device.confirm_password(self.password))
         self._try("unregister", self.device.unregister)
         self.run.metrics.count("unregistered")
 

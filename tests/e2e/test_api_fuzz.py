@@ -68,9 +68,13 @@ def credentials(local_stack: RunningStack) -> dict[str, str]:
     keys = derive_password_keys("fuzz-user", "fuzzing-password-123", PASSWORD_KDF_SIMULATION)
     api.register("fuzz-user", keys.login_key_b64)
     session = api.login("fuzz-user", keys.login_key_b64)
+    issued = api.access_token(session.refresh_token)
     return {
-        "refreshToken": session.refresh_token,
-        "accessToken": api.access_token(session.refresh_token).access_token,
+        # Rotated by the renewal above; the fuzzer's own renewals spend it
+        # (and a second one revokes it), so refresh routes are fuzzed for
+        # their refusals after the first call.
+        "refreshToken": issued.refresh_token,
+        "accessToken": issued.access_token,
     }
 
 

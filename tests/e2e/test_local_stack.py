@@ -60,9 +60,10 @@ def test_full_account_flow_over_http(local_stack: RunningStack) -> None:
     claims = verify_access_token(access.access_token, api.jwks(), audience=audience)
     assert claims["sub"] == "e2e-alice"
     assert api.me(access.access_token)["identity"] == "e2e-alice"
-    api.logout(session.refresh_token)
+    # The refresh token rotated: the login's is spent, the new one logs out.
+    api.logout(access.refresh_token)
     with pytest.raises(ServerError) as revoked:
-        api.access_token(session.refresh_token)
+        api.access_token(access.refresh_token)
     assert revoked.value.status == 401
 
 

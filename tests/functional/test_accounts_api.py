@@ -45,9 +45,15 @@ def test_login_reply_is_not_cacheable_and_tokens_are_only_stored_hashed(raw) -> 
     assert reply.status == 201
     assert reply.headers["cache-control"] == "no-store"
     token = reply.json()["refresh_token"]
-    dumped = repr(table_items("sessions")) + repr(table_items("users"))
-    assert token not in dumped
-    assert token[4:] not in dumped
+    cookie = reply.json()["device_cookie"]
+    dumped = (
+        repr(table_items("sessions"))
+        + repr(table_items("users"))
+        + repr(table_items("login-attempts"))
+    )
+    for credential in (token, cookie):
+        assert credential not in dumped
+        assert credential[4:] not in dumped
     assert KEY not in dumped
 
 

@@ -31,6 +31,7 @@ from tests.support.aws import (
     inject_outage,
     moto_aws,
     read_stage,
+    retirements,
     secretsmanager_client,
     stages,
 )
@@ -120,6 +121,37 @@ def test_second_rotation_retires_the_first_key(sm):
     with pytest.raises(Unauthorized):
         latest.tokens.verify(oldest)
     assert len(stages(sm)) == 2  # older versions carry no labels
+
+
+def test_finish_records_the_retirement_on_the_retired_version_only(sm):
+    first = current_version(sm)
+    token = begin_rotation(sm)
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token, step), sm, clock=lambda: T0 + 100)
+    assert retirements(sm) == {first: [f"sealbox-retired-at-{T0 + 100}"]}
+    # The ring reads it with the previous key.
+    ring = SecretsManagerKeyRing(sm, SECRET_ID, cache_ttl=CACHE_TTL, clock=FakeClock(0))
+    assert [public.retired_at for public in ring.verification_keys()] == [None, T0 + 100]
+    # The next rotation moves the record to the key it retires.
+    token2 = begin_rotation(sm)
+    for step in ROTATION_STEPS:
+        handle_rotation_event(event(token2, step), sm, clock=lambda: T0 + 200)
+    assert retirements(sm) == {token: [f"sealbox-retired-at-{T0 + 200}"]}
+
+
+def test_a_retried_finish_records_the_later_retirement(sm):
+    old_version = current_version(sm)
+    token = begin_rotation(sm)
+    for step in ROTATION_STEPS[:3]:
+        handle_rotation_event(event(token, step), sm)
+    # A finish that recorded T0 and died before the AWSCURRENT move: the old
+    # key went on signing, so the retry's later time is the true retirement.
+    sm.update_secret_version_stage(
+        SecretId=SECRET_ID, VersionStage=f"sealbox-retired-at-{T0}", MoveToVersionId=old_version
+    )
+    handle_rotation_event(event(token, "finishSecret"), sm, clock=lambda: T0 + 500)
+    assert retirements(sm) == {old_version: [f"sealbox-retired-at-{T0 + 500}"]}
+    assert stages(sm) == {old_version: ["AWSPREVIOUS"], token: ["AWSCURRENT"]}
 
 
 @pytest.mark.parametrize("step", ROTATION_STEPS)

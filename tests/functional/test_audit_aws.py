@@ -38,6 +38,7 @@ def test_a_clean_account_passes_and_a_planted_canary_fails(api) -> None:
         needle("login-key", keys.login_key),
         needle("backup-key", keys.backup_key),
         needle("refresh-token", session.refresh_token),
+        needle("device-cookie", session.device_cookie or ""),
         needle("canary", canary),
     ]
     clean = run_audit(needles)

@@ -17,7 +17,13 @@ from client_sim.api import ApiClient
 from client_sim.backup import TESTING_BOUNDS, KdfParams, seal_backup
 from client_sim.errors import ServerError
 from tests.functional.conftest import STAGE_ENV
-from tests.support.directory import User, atomic_moto_dynamodb, fresh_bundle, make_user
+from tests.support.directory import (
+    User,
+    atomic_moto_dynamodb,
+    fresh_bundle,
+    make_user,
+    step_up,
+)
 
 TABLE = STAGE_ENV["SEALBOX_BACKUPS_TABLE"]
 PARAMS = KdfParams(memory_kib=256, iterations=1, lanes=1, salt=bytes(32))
@@ -59,12 +65,19 @@ def test_create_read_replace_delete(api: ApiClient, raw, alice: User) -> None:
         "version": 1,
         "updated_at": created.json()["updated_at"],
     }
+    # Replacing and deleting need a step-up proof (tests/regressions/test_step_up.py).
     replaced = raw(
-        "PUT", "/v1/backups/primary", {"ciphertext": second, "version": 1}, token=alice.access_token
+        "PUT",
+        "/v1/backups/primary",
+        {"ciphertext": second, "version": 1},
+        token=alice.access_token,
+        headers=step_up(api, alice),
     )
     assert (replaced.status, replaced.json()["version"]) == (200, 2)
     assert api.get_backup(alice.access_token, "primary")["ciphertext"] == second
-    api.delete_backup(alice.access_token, "primary", version=2)
+    api.delete_backup(
+        alice.access_token, "primary", version=2, step_up=step_up(api, alice)["Sealbox-Step-Up"]
+    )
     with pytest.raises(ServerError) as gone:
         api.get_backup(alice.access_token, "primary")
     assert gone.value.status == 404
@@ -75,27 +88,41 @@ def test_compare_and_swap_refuses_stale_versions_and_changes_nothing(api, raw, a
     before = table()
     token = alice.access_token
     for body in ({"ciphertext": blob()}, {"ciphertext": blob(), "version": 2}):
-        assert_error(raw("PUT", "/v1/backups/primary", body, token=token), 409, "version_conflict")
+        reply = raw("PUT", "/v1/backups/primary", body, token=token, headers=step_up(api, alice))
+        assert_error(reply, 409, "version_conflict")
     assert_error(
-        raw("PUT", "/v1/backups/other", {"ciphertext": blob(), "version": 1}, token=token),
+        raw(
+            "PUT",
+            "/v1/backups/other",
+            {"ciphertext": blob(), "version": 1},
+            token=token,
+            headers=step_up(api, alice),
+        ),
         409,
         "version_conflict",
     )
     assert_error(
-        raw("DELETE", "/v1/backups/primary?version=7", token=token), 409, "version_conflict"
+        raw("DELETE", "/v1/backups/primary?version=7", token=token, headers=step_up(api, alice)),
+        409,
+        "version_conflict",
     )
-    assert_error(raw("DELETE", "/v1/backups/other", token=token), 404, "not_found")
+    assert_error(
+        raw("DELETE", "/v1/backups/other", token=token, headers=step_up(api, alice)),
+        404,
+        "not_found",
+    )
     assert table() == before
 
 
 def test_versions_never_repeat_across_a_reset(api: ApiClient, alice: User) -> None:
     token = alice.access_token
     assert api.put_backup(token, "primary", blob())["version"] == 1
-    api.delete_backup(token, "primary")
+    api.delete_backup(token, "primary", step_up=step_up(api, alice)["Sealbox-Step-Up"])
     # A device that read version 1 before the reset can't overwrite the new backup.
     assert api.put_backup(token, "primary", blob())["version"] == 3
+    proof = step_up(api, alice)["Sealbox-Step-Up"]
     with pytest.raises(ServerError) as stale:
-        api.put_backup(token, "primary", blob(), version=1)
+        api.put_backup(token, "primary", blob(), version=1, step_up=proof)
     assert stale.value.code == "version_conflict"
     # The tombstone kept no ciphertext.
     assert api.get_backup(token, "primary")["version"] == 3
@@ -108,7 +135,9 @@ def test_only_the_owner_reaches_a_backup(api, raw, alice, bob) -> None:
         ("DELETE", None),
         ("PUT", {"ciphertext": blob("bob"), "version": 1}),
     ):
-        reply = raw(method, "/v1/backups/primary", body, token=bob.access_token)
+        reply = raw(
+            method, "/v1/backups/primary", body, token=bob.access_token, headers=step_up(api, bob)
+        )
         # Bob sees no backup named primary, exactly as if Alice had none.
         assert reply.status in (404, 409), reply.body
     missing = raw("GET", "/v1/backups/primary", token=bob.access_token)

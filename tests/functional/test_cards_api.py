@@ -24,6 +24,7 @@ from tests.support.directory import (
     make_user,
     publish_rotation,
     rotation_signature,
+    step_up,
 )
 
 CARDS_TABLE = STAGE_ENV["SEALBOX_CARDS_TABLE"]
@@ -72,12 +73,12 @@ def test_first_registration_then_find_and_fetch(api: ApiClient, alice: User) -> 
 def test_a_second_first_card_is_409_and_changes_nothing(api, raw, alice) -> None:
     api.publish_card(alice.access_token, fresh_bundle("alice").card.to_json())
     before = cards_table()
-    reply = raw(
-        "POST",
-        "/v1/cards",
-        {"card": fresh_bundle("alice").card.to_json()},
-        token=alice.access_token,
-    )
+    body = {"card": fresh_bundle("alice").card.to_json()}
+    # Not a rotation while a card is active: an identity reset, which needs a
+    # step-up proof first (tests/regressions/test_step_up.py) ...
+    assert_error(raw("POST", "/v1/cards", body, token=alice.access_token), 403, "step_up_required")
+    # ... and even with one, the card service refuses a second first card.
+    reply = raw("POST", "/v1/cards", body, token=alice.access_token, headers=step_up(api, alice))
     assert_error(reply, 409, "card_conflict")
     assert cards_table() == before
 
@@ -85,9 +86,10 @@ def test_a_second_first_card_is_409_and_changes_nothing(api, raw, alice) -> None
 def test_republishing_the_active_card_is_409(api, raw, alice) -> None:
     card = fresh_bundle("alice").card.to_json()
     api.publish_card(alice.access_token, card)
-    assert_error(
-        raw("POST", "/v1/cards", {"card": card}, token=alice.access_token), 409, "card_conflict"
+    reply = raw(
+        "POST", "/v1/cards", {"card": card}, token=alice.access_token, headers=step_up(api, alice)
     )
+    assert_error(reply, 409, "card_conflict")
 
 
 def test_rotation_supersedes_the_previous_card(api: ApiClient, alice: User) -> None:
@@ -110,8 +112,9 @@ def test_rotation_supersedes_the_previous_card(api: ApiClient, alice: User) -> N
     assert api.get_card(alice.access_token, second.card_id) == entry
 
     # A superseded card can never become active again.
+    proof = api.step_up(alice.access_token, alice.keys.login_key_b64)
     with pytest.raises(ServerError) as again:
-        api.publish_card(alice.access_token, first.card.to_json())
+        api.publish_card(alice.access_token, first.card.to_json(), proof)
     assert again.value.code == "card_conflict"
 
 
@@ -285,18 +288,29 @@ def test_revoke_lifecycle(api, raw, alice, bob) -> None:
     api.publish_card(alice.access_token, bundle.card.to_json())
     path = f"/v1/cards/{bundle.card_id}/revoke"
     # Someone else: the same answer as for a card that doesn't exist.
-    denied = raw("POST", path, token=bob.access_token)
-    missing = raw("POST", "/v1/cards/" + "A" * 43 + "/revoke", token=bob.access_token)
+    denied = raw("POST", path, token=bob.access_token, headers=step_up(api, bob))
+    missing = raw(
+        "POST",
+        "/v1/cards/" + "A" * 43 + "/revoke",
+        token=bob.access_token,
+        headers=step_up(api, bob),
+    )
     assert_error(denied, 404, "not_found")
     assert (denied.status, denied.body) == (missing.status, missing.body)
     assert api.get_card(bob.access_token, bundle.card_id)["status"] == "active"
 
-    assert raw("POST", path, token=alice.access_token).status == 204
+    # The owner needs a step-up proof too (tests/regressions/test_step_up.py).
+    assert_error(raw("POST", path, token=alice.access_token), 403, "step_up_required")
+    assert raw("POST", path, token=alice.access_token, headers=step_up(api, alice)).status == 204
     entry = api.get_card(bob.access_token, bundle.card_id)
     assert entry["status"] == "revoked"
     assert "superseded_by" not in entry
     assert api.find_cards(bob.access_token, ["alice"]) == []
-    assert_error(raw("POST", path, token=alice.access_token), 409, "card_not_active")
+    assert_error(
+        raw("POST", path, token=alice.access_token, headers=step_up(api, alice)),
+        409,
+        "card_not_active",
+    )
     # A rotation of a revoked card has nothing to rotate, even signed.
     rotated = bundle.rotate(created_at=int(time.time()))
     signed = {
@@ -308,9 +322,11 @@ def test_revoke_lifecycle(api, raw, alice, bob) -> None:
         409,
         "card_conflict",
     )
-    # After unregistering, the identity may register again from scratch.
+    # After unregistering, the identity may register again from scratch:
+    # an identity reset, with a step-up proof.
     again = fresh_bundle("alice")
-    api.publish_card(alice.access_token, again.card.to_json())
+    proof = api.step_up(alice.access_token, alice.keys.login_key_b64)
+    api.publish_card(alice.access_token, again.card.to_json(), proof)
     (found,) = api.find_cards(bob.access_token, ["alice"])
     assert found["card"]["card_id"] == again.card_id
 
@@ -319,7 +335,12 @@ def test_revoking_a_superseded_card_is_409(api, raw, alice) -> None:
     first = fresh_bundle("alice")
     api.publish_card(alice.access_token, first.card.to_json())
     publish_rotation(api, alice, first, first.rotate(created_at=int(time.time())))
-    reply = raw("POST", f"/v1/cards/{first.card_id}/revoke", token=alice.access_token)
+    reply = raw(
+        "POST",
+        f"/v1/cards/{first.card_id}/revoke",
+        token=alice.access_token,
+        headers=step_up(api, alice),
+    )
     assert_error(reply, 409, "card_not_active")
 
 

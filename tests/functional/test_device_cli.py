@@ -106,7 +106,9 @@ def test_two_devices_through_the_cli(run, tmp_path: Path) -> None:
     ok(run("alice-new", "decrypt", str(tmp_path / "note.age"), str(tmp_path / "again.out")))
 
     assert "previous cards: 0" in ok(run("alice", "whoami"))
-    assert ok(run("alice", "rotate")).startswith("rotated: card ")
+    assert ok(run("alice", "rotate", env={"SEALBOX_PASSWORD": PASSWORD})).startswith(
+        "rotated: card "
+    )
     assert "previous cards: 1" in ok(run("alice", "whoami"))
 
     ok(
@@ -119,7 +121,9 @@ def test_two_devices_through_the_cli(run, tmp_path: Path) -> None:
     fails(run("probe", "login", "alice", env=env), "wrong username or password")
     ok(run("alice-newer", "login", "alice", env={"SEALBOX_PASSWORD": NEW}))
 
-    assert "the backup is kept" in ok(run("alice", "unregister"))
+    # Destructive verbs ask for the password again (a step-up), and check it.
+    fails(run("alice", "unregister", env={"SEALBOX_PASSWORD": PASSWORD}), "password")
+    assert "the backup is kept" in ok(run("alice", "unregister", env={"SEALBOX_PASSWORD": NEW}))
     assert ok(run("alice", "whoami")).strip() == "nobody: this device holds no account"
     fails(run("bob", "find", "--refresh", "alice"), "no active card for: alice")
 

@@ -80,14 +80,16 @@ def test_no_secret_reaches_logs_error_bodies_or_tables(clock, raw, caplog) -> No
     clock.advance(3600)
     session = api.login("alice", keys.login_key_b64)
     access = api.access_token(session.refresh_token)
-    secrets |= {session.refresh_token, access.access_token}
+    refresh = access.refresh_token  # rotated: the login's token is spent
+    secrets |= {session.refresh_token, refresh, access.access_token, session.device_cookie or ""}
     api.me(access.access_token)
 
     sm = wiring.container().secretsmanager
     outage = inject_outage(sm)
     outage.error = EndpointConnectionError(endpoint_url="https://secretsmanager.invalid")
     clock.advance(int(STAGE_ENV["SEALBOX_APP_KEY_CACHE_TTL"]) + 1)
-    bodies.append(raw("POST", "/v1/tokens", token=session.refresh_token).body)
+    # Signing unavailable: a 503, and the refresh token is not spent.
+    bodies.append(raw("POST", "/v1/tokens", token=refresh).body)
     outage.error = None
     clock.advance(60)
 
@@ -96,13 +98,15 @@ def test_no_secret_reaches_logs_error_bodies_or_tables(clock, raw, caplog) -> No
         handle_rotation_event(
             {"SecretId": SECRET_ID, "ClientRequestToken": token, "Step": step}, sm
         )
-    rotated = api.access_token(session.refresh_token)
-    secrets.add(rotated.access_token)
+    rotated = api.access_token(refresh)
+    secrets |= {rotated.access_token, rotated.refresh_token}
     api.me(rotated.access_token)
-    api.logout(session.refresh_token)
+    api.logout(rotated.refresh_token)
     with pytest.raises(ServerError):
-        api.access_token(session.refresh_token)
-    bodies.append(raw("GET", "/v1/me", token=session.refresh_token).body)
+        api.access_token(rotated.refresh_token)
+    # A spent token: the reuse answer names no secret either.
+    bodies.append(raw("POST", "/v1/tokens", token=session.refresh_token).body)
+    bodies.append(raw("GET", "/v1/me", token=rotated.refresh_token).body)
 
     seeds = app_key_seeds(boto3.client("secretsmanager", region_name="us-east-1"))
     assert len(seeds) == 2  # the seeded key and the rotated one

@@ -23,8 +23,9 @@ AUDIENCE = STAGE_ENV["SEALBOX_TOKEN_AUDIENCE"]
 
 def signed_in(api: ApiClient, name: str = "alice") -> tuple[str, str]:
     api.register(name, KEY)
-    refresh = api.login(name, KEY).refresh_token
-    return refresh, api.access_token(refresh).access_token
+    issued = api.access_token(api.login(name, KEY).refresh_token)
+    # The login's refresh token is spent: the rotated one is the live one.
+    return issued.refresh_token, issued.access_token
 
 
 def test_access_token_is_an_eddsa_at_jwt_that_verifies_with_the_jwks(api: ApiClient) -> None:
@@ -43,7 +44,13 @@ def test_token_reply_shape_and_no_store(raw, api: ApiClient) -> None:
     reply = raw("POST", "/v1/tokens", token=refresh)
     assert reply.status == 200
     body = reply.json()
-    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_token_expires_at",
+    }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == int(STAGE_ENV["SEALBOX_ACCESS_TOKEN_TTL"])
     assert reply.headers["cache-control"] == "no-store"

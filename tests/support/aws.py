@@ -15,6 +15,8 @@ from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
 
+from chalicelib.storage.appkeys import RETIRED_LABEL_PREFIX
+
 REGION = "us-east-1"
 SECRET_ID = "sealbox/test/app-signing-key"
 
@@ -122,9 +124,23 @@ def begin_rotation(client: Any, secret_id: str = SECRET_ID) -> str:
 
 
 def stages(client: Any, secret_id: str = SECRET_ID) -> dict[str, list[str]]:
-    """Version id -> staging labels (sorted)."""
+    """Version id -> staging labels (sorted), less the retirement records (see ``retirements``)."""
     described = client.describe_secret(SecretId=secret_id)["VersionIdsToStages"]
-    return {version: sorted(labels) for version, labels in described.items() if labels}
+    kept = {
+        version: sorted(label for label in labels if not label.startswith(RETIRED_LABEL_PREFIX))
+        for version, labels in described.items()
+    }
+    return {version: labels for version, labels in kept.items() if labels}
+
+
+def retirements(client: Any, secret_id: str = SECRET_ID) -> dict[str, list[str]]:
+    """Version id -> its ``sealbox-retired-at-*`` labels (versions that have any)."""
+    described = client.describe_secret(SecretId=secret_id)["VersionIdsToStages"]
+    found = {
+        version: sorted(label for label in labels if label.startswith(RETIRED_LABEL_PREFIX))
+        for version, labels in described.items()
+    }
+    return {version: labels for version, labels in found.items() if labels}
 
 
 def read_stage(client: Any, stage: str, secret_id: str = SECRET_ID) -> str:

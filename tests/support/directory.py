@@ -33,7 +33,13 @@ def make_user(api: ApiClient, username: str, password: str = PASSWORD) -> User:
     identity = api.register(username, keys.login_key_b64)
     session = api.login(identity, keys.login_key_b64)
     access = api.access_token(session.refresh_token)
-    return User(identity, keys, session.refresh_token, access.access_token)
+    # Renewal rotated the login's refresh token: keep the live one.
+    return User(identity, keys, access.refresh_token, access.access_token)
+
+
+def step_up(api: ApiClient, user: User) -> dict[str, str]:
+    """Headers carrying a fresh step-up proof of ``user`` (re-authenticated with the login key)."""
+    return {"Sealbox-Step-Up": api.step_up(user.access_token, user.keys.login_key_b64)}
 
 
 def fresh_bundle(identity: str, *, created_at: int | None = None) -> KeyBundle:

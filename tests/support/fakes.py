@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from chalicelib.errors import UsernameTaken
-from chalicelib.services.accounts import AttemptRecord, SessionRecord, UserRecord
+from chalicelib.services.accounts import (
+    AttemptRecord,
+    DeviceRecord,
+    FamilyRecord,
+    Revoked,
+    SessionRecord,
+    UserRecord,
+)
 from chalicelib.services.backups import (
     BackupEvent,
     BackupRecord,
@@ -59,16 +66,75 @@ class MemoryUsers:
 class MemorySessions:
     def __init__(self) -> None:
         self.items: dict[str, SessionRecord] = {}
+        self.families: dict[str, FamilyRecord] = {}
 
-    def create(self, token_hash: str, session: SessionRecord) -> None:
+    def open(self, token_hash: str, session: SessionRecord) -> None:
         assert token_hash not in self.items
+        assert session.family not in self.families
+        self.families[session.family] = FamilyRecord(
+            session.identity, session.generation, session.expires_at
+        )
         self.items[token_hash] = session
 
     def get(self, token_hash: str) -> SessionRecord | None:
         return self.items.get(token_hash)
 
-    def delete(self, token_hash: str) -> bool:
-        return self.items.pop(token_hash, None) is not None
+    def family(self, family: str) -> FamilyRecord | None:
+        return self.families.get(family)
+
+    def rotate(
+        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+    ) -> bool:
+        stored = self.families.get(family)
+        if stored is None or stored.generation != generation or stored.revoked is not Revoked.NO:
+            return False
+        assert token_hash not in self.items
+        self.families[family] = replace(stored, generation=session.generation, rotated_at=at)
+        self.items[token_hash] = session
+        return True
+
+    def revoke(self, family: str, why: Revoked) -> None:
+        stored = self.families.get(family)
+        if stored is not None and stored.revoked is Revoked.NO:
+            self.families[family] = replace(stored, revoked=why)
+
+
+class MemoryDevices:
+    def __init__(self) -> None:
+        self.items: dict[str, DeviceRecord] = {}
+
+    def create(self, cookie_hash: str, device: DeviceRecord) -> None:
+        assert cookie_hash not in self.items
+        self.items[cookie_hash] = device
+
+    def get(self, cookie_hash: str) -> DeviceRecord | None:
+        return self.items.get(cookie_hash)
+
+    def delete(self, cookie_hash: str) -> None:
+        self.items.pop(cookie_hash, None)
+
+
+class MemoryStepUps:
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[str, int]] = {}
+        self.ended: set[str] = set()
+
+    def create(self, proof_hash: str, identity: str, expires_at: int) -> None:
+        assert proof_hash not in self.items
+        self.items[proof_hash] = (identity, expires_at)
+
+    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
+        stored = self.items.get(proof_hash)
+        if stored is None or stored[0] != identity or stored[1] <= now:
+            return False
+        del self.items[proof_hash]
+        return True
+
+    def mark_card_ended(self, identity: str) -> None:
+        self.ended.add(identity)
+
+    def card_ended(self, identity: str) -> bool:
+        return identity in self.ended
 
 
 class MemoryAttempts:

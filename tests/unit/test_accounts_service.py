@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidRequest,
     InvalidUsername,
     LoginKeyConflict,
+    RefreshTokenReused,
+    StepUpRequired,
     TooManyAttempts,
     Unauthorized,
     UsernameTaken,
     WrongLoginKey,
 )
 from chalicelib.services.accounts import (
+    DEVICE_COOKIE_TTL,
+    REFRESH_RETRY_GRACE,
     AccountService,
     AttemptRecord,
     LockoutPolicy,
@@ -22,7 +29,14 @@ from chalicelib.services.accounts import (
     refresh_token_digest,
 )
 from chalicelib.wire.b64 import b64url_encode
-from tests.support.fakes import FakeClock, MemoryAttempts, MemorySessions, MemoryUsers
+from tests.support.fakes import (
+    FakeClock,
+    MemoryAttempts,
+    MemoryDevices,
+    MemorySessions,
+    MemoryStepUps,
+    MemoryUsers,
+)
 
 KEY = b64url_encode(bytes(range(32)))
 OTHER_KEY = b64url_encode(bytes(range(1, 33)))
@@ -56,7 +70,15 @@ def parts(clock: FakeClock):
         CountingHasher(),
     )
     service = AccountService(
-        users, sessions, attempts, hasher, refresh_ttl=3600, clock=clock, policy=LockoutPolicy()
+        users,
+        sessions,
+        attempts,
+        hasher,
+        devices=MemoryDevices(),
+        step_ups=MemoryStepUps(),
+        refresh_ttl=3600,
+        clock=clock,
+        policy=LockoutPolicy(),
     )
     return service, users, sessions, attempts, hasher
 
@@ -356,3 +378,205 @@ def test_concurrent_login_key_changes_one_wins(parts) -> None:
     with pytest.raises(LoginKeyConflict):
         service.change_login_key("alice", KEY, OTHER_KEY)
     assert service.login("alice", third).identity == "alice"
+
+
+# --- refresh token rotation -------------------------------------------------------
+
+
+def test_rotation_spends_the_token_and_keeps_the_login_expiry(parts, clock) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY)
+    clock.advance(100)
+    second = service.rotate_refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    # Renewing does not extend a login.
+    assert second.expires_at == first.expires_at
+    assert service.authenticate_refresh(second.refresh_token).identity == "alice"
+    clock.advance(REFRESH_RETRY_GRACE)
+    with pytest.raises(RefreshTokenReused):
+        service.authenticate_refresh(first.refresh_token)
+
+
+def test_a_lost_reply_may_be_retried_within_the_grace_and_only_one_token_lives(
+    parts, clock
+) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    spent = service.login("alice", KEY).refresh_token
+    lost = service.rotate_refresh(spent).refresh_token  # the reply never arrives
+    clock.advance(REFRESH_RETRY_GRACE - 1)
+    retried = service.rotate_refresh(spent).refresh_token  # the device retries
+    # The successor nobody received is now the one before the family's:
+    # accepted only inside the grace, and never alongside a later one.
+    clock.advance(REFRESH_RETRY_GRACE)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(lost)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(retried)  # the family went with the reuse
+
+
+def test_a_token_two_generations_old_is_a_reuse_even_within_the_grace(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY).refresh_token
+    second = service.rotate_refresh(first).refresh_token
+    service.rotate_refresh(second)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(first)
+
+
+def test_a_renewal_that_loses_the_race_revokes_the_family(parts) -> None:
+    """Both renewals read generation 0, then both write: one wins, the loser ends the family."""
+    service, _, sessions, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    won: list[str] = []
+    real_family = sessions.family
+
+    def family_then_race(family: str):  # type: ignore[no-untyped-def]
+        record = real_family(family)
+        if sessions.family is family_then_race:
+            # The other renewal runs to completion between our read and write.
+            sessions.family = real_family
+            won.append(service.rotate_refresh(token).refresh_token)
+        return record
+
+    sessions.family = family_then_race
+    with pytest.raises(RefreshTokenReused):
+        service.rotate_refresh(token)
+    # The winner's new token went with the family.
+    with pytest.raises(RefreshTokenReused):
+        service.authenticate_refresh(won[0])
+
+
+def test_a_reuse_after_logout_is_still_refused(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    first = service.login("alice", KEY).refresh_token
+    second = service.rotate_refresh(first).refresh_token
+    service.logout(second)
+    for token in (first, second):
+        with pytest.raises(Unauthorized):
+            service.rotate_refresh(token)
+
+
+def test_a_session_from_before_rotation_is_refused(parts) -> None:
+    service, _, sessions, *_ = parts
+    service.register("alice", KEY)
+    token = service.login("alice", KEY).refresh_token
+    digest = refresh_token_digest(token)
+    sessions.items[digest] = replace(sessions.items[digest], family="")
+    with pytest.raises(Unauthorized):
+        service.authenticate_refresh(token)
+
+
+# --- device cookies (OWASP): a stranger's lockout doesn't lock the owner's device out --
+
+
+def _lock_out(service, identity: str = "alice") -> None:  # type: ignore[no-untyped-def]
+    for _ in range(6):
+        with pytest.raises((InvalidCredentials, TooManyAttempts)):
+            service.login(identity, OTHER_KEY)
+
+
+def test_a_known_device_logs_in_through_a_strangers_lockout(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    cookie = service.login("alice", KEY).device_cookie
+    _lock_out(service)
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY)
+    issued = service.login("alice", KEY, cookie)
+    assert issued.identity == "alice"
+    # One live cookie per device: the presented one is spent, a new one issued.
+    assert issued.device_cookie not in (None, cookie)
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY, cookie)  # now a stranger's request
+    # The account's lockout stands for strangers.
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY)
+
+
+def test_a_cookie_counts_its_own_failures(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    cookie = service.login("alice", KEY).device_cookie
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            service.login("alice", OTHER_KEY, cookie)
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY, cookie)
+    # The cookie's failures did not lock strangers' (or other devices') path.
+    assert service.login("alice", KEY).identity == "alice"
+
+
+def test_an_expired_or_foreign_cookie_is_no_cookie(parts, clock) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    service.register("bob", KEY)
+    alices = service.login("alice", KEY).device_cookie
+    _lock_out(service, "bob")
+    with pytest.raises(TooManyAttempts):
+        service.login("bob", KEY, alices)
+    clock.advance(DEVICE_COOKIE_TTL)
+    _lock_out(service, "alice")
+    with pytest.raises(TooManyAttempts):
+        service.login("alice", KEY, alices)
+
+
+def test_a_cookie_costs_unknown_users_the_same_work(parts) -> None:
+    service, _, _, _, hasher = parts
+    service.register("alice", KEY)
+    cookie = service.login("alice", KEY).device_cookie
+    before = hasher.verifications
+    with pytest.raises(InvalidCredentials):
+        service.login("alice", OTHER_KEY, cookie)
+    with pytest.raises(InvalidCredentials):
+        service.login("nobody", OTHER_KEY, cookie)
+    assert hasher.verifications - before == 2
+
+
+@pytest.mark.parametrize("cookie", ["", "sbr_" + "A" * 43, "sbd_" + "A" * 42, 42, ["x"]])
+def test_malformed_device_cookies_are_refused(parts, cookie) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    with pytest.raises(InvalidRequest):
+        service.login("alice", KEY, cookie)
+
+
+# --- step-up proofs --------------------------------------------------------------------
+
+
+def test_a_step_up_proof_is_single_use_short_lived_and_bound(parts, clock) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    service.register("bob", KEY)
+    proof, ttl = service.step_up("alice", KEY)
+    assert proof.startswith("sbs_")
+    with pytest.raises(StepUpRequired):
+        service.consume_step_up("bob", proof)  # another identity's
+    service.consume_step_up("alice", proof)
+    with pytest.raises(StepUpRequired):
+        service.consume_step_up("alice", proof)  # spent
+    late, _ = service.step_up("alice", KEY)
+    clock.advance(ttl)
+    with pytest.raises(StepUpRequired):
+        service.consume_step_up("alice", late)  # expired
+
+
+@pytest.mark.parametrize("proof", [None, "", "sbs_" + "A" * 42, "sbr_" + "A" * 43, 7])
+def test_malformed_step_up_proofs_are_refused(parts, proof) -> None:
+    service, *_ = parts
+    with pytest.raises(StepUpRequired):
+        service.consume_step_up("alice", proof)
+
+
+def test_step_up_checks_the_login_key_and_is_throttled_like_login(parts) -> None:
+    service, *_ = parts
+    service.register("alice", KEY)
+    for _ in range(5):
+        with pytest.raises(WrongLoginKey):
+            service.step_up("alice", OTHER_KEY)
+    with pytest.raises(TooManyAttempts):
+        service.step_up("alice", KEY)

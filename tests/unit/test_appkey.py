@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from chalicelib.storage.appkeys import retired_at_from_labels, retired_label
 from chalicelib.wire.appkey import (
     MAX_APP_KEY_SECRET_LENGTH,
     AppKey,
@@ -173,3 +174,31 @@ def test_a_seeded_key_names_no_rotation():
 def test_encoding_refuses_a_token_of_another_shape(bad):
     with pytest.raises(ValueError, match="rotation"):
         new_app_key_secret(0, rotation=bad)
+
+
+# --- the retirement record (a staging label) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (["AWSPREVIOUS"], None),
+        (["AWSPREVIOUS", "sealbox-retired-at-1767225600"], 1767225600),
+        (["sealbox-retired-at-0"], 0),
+        # Planted extras: the earliest is the strictest reading.
+        (["sealbox-retired-at-200", "sealbox-retired-at-100"], 100),
+        # Malformed records are no records (the successor's creation bounds it).
+        (["sealbox-retired-at-"], None),
+        (["sealbox-retired-at-01"], None),
+        (["sealbox-retired-at--5"], None),
+        (["sealbox-retired-at-1e9"], None),
+        (["sealbox-retired-at-1234567890123"], None),
+        (["SEALBOX-RETIRED-AT-5"], None),
+    ],
+)
+def test_retirement_labels_parse_strictly(labels, expected) -> None:
+    assert retired_at_from_labels(labels) == expected
+
+
+def test_retirement_label_round_trips() -> None:
+    assert retired_at_from_labels([retired_label(1767225600)]) == 1767225600

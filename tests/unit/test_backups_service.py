@@ -13,6 +13,7 @@ from chalicelib.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    StepUpRequired,
     VersionConflict,
 )
 from chalicelib.services.backups import (
@@ -153,3 +154,36 @@ def test_the_envelope_constants_are_the_devices() -> None:
         envelope.check_backup_envelope(
             seal_backup([bundle("alice")], bytes(32), params, bounds=TESTING_BOUNDS)
         )
+
+
+def test_the_step_up_hook_runs_for_replacements_and_deletes_after_validation(service) -> None:
+    calls: list[str] = []
+
+    def authorize() -> None:
+        calls.append("step-up")
+
+    service.put("alice", "primary", TEXT, authorize_replace=authorize)  # a creation: none
+    assert calls == []
+    with pytest.raises(InvalidRequest):
+        service.put("alice", "primary", TEXT, 0, authorize_replace=authorize)
+    with pytest.raises(InvalidBackupName):
+        service.delete("alice", "../x", authorize=authorize)
+    assert calls == []  # a malformed request never spends a proof
+    service.put("alice", "primary", TEXT, 1, authorize_replace=authorize)
+    service.delete("alice", "primary", authorize=authorize)
+    assert calls == ["step-up", "step-up"]
+
+
+def test_a_refused_step_up_changes_nothing(service, store) -> None:
+    service.put("alice", "primary", TEXT)
+    before = repr(store.__dict__)
+
+    def refuse() -> None:
+        raise StepUpRequired()
+
+    with pytest.raises(StepUpRequired):
+        service.put("alice", "primary", TEXT, 1, authorize_replace=refuse)
+    with pytest.raises(StepUpRequired):
+        service.delete("alice", "primary", authorize=refuse)
+    assert service.get("alice", "primary").version == 1
+    assert repr(store.__dict__) == before

@@ -11,7 +11,9 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.errors import ServiceUnavailable, SigningUnavailable, Unauthorized
 from chalicelib.services.tokens import (
+    DEFAULT_PREVIOUS_KEY_GRACE,
     MAX_ACCESS_TOKEN_TTL,
+    MAX_PREVIOUS_KEY_GRACE,
     StaticKeyRing,
     TokenService,
 )
@@ -195,6 +197,59 @@ def test_tokens_signed_by_the_previous_key_verify_until_it_is_gone():
     assert service.verify(new).kid == KEY_B.kid
     with pytest.raises(Unauthorized):
         service.verify(old)
+
+
+def test_the_previous_key_verifies_only_tokens_issued_before_its_retirement():
+    clock = FakeClock()
+    ring = StaticKeyRing(KEY_A)
+    service = make_service(ring, clock=clock)
+    retired = T0 + 10
+    ring.rotate(KEY_B, retired_at=retired)
+    clock.now = retired + DEFAULT_PREVIOUS_KEY_GRACE + 5
+    within = forge(header_for(KEY_A), claims_for(retired + DEFAULT_PREVIOUS_KEY_GRACE), KEY_A)
+    after = forge(header_for(KEY_A), claims_for(retired + DEFAULT_PREVIOUS_KEY_GRACE + 1), KEY_A)
+    assert service.verify(within).kid == KEY_A.kid
+    with pytest.raises(Unauthorized):
+        service.verify(after)
+    # The current key has no such bound.
+    fresh = forge(header_for(KEY_B), claims_for(int(clock.now)), KEY_B)
+    assert service.verify(fresh).kid == KEY_B.kid
+
+
+def test_an_unrecorded_retirement_is_bounded_by_the_successors_creation():
+    clock = FakeClock(KEY_B.created_at + 10_000.0)
+    service = make_service(StaticKeyRing(KEY_B, previous=KEY_A), clock=clock)
+    late = forge(header_for(KEY_A), claims_for(int(clock.now)), KEY_A)
+    with pytest.raises(Unauthorized):
+        service.verify(late)
+
+
+def test_the_previous_key_is_dropped_once_its_last_token_has_expired():
+    clock = FakeClock()
+    ring = StaticKeyRing(KEY_A)
+    service = make_service(ring, clock=clock)
+    ring.rotate(KEY_B, retired_at=T0)
+    last = T0 + DEFAULT_PREVIOUS_KEY_GRACE + MAX_ACCESS_TOKEN_TTL + 30
+    clock.now = last
+    assert [k["kid"] for k in service.jwks()["keys"]] == [KEY_B.kid, KEY_A.kid]
+    clock.now = last + 1
+    assert [k["kid"] for k in service.jwks()["keys"]] == [KEY_B.kid]
+    # Even a token with a backdated iat and a long (20-minute) life is gone.
+    token = forge(header_for(KEY_A), claims_for(T0, exp=T0 + MAX_ACCESS_TOKEN_TTL), KEY_A)
+    with pytest.raises(Unauthorized):
+        service.verify(token)
+
+
+@pytest.mark.parametrize("grace", [-1, MAX_PREVIOUS_KEY_GRACE + 1, 1.5, True])
+def test_previous_key_grace_is_bounded(grace):
+    with pytest.raises(ValueError, match="previous_key_grace"):
+        TokenService(
+            StaticKeyRing(KEY_A),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            ttl=TTL,
+            previous_key_grace=grace,
+        )
 
 
 # --- JWKS ---------------------------------------------------------------------
