@@ -10,7 +10,7 @@ from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from client_sim import backup as device
 from tests.functional.conftest import STAGE_ENV
 from tests.functional.test_backups_api import blob
-from tests.support.directory import make_user
+from tests.support.directory import make_user, step_up
 
 
 def _with_factors(ciphertext: str, memory: int, iterations: int, lanes: int) -> str:
@@ -56,9 +56,11 @@ def test_the_bounds_at_their_edges_are_stored(api, raw) -> None:
         [(256 * 1024, 10, 8), (8, 1, 1)], start=1
     ):
         body: dict[str, object] = {"ciphertext": _with_factors(blob(), memory, iterations, lanes)}
+        headers = None
         if version > 1:
             body["version"] = version - 1
-        reply = raw("PUT", "/v1/backups/primary", body, token=alice.access_token)
+            headers = step_up(api, alice)  # replacing a backup needs a step-up proof
+        reply = raw("PUT", "/v1/backups/primary", body, token=alice.access_token, headers=headers)
         assert reply.status in (200, 201), reply.body
 
 
