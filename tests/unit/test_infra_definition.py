@@ -180,6 +180,10 @@ def test_blob_bucket_is_private_versioned_encrypted_and_tls_only() -> None:
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]
     assert rules["expire-quarantine"]["Prefix"] == "quarantine/"
+    # The last resort for rejected bytes (older releases kept a copy here
+    # for 30 days): current copies go within a day, replaced ones a day later.
+    assert rules["expire-quarantine"]["ExpirationInDays"] == 1
+    assert rules["expire-quarantine"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
     assert notification["Event"] == "s3:ObjectCreated:*"
     assert notification["Queue"].endswith(":" + props["BlobEventsQueue"]["QueueName"])
