@@ -153,8 +153,10 @@ def test_blob_events_policy_reads_only_its_queue_bucket_and_blob_tables(stage: s
     assert {bucket_of(r) for r in resources if ":s3:::" in r} == {
         props["BlobsBucket"]["BucketName"]
     }
-    # It checks and quarantines; it never deletes records or lists owners.
+    # It checks and deletes rejected bytes; it never deletes records or
+    # lists owners, and never writes an object (no quarantine copy any more).
     assert "dynamodb:DeleteItem" not in actions
+    assert "s3:PutObject" not in actions
     assert "dynamodb:Query" not in actions
 
 
