@@ -42,6 +42,7 @@ __all__ = [
     "ed25519_verify",
     "random_bytes",
     "sha256",
+    "sha256_hasher",
     "timing_safe_equal",
 ]
 
@@ -64,6 +65,13 @@ def sha256(data: bytes) -> bytes:
     random bits, so a fast unsalted hash is enough to make a leaked table
     useless (no password-style stretching needed)."""
     return hashlib.sha256(data).digest()
+
+
+def sha256_hasher() -> hashlib._Hash:
+    """A streaming SHA-256 (``update`` / ``hexdigest``).  Used to fingerprint
+    rejected uploads in bounded memory, so an operator can later prove what
+    was rejected without the server keeping the bytes."""
+    return hashlib.sha256()
 
 
 def timing_safe_equal(a: bytes, b: bytes) -> bool:

@@ -340,11 +340,11 @@ class NotAgeCiphertext(SealboxError):
 
 
 class BlobRejected(SealboxError):
-    """The uploaded object failed the checks: quarantined, never served."""
+    """The uploaded object failed the checks: deleted, never served."""
 
     status = 422
     code = "blob_rejected"
-    default_message = "The upload failed the size or format check and was quarantined."
+    default_message = "The upload failed the size or format check and was deleted."
 
 
 class BlobTooLarge(PayloadTooLarge):

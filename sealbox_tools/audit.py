@@ -15,9 +15,11 @@ hits is the only pass.
 It also checks that every stored blob (every S3 object outside the
 quarantine prefix, every version) is shaped like an age v1 file, with the
 same pure sniffer the backend runs at commit (:mod:`chalicelib.wire.agefile`):
-the server must only ever hold ciphertext.  Quarantined objects are a
-rejected upload kept for inspection; they are searched for needles like
-everything else but not required to be age files.
+the server must only ever hold ciphertext.  Rejected uploads are deleted at
+once now (only their size and SHA-256 are kept in the record); objects under
+the quarantine prefix can only be copies an older release kept, expired by
+the bucket within a day.  They are searched for needles like everything
+else but not required to be age files.
 
 Where the needles come from: a fleet run (:mod:`sealbox_tools.fleet`) collects
 them as it goes and writes them to a needles file (JSON, 0600) next to its

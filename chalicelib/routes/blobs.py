@@ -79,7 +79,7 @@ def put_blob_content(request: ApiRequest, blob_id: str) -> ApiResponse:
 
 @api.route("/v1/blobs/{blob_id}/commit", methods=["POST"], auth=Auth.ACCESS)
 def commit_blob(request: ApiRequest, blob_id: str) -> ApiResponse:
-    """Check the uploaded object; READY, or quarantined and REJECTED."""
+    """Check the uploaded object; READY, or REJECTED (and its bytes deleted)."""
     view = wiring.container().blobs.commit(request.identity, blob_id)
     return ApiResponse(200, view_body(view, request.identity))
 
@@ -131,6 +131,11 @@ def record_body(record: BlobRecord, caller: str) -> dict[str, Any]:
         body["armored"] = record.armored
     if record.state is BlobState.REJECTED and caller == record.owner:
         body["rejected_reason"] = record.reject_reason
+        # What proves what was rejected, now that the bytes are deleted.
+        if record.rejected_size is not None:
+            body["rejected_size"] = record.rejected_size
+        if record.rejected_sha256 is not None:
+            body["rejected_sha256"] = record.rejected_sha256
     return body
 
 

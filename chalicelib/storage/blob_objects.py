@@ -1,11 +1,12 @@
-"""S3 adapter for blob content: presigned transfers, checks, quarantine, purge.
+"""S3 adapter for blob content: presigned transfers, checks, digests, purge.
 
 Layout of the bucket (versioned; keys are made here from server-generated
 blob ids, never from client input)::
 
     blobs/<blob_id>        the age file; one version per header (re)write
-    quarantine/<blob_id>   a rejected upload, kept for inspection, expired
-                           by the bucket's lifecycle rules
+    quarantine/<blob_id>   no longer written: where older releases kept a
+                           rejected upload; purged with the blob, and
+                           expired by the bucket's lifecycle rule
 
 Uploads are presigned with SigV4 (``signature_version="s3v4"``) for exact
 lengths and, for single PUTs, ``If-None-Match: *``: on AWS the signature
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib import crypto
 from chalicelib.errors import InternalError, ServiceUnavailable
 from chalicelib.services.blobs import StoredObject, UploadedPart, UploadTarget
 from chalicelib.wire.blobids import BLOB_ID_RE
@@ -43,8 +45,8 @@ _BLOB_ID_RE = BLOB_ID_RE  # one shape, in chalicelib.wire.blobids
 _REWRITE_IN_MEMORY = 8 * 1024 * 1024
 _REWRITE_FIRST_PART = 6 * 1024 * 1024
 _COPY_PART = 1024 * 1024 * 1024
-# CopyObject copies at most 5 GB in one request.
-_COPY_OBJECT_MAX = 5 * 10**9
+# A rejected object is hashed in reads of this size (bounded memory).
+_DIGEST_CHUNK = 1024 * 1024
 _PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "405"})
 # HEAD has no body, so S3's "invalid version id" arrives as a bare 400.
@@ -401,33 +403,34 @@ class S3ObjectStore:
     def delete_version(self, blob_id: str, version_id: str) -> None:
         self._delete([(self._key(CONTENT_PREFIX, blob_id), version_id)])
 
-    def quarantine(self, blob_id: str) -> None:
-        key = self._key(CONTENT_PREFIX, blob_id)
-        versions = list(self._versions(key))
-        latest = max(
-            (v for v in versions if not v["marker"]),
-            key=lambda v: (v["latest"], v["modified"]),
-            default=None,
-        )
-        if latest is not None and latest["size"] <= _COPY_OBJECT_MAX:
-            # Keep one copy for inspection (the lifecycle expires it); the
-            # content key itself is emptied, so nothing can serve it.
-            try:
-                self._client.copy_object(
-                    Bucket=self._bucket,
-                    Key=self._key(QUARANTINE_PREFIX, blob_id),
-                    CopySource={"Bucket": self._bucket, "Key": key, "VersionId": latest["id"]},
-                    MetadataDirective="COPY",
-                )
-            except ClientError as exc:
-                # The version vanished since the listing: a concurrent
-                # quarantine copied and deleted it (or a delete removed the
-                # blob).  Its work is ours; go on to the deletion.
-                if _code(exc) not in _MISSING:
-                    raise _translate(exc) from exc
-            except BotoCoreError as exc:
-                raise _translate(exc) from exc
-        self._delete([(key, v["id"]) for v in versions])
+    def digest(self, blob_id: str, version_id: str) -> str | None:
+        """SHA-256 (hex) of one version, streamed in ``_DIGEST_CHUNK`` reads so
+        memory stays bounded whatever the object's size; None when that
+        version no longer exists.
+
+        Raises:
+            InternalError, ServiceUnavailable: S3 failed.
+        """
+        try:
+            out = self._client.get_object(
+                Bucket=self._bucket, Key=self._key(CONTENT_PREFIX, blob_id), VersionId=version_id
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        body = out["Body"]
+        hasher = crypto.sha256_hasher()
+        try:
+            for chunk in body.iter_chunks(_DIGEST_CHUNK):
+                hasher.update(chunk)
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        finally:
+            body.close()
+        return hasher.hexdigest()
 
     def purge(self, blob_id: str) -> None:
         for prefix in (CONTENT_PREFIX, QUARANTINE_PREFIX):

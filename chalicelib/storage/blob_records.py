@@ -10,7 +10,8 @@ Three tables (``infra/resources.json``):
 * ``blob-grants``: one item per (recipient, READY blob), hash key
   ``recipient``, range key ``created_key``: the inbox.
 * ``blob-usage``: hash key ``identity``; ``bytes`` and ``blobs`` of the
-  identity's RESERVED and READY blobs.
+  identity's RESERVED and READY blobs, and of its REJECTED blobs whose bytes
+  may still be stored (``charge_held``).
 
 Every change that touches more than one item is one ``TransactWriteItems``
 whose first item is the blob record under a condition on its state and
@@ -90,7 +91,11 @@ def record_item(record: BlobRecord) -> dict[str, Any]:
         "etag": None if record.etag is None else _s(record.etag),
         "header_length": None if record.header_length is None else _n(record.header_length),
         "reject_reason": None if record.reject_reason is None else _s(record.reject_reason),
+        "rejected_size": None if record.rejected_size is None else _n(record.rejected_size),
+        "rejected_sha256": None if record.rejected_sha256 is None else _s(record.rejected_sha256),
     }
+    if record.state is BlobState.REJECTED:
+        item["charge_held"] = {"BOOL": record.charge_held}
     item.update({name: value for name, value in optional.items() if value is not None})
     return item
 
@@ -127,6 +132,11 @@ def record_from_item(item: dict[str, Any]) -> BlobRecord:
             armored=bool(item["armored"]["BOOL"]),
             reject_reason=opt_s("reject_reason"),
             updated_at=int(item["updated_at"]["N"]),
+            rejected_size=opt_n("rejected_size"),
+            rejected_sha256=opt_s("rejected_sha256"),
+            # Records rejected before the charge was held have no attribute:
+            # their charge was released when they were rejected.
+            charge_held=bool(item.get("charge_held", {}).get("BOOL", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InternalError() from exc
@@ -309,8 +319,16 @@ class DynamoBlobStore:
         items = [self._swap(before, after)]
         if after.state is BlobState.READY:
             items += [self._put_grant(recipient, after) for recipient in after.recipients]
-        if after.state is BlobState.REJECTED:
+        if after.state is BlobState.REJECTED and not after.charge_held:
             items.append(self._charge(before.owner, -before.size, -1))
+        return self._transact(items) is None
+
+    def release_rejected(self, before: BlobRecord, after: BlobRecord) -> bool:
+        if before.state is not BlobState.REJECTED or not before.charge_held or after.charge_held:
+            return False
+        # The swap's condition (state and version) makes a second release of
+        # the same rejection lose: the charge goes exactly once.
+        items = [self._swap(before, after), self._charge(before.owner, -before.size, -1)]
         return self._transact(items) is None
 
     def update_recipients(
@@ -345,8 +363,8 @@ class DynamoBlobStore:
         ]
         if record.state is BlobState.READY:
             items += [self._delete_grant(recipient, record) for recipient in record.recipients]
-        if record.state is not BlobState.REJECTED:
-            # A rejected blob's charge was released when it was rejected.
+        if record.state is not BlobState.REJECTED or record.charge_held:
+            # A rejected blob's charge is released once its bytes are gone.
             items.append(self._charge(record.owner, -record.size, -1))
         return self._transact(items) is None
 

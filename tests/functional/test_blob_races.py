@@ -4,8 +4,8 @@ Each check of an upload can run twice at the same moment: the owner's
 ``POST .../commit`` and the S3 event for the new object (and the event can be
 delivered twice).  The owner may also delete the blob while an event is being
 handled.  Conditional writes settle the record, but the storage steps around
-them (list the versions, copy one to quarantine, delete them; read the
-header of a version) also race, and a version that vanished because the
+them (read the header of a version, hash a rejected one, list the
+versions and delete them, release the quota) also race, and a version that vanished because the
 other path finished the work must count as success.
 
 These tests make every such interleaving happen deterministically: the first
@@ -15,7 +15,8 @@ the first resumes -- for every k until the first path no longer reaches a
 k-th call.  Both orders, for accepted and rejected uploads.  After each
 interleaving: the owner got the documented answer (422 ``blob_rejected``, the
 READY blob, or 404 after a delete), the event handler raised nothing, and
-the record, the object versions, the quarantine and the quota agree.
+the record, the object versions and the quota agree (a rejected upload's
+bytes are gone, its fingerprint kept, its quota released exactly once).
 """
 
 from __future__ import annotations
@@ -196,10 +197,14 @@ def keys(prefix: str) -> list[str]:
 
 def assert_rejected(blob_id: str) -> None:
     assert record_state(blob_id) is BlobState.REJECTED
-    assert keys(f"blobs/{blob_id}") == []  # nothing left that could be served
-    copies = keys(f"quarantine/{blob_id}")
-    assert copies, "the rejected upload was not kept for inspection"
-    assert usage(OWNER) == (0, 0)  # the quota came back
+    assert versions(f"blobs/{blob_id}") == []  # no version, no delete marker left
+    assert versions(f"quarantine/{blob_id}") == []  # and no copy kept
+    item = aws_client("dynamodb").get_item(
+        TableName=STAGE_ENV["SEALBOX_BLOBS_TABLE"], Key={"blob_id": {"S": blob_id}}
+    )["Item"]
+    assert len(item["rejected_sha256"]["S"]) == 64  # what was rejected stays provable
+    assert item["charge_held"] == {"BOOL": False}
+    assert usage(OWNER) == (0, 0)  # the quota came back, once
 
 
 def assert_ready(blob_id: str, size: int) -> None:

@@ -82,7 +82,7 @@ def test_no_plaintext_key_url_or_token_reaches_storage_or_logs(
         pending["upload"]["url"], data=sealed, headers=pending["upload"]["headers"], timeout=30
     )
     drain_events(chalice_client)
-    # The one deliberate plaintext: quarantined, never served.
+    # The one deliberate plaintext: rejected, never served, deleted.
     poison = b"POISON-plaintext-" * 64
     bad = raw(
         "POST", "/v1/blobs", {"size": len(poison), "recipients": ["bob"]}, token=alice.token
@@ -104,16 +104,16 @@ def test_no_plaintext_key_url_or_token_reaches_storage_or_logs(
         assert secret.encode() not in b"\n".join(bodies)
 
     stored = every_object_version()
-    assert any(key.startswith("quarantine/") for key in stored)
+    assert not any(key.startswith("quarantine/") for key in stored)
     items = "\n".join(repr(table_items(t)) for t in TABLES).encode()
     keys = [u.key.secret_string().encode() for u in (alice, bob, carol)]
     for canary in canaries:
         for key, data in stored.items():
             assert canary not in data, f"plaintext reached S3 at {key.split('@')[0]}"
         assert canary not in items
-    holders = [key for key, data in stored.items() if b"POISON-plaintext-" in data]
-    assert len(holders) == 1
-    assert holders[0].startswith(f"quarantine/{bad['blob_id']}@")
+    # Rejected bytes are deleted at once: only their fingerprint is kept.
+    assert not [key for key, data in stored.items() if b"POISON-plaintext-" in data]
+    assert b"POISON-plaintext-" not in items
     for secret in keys:
         for form in encodings(secret):
             assert form not in items

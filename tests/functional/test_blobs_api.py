@@ -130,7 +130,7 @@ def test_a_failed_download_leaves_no_file_behind(users, tmp_path: Path) -> None:
 # --- the checks -----------------------------------------------------------------------------
 
 
-def test_a_plaintext_upload_is_quarantined_and_never_served(raw, users) -> None:
+def test_a_plaintext_upload_is_rejected_deleted_and_never_served(raw, users) -> None:
     alice, bob = users["alice"], users["bob"]
     canary = b"CANARY plaintext that must never be served " * 100
     body = reserve(raw, alice, len(canary), ["bob"])
@@ -144,7 +144,9 @@ def test_a_plaintext_upload_is_quarantined_and_never_served(raw, users) -> None:
     recipient_view = raw("GET", f"/v1/blobs/{body['blob_id']}", token=bob.token).json()
     assert "rejected_reason" not in recipient_view
     assert "download" not in recipient_view
-    assert [v["Key"] for v in versions()] == [f"quarantine/{body['blob_id']}"]
+    assert owner_view["rejected_size"] == len(canary)
+    assert "rejected_sha256" not in recipient_view
+    assert versions() == []
     assert usage("alice") == (0, 0)
     assert bob.blobs.list_blobs("inbox").items == ()
     assert_error(
@@ -222,10 +224,7 @@ def test_uploads_nobody_commits_are_checked_from_the_s3_event(raw, users, chalic
     }
     assert states[good_blob["blob_id"]]["state"] == "ready"
     assert states[bad_blob["blob_id"]]["state"] == "rejected"
-    assert {v["Key"] for v in versions()} == {
-        f"blobs/{good_blob['blob_id']}",
-        f"quarantine/{bad_blob['blob_id']}",
-    }
+    assert {v["Key"] for v in versions()} == {f"blobs/{good_blob['blob_id']}"}
     # The owner's later commit agrees with the event's verdict.
     assert raw("POST", f"/v1/blobs/{good_blob['blob_id']}/commit", token=alice.token).status == 200
 

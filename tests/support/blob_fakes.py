@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.services.blobs import (
     BlobRecord,
     BlobState,
@@ -74,8 +75,17 @@ class MemoryBlobs:
         if after.state is BlobState.READY:
             for recipient in after.recipients:
                 self.grants[(recipient, after.created_key)] = after.blob_id
-        if after.state is BlobState.REJECTED:
+        if after.state is BlobState.REJECTED and not after.charge_held:
             self._charge(before.owner, -before.size, -1)
+        return True
+
+    def release_rejected(self, before: BlobRecord, after: BlobRecord) -> bool:
+        if not self._same(before) or before.state is not BlobState.REJECTED:
+            return False
+        if not before.charge_held or after.charge_held:
+            return False
+        self.records[after.blob_id] = after
+        self._charge(before.owner, -before.size, -1)
         return True
 
     def update_recipients(
@@ -101,7 +111,7 @@ class MemoryBlobs:
         del self.records[record.blob_id]
         for recipient in record.recipients:
             self.grants.pop((recipient, record.created_key), None)
-        if record.state is not BlobState.REJECTED:
+        if record.state is not BlobState.REJECTED or record.charge_held:
             self._charge(record.owner, -record.size, -1)
         return True
 
@@ -155,7 +165,8 @@ class MemoryObjects:
 
     def __init__(self) -> None:
         self.content: dict[str, list[_Version]] = {}
-        self.quarantined: dict[str, bytes] = {}
+        self.quarantined: dict[str, bytes] = {}  # legacy copies; only ever purged
+        self.fail_purges = 0  # the next this many purges raise ServiceUnavailable
         self.uploads: dict[str, _Upload] = {}
         self.presigned: list[str] = []
 
@@ -253,12 +264,14 @@ class MemoryObjects:
             v for v in self.content.get(blob_id, []) if v.version_id != version_id
         ]
 
-    def quarantine(self, blob_id: str) -> None:
-        versions = self.content.pop(blob_id, [])
-        if versions:
-            self.quarantined[blob_id] = versions[-1].data
+    def digest(self, blob_id: str, version_id: str) -> str | None:
+        found = [v for v in self.content.get(blob_id, []) if v.version_id == version_id]
+        return hashlib.sha256(found[0].data).hexdigest() if found else None
 
     def purge(self, blob_id: str) -> None:
+        if self.fail_purges:
+            self.fail_purges -= 1
+            raise ServiceUnavailable()
         self.content.pop(blob_id, None)
         self.quarantined.pop(blob_id, None)
 

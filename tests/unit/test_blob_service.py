@@ -7,6 +7,7 @@ the functional tests run the same flows on moto.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from typing import Any
 
@@ -38,6 +39,7 @@ from chalicelib.errors import (
     InvalidRequest,
     NotAgeCiphertext,
     NotFound,
+    ServiceUnavailable,
     TooManyRecipients,
 )
 from chalicelib.services.blobs import (
@@ -308,18 +310,24 @@ def test_commit_of_a_valid_upload_makes_it_ready(world: World) -> None:
         ),
     ],
 )
-def test_bad_uploads_are_quarantined_rejected_and_released(world: World, upload, why) -> None:
+def test_bad_uploads_are_rejected_deleted_and_released(world: World, upload, why) -> None:
     data = ciphertext()
     reservation = world.service.reserve("alice", size=len(data), recipients=["bob"])
     blob_id = reservation.record.blob_id
-    world.objects.device_put(blob_id, upload(data))
+    bad = upload(data)
+    world.objects.device_put(blob_id, bad)
     with pytest.raises(BlobRejected):
         world.service.commit("alice", blob_id)
     record = world.blobs.records[blob_id]
     assert record.state is BlobState.REJECTED
     assert record.reject_reason == why
-    assert world.objects.latest(blob_id) is None
-    assert blob_id in world.objects.quarantined
+    assert (record.rejected_size, record.rejected_sha256) == (
+        len(bad),
+        hashlib.sha256(bad).hexdigest(),
+    )
+    assert not record.charge_held
+    assert blob_id not in world.objects.content
+    assert blob_id not in world.objects.quarantined
     assert world.blobs.usage("alice").blobs == 0
     assert world.blobs.grants == {}
     assert world.service.view("alice", blob_id).download_url is None
@@ -618,3 +626,29 @@ def test_delete_aborts_an_unfinished_multipart_upload(world: World) -> None:
     world.service.delete("alice", record.blob_id)
     assert record.upload_id not in world.objects.uploads
     assert world.blobs.usage("alice").blobs == 0
+
+
+def test_a_failed_deletion_keeps_the_quota_charged_until_a_retry_deletes(world: World) -> None:
+    plain = b"plain text, not encrypted".ljust(len(ciphertext()), b"!")
+    blob_id = world.service.reserve("alice", size=len(plain), recipients=[]).record.blob_id
+    world.objects.device_put(blob_id, plain)
+    world.objects.fail_purges = 1
+    with pytest.raises(BlobRejected):
+        world.service.commit("alice", blob_id)
+    held = world.blobs.records[blob_id]
+    assert held.state is BlobState.REJECTED
+    assert held.charge_held
+    assert held.rejected_sha256 == hashlib.sha256(plain).hexdigest()
+    assert world.objects.latest(blob_id) == plain
+    assert world.blobs.usage("alice") == type(world.blobs.usage("alice"))(len(plain), 1)
+    # The S3 event's retry fails again: it raises, so SQS redelivers.
+    world.objects.fail_purges = 1
+    with pytest.raises(ServiceUnavailable):
+        world.service.inspect_upload(blob_id, None)
+    assert world.blobs.usage("alice").blobs == 1
+    # The redelivery deletes and releases; a further one releases nothing.
+    world.service.inspect_upload(blob_id, None)
+    world.service.inspect_upload(blob_id, None)
+    assert world.objects.latest(blob_id) is None
+    assert not world.blobs.records[blob_id].charge_held
+    assert world.blobs.usage("alice") == type(world.blobs.usage("alice"))(0, 0)

@@ -153,8 +153,10 @@ def test_blob_events_policy_reads_only_its_queue_bucket_and_blob_tables(stage: s
     assert {bucket_of(r) for r in resources if ":s3:::" in r} == {
         props["BlobsBucket"]["BucketName"]
     }
-    # It checks and quarantines; it never deletes records or lists owners.
+    # It checks and deletes rejected bytes; it never deletes records or
+    # lists owners, and never writes an object (no quarantine copy any more).
     assert "dynamodb:DeleteItem" not in actions
+    assert "s3:PutObject" not in actions
     assert "dynamodb:Query" not in actions
 
 
@@ -180,6 +182,10 @@ def test_blob_bucket_is_private_versioned_encrypted_and_tls_only() -> None:
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]
     assert rules["expire-quarantine"]["Prefix"] == "quarantine/"
+    # The last resort for rejected bytes (older releases kept a copy here
+    # for 30 days): current copies go within a day, replaced ones a day later.
+    assert rules["expire-quarantine"]["ExpirationInDays"] == 1
+    assert rules["expire-quarantine"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
     assert notification["Event"] == "s3:ObjectCreated:*"
     assert notification["Queue"].endswith(":" + props["BlobEventsQueue"]["QueueName"])

@@ -21,8 +21,9 @@ enforced in storage by conditional writes)::
 * **Check** runs when the owner commits, and again when S3 reports the new
   object (the SQS handler), whichever comes first; both settle through the
   same conditional transition, so the second one just reads the verdict.
-  A rejected upload is moved to the quarantine prefix and its quota
-  released; it is never served.
+  A rejected upload is never served: its record keeps the object's size,
+  the reason and a SHA-256, the bytes are deleted at once, and its quota is
+  released only once they are gone (``rejection``).
 * **Share** replaces the recipient list; adding recipients needs a new age
   header from the device (the file key re-wrapped for the new set, which
   only a device can do).  The server splices it in front of the unchanged
@@ -44,6 +45,8 @@ The package, one idea per module:
 * ``ports``: the store Protocols the service is written against;
 * ``ids``: blob ids, idempotency keys and fingerprints, listing cursors;
 * ``inputs``: the limits, and the checks of untrusted request input;
+* ``rejection``: what becomes of a rejected upload (fingerprint, delete,
+  then release the quota);
 * ``service``: :class:`BlobService`.
 
 Import from the package (``from chalicelib.services.blobs import X``): the

@@ -62,6 +62,14 @@ class BlobRecord:
     deadline (meaningful while RESERVED).  ``object_version`` pins the S3
     object version that was checked: downloads are presigned for exactly
     that version.
+
+    A REJECTED record keeps, instead of the bytes, what proves what was
+    rejected: ``rejected_size`` and ``rejected_sha256`` (hex) of the checked
+    object version (None when no object was ever assembled, e.g. a multipart
+    upload with a part of the wrong size).  ``charge_held`` is True while a
+    rejected blob's bytes may still be in the bucket and its quota is still
+    charged; it turns False in the same conditional write that releases the
+    charge, after the bytes are gone (meaningless in other states).
     """
 
     blob_id: str
@@ -81,6 +89,9 @@ class BlobRecord:
     armored: bool = False
     reject_reason: str | None = None
     updated_at: int = 0
+    rejected_size: int | None = None
+    rejected_sha256: str | None = None
+    charge_held: bool = False
 
     @property
     def created_key(self) -> str:

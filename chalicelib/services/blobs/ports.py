@@ -28,8 +28,9 @@ class BlobStore(Protocol):
     """Blob records, per-recipient grants and per-owner usage counters.
 
     The stored usage of an owner is the size and number of its RESERVED and
-    READY blobs; every method keeps it so in the same transaction as the
-    record change.
+    READY blobs and of its REJECTED blobs whose ``charge_held`` is set
+    (bytes possibly still stored); every method keeps it so in the same
+    transaction as the record change.
     """
 
     def get(self, blob_id: str) -> BlobRecord | None:
@@ -45,8 +46,16 @@ class BlobStore(Protocol):
     def settle(self, before: BlobRecord, after: BlobRecord) -> bool:
         """Write ``after`` iff the stored record still has ``before``'s state
         and version.  Moving to READY also writes a grant per recipient;
-        moving to REJECTED also releases ``before``'s charge.  False when
-        another writer got there first."""
+        moving to REJECTED with ``after.charge_held`` unset also releases
+        ``before``'s charge (set, the charge stays until
+        :meth:`release_rejected`).  False when another writer got there
+        first."""
+
+    def release_rejected(self, before: BlobRecord, after: BlobRecord) -> bool:
+        """Write ``after`` (``charge_held`` unset) and release ``before``'s
+        charge, iff the stored record is still ``before`` (REJECTED, same
+        version) and ``before.charge_held``: two callers can't both release.
+        False when another writer got there first."""
 
     def update_recipients(
         self, before: BlobRecord, after: BlobRecord, *, quota: Quota
@@ -56,8 +65,9 @@ class BlobStore(Protocol):
         change and usage the size change, in one transaction."""
 
     def delete(self, record: BlobRecord) -> bool:
-        """Delete the record, its grants and (unless REJECTED) its charge,
-        iff its version is still ``record.version``."""
+        """Delete the record, its grants and its charge (unless REJECTED with
+        the charge already released), iff its version is still
+        ``record.version``."""
 
     def usage(self, identity: str) -> Usage: ...
 
@@ -79,8 +89,8 @@ class BlobStore(Protocol):
 
 class ObjectStore(Protocol):
     """The blob bucket.  Keys are derived from blob ids here, never taken
-    from a client: ``blobs/<id>`` for content, ``quarantine/<id>`` for
-    rejected uploads."""
+    from a client: ``blobs/<id>`` for content; ``quarantine/<id>`` is
+    where older releases kept rejected uploads (only ever deleted now)."""
 
     def presign_put(self, blob_id: str, size: int, ttl: int) -> UploadTarget:
         """A write-once PUT of exactly ``size`` bytes."""
@@ -121,15 +131,13 @@ class ObjectStore(Protocol):
 
     def delete_version(self, blob_id: str, version_id: str) -> None: ...
 
-    def quarantine(self, blob_id: str) -> None:
-        """Move whatever content exists to the quarantine prefix.
-
-        Idempotent, also when two callers run it at the same time: a version
-        that vanishes between listing and copying was moved (or deleted) by
-        the other caller, which is success, not an error.
-        """
+    def digest(self, blob_id: str, version_id: str) -> str | None:
+        """SHA-256 (hex) of one version of the content, read in bounded
+        memory; None when that version no longer exists."""
 
     def purge(self, blob_id: str) -> None:
-        """Delete every version of the content and of its quarantined copy."""
+        """Delete every version (and delete marker) of the content and of a
+        quarantined copy; idempotent.  Raises rather than return when any
+        deletion failed."""
 
     def presign_get(self, blob_id: str, version_id: str, ttl: int) -> str: ...

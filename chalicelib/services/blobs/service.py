@@ -76,6 +76,7 @@ from chalicelib.services.blobs.model import (
     transition,
 )
 from chalicelib.services.blobs.ports import BlobStore, ObjectStore
+from chalicelib.services.blobs.rejection import Rejections, deleted_or_retry
 from chalicelib.wire import agefile
 
 _MIB = 1024 * 1024
@@ -108,6 +109,7 @@ class BlobService:
         self._clock = clock
         self._random = random_bytes
         self._quota = Quota(max_bytes=settings.quota_bytes, max_blobs=settings.quota_count)
+        self._rejections = Rejections(blobs, objects, self._now)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -266,7 +268,7 @@ class BlobService:
         return self._view(settled)
 
     def commit(self, owner: str, blob_id: str) -> BlobView:
-        """Check the uploaded object and mark the blob READY, or quarantine it.
+        """Check the uploaded object and mark the blob READY, or reject it.
 
         Idempotent: committing a READY blob returns it; committing a
         REJECTED one raises :class:`BlobRejected` again.
@@ -274,8 +276,10 @@ class BlobService:
         Raises:
             NotFound, BlobNotOwner: see :meth:`view`; owner only.
             BlobRejected: wrong size, not age, or a first payload chunk
-                that is clearly not ciphertext: the object is quarantined,
-                the blob REJECTED and its quota released.
+                that is clearly not ciphertext: the blob is REJECTED with
+                the object's size and SHA-256, the object deleted and then
+                its quota released (a failed deletion is retried by the
+                next commit or S3 event; the charge stays until then).
             BlobUploadMissing: nothing uploaded yet (nothing changes).
             BlobUploadIncomplete: a multipart upload lacks parts.
             BlobReservationExpired: nothing uploaded in time; reclaimed.
@@ -284,7 +288,7 @@ class BlobService:
         if record.state is BlobState.READY:
             return self._view(record)
         if record.state is BlobState.REJECTED:
-            self._objects.quarantine(record.blob_id)  # finish an interrupted move
+            self._rejections.dispose(record)  # retry an interrupted deletion
             raise BlobRejected()
         stored = self._objects.head(record.blob_id)
         if stored is None and record.upload_id is not None:
@@ -313,9 +317,14 @@ class BlobService:
 
         The same check as :meth:`commit`, for uploads nobody commits; also
         removes content whose blob no longer exists (uploaded with a URL
-        that outlived its blob) and finishes interrupted quarantines.
+        that outlived its blob) and retries the deletion of rejected bytes.
         Settling is conditional, so it doesn't matter whether this or the
         commit runs first, or how often S3 reports the same object.
+
+        Raises:
+            ServiceUnavailable: a rejected upload's bytes could not be
+                deleted (its quota stays charged); raised so SQS redelivers
+                the report and the deletion is tried again.
         """
         if not _BLOB_ID_RE.fullmatch(blob_id):
             log_event("blob_event_ignored", reason="foreign_key")
@@ -326,7 +335,7 @@ class BlobService:
             log_event("blob_orphan_removed", blob_id=blob_id)
             return
         if record.state is BlobState.REJECTED:
-            self._objects.quarantine(blob_id)
+            deleted_or_retry(self._rejections.dispose(record))
             return
         if record.state is BlobState.READY:
             # Downloads are pinned to the checked version; anything else
@@ -339,7 +348,7 @@ class BlobService:
             log_event("blob_event_ignored", reason="no_such_object", blob_id=blob_id)
             return
         try:
-            self._check(record, stored)
+            deleted_or_retry(self._check(record, stored))
         except (NotFound, BlobVersionConflict):
             # The blob was deleted, or is being deleted, while we checked:
             # the delete owns the outcome (and removes what it finds).  A
@@ -374,7 +383,7 @@ class BlobService:
     def _check(self, record: BlobRecord, stored: StoredObject) -> BlobRecord:
         """Judge ``stored`` against ``record`` and settle the verdict."""
         if stored.size != record.size:
-            return self._settle(record, Verdict.REJECT, stored=stored, reason="size_mismatch")
+            return self._reject(record, stored, None, "size_mismatch")
         prefix = self._objects.read_prefix(
             record.blob_id, stored.version_id, min(stored.size, agefile.SNIFF_WINDOW)
         )
@@ -386,8 +395,17 @@ class BlobService:
             info = agefile.sniff(prefix, stored.size)
             agefile.check_first_chunk(prefix, info)
         except agefile.NotAgeFile as exc:
-            return self._settle(record, Verdict.REJECT, stored=stored, reason=exc.reason)
+            return self._reject(record, stored, prefix, exc.reason)
         return self._settle(record, Verdict.ACCEPT, stored=stored, info=info)
+
+    def _reject(
+        self, record: BlobRecord, stored: StoredObject, prefix: bytes | None, reason: str
+    ) -> BlobRecord:
+        """Fingerprint the checked version, then settle REJECT."""
+        sha256 = self._rejections.fingerprint(record.blob_id, stored, prefix)
+        if sha256 is None:
+            return self._settled_elsewhere(record)  # the version vanished meanwhile
+        return self._settle(record, Verdict.REJECT, stored=stored, reason=reason, sha256=sha256)
 
     def _settle(
         self,
@@ -397,6 +415,7 @@ class BlobService:
         stored: StoredObject | None = None,
         info: agefile.AgeFileInfo | None = None,
         reason: str | None = None,
+        sha256: str | None = None,
     ) -> BlobRecord:
         """Apply ``verdict`` with a conditional write; return the record as it
         now stands (ours, or whatever a concurrent checker settled)."""
@@ -421,12 +440,15 @@ class BlobService:
                 version=record.version + 1,
                 upload_id=None,
                 reject_reason=reason,
+                rejected_size=None if stored is None else stored.size,
+                rejected_sha256=sha256,
+                charge_held=True,  # released by dispose once the bytes are gone
                 updated_at=self._now(),
             )
         if self._blobs.settle(record, after):
             if state is BlobState.REJECTED:
                 log_event("blob_rejected", blob_id=record.blob_id, reason=reason)
-                self._objects.quarantine(record.blob_id)
+                return self._rejections.dispose(after)
             return after
         return self._settled_elsewhere(record)
 
@@ -445,11 +467,9 @@ class BlobService:
         return self._as_settled(current)
 
     def _as_settled(self, current: BlobRecord) -> BlobRecord:
-        """A READY or REJECTED record, with a rejected one's move finished."""
-        if current.state is BlobState.REJECTED:
-            # Idempotent, and safe while the winner is still moving it.
-            self._objects.quarantine(current.blob_id)
-        return current
+        """A READY or REJECTED record, with a rejected one's bytes deleted
+        (idempotent, and safe while the winner is still deleting them)."""
+        return self._rejections.dispose(current)
 
     # read ---------------------------------------------------------------------------
 
