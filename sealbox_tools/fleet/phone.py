@@ -473,11 +473,14 @@ class Phone:
         self.run.metrics.count("card_known")
 
     def _takeover(self, step: Step) -> None:
-        """A thief with this person's access token (not their keys) tries two takeovers.
+        """A thief with this person's access token (not their keys) tries to take over.
 
-        A forged rotation must be refused by the directory; revoke-then-
-        republish goes through (until step-up authentication stops it) and
-        must then be surfaced by every contact that knew the old card.
+        With the token alone, a forged rotation must be refused by the
+        directory (no rotation signature), and so must revoking the card and
+        publishing a reset (no step-up proof).  Then the thief escalates: he
+        has phished the password too, so the step-up passes and the reset
+        goes through -- and every contact that knew the old card must
+        surface it.
         """
         api = ApiClient(MeteredTransport(self.run.api, self.run.metrics))
         keys = derive_password_keys(self.identity, self.password, self.run.config.kdf)
@@ -490,23 +493,26 @@ class Phone:
         old = self.device.whoami().card_id
         assert old is not None
         forged = KeyBundle.generate(self.identity, previous_card_id=old)
-        try:
-            api.publish_card(token, forged.card.to_json())
-        except ServerError as exc:
-            if exc.code != "rotation_signature_required":
-                raise
-            self.run.metrics.count("takeover_rotation_refused")
-        else:
-            self.run.fail(step, "takeover_rotation_accepted")
         thief = KeyBundle.generate(self.identity)
-        try:
-            api.revoke_card(token, old)
-        except ServerError as exc:
-            if exc.status >= 500:
-                raise
-            self.run.metrics.count("takeover_revoke_refused")
-            return
-        api.publish_card(token, thief.card.to_json())
+        attempts: list[tuple[str, Callable[[], object]]] = [
+            ("rotation", lambda: api.publish_card(token, forged.card.to_json())),
+            ("revoke", lambda: api.revoke_card(token, old)),
+        ]
+        expected = {"rotation": "rotation_signature_required", "revoke": "step_up_required"}
+        for name, attempt in attempts:
+            try:
+                attempt()
+            except ServerError as exc:
+                if exc.code != expected[name]:
+                    raise
+                self.run.metrics.count(f"takeover_{name}_refused")
+            else:
+                self.run.fail(step, f"takeover_{name}_accepted")
+                return
+        # With the password as well (phished): step-up passes, the reset lands.
+        api.revoke_card(token, old, api.step_up(token, keys.login_key_b64))
+        proof = api.step_up(token, keys.login_key_b64)
+        api.publish_card(token, thief.card.to_json(), step_up=proof)
         self.run.attacker_cards[self.identity] = thief.card_id
         self.run.metrics.count("takeover_reset")
 

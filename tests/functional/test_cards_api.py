@@ -114,7 +114,7 @@ def test_rotation_supersedes_the_previous_card(api: ApiClient, alice: User) -> N
     # A superseded card can never become active again.
     proof = api.step_up(alice.access_token, alice.keys.login_key_b64)
     with pytest.raises(ServerError) as again:
-        api.publish_card(alice.access_token, first.card.to_json(), proof)
+        api.publish_card(alice.access_token, first.card.to_json(), step_up=proof)
     assert again.value.code == "card_conflict"
 
 
@@ -326,7 +326,7 @@ def test_revoke_lifecycle(api, raw, alice, bob) -> None:
     # an identity reset, with a step-up proof.
     again = fresh_bundle("alice")
     proof = api.step_up(alice.access_token, alice.keys.login_key_b64)
-    api.publish_card(alice.access_token, again.card.to_json(), proof)
+    api.publish_card(alice.access_token, again.card.to_json(), step_up=proof)
     (found,) = api.find_cards(bob.access_token, ["alice"])
     assert found["card"]["card_id"] == again.card_id
 

@@ -1,5 +1,5 @@
 """The fleet's ``hostile`` scenario (issue 11): attackers holding stolen access
-tokens try to take identities over, in process on moto."""
+tokens (then also the password) try to take identities over, in process on moto."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ def test_stolen_tokens_never_make_a_contact_encrypt_to_the_attacker(tmp_path) ->
     assert outcome["failed_steps"] == 0, report["metrics"]["errors"]
     assert outcome["mismatches"] == 0, events
     assert outcome["undelivered"] == 0, outcome["undelivered_sample"]
-    # Every forged rotation was refused by the directory ...
+    # With a stolen token alone, every forged rotation was refused by the
+    # directory and every revocation by the step-up check ...
     assert events["takeover_rotation_refused"] == planned["takeover"] > 0
-    # ... revoke-then-republish went through (step-up authentication is what
-    # will stop it), and every contact that knew the old card was told: its
-    # lookup and its encryption both raised IdentityChanged naming the
-    # thief's card, so 0 contacts encrypted to attacker keys.
+    assert events["takeover_revoke_refused"] == planned["takeover"]
+    # ... and a thief who had the password too managed a reset, which every
+    # contact that knew the old card was told of: its lookup and its
+    # encryption both raised IdentityChanged naming the thief's card, so 0
+    # contacts encrypted to attacker keys.
     assert events["takeover_reset"] == planned["takeover"]
     assert events["card_known"] == planned["know_card"]
     assert events["reset_surfaced"] == planned["check_reset"] > 0

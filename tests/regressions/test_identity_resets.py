@@ -60,11 +60,26 @@ def _device(home: Path, transport: Transport, clock: FakeClock | None = None) ->
     return Device(home, transport, kdf=PASSWORD_KDF_SIMULATION, clock=clock)
 
 
-def _stolen_token(api: ApiClient, identity: str) -> str:
-    """An access token for ``identity`` in the thief's hands (how he got it doesn't matter)."""
+def _token(api: ApiClient, identity: str) -> str:
+    """An access token for ``identity`` (for reading cards)."""
     keys = derive_password_keys(identity, PASSWORD, PASSWORD_KDF_SIMULATION)
     session = api.login(identity, keys.login_key_b64)
     return api.access_token(session.refresh_token).access_token
+
+
+def _takeover(api: ApiClient, identity: str, card_id: str, new_card: dict[str, Any]) -> None:
+    """Revoke ``identity``'s card and publish ``new_card`` in its place.
+
+    A stolen access token alone can't do this any more (each call needs a
+    step-up proof: tests/regressions/test_step_up.py), so the attacker here
+    holds the password too -- phished, or a backend operator acting for the
+    server.  What these tests prove is the device side: whoever manages a
+    reset, every contact that knew the old card is told.
+    """
+    keys = derive_password_keys(identity, PASSWORD, PASSWORD_KDF_SIMULATION)
+    token = _token(api, identity)
+    api.revoke_card(token, card_id, api.step_up(token, keys.login_key_b64))
+    api.publish_card(token, new_card, step_up=api.step_up(token, keys.login_key_b64))
 
 
 def _replace_active(entry_card: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -78,7 +93,7 @@ def _replace_active(entry_card: dict[str, Any]) -> Callable[[dict[str, Any]], di
     return rewrite
 
 
-def test_revoke_then_republish_with_a_stolen_token_is_surfaced(transport, api, tmp_path) -> None:
+def test_revoke_then_republish_is_surfaced_to_contacts(transport, api, tmp_path) -> None:
     clock = FakeClock(time.time())
     alice = _device(tmp_path / "alice", transport)
     bob = _device(tmp_path / "bob", transport, clock)
@@ -89,10 +104,8 @@ def test_revoke_then_republish_with_a_stolen_token_is_surfaced(transport, api, t
     assert bob_card is not None
 
     # The thief revokes alice's card and publishes his own as a first card.
-    token = _stolen_token(api, "alice")
-    api.revoke_card(token, old.card_id)
     thief = KeyBundle.generate("alice")
-    api.publish_card(token, thief.card.to_json())
+    _takeover(api, "alice", old.card_id, thief.card.to_json())
 
     clock.advance(300)  # bob's cached card expires (the stated bound)
     with pytest.raises(errors.IdentityChanged) as reset:
@@ -169,7 +182,7 @@ def test_an_unsigned_rotation_shown_by_a_hostile_server_is_an_identity_reset(
 
 def alice_rotation_signature(transport: Transport, card_id: str) -> str:
     api = ApiClient(transport)
-    token = _stolen_token(api, "alice")
+    token = _token(api, "alice")
     signature: str = api.get_card(token, card_id)["rotation_signature"]
     return signature
 
@@ -196,9 +209,7 @@ def test_pins_survive_a_restart_and_live_in_the_keystore(transport, api, tmp_pat
     first = bob.find_users(["alice"])["alice"]
     assert dict(Keystore(tmp_path / "bob").load().pins) == {"alice": first.card_id}
 
-    token = _stolen_token(api, "alice")
-    api.revoke_card(token, first.card_id)
-    api.publish_card(token, KeyBundle.generate("alice").card.to_json())
+    _takeover(api, "alice", first.card_id, KeyBundle.generate("alice").card.to_json())
     # The app is closed and opened again; the cache is gone too.
     (tmp_path / "bob" / "keystore" / CARD_CACHE_FILE).unlink()
     with pytest.raises(errors.IdentityChanged):
@@ -282,10 +293,8 @@ def test_the_device_cli_warns_and_needs_an_explicit_acceptance(
     assert runner.invoke(main, [*base, "register", "bob"]).exit_code == 0
     assert runner.invoke(main, [*base, "find", "alice"]).exit_code == 0
 
-    token = _stolen_token(api, "alice")
-    api.revoke_card(token, alice.whoami().card_id or "")
     thief = KeyBundle.generate("alice")
-    api.publish_card(token, thief.card.to_json())
+    _takeover(api, "alice", alice.whoami().card_id or "", thief.card.to_json())
 
     src, dst = tmp_path / "plain", tmp_path / "sealed"
     src.write_bytes(b"secret")
@@ -305,10 +314,8 @@ def test_the_device_cli_warns_and_needs_an_explicit_acceptance(
     assert dst.exists()
 
     # The trust verb does the same for the next reset.
-    token = _stolen_token(api, "alice")
-    api.revoke_card(token, thief.card_id)
     again = KeyBundle.generate("alice")
-    api.publish_card(token, again.card.to_json())
+    _takeover(api, "alice", thief.card_id, again.card.to_json())
     assert runner.invoke(main, [*base, "find", "--refresh", "alice"]).exit_code == 1
     trusted = runner.invoke(main, [*base, "trust", "alice", again.card_id])
     assert trusted.exit_code == 0, trusted.output

@@ -69,7 +69,7 @@ def test_a_stolen_access_token_cannot_reset_the_identity(api, alice) -> None:
     assert api.find_cards(alice.access_token, ["alice"]) == []
     # The owner, with the password, can.
     proof = api.step_up(alice.access_token, alice.keys.login_key_b64)
-    api.publish_card(alice.access_token, fresh_bundle("alice").card.to_json(), proof)
+    api.publish_card(alice.access_token, fresh_bundle("alice").card.to_json(), step_up=proof)
 
 
 def test_a_proof_is_single_use_and_bound_to_its_identity(api, alice) -> None:
