@@ -361,38 +361,36 @@ def _encode_body(state: KeystoreState, version: int = KEYSTORE_VERSION) -> bytes
     return b"".join(parts)
 
 
+def _sorted_map(reader: Reader, limit: int, what: str) -> list[tuple[str, bytes]]:
+    """``u16(n)`` then ``n`` pairs of lp16 fields whose ASCII keys are strictly
+    ascending: sorted and unique, so a given state has one encoding."""
+    count = reader.u16()
+    if count > limit:
+        raise ValueError(f"too many {what}")
+    pairs: list[tuple[str, bytes]] = []
+    previous = ""
+    for _ in range(count):
+        key = reader.lp16().decode("ascii")
+        if key <= previous:
+            raise ValueError(f"{what} are not sorted")
+        previous = key
+        pairs.append((key, reader.lp16()))
+    return pairs
+
+
 def _decode_body(body: bytes, version: int = KEYSTORE_VERSION) -> KeystoreState:
     reader = Reader(body)
     identity = reader.lp16().decode("ascii")
-    count = reader.u16()
-    if count > MAX_SETTINGS:
-        raise ValueError("too many settings")
-    settings: dict[str, str] = {}
-    previous_name = ""
-    for _ in range(count):
-        name = reader.lp16().decode("ascii")
-        # Sorted and unique: the body of a given state has one encoding.
-        if name <= previous_name:
-            raise ValueError("settings are not sorted")
-        previous_name = name
-        settings[name] = reader.lp16().decode("utf-8")
+    settings = {
+        name: value.decode("utf-8") for name, value in _sorted_map(reader, MAX_SETTINGS, "settings")
+    }
     count = reader.u16()
     if count > MAX_BUNDLES:
         raise ValueError("too many key bundles")
     bundles = tuple(KeyBundle.from_bytes(reader.lp16()) for _ in range(count))
     pins: dict[str, str] = {}
     if version >= 2:
-        count = reader.u16()
-        if count > MAX_PINS:
-            raise ValueError("too many pins")
-        previous_contact = ""
-        for _ in range(count):
-            contact = reader.lp16().decode("ascii")
-            # Sorted and unique, like settings: one encoding per state.
-            if contact <= previous_contact:
-                raise ValueError("pins are not sorted")
-            previous_contact = contact
-            raw = reader.lp16()
+        for contact, raw in _sorted_map(reader, MAX_PINS, "pins"):
             if len(raw) != 32:
                 raise ValueError("a pinned card id is 32 bytes")
             pins[contact] = card_id_to_str(raw)

@@ -97,6 +97,26 @@ class S3ObjectStore:
         self._bucket = bucket
         quiet_botocore_signature_logs()
 
+    def _body(self, key: str, version_id: str, byte_range: str | None = None) -> Any:
+        """The streaming body of one object version (``byte_range``: an HTTP
+        Range value); None if it is gone.
+
+        Raises:
+            InternalError, ServiceUnavailable: S3 failed.
+        """
+        extra: dict[str, Any] = {} if byte_range is None else {"Range": byte_range}
+        try:
+            out = self._client.get_object(
+                Bucket=self._bucket, Key=key, VersionId=version_id, **extra
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return out["Body"]
+
     @staticmethod
     def _key(prefix: str, blob_id: str) -> str:
         # Defence in depth: the service already refuses other ids.
@@ -277,20 +297,11 @@ class S3ObjectStore:
         """
         if length <= 0:
             return b""
-        try:
-            out = self._client.get_object(
-                Bucket=self._bucket,
-                Key=self._key(prefix, blob_id),
-                VersionId=version_id,
-                Range=f"bytes={start}-{start + length - 1}",
-            )
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        body = out["Body"]
+        body = self._body(
+            self._key(prefix, blob_id), version_id, f"bytes={start}-{start + length - 1}"
+        )
+        if body is None:
+            return None
         try:
             # Bounded: never more than asked for, whatever the server sends.
             data: bytes = body.read(length)
@@ -411,17 +422,9 @@ class S3ObjectStore:
         Raises:
             InternalError, ServiceUnavailable: S3 failed.
         """
-        try:
-            out = self._client.get_object(
-                Bucket=self._bucket, Key=self._key(CONTENT_PREFIX, blob_id), VersionId=version_id
-            )
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        body = out["Body"]
+        body = self._body(self._key(CONTENT_PREFIX, blob_id), version_id)
+        if body is None:
+            return None
         hasher = crypto.sha256_hasher()
         try:
             for chunk in body.iter_chunks(_DIGEST_CHUNK):
