@@ -42,6 +42,8 @@ class Metrics:
     timeline: Counter[int] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # Measured quantities (seconds, ...) by name, for bounds a run checks.
+    observed: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,11 @@ class Metrics:
         """A scenario event: ``delivered``, ``mismatch``, ``retry``, ..."""
         with self._lock:
             self.events[event] += n
+
+    def observe(self, name: str, value: float) -> None:
+        """A measured value (e.g. ``revoked_card_still_served_s``)."""
+        with self._lock:
+            self.observed[name].append(value)
 
     def error(self, kind: str) -> None:
         """An error a device saw, by kind (``transport``, ``http_409``, ...)."""
@@ -86,6 +93,14 @@ class Metrics:
                 "routes": routes,
                 "events": dict(sorted(self.events.items())),
                 "errors": dict(sorted(self.errors.items())),
+                "observed": {
+                    name: {
+                        "count": len(values),
+                        "p50": round(percentile(values, 0.50), 3),
+                        "max": round(max(values), 3),
+                    }
+                    for name, values in sorted(self.observed.items())
+                },
                 "timeline": [self.timeline.get(s, 0) for s in range(int(elapsed) + 1)],
             }
 

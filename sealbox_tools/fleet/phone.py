@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 from chalicelib.wire.b64 import b64url_encode
 from client_sim.api import ApiClient, BlobInfo, BlobPage
 from client_sim.device import Device
+from client_sim.directory import MAX_CARD_CACHE_TTL
 from client_sim.errors import (
     ConnectionFailed,
     DecryptionFailed,
@@ -452,11 +453,27 @@ class Phone:
         # Revoking the card needs the password again (a step-up).
         self._try("confirm_password", lambda: self.device.confirm_password(self.password))
         self._try("unregister", self.device.unregister)
+        self.run.revoked_at[self.identity] = self.run.backend.clock()
         self.run.metrics.count("unregistered")
 
     def _check_revoked(self, step: Step) -> None:
+        """A contact of a leaver: how long after the revocation its phone still
+        had the card to encrypt to (from its cache: at most the cache lifetime,
+        ``MAX_CARD_CACHE_TTL``), then that the directory answers it gone."""
         assert step.target is not None
         leaver = self.run.identity(step.target)
+        revoked_at = self.run.revoked_at.get(leaver)
+        try:
+            self._try("find", lambda: self.device.find_users([leaver]))
+        except UsersNotFound:
+            self.run.metrics.count("revocation_seen_at_once")
+        else:
+            if revoked_at is not None:
+                served = self.run.backend.clock() - revoked_at
+                self.run.metrics.observe("revoked_card_still_served_s", served)
+                if served > MAX_CARD_CACHE_TTL:
+                    self.run.fail(step, "revoked_card_served_beyond_bound")
+                    return
         try:
             self._try("find", lambda: self.device.find_users([leaver], refresh=True))
         except UsersNotFound:

@@ -542,7 +542,12 @@ def make_plan(devices: int, mix: ScenarioMix, seed: int, *, name: str = "custom"
     for leaver in sorted(leavers):
         stayers = sorted(c for c in graph[leaver] if c not in leavers)
         if stayers:
-            add(rng.choice(stayers), (settle, "check"), Step("check_revoked", target=leaver))
+            # The witness looks the leaver up just before it leaves, so its
+            # cache holds the card the revocation retires: the check then
+            # measures how long the phone still had it to encrypt to.
+            witness = rng.choice(stayers)
+            add(witness, (settle, "read"), Step("know_card", target=leaver))
+            add(witness, (settle, "check"), Step("check_revoked", target=leaver))
 
     plans = tuple(
         DevicePlan(

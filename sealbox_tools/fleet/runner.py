@@ -138,6 +138,8 @@ class Run:
         self.crashes: list[str] = []
         #: identity -> the card a thief published for it (the hostile scenario)
         self.attacker_cards: dict[str, str] = {}
+        #: identity -> when (simulation clock) its card was revoked
+        self.revoked_at: dict[str, float] = {}
         self._lock = threading.Lock()
         api: Transport = backend.api()
         objects: ObjectTransport = backend.objects()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from client_sim.directory import MAX_CARD_CACHE_TTL
 from sealbox_tools.fleet.backends import Backend, InProcessBackend
 from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet
 from sealbox_tools.local_stack import stage_environment
@@ -76,6 +77,12 @@ def test_two_hundred_phones_through_every_behaviour_and_adverse_condition(tmp_pa
     assert events["shared"] == planned["share"]
     assert events["unregistered"] == planned["unregister"]
     assert events["revocation_seen"] == planned["check_revoked"]
+    # How long after a revocation a contact's phone still had the card to
+    # encrypt to (from its cache) is measured, and bounded by the cache lifetime.
+    served = report["metrics"]["observed"].get("revoked_card_still_served_s", {"count": 0})
+    at_once = events.get("revocation_seen_at_once", 0)
+    assert served["count"] + at_once == planned["check_revoked"]
+    assert served["count"] == 0 or served["max"] <= MAX_CARD_CACHE_TTL
     assert events["history_verified"] > 0  # restored phones read old messages
     assert events["went_offline"] == planned["go_offline"]
     assert events["queued_offline"] == events["flushed"] > 0

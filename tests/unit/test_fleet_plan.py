@@ -96,8 +96,10 @@ def test_tiny_graphs(n: int) -> None:
 def test_the_full_scenario_plans_every_behaviour() -> None:
     plan = make_plan(200, SCENARIOS["full"], seed=3, name="full")
     counts = plan.action_counts()
-    # Every behaviour but the hostile scenario's attacks and witnesses.
-    assert set(counts) == ACTIONS - {"know_card", "takeover", "check_reset"}
+    # Every behaviour but the hostile scenario's attacks (revocation
+    # witnesses know their leaver's card first).
+    assert set(counts) == ACTIONS - {"takeover", "check_reset"}
+    assert counts["know_card"] == counts["check_revoked"] > 0
     assert counts["sign_up"] == counts["backup"] == 200
     assert sum(1 for d in plan.devices if d.drop_rate > 0) == 60
     assert sum(1 for d in plan.devices if d.skew_s != 0) >= 50
