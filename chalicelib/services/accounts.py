@@ -60,6 +60,11 @@ _STEP_UP_RE = re.compile(r"sbs_[A-Za-z0-9_-]{43}")
 # Attempt records of cookies share the attempts table with those of
 # accounts; an identity never contains ':', so the keys can't collide.
 _COOKIE_ATTEMPTS_PREFIX = "cookie:"
+# Password checks made with an access token (step-up, password change) have
+# a counter of their own: strangers, who hold no token, can't charge it, so
+# their guessing at the login doesn't block the owner's destructive calls;
+# a thief guessing with a stolen token is throttled on it all the same.
+_AUTHENTICATED_ATTEMPTS_PREFIX = "authed:"
 
 
 # --- records and stores (implemented by chalicelib.storage) -----------------
@@ -412,7 +417,9 @@ class AccountService:
 
         The caller holds an access token for ``identity`` and proves the
         password with the current login key, which is charged and throttled
-        exactly like a login (a stolen access token is no faster oracle).  The
+        like a login (a stolen access token is no faster oracle), on the
+        identity's counter for calls made with a token (not the one strangers
+        charge by guessing at the login).  The
         stored hash is replaced by a conditional write on the hash that was
         verified, so of two concurrent changes one wins and the other gets
         :class:`LoginKeyConflict`.  The write also bumps the account's session
@@ -435,7 +442,8 @@ class AccountService:
         """
         current = _login_key(current_login_key)
         new = _login_key(new_login_key)
-        charged = self._charge_attempt(identity)
+        counter = _AUTHENTICATED_ATTEMPTS_PREFIX + identity
+        charged = self._charge_attempt(counter)
         user = self._users.get(identity)
         if user is None:
             # A valid token for a deleted account: answer like a wrong key.
@@ -445,10 +453,10 @@ class AccountService:
             epoch = self._users.change_login_key(identity, user.login_hash, self._hasher.hash(new))
             if epoch is None:
                 raise LoginKeyConflict()
-            self._attempts.swap(identity, charged, _CLEARED)
+            self._attempts.swap(counter, charged, _CLEARED)
             return self._open_session(identity, epoch)
         if self._hasher.verify(new, user.login_hash):
-            self._attempts.swap(identity, charged, _CLEARED)
+            self._attempts.swap(counter, charged, _CLEARED)
             return self._open_session(identity, user.session_epoch)
         raise WrongLoginKey()
 
@@ -459,8 +467,10 @@ class AccountService:
 
         The caller already holds an access token; the proof is what a
         destructive or identity-changing call needs on top of it.  The key is
-        charged and throttled exactly like a login (a stolen access token is
-        no faster password oracle).  Only the proof's digest is stored.
+        charged and throttled like a login (a stolen access token is no
+        faster password oracle), on the identity's counter for calls made
+        with a token, so strangers guessing at the login can't block it.
+        Only the proof's digest is stored.
 
         Raises:
             InvalidLoginKey: not 32 bytes of base64url.
@@ -468,14 +478,15 @@ class AccountService:
             WrongLoginKey: not the account's login key.
         """
         key = _login_key(login_key)
-        charged = self._charge_attempt(identity)
+        counter = _AUTHENTICATED_ATTEMPTS_PREFIX + identity
+        charged = self._charge_attempt(counter)
         user = self._users.get(identity)
         if user is None:
             self._hasher.verify_dummy(key)
             raise WrongLoginKey()
         if not self._hasher.verify(key, user.login_hash):
             raise WrongLoginKey()
-        self._attempts.swap(identity, charged, _CLEARED)
+        self._attempts.swap(counter, charged, _CLEARED)
         proof = STEP_UP_PREFIX + b64url_encode(self._token_bytes(STEP_UP_BYTES))
         self._step_ups.create(
             refresh_token_digest(proof), identity, int(self._clock()) + STEP_UP_TTL

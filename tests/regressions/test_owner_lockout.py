@@ -102,3 +102,24 @@ def test_the_device_sdk_keeps_its_cookie_and_logs_in_through_a_lockout(
     _hammer(raw, "alice")
     assert phone.login("alice", PASSWORD) == "alice"
     assert phone.find_users(["alice"])
+
+
+def test_a_strangers_lockout_does_not_block_the_owners_step_up(raw, api: ApiClient) -> None:
+    """The device cookie covered the login only: step-up and password changes
+    were charged to the account's counter, so a stranger guessing at the
+    login kept the owner from revoking a card or replacing a backup for up
+    to an hour.  Calls made with an access token now have their own counter."""
+    api.register("alice", KEY)
+    session = api.login("alice", KEY)
+    token = api.access_token(session.refresh_token).access_token
+    _hammer(raw, "alice")
+    stranger = raw("POST", "/v1/sessions", {"username": "alice", "login_key": KEY})
+    assert stranger.status == 429
+    proof = raw("POST", "/v1/step-up", {"login_key": KEY}, token=token)
+    assert proof.status == 201, proof.body
+    # A thief guessing with a stolen token is throttled on that counter.
+    statuses = [
+        raw("POST", "/v1/step-up", {"login_key": WRONG}, token=token).status for _ in range(8)
+    ]
+    assert statuses[:5] == [403] * 5
+    assert statuses[-1] == 429
