@@ -109,7 +109,8 @@ def _warn_reset(exc: IdentityChanged, *, accepted: bool) -> None:
     else:
         lines += [
             f"  Compare the safety number with {exc.identity} over another channel, then run",
-            f"  'sealbox device trust {exc.identity} {exc.new_card_id}' or repeat the command",
+            # "--": a card id is base64url and may start with "-" (1 in 64).
+            f"  'sealbox device trust -- {exc.identity} {exc.new_card_id}' or repeat the command",
             "  with --accept-new-identity.  Nothing was encrypted.",
         ]
     for line in lines:
@@ -291,7 +292,10 @@ _CONTEXT_HELP = "What the data is for (e.g. chat/42/msg/7), signed with it; 1-25
 @pass_options
 @_reported
 def trust(options: _Options, identity: str, card_id: str) -> None:
-    """Trust CARD_ID, IDENTITY's active card, after an identity reset."""
+    """Trust CARD_ID, IDENTITY's active card, after an identity reset.
+
+    Put "--" before the arguments: a card id may start with "-".
+    """
     card = options.device().trust(identity, card_id)
     click.echo(f"trusted {card.identity}: card {card.card_id}")
 

@@ -304,6 +304,7 @@ def test_the_device_cli_warns_and_needs_an_explicit_acceptance(
     assert "WARNING: alice's identity changed" in refused.stderr
     assert thief.card_id in refused.stderr
     assert "safety number: " in refused.stderr
+    assert f"trust -- alice {thief.card_id}" in refused.stderr
     assert not dst.exists()
 
     accepted = runner.invoke(
@@ -317,7 +318,8 @@ def test_the_device_cli_warns_and_needs_an_explicit_acceptance(
     again = KeyBundle.generate("alice")
     _takeover(api, "alice", thief.card_id, again.card.to_json())
     assert runner.invoke(main, [*base, "find", "--refresh", "alice"]).exit_code == 1
-    trusted = runner.invoke(main, [*base, "trust", "alice", again.card_id])
+    # "--" as the warning says: a card id starts with "-" once in 64 times.
+    trusted = runner.invoke(main, [*base, "trust", "--", "alice", again.card_id])
     assert trusted.exit_code == 0, trusted.output
     assert f"trusted alice: card {again.card_id}" in trusted.output
     assert runner.invoke(main, [*base, "find", "alice"]).exit_code == 0
@@ -341,3 +343,22 @@ def test_a_server_that_rolls_back_to_a_superseded_card_is_caught(transport, tmp_
     assert (reset.value.old_card_id, reset.value.new_card_id) == (new.card_id, old.card_id)
     with pytest.raises(errors.IdentityChanged):
         bob.encrypt(b"to the old keys?", to=["alice"])
+
+
+def test_a_card_id_starting_with_a_dash_reaches_the_trust_verb(monkeypatch, tmp_path) -> None:
+    """Card ids are base64url hashes: one in 64 starts with "-", which click
+    read as an option ('No such option') when the trust verb was given it
+    as the warning printed it.  The warning now says "trust -- IDENTITY ID"."""
+    seen: list[tuple[str, str]] = []
+
+    class Phone:
+        def trust(self, identity: str, card_id: str) -> KeyBundle:
+            seen.append((identity, card_id))
+            return KeyBundle.generate(identity)
+
+    monkeypatch.setattr("client_sim.device_cli._Options.device", lambda self: Phone())
+    dashed = "-" + "B" * 42
+    base = ["device", "--home", str(tmp_path / "bob"), "--url", "http://x"]
+    result = CliRunner().invoke(main, [*base, "trust", "--", "alice", dashed])
+    assert result.exit_code == 0, result.output
+    assert seen == [("alice", dashed)]
