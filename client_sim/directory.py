@@ -191,11 +191,6 @@ class CardDirectory:
         self._save()
         return fetched
 
-    def is_revoked(self, card_id: str) -> bool:
-        """True when the directory last reported ``card_id`` revoked (cache only, no request)."""
-        cached = self._by_id.get(card_id)
-        return cached is not None and cached.status == "revoked"
-
     def status_of(self, card_id: str) -> tuple[str, int | None] | None:
         """A card's status and when it stopped being active (None while active),
         as the directory last said; asked again when that is stale for an
