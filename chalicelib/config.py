@@ -43,6 +43,11 @@ class Settings:
     cards_table: str
     backups_table: str
     card_max_skew: int
+    # Password hardening (docs/spec/oprf.md): the OPRF key's own secret.
+    # Unset: the OPRF route answers 503 and accounts stay on the pre-OPRF
+    # derivation (a stage that predates it).
+    oprf_key_secret_id: str | None = None
+    oprf_key_cache_ttl: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +79,8 @@ class Settings:
             backups_table=need("SEALBOX_BACKUPS_TABLE"),
             # How far a published card's created_at may be from the server clock.
             card_max_skew=number("SEALBOX_CARD_MAX_SKEW", 300, 30, 3600),
+            oprf_key_secret_id=env.get("SEALBOX_OPRF_KEY_SECRET_ID") or None,
+            oprf_key_cache_ttl=number("SEALBOX_OPRF_KEY_CACHE_TTL", 300, 0, 3600),
         )
 
 

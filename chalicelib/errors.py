@@ -59,6 +59,21 @@ class InvalidLoginKey(InvalidRequest):
     default_message = "login_key must be 32 bytes, base64url without padding."
 
 
+class InvalidBlindedElement(InvalidRequest):
+    code = "invalid_blinded_element"
+    default_message = (
+        "blinded_element must be a canonical ristretto255 element (32 bytes, base64url "
+        "without padding) other than the identity."
+    )
+
+
+class InvalidOprfKeyVersion(InvalidRequest):
+    code = "invalid_oprf_key_version"
+    default_message = (
+        "oprf_key_version must name the OPRF key version the login key was derived under."
+    )
+
+
 class Unauthorized(SealboxError):
     """Missing, malformed, expired or revoked bearer credential.
 
@@ -166,6 +181,13 @@ class SigningUnavailable(ServiceUnavailable):
 
     code = "signing_unavailable"
     default_message = "Token signing is temporarily unavailable. Try again shortly."
+
+
+class OprfUnavailable(ServiceUnavailable):
+    """The OPRF key can't be read from Secrets Manager right now."""
+
+    code = "oprf_unavailable"
+    default_message = "Password hardening is temporarily unavailable. Try again shortly."
 
 
 class InternalError(SealboxError):

@@ -47,6 +47,7 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_SESSIONS_TABLE"] == props["SessionsTable"]["TableName"]
     assert env["SEALBOX_ATTEMPTS_TABLE"] == props["LoginAttemptsTable"]["TableName"]
     assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
+    assert env["SEALBOX_OPRF_KEY_SECRET_ID"] == props["OprfKeySecret"]["Name"]
     assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
     assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
     assert env["SEALBOX_BLOBS_BUCKET"] == props["BlobsBucket"]["BucketName"]
@@ -120,6 +121,16 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
     assert {bucket_of(r) for r in resources if ":s3:::" in r} == {bucket}
     secret = props["AppKeySecret"]["Name"]
     assert any(r.endswith(f":secret:{secret}-??????") for r in resources)
+    oprf_secret = props["OprfKeySecret"]["Name"]
+    assert any(r.endswith(f":secret:{oprf_secret}-??????") for r in resources)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_the_api_function_may_read_the_oprf_key(stage: str) -> None:
+    oprf_secret = resolved_properties(stage)["OprfKeySecret"]["Name"]
+    for name, text in render_policies(stage).items():
+        granted = oprf_secret in text
+        assert granted == name.startswith("policy-api-"), name
 
 
 def table_of(arn: str) -> str:
