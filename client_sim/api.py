@@ -260,23 +260,50 @@ class ApiClient:
 
     # accounts ---------------------------------------------------------------
 
-    def register(self, username: str, login_key_b64: str) -> str:
+    def register(
+        self, username: str, login_key_b64: str, oprf_key_version: int | None = None
+    ) -> str:
         """Create the account; return the canonical identity."""
-        out = self._call(
-            "POST",
-            "/v1/users",
-            payload={"username": username, "login_key": login_key_b64},
-            expect=201,
-        )
+        payload: dict[str, Any] = {"username": username, "login_key": login_key_b64}
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        out = self._call("POST", "/v1/users", payload=payload, expect=201)
         return str(out["identity"])
 
-    def login(
-        self, username: str, login_key_b64: str, device_cookie: str | None = None
-    ) -> RefreshSession:
-        """``POST /v1/sessions``; ``device_cookie``: from this device's last login, if any."""
-        payload = {"username": username, "login_key": login_key_b64}
+    def evaluate_oprf(
+        self, username: str, blinded_element_b64: str, device_cookie: str | None = None
+    ) -> list[Any]:
+        """``POST /v1/oprf``: the server's evaluations, unchecked (client_sim.hardening checks)."""
+        payload = {"username": username, "blinded_element": blinded_element_b64}
         if device_cookie is not None:
             payload["device_cookie"] = device_cookie
+        out = self._call("POST", "/v1/oprf", payload=payload, expect=200)
+        evaluations = out.get("evaluations")
+        if not isinstance(evaluations, list):
+            raise ServerError.malformed("oprf")
+        return evaluations
+
+    def login(
+        self,
+        username: str,
+        login_key_b64: str,
+        device_cookie: str | None = None,
+        *,
+        oprf_key_version: int | None = None,
+        legacy_login_keys: Mapping[int, str] | None = None,
+    ) -> RefreshSession:
+        """``POST /v1/sessions``; ``device_cookie``: from this device's last login, if any.
+
+        ``legacy_login_keys``: this password's login keys under older
+        derivations, by OPRF key version, so the server can migrate the account.
+        """
+        payload: dict[str, Any] = {"username": username, "login_key": login_key_b64}
+        if device_cookie is not None:
+            payload["device_cookie"] = device_cookie
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        if legacy_login_keys:
+            payload["legacy_login_keys"] = {str(v): k for v, k in legacy_login_keys.items()}
         out = self._call("POST", "/v1/sessions", payload=payload, expect=201)
         cookie = out.get("device_cookie")
         return RefreshSession(
@@ -315,18 +342,20 @@ class ApiClient:
         return out
 
     def change_login_key(
-        self, access_token: str, current_login_key_b64: str, new_login_key_b64: str
+        self,
+        access_token: str,
+        current_login_key_b64: str,
+        new_login_key_b64: str,
+        oprf_key_version: int | None = None,
     ) -> RefreshSession:
         """Replace the login key; every other session ends and a new one is returned."""
-        out = self._call(
-            "PUT",
-            "/v1/users/me/login-key",
-            payload={
-                "current_login_key": current_login_key_b64,
-                "new_login_key": new_login_key_b64,
-            },
-            bearer=access_token,
-        )
+        payload: dict[str, Any] = {
+            "current_login_key": current_login_key_b64,
+            "new_login_key": new_login_key_b64,
+        }
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        out = self._call("PUT", "/v1/users/me/login-key", payload=payload, bearer=access_token)
         return RefreshSession(
             identity=str(out["identity"]),
             expires_at=int(out["expires_at"]),

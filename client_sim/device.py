@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +39,7 @@ from client_sim.blobs import BlobTransfer
 from client_sim.directory import CARD_CACHE_FILE, MAX_CARD_CACHE_TTL, CardDirectory
 from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
+from client_sim.hardening import PasswordHardening
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import Decrypted, Messages, Sender, canonical_identity
@@ -80,6 +81,11 @@ class Device:
         storage_origins: where presigned URLs may point besides the API's
             own origin over HTTP, e.g. ``sealbox local``'s ``aws endpoint``
             (:mod:`client_sim.origins`; others raise ``StorageOriginRefused``).
+        oprf_roots: the backend's OPRF root public keys by key version, pinned
+            in the app's configuration: turns on password hardening
+            (docs/spec/passwords.md, version 2).  A server answer not
+            certified by one of them raises ``OprfVerificationFailed``.
+            None: the version-1 derivation (no OPRF).
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class Device:
         sleep: Callable[[float], None] = time.sleep,
         objects: ObjectTransport | None = None,
         storage_origins: Iterable[str] = (),
+        oprf_roots: Mapping[int, bytes] | None = None,
     ) -> None:
         kdf.check()
         self._home = Path(home)
@@ -112,7 +119,14 @@ class Device:
             api, self._session, self._store, self._cards, kdf=kdf, clock=clock, sleep=sleep
         )
         self._accounts = Accounts(
-            api, self._session, self._store, self._cards, self._backups, kdf=kdf, clock=clock
+            api,
+            self._session,
+            self._store,
+            self._cards,
+            self._backups,
+            kdf=kdf,
+            clock=clock,
+            hardening=None if oprf_roots is None else PasswordHardening(api, oprf_roots, kdf),
         )
 
     @classmethod

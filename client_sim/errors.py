@@ -43,6 +43,7 @@ __all__ = [
     "LocalStorageError",
     "NoPrivateKey",
     "NotLoggedIn",
+    "OprfVerificationFailed",
     "RedirectRefused",
     "ReplyTooLarge",
     "RetiredKeyUsed",
@@ -129,6 +130,15 @@ class UsersNotFound(DeviceError):
 
 class CardVerificationFailed(DeviceError):
     """A card from the server failed verification (signature, identity or id)."""
+
+
+class OprfVerificationFailed(DeviceError):
+    """The server's password-hardening answer failed verification.
+
+    Its OPRF key is not certified by a root this device pins, or the proof
+    does not verify: the server (or something between) is not the one this
+    app was configured for.  Nothing was derived or sent.
+    """
 
 
 class IdentityChanged(DeviceError):
