@@ -72,8 +72,13 @@ class Dump:
     def candidate_seeds(self) -> Iterator[bytes]:
         """Every 32-byte value the dump holds (base64url or raw), as OPRF seed guesses."""
         blobs: list[bytes] = list(self.objects)
+
         # Binary attributes as they are; everything else searched as text.
-        text = json.dumps(self.items, default=lambda b: blobs.append(bytes(b)) or "")
+        def keep_binary(value: bytes) -> str:
+            blobs.append(bytes(value))
+            return ""
+
+        text = json.dumps(self.items, default=keep_binary)
         text += json.dumps(self.secrets)
         for token in set(_tokens(text)):
             for decode in (base64.urlsafe_b64decode, base64.b64decode):
