@@ -17,6 +17,7 @@ RUNS = [
     ["bench.import_time", "--runs", "7"],
     ["bench.tokens", "--tokens", "5000"],
     ["bench.login", "--logins", "30"],
+    ["bench.oprf", "--evaluations", "500", "--rounds", "3"],
     ["bench.directory", "--users", "60", "--rounds", "20"],
     ["bench.age_throughput", "--size", "64MiB", "--rss-sizes", "1MiB,256MiB"],
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
