@@ -47,6 +47,7 @@ __all__ = [
     "blind_evaluate_voprf",
     "check_element",
     "derive_key_pair",
+    "evaluate",
     "expand_message_xmd",
     "finalize",
     "generate_proof",
@@ -290,6 +291,22 @@ def blind_evaluate_voprf(
         random_scalar=random_scalar,
     )
     return evaluated, proof
+
+
+def evaluate(secret: bytes, private_input: bytes, mode: int) -> bytes:
+    """Evaluate (RFC 9497 §3.3.1): the PRF output computed by the key holder directly.
+
+    Never on a request path: for tooling that holds the key (the fleet's
+    privacy audit) and for tests.
+
+    Raises:
+        InvalidInputError: the input maps to the identity element.
+    """
+    element = hash_to_group(private_input, mode)
+    if not crypto.ristretto_is_valid(element):
+        raise InvalidInputError("the input maps to the identity element")
+    issued = crypto.ristretto_mul(secret, element)
+    return hashlib.sha512(_lp(private_input) + _lp(issued) + b"Finalize").digest()
 
 
 # --- the DLEQ proof (RFC 9497 §2.2) ------------------------------------------------------

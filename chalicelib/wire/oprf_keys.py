@@ -177,6 +177,15 @@ class OprfKey:
         """``(skS, pkS)`` of ``identity`` (a normalised identity) under this version."""
         return oprf.derive_key_pair(self.oprf_seed, account_info(identity), oprf.MODE_VOPRF)
 
+    def output(self, identity: str, private_input: bytes) -> bytes:
+        """The PRF output for ``identity`` and ``private_input``, computed directly.
+
+        What a device gets through the blinded protocol; never on a request
+        path (the fleet's privacy audit and tests use it).
+        """
+        secret, _ = self.account_key(identity)
+        return oprf.evaluate(secret, private_input, oprf.MODE_VOPRF)
+
     def evaluate(self, identity: str, blinded_element: bytes) -> OprfEvaluation:
         """Evaluate, prove and certify for ``identity``.
 

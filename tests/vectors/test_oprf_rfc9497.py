@@ -108,6 +108,15 @@ def test_voprf_mode(index: int, vector: dict[str, Any]) -> None:
     assert [o.hex() for o in outputs] == vector["Output"].split(",")
 
 
+@pytest.mark.parametrize("mode", [oprf.MODE_OPRF, oprf.MODE_VOPRF])
+def test_direct_evaluation_gives_the_protocols_output(mode: int) -> None:
+    suite = SUITES[mode]
+    secret = bytes.fromhex(suite["skSm"])
+    for vector in suite["vectors"]:
+        for x, expected in zip(_split(vector["Input"]), vector["Output"].split(","), strict=True):
+            assert oprf.evaluate(secret, x, mode).hex() == expected
+
+
 def test_single_evaluation_with_its_proof_round_trips() -> None:
     suite = SUITES[oprf.MODE_VOPRF]
     secret, public = bytes.fromhex(suite["skSm"]), bytes.fromhex(suite["pkSm"])
