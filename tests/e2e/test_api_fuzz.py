@@ -59,6 +59,12 @@ SEMANTICALLY_CHECKED = {
     ("PUT", "/v1/backups/{name}"),
     ("GET", "/v1/blobs"),
     ("PUT", "/v1/blobs/{blob_id}/recipients"),
+    # A schema-valid blinded element is 32 random bytes, almost never a
+    # canonical ristretto255 element; and oprf_key_version must be the
+    # stage's current OPRF key version, which the document can't pin.
+    ("POST", "/v1/oprf"),
+    ("POST", "/v1/users"),
+    ("PUT", "/v1/users/me/login-key"),
 }
 
 
