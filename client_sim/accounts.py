@@ -148,13 +148,16 @@ class Accounts:
     def confirm_password(self, password: str) -> None:
         """See :meth:`client_sim.Device.confirm_password`."""
         state = self._store.require_session()
-        self._session.confirm(self._derive(state.identity, password).login_key_b64)
+        cookie = self._store.device_cookie(state.identity)
+        self._session.confirm(self._derive(state.identity, password, cookie).login_key_b64)
 
     def change_password(self, old_password: str, new_password: str) -> None:
         """See :meth:`client_sim.Device.change_password`."""
         state = self._store.require_session()
-        old = self._derive(state.identity, old_password)
-        new = self._derive(state.identity, new_password)
+        # This device's cookie: its evaluations are charged to its own counter.
+        cookie = self._store.device_cookie(state.identity)
+        old = self._derive(state.identity, old_password, cookie)
+        new = self._derive(state.identity, new_password, cookie)
         if old.login_key == new.login_key:
             raise InvalidInput("the new password must differ from the old one")
         self._backups.change_password(old, new)
