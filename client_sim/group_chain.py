@@ -42,7 +42,8 @@ from chalicelib.wire.groups import (
     verify_epoch_signature,
 )
 from client_sim import sealed
-from client_sim.group_keys import EpochSecret, WrapError, open_wrap
+from client_sim.errors import DecryptionFailed
+from client_sim.group_keys import EpochSecret, open_wrap
 from client_sim.identity import KeyBundle
 from client_sim.sealed import HeaderCheck, SealedHeader, VerifiedSender
 
@@ -151,7 +152,7 @@ class GroupChain:
                 number=epoch.number,
                 epoch_kind=epoch.kind,
             )
-        except WrapError as exc:
+        except DecryptionFailed as exc:
             raise EpochChainError("bad_wrap", "the wrap does not open") from exc
         if secret.key_id() != epoch.key_id:
             # Someone wrapped another secret than the one whose key was signed.

@@ -30,6 +30,7 @@ from chalicelib.wire.groups import (
     epoch_key_id,
 )
 from client_sim import _hazmat, age
+from client_sim.errors import DecryptionFailed
 from client_sim.identity import KeyBundle
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "SECRET_SIZE",
     "WRAP_INFO_LABEL",
     "EpochSecret",
-    "WrapError",
     "epoch_kind_for",
     "open_wrap",
     "wrap_info",
@@ -50,14 +50,10 @@ AGE_IDENTITY_LABEL: Final = b"sealbox/v1/group-age-identity"
 _ENC_SIZES: Final = {KIND_X25519: 32, KIND_MLKEM768X25519: 1120}
 
 
-class WrapError(Exception):
-    """A wrap that does not open for this card (one opaque error for every cause)."""
-
-
 class EpochSecret:
     """One epoch's secret and the age identity it derives.  ``repr`` shows nothing secret."""
 
-    __slots__ = ("_secret", "group_id", "kind", "number")
+    __slots__ = ("_identity", "_secret", "group_id", "kind", "number")
 
     def __init__(self, secret: bytes, *, group_id: bytes, number: int, kind: int) -> None:
         if len(secret) != SECRET_SIZE:
@@ -65,6 +61,7 @@ class EpochSecret:
         if kind not in _ENC_SIZES:
             raise ValueError("unknown epoch key kind")
         self._secret = bytes(secret)
+        self._identity: age.X25519Identity | age.HybridIdentity | None = None
         self.group_id = group_id
         self.number = number
         self.kind = kind
@@ -85,9 +82,14 @@ class EpochSecret:
 
     def age_identity(self) -> age.X25519Identity | age.HybridIdentity:
         """The epoch's age identity (X25519 or ``mlkem768x25519`` by ``kind``)."""
-        if self.kind == KIND_X25519:
-            return age.X25519Identity._from_secret(self._seed())
-        return age.HybridIdentity._from_seed(self._seed())
+        if self._identity is None:
+            # Derived once: expanding an ML-KEM key costs more than sealing a
+            # short message, and every message of the epoch uses it.
+            if self.kind == KIND_X25519:
+                self._identity = age.X25519Identity._from_secret(self._seed())
+            else:
+                self._identity = age.HybridIdentity._from_seed(self._seed())
+        return self._identity
 
     def public_key(self) -> bytes:
         """The raw public key of :meth:`age_identity` (signed into the epoch)."""
@@ -155,11 +157,11 @@ def open_wrap(
     """The epoch secret in ``body``, a wrap for ``bundle``'s card.
 
     Raises:
-        WrapError: wrong size or kind, not for this card, group or epoch,
+        DecryptionFailed: wrong size or kind, not for this card, group or epoch,
             or altered (one opaque error for all).
     """
     if not body or body[0] not in WRAP_SIZES or len(body) != WRAP_SIZES[body[0]]:
-        raise WrapError("the wrap could not be opened")
+        raise DecryptionFailed("the wrap could not be opened")
     kind = body[0]
     enc_size = _ENC_SIZES[kind]
     enc, ct = body[1 : 1 + enc_size], body[1 + enc_size :]
@@ -167,7 +169,7 @@ def open_wrap(
     try:
         secret = bundle.hpke_open(kind, enc, ct, info=info)
     except (_hazmat.InvalidTag, _hazmat.LowOrderPoint, ValueError) as exc:
-        raise WrapError("the wrap could not be opened") from exc
+        raise DecryptionFailed("the wrap could not be opened") from exc
     if len(secret) != SECRET_SIZE:
-        raise WrapError("the wrap could not be opened")
+        raise DecryptionFailed("the wrap could not be opened")
     return EpochSecret(secret, group_id=group_id, number=number, kind=epoch_kind)

@@ -22,8 +22,9 @@ from chalicelib.wire.groups import (
     EpochChainError,
 )
 from client_sim import _hazmat, age, sealed
+from client_sim.errors import DecryptionFailed
 from client_sim.group_chain import EpochAddress, GroupChain, open_group_content, seal_for_epoch
-from client_sim.group_keys import EpochSecret, WrapError, open_wrap, wrap_info, wrap_secret
+from client_sim.group_keys import EpochSecret, open_wrap, wrap_info, wrap_secret
 from client_sim.identity import KeyBundle
 from tests.identities import bundle
 from tests.support.groups import GROUP_ID, Made, make_epoch
@@ -108,7 +109,7 @@ def test_removed_member_cannot_read_content_sealed_after_removal(history) -> Non
     with pytest.raises(sealed.SealedError):
         _open(carol, _seal(ALICE, _follow(ALICE, history), b"after carol left"))
     # Even a server that hands her the new wraps object gives her nothing to open.
-    with pytest.raises(WrapError):
+    with pytest.raises(DecryptionFailed):
         open_wrap(
             _wrap_of(history[1].wraps, BOB),
             CAROL,
@@ -250,13 +251,13 @@ def test_a_wrap_is_bound_to_group_epoch_card_and_kind(where: str) -> None:
         body = body[:-1] + bytes([body[-1] ^ 1])
     else:
         body = body[:-1]
-    with pytest.raises(WrapError):
+    with pytest.raises(DecryptionFailed):
         open_wrap(body, opener, group_id=group, number=number, epoch_kind=KIND_X25519)
 
 
 def test_low_order_x25519_wrap_is_refused() -> None:
     body = bytes([KIND_X25519]) + bytes(32) + bytes(48)
-    with pytest.raises(WrapError):
+    with pytest.raises(DecryptionFailed):
         open_wrap(body, BOB, group_id=GROUP_ID, number=0, epoch_kind=KIND_X25519)
 
 

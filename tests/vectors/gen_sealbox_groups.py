@@ -9,7 +9,7 @@ stored when they still open to the expected secret, and makes fresh ones
 only for new or broken vectors.
 
 Most vectors are failures, each with the stable ``code`` (epochs, wraps
-objects) or the error (``WrapError``) a conforming reader raises.
+objects) or the error (``DecryptionFailed``) a conforming reader raises.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from chalicelib.wire.groups import (
     roster_hash,
     sign_epoch,
 )
-from client_sim.group_keys import EpochSecret, WrapError, open_wrap, wrap_secret
+from client_sim.errors import DecryptionFailed
+from client_sim.group_keys import EpochSecret, open_wrap, wrap_secret
 from client_sim.identity import KeyBundle
 from tests.vectors.gen_sealbox import (
     ALICE,
@@ -194,7 +195,7 @@ def _wrap_vectors() -> list[Vector]:
         def check(body: bytes) -> bool:
             try:
                 got = open_wrap(body, who, group_id=GROUP_ID, number=5, epoch_kind=secret.kind)
-            except WrapError:
+            except DecryptionFailed:
                 return False
             return got.to_bytes() == secret.to_bytes()
 
@@ -209,7 +210,7 @@ def _wrap_vectors() -> list[Vector]:
                 "epoch": number,
                 "body": body.hex(),
                 "result": "valid" if ok else "invalid",
-                **({"secret": secret.to_bytes().hex()} if ok else {"error": "WrapError"}),
+                **({"secret": secret.to_bytes().hex()} if ok else {"error": "DecryptionFailed"}),
             }
         )
 

@@ -21,7 +21,8 @@ from chalicelib.wire.groups import (
     decode_roster,
     verify_epoch_signature,
 )
-from client_sim.group_keys import WrapError, open_wrap
+from client_sim.errors import DecryptionFailed
+from client_sim.group_keys import open_wrap
 from tests.vectors.gen_sealbox import OUT, make_bundle
 
 DOC: dict[str, Any] = json.loads((OUT / "groups.json").read_text(encoding="utf-8"))
@@ -66,7 +67,7 @@ def test_wrap_vectors(vector: dict[str, Any]) -> None:
         secret = open_wrap(body, opener, epoch_kind=1, **args)
         assert secret.to_bytes().hex() == vector["secret"]
         return
-    with pytest.raises(WrapError):
+    with pytest.raises(DecryptionFailed):
         open_wrap(body, opener, epoch_kind=1, **args)
 
 
