@@ -90,9 +90,10 @@ class GroupChain:
         """The chain from the first epoch this device sees: the creation, or the
         epoch that added it, with the full roster the server sent.
 
-        The roster must be the one the epoch signs; the signer must be an
-        admin in it (the roster before is not shown to a newcomer: its first
-        epoch is trusted on its signer's card, like a first contact card).
+        The roster must be the one the epoch signs; the signer card's
+        identity must be an admin in it (the roster before is not shown to a
+        newcomer: its first epoch is trusted on its signer's card, like a
+        first contact card).
 
         Raises:
             EpochChainError: ``roster_mismatch``, ``bad_signature``,
@@ -106,7 +107,10 @@ class GroupChain:
         if epoch.number == 0:
             check_successor(None, (), epoch)
         _check_signer(epoch, signer)
-        entry = _by_card(members, epoch.signer_card_id)
+        # The signer's identity (from its self-signed card) must be an admin
+        # here; its card may be the one this epoch replaced (an admin that
+        # rotated signs with the card the previous roster named).
+        entry = next((m for m in members if m.identity == signer.identity), None)
         if entry is None or not entry.admin:
             raise EpochChainError("not_an_admin", "the signer is not an admin of the group")
         chain = cls(head=epoch, roster=members)

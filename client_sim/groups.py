@@ -303,13 +303,18 @@ class Groups:
         bodies = {card_id_from_str(c.card_id): wrap_secret(secret, c) for c in member_cards}
         wraps = build_wraps(group_id, number, bodies)
         before: tuple[Member, ...] = () if chain is None else chain.roster
+        # The signer is this identity's card the previous roster names: after
+        # a rotation that is the previous card (still in the keystore), and
+        # this very epoch moves the identity to its new card.
+        named = {m.card_id for m in before if m.identity == current.identity}
+        signer = next((b for b in state.bundles if card_id_from_str(b.card_id) in named), current)
         epoch = sign_epoch(
             Epoch(
                 group_id=group_id,
                 number=number,
                 previous_hash=b"" if chain is None else chain.head.hash,
                 created_at_ms=int(self._clock() * 1000),
-                signer_card_id=card_id_from_str(current.card_id),
+                signer_card_id=card_id_from_str(signer.card_id),
                 wraps_digest=_hazmat.sha256(wraps),
                 kind=secret.kind,
                 key_id=secret.key_id(),
@@ -317,7 +322,7 @@ class Groups:
                 member_count=len(roster),
                 changes=changes_between(before, roster),
             ),
-            current.sign,
+            signer.sign,
         )
 
         def send(token: str) -> None:
@@ -336,11 +341,11 @@ class Groups:
             if exc.status == 404:
                 raise NotAMember("this identity is not a member of the group") from exc
             raise
-        mine = bodies.get(card_id_from_str(current.card_id))
+        mine = next((bodies[m.card_id] for m in roster if m.identity == current.identity), None)
         if chain is None:
-            chain = GroupChain.start(epoch, roster, current.card, state.bundles, mine)
+            chain = GroupChain.start(epoch, roster, signer.card, state.bundles, mine)
         else:
-            chain.advance(epoch, current.card, state.bundles, mine)
+            chain.advance(epoch, signer.card, state.bundles, mine)
         chains = self._state.load()
         chains[gid] = chain
         self._state.save(chains)

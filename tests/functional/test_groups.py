@@ -275,6 +275,24 @@ def test_a_rotated_member_is_rewrapped(people: People) -> None:
     assert bob.group(group.group_id).decrypt(old).plaintext == b"before rotation"
 
 
+def test_an_admin_who_rotated_can_still_change_the_group(people: People) -> None:
+    # Found by the state machine: the sole admin rotates its card; the roster
+    # still names the old one, so it signs with that (its device keeps it)
+    # and the same epoch moves it to the new card.
+    alice, bob = people["alice"], people["bob"]
+    group = alice.create_group(["bob", "carol"])
+    alice.rotate_private_key()
+    assert group.remove_members(["carol"]).epoch == 1
+    _, alice_keys = alice._keys()
+    chain = bob._groups.sync(bob._keys()[0], group.group_id)
+    member = chain.member("alice")
+    assert member is not None
+    assert member.card_id == card_id_from_str(alice_keys.card_id)
+    assert group.add_members(["carol"]).epoch == 2  # now signed with the new card
+    assert bob.group(group.group_id).decrypt(alice.group(group.group_id).encrypt(b"x")).sender \
+        .identity == "alice"  # fmt: skip
+
+
 def test_leaving(people: People) -> None:
     alice, bob = people["alice"], people["bob"]
     group = alice.create_group(["bob", "carol"])
