@@ -109,9 +109,13 @@ class GroupMachine(RuleBasedStateMachine):
             entry = next((m for m in head.roster if m.card_id in mine), None)
             if entry is None:
                 return None
-            wrap = split_wraps(head.wraps)[1][entry.card_id]
+            first = split_wraps(head.wraps)[1][entry.card_id]
             chain = GroupChain.start(
-                head.epoch, head.roster, self.cards_by_raw(head.epoch), self.key_history(name), wrap
+                head.epoch,
+                head.roster,
+                self.cards_by_raw(head.epoch),
+                self.key_history(name),
+                first,
             )
         for made in self.accepted[chain.head.number + 1 :]:
             entry = next((m for m in made.roster if m.card_id in mine), None)
