@@ -374,3 +374,74 @@ def test_group_verbs_of_the_device_cli(
     )  # fmt: skip
     assert result.exit_code == 1
     assert "not a member" in result.output
+
+
+def test_two_admins_racing_on_the_same_head_one_wins_nothing_forks(people: People) -> None:
+    # Both proposals pass every check against epoch 0; they meet at the
+    # conditional write, where exactly one commits.
+    import threading
+
+    from chalicelib import wiring
+    from chalicelib.wire.groups import decode_epoch, decode_roster
+    from tests.support.groups import Made, make_epoch
+
+    alice, bob = people["alice"], people["bob"]
+    group = alice.create_group(["bob", "carol"], admins=["bob"])
+    service = wiring.container().groups
+    head, stored = service.head("alice", group.group_id)
+    base = Made(decode_epoch(stored.epoch), decode_roster(head.roster), None, b"")  # type: ignore[arg-type]
+    _, alice_keys = alice._keys()
+    _, bob_keys = bob._keys()
+    _, carol_keys = people["carol"]._keys()
+    proposals = {
+        "alice": make_epoch(alice_keys, [alice_keys, bob_keys], admins=["alice", "bob"],
+                            previous=base, group_id=base.epoch.group_id),
+        "bob": make_epoch(bob_keys, [alice_keys, bob_keys, carol_keys], admins=["bob"],
+                          previous=base, group_id=base.epoch.group_id),
+    }  # fmt: skip
+    s3 = aws_client("s3")
+    bucket = STAGE_ENV["SEALBOX_BLOBS_BUCKET"]
+    wraps_ids = {}
+    for name, made in proposals.items():
+        wraps_id, _, _, _ = service.reserve_wraps(name, group.group_id, 1, len(made.wraps))
+        s3.put_object(Bucket=bucket, Key=f"groups/{group.group_id}/1/{wraps_id}", Body=made.wraps)
+        wraps_ids[name] = wraps_id
+    store = service._store
+    real_append = store.append
+    barrier = threading.Barrier(2, timeout=30)
+
+    def append_together(*args: Any, **kwargs: Any) -> bool:
+        barrier.wait()  # both proposals were checked against epoch 0
+        return real_append(*args, **kwargs)
+
+    store.append = append_together  # type: ignore[method-assign]
+    outcomes: dict[str, str] = {}
+
+    def propose(name: str) -> None:
+        try:
+            service.append(
+                name, group.group_id, b64url_encode(proposals[name].epoch.encoded), wraps_ids[name]
+            )
+            outcomes[name] = "won"
+        except Exception as exc:  # the loser's error is the point
+            outcomes[name] = getattr(exc, "code", repr(exc))
+
+    threads = [threading.Thread(target=propose, args=(name,)) for name in proposals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    store.append = real_append  # type: ignore[method-assign]
+    assert sorted(outcomes.values()) == ["stale_epoch", "won"]
+    winner = next(name for name, outcome in outcomes.items() if outcome == "won")
+    loser = next(name for name in proposals if name != winner)
+    head, stored = service.head("alice" if winner == "alice" else "bob", group.group_id)
+    assert head.number == 1
+    assert stored.epoch == proposals[winner].epoch.encoded
+    # The loser's wraps object is gone; its epoch was never stored.
+    keys = [v["Key"] for v in s3.list_object_versions(Bucket=bucket).get("Versions", [])]
+    markers = [m["Key"] for m in s3.list_object_versions(Bucket=bucket).get("DeleteMarkers", [])]
+    assert f"groups/{group.group_id}/1/{wraps_ids[loser]}" in markers
+    assert f"groups/{group.group_id}/1/{wraps_ids[winner]}" in keys
+    # Every device follows the one chain.
+    assert bob.group(group.group_id).info().epoch == 1
