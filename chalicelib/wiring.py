@@ -192,6 +192,7 @@ class Container:
             S3ObjectStore(self.s3, settings.bucket),
             settings,
             clock=self._clock,
+            group_member=lambda group, identity: self.groups.is_member(group, identity),
         )
 
     @cached_property

@@ -83,6 +83,7 @@ class BlobInfo:
     armored: bool = False
     rejected_reason: str | None = None
     download: Download | None = None
+    group: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
@@ -116,6 +117,7 @@ class BlobInfo:
                 if isinstance(download, dict)
                 else None
             ),
+            group=None if obj.get("group") is None else _checked(obj["group"], _is_group, "group"),
         )
 
 
@@ -198,6 +200,10 @@ _WORD_RE = re.compile(r"[a-z_]{1,40}")
 
 def _is_identity(value: object) -> bool:
     return isinstance(value, str) and is_identity(value)
+
+
+def _is_group(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{21}[AQgw]", value) is not None
 
 
 def _is_word(value: object) -> bool:
@@ -455,11 +461,15 @@ class ApiClient:
         recipients: Sequence[str],
         *,
         idempotency_key: str | None = None,
+        group: str | None = None,
     ) -> Reservation:
-        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``."""
+        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``
+        (or, with ``group``, by the group's current members)."""
         payload: dict[str, Any] = {"size": size, "recipients": list(recipients)}
         if idempotency_key is not None:
             payload["idempotency_key"] = idempotency_key
+        if group is not None:
+            payload["group"] = group
         out = self._call("POST", "/v1/blobs", payload=payload, bearer=access_token, expect=201)
         return _parsed(Reservation.from_json, out, "reservation")
 

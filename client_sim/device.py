@@ -39,8 +39,9 @@ from client_sim.blobs import BlobTransfer
 from client_sim.directory import CARD_CACHE_FILE, MAX_CARD_CACHE_TTL, CardDirectory
 from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
+from client_sim.group import Group
 from client_sim.group_state import GroupState
-from client_sim.groups import Group, GroupInfo, Groups
+from client_sim.groups import GroupInfo, Groups
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import Decrypted, Messages, Sender, canonical_identity
@@ -124,6 +125,7 @@ class Device:
             self._cards,
             self._messages,
             GroupState(self._store.keystore),
+            transfer=transfer,
             objects=objects,
             origins=origins,
             clock=clock,

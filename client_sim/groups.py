@@ -22,12 +22,14 @@ default, and the only choice this release offers).
 from __future__ import annotations
 
 import io
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.wire.b64 import b64url_decode
+from chalicelib.wire.blobids import derive_blob_id
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
 from chalicelib.wire.group_wraps import build_wraps, parse_group_context
 from chalicelib.wire.groups import (
@@ -45,7 +47,8 @@ from chalicelib.wire.groups import (
     sign_epoch,
 )
 from client_sim import _hazmat, sealed
-from client_sim.api import ApiClient
+from client_sim.api import ApiClient, BlobInfo
+from client_sim.blobs import BlobTransfer
 from client_sim.directory import CardDirectory
 from client_sim.errors import (
     ContextMismatch,
@@ -59,7 +62,6 @@ from client_sim.errors import (
     StaleEpoch,
     StorageTransferFailed,
     UsersNotFound,
-    reported,
 )
 from client_sim.group_chain import GroupChain, seal_for_epoch
 from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
@@ -109,8 +111,9 @@ class Groups:
         directory: verified cards (members' current cards, signers' cards).
         messages: sender checks for opened content.
         state: the sealed group state file.
+        transfer: moves group blobs' ciphertext to and from storage.
         objects, origins: how presigned storage URLs are reached, and where
-            they may point.
+            they may point (for wraps objects).
         clock: for epoch timestamps.
     """
 
@@ -122,6 +125,7 @@ class Groups:
         messages: Messages,
         state: GroupState,
         *,
+        transfer: BlobTransfer,
         objects: ObjectTransport | None = None,
         origins: StorageOrigins,
         clock: Callable[[], float] = time.time,
@@ -131,6 +135,7 @@ class Groups:
         self._directory = directory
         self._messages = messages
         self._state = state
+        self._transfer = transfer
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = origins
         self._clock = clock
@@ -446,13 +451,15 @@ class Groups:
 
     def seal(
         self, state: KeystoreState, current: KeyBundle, group_id: str, src: Any, dst: Any,
-        context: str | None,
+        context: str | None, *, suffix: bytes | None = None,
     ) -> None:  # fmt: skip
-        """Sign ``src`` and encrypt it for the group's current epoch (one age recipient)."""
+        """Sign ``src`` and encrypt it for the group's current epoch (one age recipient),
+        with an app's ``context`` (or the SDK's own ``suffix``, for a blob)."""
         chain = self.sync(state, group_id)
         if chain.member(current.identity) is None or chain.current_secret is None:
             raise NotAMember("this identity is not a member of the group")
-        suffix = b"" if context is None else b"/app/" + app_context(context)
+        if suffix is None:
+            suffix = b"" if context is None else b"/app/" + app_context(context)
         seal_for_epoch(src, dst, sender=current, chain=chain, suffix=suffix)
 
     def open(
@@ -469,7 +476,6 @@ class Groups:
             ContextMismatch: sealed with another app context than ``context``.
             NotAMember: the device follows no such group and isn't a member.
         """
-        gid = self._group_id(group_id)
         expected = b"" if context is None else b"/app/" + app_context(context)
 
         def check(header: sealed.SealedHeader) -> None:
@@ -477,6 +483,11 @@ class Groups:
             if context is not None and (parsed is None or parsed[2] != expected):
                 raise sealed.ContextMismatch("context", "the data was sealed for another context")
 
+        return self._open(state, self._group_id(group_id), data, check)
+
+    def _open(
+        self, state: KeystoreState, gid: str, data: bytes, check: sealed.HeaderCheck
+    ) -> Decrypted:
         def attempt(chain: GroupChain) -> Decrypted:
             out = io.BytesIO()
             sender = self._messages.open_group(io.BytesIO(data), out, chain, check=check)
@@ -491,6 +502,60 @@ class Groups:
             except DecryptionFailed:
                 pass  # perhaps sealed for an epoch this device hasn't fetched yet
         return attempt(self.sync(state, gid))
+
+    # --- group blobs -----------------------------------------------------------------------
+
+    def upload(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, data: bytes,
+        idempotency_key: str | None,
+    ) -> BlobInfo:  # fmt: skip
+        """Seal ``data`` for the group's current epoch and store it as a group blob
+        (readable by the group's current members; the server checks membership).
+
+        The blob id is derived from the key before sealing and signed into
+        the content (``/blob/<id>`` after the group context), as for any blob.
+        """
+        gid = self._group_id(group_id)
+        key = idempotency_key or secrets.token_urlsafe(18)
+        blob_id = derive_blob_id(current.identity, key)
+        out = io.BytesIO()
+        self.seal(
+            state, current, gid, io.BytesIO(data), out, None, suffix=b"/blob/" + blob_id.encode()
+        )
+        ciphertext = out.getvalue()
+        return self._session.authed(
+            lambda token: self._transfer.upload(
+                token, io.BytesIO(ciphertext), len(ciphertext), [], key, blob_id=blob_id, group=gid
+            )
+        )
+
+    def download(self, state: KeystoreState, group_id: str, blob_id: str) -> Decrypted:
+        """Fetch a group blob, decrypt it and verify it was sealed for this blob
+        of this group by its owner, a member of the epoch it names.
+
+        Raises:
+            ContextMismatch: the content was sealed for another blob or group,
+                or by someone other than the blob's owner.
+            DecryptionFailed, NotAMember, ServerError (404: not readable).
+        """
+        gid = self._group_id(group_id)
+        info = self._session.authed(lambda token: self._api.get_blob(token, blob_id))
+        if info.group != gid:
+            raise ContextMismatch("group", "the blob is not one of this group's")
+        suffix = b"/blob/" + info.blob_id.encode("ascii")
+
+        def check(header: sealed.SealedHeader) -> None:
+            parsed = parse_group_context(header.context or b"")
+            if parsed is None or parsed[2] != suffix:
+                raise sealed.ContextMismatch("context", "the content was sealed for another blob")
+            if header.sender.identity != info.owner:
+                raise sealed.ContextMismatch("sender", "the content was not sealed by the owner")
+
+        with self._transfer.open(info) as response:
+            data = response.read(info.size + 1)
+        if len(data) != info.size:
+            raise ServerError.malformed("blob content")
+        return self._open(state, gid, data, check)
 
     # --- storage ---------------------------------------------------------------------------
 
@@ -558,116 +623,3 @@ class Groups:
                 )
             cards[member.identity] = card
         return cards
-
-
-class Group:
-    """One group as the app uses it (from :meth:`client_sim.Device.group` or
-    :meth:`~client_sim.Device.create_group`).  Every call verifies what the
-    server serves; membership calls re-base and retry when another admin's
-    change wins (:class:`~client_sim.errors.StaleEpoch` after
-    :data:`MAX_CHANGE_ATTEMPTS`)."""
-
-    def __init__(
-        self,
-        groups: Groups,
-        keys: Callable[[], tuple[KeystoreState, KeyBundle]],
-        group_id: str,
-    ) -> None:
-        self._groups = groups
-        self._keys = keys
-        self.group_id = Groups._group_id(group_id)
-
-    def __repr__(self) -> str:
-        return f"Group({self.group_id!r})"
-
-    @reported
-    def info(self) -> GroupInfo:
-        """The group's current epoch, members and admins (synced and verified).
-
-        Raises:
-            NotAMember, GroupVerificationFailed.
-        """
-        state, _ = self._keys()
-        return GroupInfo.of(self._groups.sync(state, self.group_id))
-
-    @reported
-    def add_members(self, identities: Iterable[str], *, admin: bool = False) -> GroupInfo:
-        """Add members (admins with ``admin``); they read what is sealed from now on.
-
-        Raises:
-            NotAMember, NotAnAdmin, MemberNotFound, StaleEpoch, InvalidInput.
-        """
-        state, current = self._keys()
-        return self._groups.add_members(state, current, self.group_id, identities, admin=admin)
-
-    @reported
-    def remove_members(self, identities: Iterable[str]) -> GroupInfo:
-        """Remove members: nothing sealed from the new epoch on opens for them.
-
-        Raises:
-            NotAMember, NotAnAdmin, MemberNotFound, StaleEpoch, InvalidInput
-            (the last admin can't remove itself).
-        """
-        state, current = self._keys()
-        return self._groups.remove_members(state, current, self.group_id, identities)
-
-    @reported
-    def set_admin(self, identity: str, admin: bool = True) -> GroupInfo:
-        """Make a member an admin (or not).  Raises as :meth:`add_members`."""
-        state, current = self._keys()
-        return self._groups.set_admin(state, current, self.group_id, identity, admin)
-
-    @reported
-    def rekey(self) -> GroupInfo:
-        """A fresh epoch with the same members; rotated members are re-wrapped."""
-        state, current = self._keys()
-        return self._groups.rekey(state, current, self.group_id)
-
-    @reported
-    def leave(self) -> None:
-        """Leave the group (this device forgets it).  Raises NotAMember, StaleEpoch."""
-        state, current = self._keys()
-        self._groups.leave(state, current, self.group_id)
-
-    @reported
-    def encrypt(self, data: bytes, *, context: str | None = None) -> bytes:
-        """Sign ``data`` and encrypt it for the group's current epoch.
-
-        The result is an ordinary age file with one recipient, the epoch's
-        key; its cost does not depend on the group's size.
-
-        Raises:
-            NotAMember, InvalidInput (a bad context), GroupVerificationFailed.
-        """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError("data must be bytes")
-        state, current = self._keys()
-        out = io.BytesIO()
-        self._groups.seal(state, current, self.group_id, io.BytesIO(bytes(data)), out, context)
-        return out.getvalue()
-
-    @reported
-    def decrypt(self, data: bytes, *, context: str | None = None) -> Decrypted:
-        """Decrypt group content and verify its sender was a member of its epoch.
-
-        Raises:
-            DecryptionFailed, ContextMismatch, NotAMember.
-        """
-        state, _ = self._keys()
-        return self._groups.open(state, self.group_id, bytes(data), context)
-
-    @reported
-    def export_epoch_identity(self, epoch: int | None = None) -> str:
-        """The age identity of an epoch this device holds (default: the current one):
-        ``age -d -i`` with it decrypts the epoch's content.  It *is* the key:
-        for interop tests and audits only.
-
-        Raises:
-            NotAMember: this device holds no secret of that epoch.
-        """
-        state, _ = self._keys()
-        chain = self._groups.sync(state, self.group_id)
-        secret = chain.secrets.get(chain.head.number if epoch is None else epoch)
-        if secret is None:
-            raise NotAMember("this device holds no secret of that epoch")
-        return secret.export_identity()

@@ -445,3 +445,40 @@ def test_two_admins_racing_on_the_same_head_one_wins_nothing_forks(people: Peopl
     assert f"groups/{group.group_id}/1/{wraps_ids[winner]}" in keys
     # Every device follows the one chain.
     assert bob.group(group.group_id).info().epoch == 1
+
+
+def test_group_blobs_are_readable_by_current_members_only(
+    people: People, transport: ChaliceTransport
+) -> None:
+    from client_sim.api import ApiClient
+
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    group = alice.create_group(["bob", "carol"])
+    stored = bob.group(group.group_id).upload(b"the shared minutes")
+    assert stored.group == group.group_id
+    assert stored.recipients == ()
+    opened = carol.group(group.group_id).download(stored.blob_id)
+    assert opened.plaintext == b"the shared minutes"
+    assert opened.sender.identity == "bob"
+    group.remove_members(["carol"])
+    # Carol is no longer a member: the blob is a 404 to her, like any blob she can't read.
+    with pytest.raises(ServerError) as caught:
+        carol.group(group.group_id).download(stored.blob_id)
+    assert caught.value.status == 404
+    api = ApiClient(transport)
+    outsider = people["dave"]._session.access_token()
+    with pytest.raises(ServerError) as caught:
+        api.get_blob(outsider, stored.blob_id)
+    assert caught.value.status == 404
+    # Nobody reserves a blob for a group they are not in, nor mixes in recipients.
+    with pytest.raises(ServerError) as caught:
+        api.reserve_blob(outsider, 100, [], group=group.group_id)
+    assert caught.value.status == 404
+    token = alice._session.access_token()
+    with pytest.raises(ServerError) as caught:
+        api.reserve_blob(token, 100, ["bob"], group=group.group_id)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+    # A group blob read as another group's is refused before decryption.
+    other = alice.create_group(["bob"])
+    with pytest.raises(DecryptionFailed):
+        bob.group(other.group_id).download(stored.blob_id)

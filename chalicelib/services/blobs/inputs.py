@@ -8,8 +8,14 @@ the edge maps to a 400 (or 413) with a stable code.
 from __future__ import annotations
 
 import math
+import re
 
-from chalicelib.errors import InvalidBlobHeader, InvalidRecipient, TooManyRecipients
+from chalicelib.errors import (
+    InvalidBlobHeader,
+    InvalidRecipient,
+    InvalidRequest,
+    TooManyRecipients,
+)
 from chalicelib.wire import agefile
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
@@ -69,3 +75,25 @@ def valid_header(value: object) -> bytes:
     except ValueError as exc:  # NotAgeFile is a ValueError
         raise InvalidBlobHeader() from exc
     return header
+
+
+# A canonical group id: 16 bytes in unpadded base64url (chalicelib.wire.groups).
+_GROUP_ID_RE = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+
+
+def valid_group(group: object, recipients: tuple[str, ...], *, enabled: bool) -> str | None:
+    """A group blob's group id from untrusted input (None: not a group blob).
+
+    Raises:
+        InvalidRequest: not a group id, recipients given as well (a group
+            blob's readers are the group's members), or groups not available.
+    """
+    if group is None:
+        return None
+    if not isinstance(group, str) or not _GROUP_ID_RE.fullmatch(group):
+        raise InvalidRequest("group must be a group id.")
+    if recipients:
+        raise InvalidRequest("A group blob has no recipients: the group's members read it.")
+    if not enabled:
+        raise InvalidRequest("Groups are not available.")
+    return group
