@@ -81,19 +81,16 @@ def valid_header(value: object) -> bytes:
 _GROUP_ID_RE = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
 
-def valid_group(group: object, recipients: tuple[str, ...], *, enabled: bool) -> str | None:
+def valid_group(group: object, *, enabled: bool) -> str | None:
     """A group blob's group id from untrusted input (None: not a group blob).
 
     Raises:
-        InvalidRequest: not a group id, recipients given as well (a group
-            blob's readers are the group's members), or groups not available.
+        InvalidRequest: not a group id, or groups not available.
     """
     if group is None:
         return None
     if not isinstance(group, str) or not _GROUP_ID_RE.fullmatch(group):
         raise InvalidRequest("group must be a group id.")
-    if recipients:
-        raise InvalidRequest("A group blob has no recipients: the group's members read it.")
     if not enabled:
         raise InvalidRequest("Groups are not available.")
     return group

@@ -674,12 +674,16 @@ class BlobService:
 
     def _valid_group(self, owner: str, group: object, members: tuple[str, ...]) -> str | None:
         """The group of a group blob (None for a shared one); the owner must be
-        a current member (``NotFound`` otherwise, as for no such group)."""
-        group_id = valid_group(group, members, enabled=self._group_member is not None)
-        if group_id is not None and not (
-            self._group_member and self._group_member(group_id, owner)
-        ):
+        a current member (``NotFound`` otherwise, as for no such group), and
+        a group blob names no recipients (``InvalidRequest``)."""
+        group_id = valid_group(group, enabled=self._group_member is not None)
+        if group_id is None:
+            return None
+        if not (self._group_member and self._group_member(group_id, owner)):
             raise NotFound("No such group.")
+        if members:
+            # Asked after membership: to anyone else the group doesn't exist.
+            raise InvalidRequest("A group blob has no recipients: the group's members read it.")
         return group_id
 
     def _owned(self, owner: str, blob_id: str) -> BlobRecord:
