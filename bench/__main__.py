@@ -23,6 +23,7 @@ RUNS = [
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
     ["bench.chunk_randomness", "--chunks", "100000", "--bytes-chunks", "2600"],
+    ["bench.groups", "--members", "1000", "--rounds", "2", "--messages", "100"],
 ]
 
 

@@ -135,6 +135,9 @@ class BlobSettings:
     grants_table: str
     usage_table: str
     events_queue: str
+    #: The groups table (group heads, epochs, member index); group wraps
+    #: objects live in ``bucket`` under ``groups/``.
+    groups_table: str = ""
     #: Largest blob accepted at reservation.
     max_size: int = 5 * _GIB
     #: Multipart part size; blobs up to this size are one presigned PUT.
@@ -164,6 +167,7 @@ class BlobSettings:
             grants_table=need("SEALBOX_BLOB_GRANTS_TABLE"),
             usage_table=need("SEALBOX_BLOB_USAGE_TABLE"),
             events_queue=need("SEALBOX_BLOB_EVENTS_QUEUE"),
+            groups_table=need("SEALBOX_GROUPS_TABLE"),
             max_size=number("SEALBOX_BLOB_MAX_SIZE", 5 * _GIB, 1024, 50 * _GIB),
             part_size=number("SEALBOX_BLOB_PART_SIZE", 16 * _MIB, 5 * _MIB, 512 * _MIB),
             # Presigned URLs are bearer credentials: minutes, not hours.

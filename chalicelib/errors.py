@@ -430,3 +430,32 @@ class BlobReservationExpired(SealboxError):
     status = 410
     code = "reservation_expired"
     default_message = "The reservation expired before an upload arrived. Reserve again."
+
+
+# --- groups -----------------------------------------------------------------------
+
+
+class InvalidEpoch(InvalidRequest):
+    code = "invalid_epoch"
+    default_message = "The epoch is malformed or does not verify."
+
+
+class StaleEpoch(Conflict):
+    code = "stale_epoch"
+    default_message = "The group has moved on: fetch its head, re-base the change and retry."
+
+
+class NotAnAdmin(SealboxError):
+    status = 403
+    code = "not_an_admin"
+    default_message = "Only an admin of the group can make this change."
+
+
+class WrapsMissing(Conflict):
+    code = "wraps_missing"
+    default_message = "No wraps object was uploaded for this epoch and wraps id."
+
+
+class WrapsMismatch(InvalidRequest):
+    code = "wraps_mismatch"
+    default_message = "The wraps object is not the one the epoch signs for its members."

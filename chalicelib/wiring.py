@@ -21,12 +21,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import ARGON2_PROFILES, BlobSettings, Settings
-from chalicelib.errors import OprfUnavailable
+from chalicelib.errors import NotFound, OprfUnavailable
 from chalicelib.http import Auth, Authenticator, Principal
 from chalicelib.services.accounts import AccountService, LoginKeyHasher
 from chalicelib.services.backups import BackupService
 from chalicelib.services.blobs import BlobService
 from chalicelib.services.cards import CardService
+from chalicelib.services.groups import GroupService
 from chalicelib.services.oprf import OprfService
 from chalicelib.services.tokens import DEFAULT_LEEWAY, TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
@@ -40,12 +41,15 @@ from chalicelib.storage.dynamo import (
     DynamoStepUpStore,
     DynamoUserStore,
 )
+from chalicelib.storage.groups import DynamoGroupStore, S3WrapsStore
 from chalicelib.storage.oprfkeys import SecretsManagerOprfKeyRing
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from chalicelib.wire.cards import Card
 
 
 class Container:
@@ -211,6 +215,26 @@ class Container:
             S3ObjectStore(self.s3, settings.bucket),
             settings,
             clock=self._clock,
+            group_member=lambda group, identity: self.groups.is_member(group, identity),
+        )
+
+    @cached_property
+    def groups(self) -> GroupService:
+        settings = self.blob_settings
+        cards = self.cards
+
+        def card(card_id: str) -> Card | None:
+            try:
+                return cards.get(card_id).card
+            except NotFound:
+                return None
+
+        return GroupService(
+            DynamoGroupStore(self.dynamodb, settings.groups_table),
+            S3WrapsStore(self.s3, settings.bucket),
+            card,
+            clock=self._clock,
+            url_ttl=settings.download_url_ttl,
         )
 
     # --- authentication -----------------------------------------------------------

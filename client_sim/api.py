@@ -83,6 +83,7 @@ class BlobInfo:
     armored: bool = False
     rejected_reason: str | None = None
     download: Download | None = None
+    group: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
@@ -116,6 +117,7 @@ class BlobInfo:
                 if isinstance(download, dict)
                 else None
             ),
+            group=None if obj.get("group") is None else _checked(obj["group"], _is_group, "group"),
         )
 
 
@@ -198,6 +200,10 @@ _WORD_RE = re.compile(r"[a-z_]{1,40}")
 
 def _is_identity(value: object) -> bool:
     return isinstance(value, str) and is_identity(value)
+
+
+def _is_group(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{21}[AQgw]", value) is not None
 
 
 def _is_word(value: object) -> bool:
@@ -484,11 +490,15 @@ class ApiClient:
         recipients: Sequence[str],
         *,
         idempotency_key: str | None = None,
+        group: str | None = None,
     ) -> Reservation:
-        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``."""
+        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``
+        (or, with ``group``, by the group's current members)."""
         payload: dict[str, Any] = {"size": size, "recipients": list(recipients)}
         if idempotency_key is not None:
             payload["idempotency_key"] = idempotency_key
+        if group is not None:
+            payload["group"] = group
         out = self._call("POST", "/v1/blobs", payload=payload, bearer=access_token, expect=201)
         return _parsed(Reservation.from_json, out, "reservation")
 
@@ -547,6 +557,46 @@ class ApiClient:
         """``DELETE /v1/blobs/{id}``: content (every version) and metadata."""
         self._call("DELETE", _blob_path(blob_id), bearer=access_token, expect=204)
 
+    # groups -------------------------------------------------------------------
+
+    def list_groups(self, access_token: str) -> list[dict[str, Any]]:
+        """``GET /v1/groups``: the groups this identity is a current member of."""
+        out = self._call("GET", "/v1/groups", bearer=access_token)
+        return _parsed(lambda o: [dict(item) for item in o["items"]], out, "group listing")
+
+    def get_group(self, access_token: str, group_id: str) -> dict[str, Any]:
+        """``GET /v1/groups/{id}``: ``group_id``, ``epoch``, ``head`` and ``roster``."""
+        return dict(self._call("GET", _group_path(group_id), bearer=access_token))
+
+    def get_group_epoch(
+        self, access_token: str, group_id: str, number: int, card_id: str | None
+    ) -> dict[str, Any]:
+        """``GET /v1/groups/{id}/epochs/{n}``: the epoch and the ranged GET of our wrap."""
+        path = _group_path(group_id, "epochs", str(number))
+        if card_id is not None:
+            path += "?" + urlencode({"card_id": card_id})
+        return dict(self._call("GET", path, bearer=access_token))
+
+    def reserve_group_wraps(
+        self, access_token: str, group_id: str, number: int, size: int
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/epochs/{n}/wraps``: where to upload the wraps object."""
+        path = _group_path(group_id, "epochs", str(number), "wraps")
+        return dict(
+            self._call("POST", path, payload={"size": size}, bearer=access_token, expect=201)
+        )
+
+    def append_group_epoch(
+        self, access_token: str, group_id: str, epoch: bytes, wraps_id: str
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/epochs``: append a signed epoch."""
+        payload = {"epoch": b64url_encode(epoch), "wraps_id": wraps_id}
+        out = self._call(
+            "POST", _group_path(group_id, "epochs"), payload=payload, bearer=access_token,
+            expect=201,
+        )  # fmt: skip
+        return dict(out)
+
 
 def server_error(reply: HttpReply) -> ServerError:
     """The :class:`ServerError` for a reply that isn't the expected success."""
@@ -575,3 +625,7 @@ def _parsed(parse: Callable[[Any], _R], out: Any, what: str) -> _R:
 def _blob_path(blob_id: str, *rest: str) -> str:
     # Quoted, so an id can never add path segments (the server checks ids too).
     return "/".join(["/v1/blobs", quote(blob_id, safe=""), *rest])
+
+
+def _group_path(group_id: str, *rest: str) -> str:
+    return "/".join(["/v1/groups", quote(group_id, safe=""), *rest])

@@ -55,6 +55,7 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_BLOB_GRANTS_TABLE"] == props["BlobGrantsTable"]["TableName"]
     assert env["SEALBOX_BLOB_USAGE_TABLE"] == props["BlobUsageTable"]["TableName"]
     assert env["SEALBOX_BLOB_EVENTS_QUEUE"] == props["BlobEventsQueue"]["QueueName"]
+    assert env["SEALBOX_GROUPS_TABLE"] == props["GroupsTable"]["TableName"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -113,6 +114,7 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
             "BlobsTable",
             "BlobGrantsTable",
             "BlobUsageTable",
+            "GroupsTable",
         )
     }
     granted_tables = {table_of(r) for r in resources if ":dynamodb:" in r}
@@ -178,7 +180,7 @@ def test_blob_object_grants_cover_only_the_server_chosen_prefixes() -> None:
             found = statement["Resource"]
             for arn in found if isinstance(found, list) else [found]:
                 if arn.startswith("arn:aws:s3:::") and "/" in arn:
-                    assert arn.split("/", 1)[1] in ("blobs/*", "quarantine/*"), arn
+                    assert arn.split("/", 1)[1] in ("blobs/*", "quarantine/*", "groups/*"), arn
 
 
 def test_blob_bucket_is_private_versioned_encrypted_and_tls_only() -> None:

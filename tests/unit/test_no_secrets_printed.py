@@ -204,3 +204,16 @@ def test_password_hardening_objects(tmp_path: Path) -> None:
         ),
         key_secrets,
     )
+
+
+def test_group_secrets_never_print() -> None:
+    from client_sim.group_chain import GroupChain
+    from tests.support.groups import make_epoch
+
+    made = make_epoch(ALICE, [ALICE], admins=["alice"])
+    raw = made.secret.to_bytes()
+    seed_of_identity = made.secret.age_identity()  # cached inside the secret now
+    chain = GroupChain(head=made.epoch, roster=made.roster, secrets={0: made.secret})
+    for obj in (made.secret, chain, seed_of_identity):
+        assert_hides(obj, [*SECRETS, raw])
+        assert "AGE-SECRET-KEY" not in printed(obj)
