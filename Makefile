@@ -71,8 +71,4 @@ policies: venv
 # package` + `deploy`, see docs/deploying.md).
 STAGE ?= dev
 package: venv
-	rm -rf out/$(STAGE)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package \
-	  --pkg-format cloudformation --stage $(STAGE) --merge-template infra/resources.json out/$(STAGE)
-	$(PY) -c "from pathlib import Path; from sealbox_tools.local_stack import pin_stage_parameter; \
-	  pin_stage_parameter(Path('out/$(STAGE)/sam.json'), '$(STAGE)')"
+	$(PY) -m sealbox_tools.deploy_template $(STAGE) out/$(STAGE)

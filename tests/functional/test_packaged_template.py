@@ -1,0 +1,188 @@
+"""The template `make package` writes is the one a fresh account can deploy.
+
+Built once per module with ``chalice package`` + :func:`finalize` for prod,
+then linted (cfn-lint with the SAM translator: 0 errors, 0 warnings) and
+held to the deploy rules, so functions, tables and named resources other
+changes add are checked too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealbox_tools.deploy_rules import STATEFUL_TYPES, naming_problems, retention_problems
+from sealbox_tools.deploy_template import FUNCTIONS, name_expressions, package
+
+pytestmark = pytest.mark.functional
+
+STAGE = "prod"
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package(STAGE, tmp_path_factory.mktemp("package") / STAGE)
+
+
+@pytest.fixture(scope="module")
+def template(packaged: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(packaged.read_text())
+    return loaded
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: r for k, r in template["Resources"].items() if r.get("Type") == kind}
+
+
+def test_cfn_lint_with_the_sam_translator_finds_nothing(packaged: Path) -> None:
+    import samtranslator  # the transform cfn-lint needs for AWS::Serverless::*
+    from cfnlint.api import lint_all
+
+    assert samtranslator
+    matches = lint_all(packaged.read_text())
+    # Errors (E) and warnings (W); informational rules (I) are advice.
+    found = [f"{m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.id[0] in "EW"]
+    assert found == []
+
+
+def test_the_packaged_template_follows_the_deploy_rules(template: dict[str, Any]) -> None:
+    assert naming_problems(template) == []
+    assert retention_problems(template) == []
+    assert {k for k, r in template["Resources"].items() if r.get("Type") in STATEFUL_TYPES}
+
+
+def test_every_function_gets_every_resource_name_from_the_stack(template: dict[str, Any]) -> None:
+    names = name_expressions(template)
+    assert len(names) >= 11
+    functions = of_type(template, "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for function_id, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        for variable, expression in names.items():
+            assert variables[variable] == expression, (function_id, variable)
+            assert not isinstance(expression, str), variable
+        assert variables["SEALBOX_STAGE"] == STAGE
+        # The deployed name is known before the function exists, so its log
+        # group (with retention) is created first and the logs grant names it.
+        assert function["Properties"]["FunctionName"] == {
+            "Fn::Sub": "${AWS::StackName}-" + FUNCTIONS[function_id]
+        }
+        assert f"{function_id}LogGroup" in function["DependsOn"]
+        assert function["Properties"]["Tracing"] == "Active"
+
+
+def policy_of(template: dict[str, Any], function_id: str) -> dict[str, Any]:
+    function = template["Resources"][function_id]
+    role = template["Resources"][function["Properties"]["Role"]["Fn::GetAtt"][0]]
+    (policy,) = role["Properties"]["Policies"]
+    document: dict[str, Any] = policy["PolicyDocument"]
+    return document
+
+
+def test_role_policies_are_scoped_with_pseudo_parameters_not_wildcards(
+    template: dict[str, Any],
+) -> None:
+    for function_id in FUNCTIONS:
+        for statement in policy_of(template, function_id)["Statement"]:
+            resources = statement["Resource"]
+            resources = resources if isinstance(resources, list) else [resources]
+            if statement["Sid"] == "Tracing":
+                # X-Ray has no resource-level permissions.
+                assert resources == ["*"]
+                assert sorted(statement["Action"]) == [
+                    "xray:PutTelemetryRecords",
+                    "xray:PutTraceSegments",
+                ]
+                continue
+            for resource in resources:
+                text = resource["Fn::Sub"]
+                assert text.startswith("arn:${AWS::Partition}:"), text
+                if ":s3:::" not in text:  # S3 ARNs carry neither
+                    assert ":${AWS::Region}:${AWS::AccountId}:" in text, text
+                assert "${AWS::StackName}" in text or "${Stage}" in text, text
+
+
+def test_log_permissions_follow_the_function_name_whatever_the_stack_is_called(
+    template: dict[str, Any],
+) -> None:
+    for function_id in FUNCTIONS:
+        (logs,) = [s for s in policy_of(template, function_id)["Statement"] if s["Sid"] == "Logs"]
+        assert sorted(logs["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        group = template["Resources"][f"{function_id}LogGroup"]["Properties"]
+        assert logs["Resource"]["Fn::Sub"].endswith(
+            ":log-group:" + group["LogGroupName"]["Fn::Sub"] + ":*"
+        )
+        assert group["RetentionInDays"] == {
+            "Fn::FindInMap": ["StageSettings", STAGE, "LogRetentionDays"]
+        }
+    assert template["Mappings"]["StageSettings"][STAGE]["LogRetentionDays"] == 90
+
+
+def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in of_type(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def test_alarms_cover_5xx_rate_function_errors_throttles_and_the_dead_letter_queue(
+    template: dict[str, Any],
+) -> None:
+    found = alarms(template)
+    watched = {
+        (a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"])) for a in found.values()
+    }
+    for function_id in FUNCTIONS:
+        dims = json.dumps([{"Name": "FunctionName", "Value": {"Ref": function_id}}])
+        assert ("AWS/Lambda", "Errors", dims) in watched
+        assert ("AWS/Lambda", "Throttles", dims) in watched
+    for table_id in of_type(template, "AWS::DynamoDB::Table"):
+        dims = json.dumps([{"Name": "TableName", "Value": {"Ref": table_id}}])
+        assert ("AWS/DynamoDB", "ThrottledRequests", dims) in watched
+    assert found["Api5xxRateAlarm"]["MetricName"] == "5XXError"
+    assert found["Api5xxRateAlarm"]["Statistic"] == "Average"
+    dlq = found["BlobEventsDeadLetterAlarm"]
+    assert dlq["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["BlobEventsDeadLetterQueue", "QueueName"]
+    }
+    target = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+    for name, alarm in found.items():
+        assert alarm["AlarmActions"] == [target], name
+    # The 5xx alarm's ApiName dimension is the API's name.
+    assert template["Resources"]["RestAPI"]["Properties"]["Name"] == {"Ref": "AWS::StackName"}
+
+
+def test_access_logs_are_structured_and_carry_no_token_path_or_body(
+    template: dict[str, Any],
+) -> None:
+    api = template["Resources"]["RestAPI"]["Properties"]
+    assert api["TracingEnabled"] is True
+    setting = api["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(setting["Format"])
+    assert fields["requestId"] == "$context.requestId"
+    assert fields["route"] == "$context.resourcePath"
+    variables = set(re.findall(r"\$context\.[A-Za-z.]+", setting["Format"]))
+    # No header, authorizer, path (identities), query string or body.
+    for forbidden in (
+        "header",
+        "authorizer",
+        "context.path",
+        "querystring",
+        "input",
+        "identity.user",
+    ):
+        assert not any(forbidden in v.lower() for v in variables), forbidden
+    (method,) = api["MethodSettings"]
+    assert method["DataTraceEnabled"] is False  # would log bodies and Authorization
+    assert method["LoggingLevel"] == "OFF"
+
+
+def test_the_event_source_reads_the_stacks_queue(template: dict[str, Any]) -> None:
+    (event,) = template["Resources"]["BlobEvents"]["Properties"]["Events"].values()
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["BlobEventsQueue", "Arn"]}
+
+
+def test_the_stage_is_pinned(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["Stage"]["AllowedValues"] == [STAGE]
