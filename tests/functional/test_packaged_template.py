@@ -186,3 +186,117 @@ def test_the_event_source_reads_the_stacks_queue(template: dict[str, Any]) -> No
 
 def test_the_stage_is_pinned(template: dict[str, Any]) -> None:
     assert template["Parameters"]["Stage"]["AllowedValues"] == [STAGE]
+
+
+def pyproject_range(name: str) -> str:
+    import tomllib
+
+    from sealbox_tools.local_stack import PROJECT_DIR
+
+    deps = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [d for d in deps if re.split(r"[<>=!~ ]", d, maxsplit=1)[0] == name]
+    return str(spec[len(name) :])
+
+
+@pytest.fixture(scope="module")
+def unzipped(packaged: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import zipfile
+
+    target = tmp_path_factory.mktemp("lambda")
+    with zipfile.ZipFile(packaged.with_name("deployment.zip")) as archive:
+        archive.extractall(target)
+    return target
+
+
+def test_the_package_ships_the_boto3_and_botocore_the_tests_ran_with(unzipped: Path) -> None:
+    """The runtime's botocore may predate S3's conditional writes."""
+    from packaging.specifiers import SpecifierSet
+
+    for name in ("boto3", "botocore"):
+        (info,) = unzipped.glob(f"{name}-*.dist-info")
+        version = info.name[len(name) + 1 : -len(".dist-info")]
+        assert version in SpecifierSet(pyproject_range(name)), (name, version)
+
+
+def test_wheels_in_the_package_match_the_lambda_runtime_and_architecture(
+    template: dict[str, Any], unzipped: Path
+) -> None:
+    from packaging.tags import compatible_tags, cpython_tags, parse_tag
+
+    (runtime,) = {
+        f["Properties"]["Runtime"] for f in of_type(template, "AWS::Serverless::Function").values()
+    }
+    (arch,) = {
+        tuple(f["Properties"]["Architectures"])
+        for f in of_type(template, "AWS::Serverless::Function").values()
+    }
+    assert runtime == "python3.11"
+    assert arch == ("x86_64",)
+    # Lambda's python3.11 runtime: Amazon Linux 2, glibc 2.26, x86_64.
+    platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(26, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    supported = set(cpython_tags((3, 11), platforms=platforms))
+    supported |= set(compatible_tags((3, 11), "cp311", platforms=platforms))
+    wheels = list(unzipped.glob("*.dist-info/WHEEL"))
+    assert len(wheels) >= 5
+    for wheel in wheels:
+        tags = {
+            tag
+            for line in wheel.read_text().splitlines()
+            if line.startswith("Tag:")
+            for tag in parse_tag(line.split(":", 1)[1].strip())
+        }
+        assert tags & supported, (wheel.parent.name, sorted(map(str, tags)))
+    # The native code Sealbox relies on is there for this platform.
+    assert list(unzipped.glob("cryptography/hazmat/bindings/_rust*.so"))
+
+
+PRESIGNED_UPLOAD = """
+import sys, requests, boto3, botocore
+from moto import mock_aws
+root = sys.argv[1]
+assert botocore.__file__.startswith(root), botocore.__file__
+from chalicelib.storage.blob_objects import S3ObjectStore
+assert sys.modules["chalicelib"].__file__.startswith(root)
+with mock_aws():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="sealbox-zip-test")
+    store = S3ObjectStore(s3, "sealbox-zip-test")
+    blob_id = "A" * 22
+    target = store.presign_put(blob_id, 3, 60)
+    assert requests.put(target.url, data=b"abc", headers=target.headers).status_code == 200
+    again = requests.put(target.url, data=b"abc", headers=target.headers)
+    assert again.status_code == 412, again.status_code
+    assert store.put_new("B" * 22, b"xyz") is not None
+    assert store.put_new("B" * 22, b"xyz") is None  # IfNoneMatch: write-once
+print("ok", botocore.__version__)
+"""
+
+
+def test_the_packaged_code_presigns_and_makes_conditional_writes_with_its_own_botocore(
+    unzipped: Path,
+) -> None:
+    """The package's code and botocore, first on the path as on Lambda
+    (/var/task precedes the runtime's packages), run the upload path on moto."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        PYTHONPATH=str(unzipped),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", PRESIGNED_UPLOAD, str(unzipped)],
+        cwd=unzipped,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok 1.44.")
