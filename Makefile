@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ORACLES := tests/oracles
 
-.PHONY: demo test lint typecheck unit functional e2e vectors oracles bench clean venv policies package
+.PHONY: demo test lint typecheck unit functional e2e vectors oracles bench clean venv policies package deploy destroy
 
 venv: $(STAMP)
 
@@ -67,8 +67,19 @@ policies: venv
 	$(PY) -c "from sealbox_tools.local_stack import write_policies; write_policies()"
 
 # CloudFormation/SAM for one stage: Chalice's functions and API merged with
-# infra/resources.json, written to out/$(STAGE)/ (deploy with `aws cloudformation
-# package` + `deploy`, see docs/deploying.md).
+# infra/resources.json and finalized (sealbox_tools/deploy_template.py), written
+# to out/$(STAGE)/.  `make deploy` packages and deploys it with the AWS CLI
+# (docs/deploying.md); `make destroy` deletes the stack and lists what it keeps.
 STAGE ?= dev
+STACK ?= sealbox-$(STAGE)
+ARTIFACT_BUCKET ?=
+ALARM_TOPIC_ARN ?=
 package: venv
 	$(PY) -m sealbox_tools.deploy_template $(STAGE) out/$(STAGE)
+
+deploy: venv
+	$(PY) -m sealbox_tools.deploy deploy --stage $(STAGE) --stack $(STACK) \
+	  --artifact-bucket "$(ARTIFACT_BUCKET)" --alarm-topic-arn "$(ALARM_TOPIC_ARN)"
+
+destroy: venv
+	$(PY) -m sealbox_tools.deploy destroy --stage $(STAGE) --stack $(STACK)
