@@ -74,12 +74,14 @@ STAGE ?= dev
 STACK ?= sealbox-$(STAGE)
 ARTIFACT_BUCKET ?=
 ALARM_TOPIC_ARN ?=
+CFN_ROLE_ARN ?=
 package: venv
 	$(PY) -m sealbox_tools.deploy_template $(STAGE) out/$(STAGE)
 
 deploy: venv
 	$(PY) -m sealbox_tools.deploy deploy --stage $(STAGE) --stack $(STACK) \
-	  --artifact-bucket "$(ARTIFACT_BUCKET)" --alarm-topic-arn "$(ALARM_TOPIC_ARN)"
+	  --artifact-bucket "$(ARTIFACT_BUCKET)" --alarm-topic-arn "$(ALARM_TOPIC_ARN)" \
+	  --cfn-role-arn "$(CFN_ROLE_ARN)"
 
 destroy: venv
 	$(PY) -m sealbox_tools.deploy destroy --stage $(STAGE) --stack $(STACK)

@@ -60,6 +60,9 @@ class Target:
     stack: str
     artifact_bucket: str
     alarm_topic_arn: str = ""
+    #: CloudFormation's service role (the bootstrap stack's
+    #: CloudFormationExecutionRoleArn); empty: the caller's own permissions.
+    cfn_role_arn: str = ""
 
     def __post_init__(self) -> None:
         if not self.artifact_bucket:
@@ -113,6 +116,7 @@ def deploy_commands(target: Target, template: Path, *, protection: bool) -> list
             f"DeletionProtection={'true' if protection else 'false'}",
             "--tags",
             f"sealbox:stage={target.stage}",
+            *(["--role-arn", target.cfn_role_arn] if target.cfn_role_arn else []),
         ],
     ]
 
@@ -187,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="")
     parser.add_argument("--artifact-bucket", default="")
     parser.add_argument("--alarm-topic-arn", default="")
+    parser.add_argument("--cfn-role-arn", default="")
     args = parser.parse_args(argv)
     stack = args.stack or f"sealbox-{args.stage}"
     if args.action == "destroy":
@@ -196,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in left:
             print("  " + line)
         return 0
-    target = Target(args.stage, stack, args.artifact_bucket, args.alarm_topic_arn)
+    target = Target(
+        args.stage, stack, args.artifact_bucket, args.alarm_topic_arn, args.cfn_role_arn
+    )
     outputs = deploy(target)
     print(json.dumps(outputs, indent=2))
     return 0

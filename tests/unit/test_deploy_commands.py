@@ -112,3 +112,10 @@ def test_destroy_reports_what_it_keeps() -> None:
 def test_deploy_needs_an_artifact_bucket() -> None:
     with pytest.raises(ValueError, match="artifact bucket"):
         Target("prod", "sealbox-prod", "")
+
+
+def test_the_service_role_is_passed_when_given() -> None:
+    aws = FakeAws(exists=True)
+    deploy(Target("dev", "sealbox-dev", "b", cfn_role_arn="arn:aws:iam::1:role/x"), aws)
+    (only,) = deploys(aws)
+    assert only[only.index("--role-arn") + 1] == "arn:aws:iam::1:role/x"
