@@ -260,11 +260,11 @@ def test_resolve_refuses_what_it_cannot_evaluate() -> None:
 def test_key_directory_tables_grant_only_what_the_adapters_call() -> None:
     policy = json.loads(render_policies("prod")["policy-api-prod.json"])
     (statement,) = [s for s in policy["Statement"] if s["Sid"] == "KeyDirectory"]
-    # TransactWriteItems is authorised per item action; no Scan or Query:
+    # TransactWriteItems is authorised per item action (the adapters send
+    # Put, Update and Delete items, no ConditionCheck); no Scan or Query:
     # the directory is never enumerated.
     assert sorted(statement["Action"]) == [
         "dynamodb:BatchGetItem",
-        "dynamodb:ConditionCheckItem",
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
