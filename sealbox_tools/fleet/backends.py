@@ -306,6 +306,10 @@ class InProcessBackend:
             (``test`` by default: the server-side hash of every login would
             otherwise dominate a simulation's CPU; ``owasp`` is production's).
         capture_logs: capture every log record at DEBUG for the audit.
+        provisioner: creates the stage's resources in the backend's moto,
+            given a client factory (default: :func:`local_stack.provision`
+            from infra/resources.json; the deploy rehearsal passes one that
+            creates the packaged stack with moto's CloudFormation).
     """
 
     mode = "in-process"
@@ -317,8 +321,10 @@ class InProcessBackend:
         server_argon2: str = "test",
         capture_logs: bool = True,
         region: str = "us-east-1",
+        provisioner: Callable[[Callable[[str], Any]], object] | None = None,
     ) -> None:
         self.stage = stage
+        self._provisioner = provisioner
         self.region = region
         self.clock = SimClock()
         self._argon2 = server_argon2
@@ -367,7 +373,10 @@ class InProcessBackend:
             "SEALBOX_ARGON2_PROFILE": self._argon2,
             "AWS_REGION": self.region,
         }
-        provision(self.client, stage=self.stage, region=self.region)
+        if self._provisioner is None:
+            provision(self.client, stage=self.stage, region=self.region)
+        else:
+            self._provisioner(self.client)
         secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, self.clock())
         wiring.install(
