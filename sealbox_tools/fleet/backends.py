@@ -155,7 +155,11 @@ def _stage_audit(
     """The stage's stored haystacks; what can't be read goes to ``notes``."""
     from sealbox_tools.local_stack import stage_environment
 
-    secret_id = stage_environment(stage)["SEALBOX_APP_KEY_SECRET_ID"]
+    # Deployed stages keep no resource names in config.json: their stack
+    # (named sealbox-<stage> by `make deploy`) names the secret.
+    secret_id = stage_environment(stage).get(
+        "SEALBOX_APP_KEY_SECRET_ID", f"sealbox-{stage}-app-signing-key"
+    )
     return lambda: aws_haystacks(
         clients, prefix=f"sealbox-{stage}", skip_secret_ids=[secret_id], notes=notes
     )
