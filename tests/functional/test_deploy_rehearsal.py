@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.functional,
     # moto warns once more, outside stack creation, about the secret it skips
     # (MOTO_SKIPS, asserted below).
-    pytest.mark.filterwarnings("ignore:Tried to parse AWS::SecretsManager::Secret"),
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..SecretsManager..Secret but"),
 ]
 
 STAGE = "test"
