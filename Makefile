@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ORACLES := tests/oracles
 
-.PHONY: demo test lint typecheck unit functional e2e vectors oracles bench clean venv policies package
+.PHONY: checkov demo test lint typecheck unit functional e2e vectors oracles bench clean venv policies package deploy destroy
 
 venv: $(STAMP)
 
@@ -38,7 +38,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv oracles lint typecheck
+test: venv oracles lint typecheck checkov
 	$(PY) -m pytest -q
 
 unit: venv
@@ -60,19 +60,44 @@ bench: venv
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(ORACLES)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(ORACLES)/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 # Regenerate the per-stage IAM policy files Chalice deploys from infra/policies.json.
 policies: venv
 	$(PY) -c "from sealbox_tools.local_stack import write_policies; write_policies()"
 
 # CloudFormation/SAM for one stage: Chalice's functions and API merged with
-# infra/resources.json, written to out/$(STAGE)/ (deploy with `aws cloudformation
-# package` + `deploy`, see docs/deploying.md).
+# infra/resources.json and finalized (sealbox_tools/deploy_template.py), written
+# to out/$(STAGE)/.  `make deploy` packages and deploys it with the AWS CLI
+# (docs/deploying.md); `make destroy` deletes the stack and lists what it keeps.
 STAGE ?= dev
+STACK ?= sealbox-$(STAGE)
+ARTIFACT_BUCKET ?=
+ALARM_TOPIC_ARN ?=
+CFN_ROLE_ARN ?=
 package: venv
-	rm -rf out/$(STAGE)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package \
-	  --pkg-format cloudformation --stage $(STAGE) --merge-template infra/resources.json out/$(STAGE)
-	$(PY) -c "from pathlib import Path; from sealbox_tools.local_stack import pin_stage_parameter; \
-	  pin_stage_parameter(Path('out/$(STAGE)/sam.json'), '$(STAGE)')"
+	$(PY) -m sealbox_tools.deploy_template $(STAGE) out/$(STAGE)
+
+deploy: venv
+	$(PY) -m sealbox_tools.deploy deploy --stage $(STAGE) --stack $(STACK) \
+	  --artifact-bucket "$(ARTIFACT_BUCKET)" --alarm-topic-arn "$(ALARM_TOPIC_ARN)" \
+	  --cfn-role-arn "$(CFN_ROLE_ARN)"
+
+destroy: venv
+	$(PY) -m sealbox_tools.deploy destroy --stage $(STAGE) --stack $(STACK)
+
+# checkov (static security checks) on the packaged prod template and the
+# bootstrap stack, skipping only infra/checkov-skips.json's justified checks.
+# Its own venv: checkov pins a boto3 far older than the one Sealbox needs.
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/.installed: infra/checkov-skips.json
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet \
+	  "checkov$$($(PY) -c "import json; print(json.load(open('infra/checkov-skips.json'))['checkov'])")"
+	touch $@
+
+checkov: venv $(CHECKOV_VENV)/.installed
+	$(PY) -m sealbox_tools.deploy_template prod out/checkov/prod >/dev/null
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  -f out/checkov/prod/sam.json -f infra/bootstrap.json \
+	  --skip-check "$$($(PY) -c "import json; print(','.join(json.load(open('infra/checkov-skips.json'))['skips']))")"

@@ -297,11 +297,34 @@ def scalar_is_canonical(scalar: bytes) -> bool:
     )
 
 
+# 2**248 and 2**496 modulo the group order: the weights of the 31-byte limbs
+# scalar_from_wide splits a 64-byte value into.
+_LIMB_SHIFT = (2**248 % RISTRETTO_ORDER).to_bytes(RISTRETTO_SCALAR_SIZE, "little")
+_LIMB_SHIFT_2 = (2**496 % RISTRETTO_ORDER).to_bytes(RISTRETTO_SCALAR_SIZE, "little")
+
+
 def scalar_from_wide(wide: bytes) -> bytes:
-    """64 little-endian bytes reduced modulo the group order (RFC 9497 HashToScalar's last step)."""
+    """64 little-endian bytes reduced modulo the group order (RFC 9497 HashToScalar's last step).
+
+    Computed as ``c0 + c1 * 2**248 + c2 * 2**496 (mod L)`` over 31-byte limbs
+    (each below ``2**248 < L``, so canonical) with libsodium's scalar
+    arithmetic, rather than with libsodium's 64-byte ``scalar_reduce``:
+    rbcl 1.0 binds that one for 32-byte inputs only, and the 1.1 releases
+    that fixed it bundle a libsodium needing glibc 2.33, which Lambda's
+    python3.11 runtime (glibc 2.26) lacks.  Byte slicing and constant-time
+    libsodium calls only: no Python big-integer arithmetic on secret scalars.
+    """
     if len(wide) != RISTRETTO_UNIFORM_SIZE:
         raise ValueError("wide scalars are 64 bytes")
-    return bytes(_sodium().crypto_core_ristretto255_scalar_reduce(wide))
+    sodium = _sodium()
+    limbs = [wide[i : i + 31].ljust(RISTRETTO_SCALAR_SIZE, b"\0") for i in (0, 31, 62)]
+    high = sodium.crypto_core_ristretto255_scalar_mul(limbs[2], _LIMB_SHIFT_2)
+    middle = sodium.crypto_core_ristretto255_scalar_mul(limbs[1], _LIMB_SHIFT)
+    return bytes(
+        sodium.crypto_core_ristretto255_scalar_add(
+            limbs[0], sodium.crypto_core_ristretto255_scalar_add(middle, high)
+        )
+    )
 
 
 def scalar_random() -> bytes:

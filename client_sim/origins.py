@@ -128,7 +128,7 @@ def s3_bucket_origins(bucket: str, region: str) -> tuple[str, ...]:
 class StorageOrigins:
     """The storage origins a device sends presigned transfers to, and the check.
 
-    ``StorageOrigins(["https://sealbox-prod-blobs.s3.amazonaws.com"])``;
+    ``StorageOrigins(["https://sealbox-prod-blobs-111122223333-eu-west-1.s3.amazonaws.com"])``;
     :meth:`for_transport` adds the API's own origin when the transport is
     HTTP (the device already trusts it with its tokens and ciphertext).
     An empty set refuses every presigned transfer.

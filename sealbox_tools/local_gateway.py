@@ -75,7 +75,9 @@ class _GatewayResponseError(LocalGatewayException):
 
 def install() -> None:
     """Make chalice.local's gateway answer a path no route has with the
-    template's ``MISSING_AUTHENTICATION_TOKEN`` response.  Idempotent."""
+    template's ``MISSING_AUTHENTICATION_TOKEN`` response, and deliver binary
+    bodies as API Gateway does.  Idempotent."""
+    _install_binary_bodies()
     original = LocalGateway.handle_request
     if getattr(original, "sealbox_gateway_responses", False):
         return
@@ -91,3 +93,26 @@ def install() -> None:
 
     handle_request.sealbox_gateway_responses = True  # type: ignore[attr-defined]
     LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+
+
+def _install_binary_bodies() -> None:
+    """Base64-encode bodies of binary media types whatever the header's case.
+
+    API Gateway matches ``Content-Type`` against the binary media types
+    case-insensitively and then delivers the body base64-encoded with
+    ``isBase64Encoded``; chalice.local looks up only a lower-case
+    ``content-type`` key, so a client sending ``Content-Type`` got its bytes
+    raw and the base64 path was never exercised locally.
+    """
+    from chalice.local import LambdaEventConverter
+
+    original = LambdaEventConverter._is_binary
+    if getattr(original, "sealbox_case_insensitive", False):
+        return
+
+    def is_binary(self: LambdaEventConverter, headers: dict[str, Any]) -> bool:
+        lowered = {str(k).lower(): v for k, v in headers.items()}
+        return bool(original(self, lowered))
+
+    is_binary.sealbox_case_insensitive = True  # type: ignore[attr-defined]
+    LambdaEventConverter._is_binary = is_binary  # type: ignore[method-assign]

@@ -38,6 +38,9 @@ LOCAL_SKIPS = {
         "rotation is exercised by calling the handler's steps"
     ),
     "AWS::Lambda::Permission": "no Lambda functions run under moto",
+    "AWS::Logs::LogGroup": "the local processes log to the terminal or a file, not CloudWatch",
+    "AWS::CloudWatch::Alarm": "nothing publishes CloudWatch metrics locally",
+    "AWS::SNS::Topic": "alarms are not evaluated locally, so nothing publishes to their topic",
     "AWS::S3::BucketPolicy": (
         "moto applies bucket-policy statements for principal * but ignores their "
         "conditions, so the conditional Denies (TLS only, SigV4 only) would deny "
@@ -51,6 +54,11 @@ MERGED_INTO_CHALICE = (
     "merged into a Chalice-generated resource; the local stack runs its equivalent "
     "(the function under chalice local, the gateway responses in local_gateway.py)"
 )
+
+
+#: The account moto plays (its default): local resource names that carry
+#: ``${AWS::AccountId}`` (the bucket) are made with it.
+LOCAL_ACCOUNT_ID = "123456789012"
 
 
 class TemplateError(ValueError):
@@ -133,7 +141,7 @@ def provision(
     stage: str,
     template: Mapping[str, Any] | None = None,
     region: str = "us-east-1",
-    account_id: str = "123456789012",
+    account_id: str = LOCAL_ACCOUNT_ID,
 ) -> ProvisionReport:
     """Create the template's resources for ``stage`` with direct API calls.
 
@@ -627,17 +635,29 @@ POLICIES_PATH = INFRA_DIR / "policies.json"
 
 
 def render_policies(stage: str) -> dict[str, str]:
-    """The least-privilege policy files Chalice deploys for ``stage``.
+    """The policy files Chalice wants for ``stage`` under ``.chalice/``.
 
-    ``infra/policies.json`` is the source (one policy per function, with a
-    ``${Stage}`` placeholder); Chalice wants one literal file per stage and
-    function under ``.chalice/``.  Returns file name -> JSON text.  A test
-    checks the committed files equal this output.
+    ``infra/policies.json`` is the source: one policy per function, with
+    CloudFormation placeholders (``${AWS::StackName}``, ``${AWS::Region}``,
+    ``${AWS::AccountId}``, ``${AWS::Partition}``, ``${Stage}``).  The deployed
+    template gets them as ``Fn::Sub`` (:mod:`sealbox_tools.deploy_template`);
+    Chalice insists on one literal file per stage and function, rendered here
+    for the stack name ``sealbox-<stage>`` with any region and account.
+    Returns file name -> JSON text.  A test checks the committed files equal
+    this output.
     """
     source = json.loads(POLICIES_PATH.read_text(encoding="utf-8"))
+    values = {
+        "Stage": stage,
+        "AWS::StackName": f"sealbox-{stage}",
+        "AWS::Partition": "aws",
+        "AWS::Region": "*",
+        "AWS::AccountId": "*",
+    }
     out = {}
     for function, policy in source.items():
-        text = json.dumps(policy, indent=2).replace("${Stage}", stage)
+        text = json.dumps(policy, indent=2)
+        text = re.sub(r"\$\{([A-Za-z:]+)\}", lambda m: values[m.group(1)], text)
         out[f"policy-{function}-{stage}.json"] = text + "\n"
     return out
 
@@ -647,18 +667,3 @@ def write_policies(stages: tuple[str, ...] = ("local", "dev", "prod", "test")) -
     for stage in stages:
         for name, text in render_policies(stage).items():
             (PROJECT_DIR / ".chalice" / name).write_text(text, encoding="utf-8")
-
-
-def pin_stage_parameter(template_path: Path, stage: str) -> None:
-    """Make a packaged template default to the stage it was packaged for.
-
-    ``chalice package --stage S`` bakes stage S's table names into the
-    functions' environment; the merged resources take their names from the
-    ``Stage`` parameter.  Pinning the parameter's default (and its allowed
-    values) to S means a deployment can't create one stage's tables for
-    another stage's functions.
-    """
-    template = json.loads(template_path.read_text(encoding="utf-8"))
-    template["Parameters"]["Stage"]["Default"] = stage
-    template["Parameters"]["Stage"]["AllowedValues"] = [stage]
-    template_path.write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")

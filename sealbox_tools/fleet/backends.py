@@ -165,7 +165,11 @@ def _stage_audit(
     """The stage's stored haystacks; what can't be read goes to ``notes``."""
     from sealbox_tools.local_stack import stage_environment
 
-    secret_id = stage_environment(stage)["SEALBOX_APP_KEY_SECRET_ID"]
+    # Deployed stages keep no resource names in config.json: their stack
+    # (named sealbox-<stage> by `make deploy`) names the secret.
+    secret_id = stage_environment(stage).get(
+        "SEALBOX_APP_KEY_SECRET_ID", f"sealbox-{stage}-app-signing-key"
+    )
     return lambda: aws_haystacks(
         clients, prefix=f"sealbox-{stage}", skip_secret_ids=[secret_id], notes=notes
     )
@@ -328,6 +332,10 @@ class InProcessBackend:
         capture_logs: capture every log record at DEBUG for the audit.
         oprf: seed the stage's OPRF key and have the devices pin its root
             (password hardening on).
+        provisioner: creates the stage's resources in the backend's moto,
+            given a client factory (default: :func:`local_stack.provision`
+            from infra/resources.json; the deploy rehearsal passes one that
+            creates the packaged stack with moto's CloudFormation).
     """
 
     mode = "in-process"
@@ -340,11 +348,13 @@ class InProcessBackend:
         capture_logs: bool = True,
         region: str = "us-east-1",
         oprf: bool = False,
+        provisioner: Callable[[Callable[[str], Any]], object] | None = None,
     ) -> None:
         self._oprf = oprf
         self._roots: dict[int, bytes] | None = None
         self._oprf_key: OprfKey | None = None
         self.stage = stage
+        self._provisioner = provisioner
         self.region = region
         self.clock = SimClock()
         self._argon2 = server_argon2
@@ -393,7 +403,10 @@ class InProcessBackend:
             "SEALBOX_ARGON2_PROFILE": self._argon2,
             "AWS_REGION": self.region,
         }
-        provision(self.client, stage=self.stage, region=self.region)
+        if self._provisioner is None:
+            provision(self.client, stage=self.stage, region=self.region)
+        else:
+            self._provisioner(self.client)
         secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, self.clock())
         if self._oprf:

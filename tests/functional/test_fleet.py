@@ -154,7 +154,13 @@ def leak_into_a_blob(backend: Backend, secrets: Sequence[tuple[str, bytes]]) -> 
     [
         (leak_into_a_table, ("dynamodb-item", STAGE_ENV["SEALBOX_USERS_TABLE"])),
         (leak_into_the_log, ("log", "sealbox.api")),
-        (leak_into_a_blob, ("s3-object", "s3://sealbox-test-blobs/blobs/AAAAAAAAAAAAAAAAAAAAAA")),
+        (
+            leak_into_a_blob,
+            (
+                "s3-object",
+                "s3://sealbox-test-blobs-123456789012-us-east-1/blobs/AAAAAAAAAAAAAAAAAAAAAA",
+            ),
+        ),
     ],
     ids=["table", "log", "blob"],
 )

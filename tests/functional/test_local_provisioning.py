@@ -46,13 +46,13 @@ def test_provisioned_tables_match_the_template(stack: Any) -> None:
 def test_the_app_key_secret_exists(stack: Any) -> None:
     sm = aws_client("secretsmanager")
     name = stack.created["AppKeySecret"]
-    assert sm.describe_secret(SecretId=name)["Name"] == "sealbox/test/app-signing-key"
+    assert sm.describe_secret(SecretId=name)["Name"] == "sealbox-test-app-signing-key"
 
 
 def test_the_blob_bucket_gets_every_setting_the_template_gives_it(stack: Any) -> None:
     s3 = aws_client("s3")
     bucket = stack.created["BlobsBucket"]
-    assert bucket == "sealbox-test-blobs"
+    assert bucket == "sealbox-test-blobs-123456789012-us-east-1"
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
@@ -86,4 +86,6 @@ def test_the_blob_event_queues_exist_with_redrive_and_an_s3_only_policy(stack: A
     assert int(redrive["maxReceiveCount"]) == 5
     (statement,) = json.loads(attributes["Policy"])["Statement"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].endswith(":::sealbox-test-blobs")
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].endswith(
+        ":::sealbox-test-blobs-123456789012-us-east-1"
+    )

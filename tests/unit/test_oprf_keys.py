@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -118,3 +119,15 @@ def test_roots_must_be_ed25519_keys_under_positive_versions() -> None:
         OprfRoots({0: KEY.root_public})
     with pytest.raises(ValueError, match="32 bytes"):
         OprfRoots({1: b"short"})
+
+
+@pytest.mark.parametrize(
+    "wide",
+    [bytes(64), b"\xff" * 64, bytes(63) + b"\x01", b"\x01" + bytes(63), bytes(range(64))]
+    + [hashlib.sha512(bytes([i])).digest() for i in range(64)],
+)
+def test_wide_scalars_reduce_like_integers_modulo_the_order(wide: bytes) -> None:
+    from chalicelib.crypto import RISTRETTO_ORDER, scalar_from_wide
+
+    expected = int.from_bytes(wide, "little") % RISTRETTO_ORDER
+    assert scalar_from_wide(wide) == expected.to_bytes(32, "little")
