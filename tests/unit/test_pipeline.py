@@ -1,4 +1,4 @@
-"""client_sim.pipeline: read-ahead and write-behind threads keep the stream's semantics."""
+"""client_sim.pipeline: a read-ahead thread keeps the stream's semantics and bounds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from client_sim.pipeline import ReadAhead, WriteBehind
+from client_sim.pipeline import ReadAhead
 
 pytestmark = pytest.mark.unit
 
@@ -112,88 +112,3 @@ def test_read_ahead_refuses_nonsense_sizes() -> None:
         ReadAhead(io.BytesIO(b""), block=0)
     with pytest.raises(ValueError, match="positive"):
         ReadAhead(io.BytesIO(b""), depth=0)
-
-
-class SlowSink(io.BytesIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.flushed = 0
-
-    def write(self, data: object, /) -> int:  # type: ignore[override]
-        time.sleep(0.001)
-        return super().write(data)  # type: ignore[arg-type]
-
-    def flush(self) -> None:
-        self.flushed += 1
-
-
-def test_write_behind_writes_everything_in_order_and_flush_waits_for_it() -> None:
-    sink = SlowSink()
-    with WriteBehind(sink, block=1000, depth=2) as behind:
-        for i in range(0, len(DATA), 777):
-            behind.write(memoryview(DATA)[i : i + 777])
-        behind.flush()
-        assert sink.getvalue() == DATA  # flush returned only once all of it landed
-        assert sink.flushed == 1
-    assert sink.getvalue() == DATA
-
-
-def test_write_behind_copies_mutable_buffers() -> None:
-    sink = io.BytesIO()
-    buffer = bytearray(b"first")
-    with WriteBehind(sink) as behind:
-        behind.write(buffer)
-        buffer[:] = b"XXXXX"  # the caller reuses its buffer at once
-    assert sink.getvalue() == b"first"
-
-
-class FailingSink:
-    def __init__(self, error: BaseException, after: int) -> None:
-        self.error = error
-        self.after = after
-        self.data = bytearray()
-
-    def write(self, data: bytes, /) -> int:
-        if len(self.data) + len(data) > self.after:
-            raise self.error
-        self.data += data
-        return len(data)
-
-
-def test_write_behind_raises_the_sinks_error_and_writes_nothing_after_it() -> None:
-    error = OSError(28, "No space left on device")
-    sink = FailingSink(error, after=3000)
-    behind = WriteBehind(sink, block=1000, depth=2)
-
-    def write_all() -> None:
-        for i in range(0, len(DATA), 500):
-            behind.write(DATA[i : i + 500])
-        behind.flush()
-
-    with pytest.raises(OSError, match="No space") as raised:
-        write_all()
-    assert raised.value is error
-    assert len(sink.data) <= 3000
-    with pytest.raises(OSError, match="No space"):
-        behind.flush()
-    behind.abort()
-    assert DATA.startswith(bytes(sink.data))
-
-
-def test_write_behind_abort_drops_what_is_queued_and_joins() -> None:
-    before = set(threading.enumerate())
-    sink = SlowSink()
-    behind = WriteBehind(sink, block=10, depth=50)
-
-    def fail_midway() -> None:
-        with behind:
-            for i in range(0, 2000, 10):
-                behind.write(DATA[i : i + 10])
-            raise Boom
-
-    with pytest.raises(Boom):
-        fail_midway()
-    assert len(sink.getvalue()) < 2000  # not everything was written
-    assert set(threading.enumerate()) <= before
-    with pytest.raises(ValueError, match="closed"):
-        behind.write(b"more")
