@@ -52,6 +52,11 @@ from client_sim.transport import HttpTransport
 from sealbox_tools.local_stack import LocalStack, stage_environment
 
 _BLOCK = 1024 * 1024
+# The API's answer to a commit waits for moto to complete the multipart
+# upload, which takes longer than the device's default 15 s for 1 GiB on a
+# busy machine (real S3 completes in well under a second): the benchmark's
+# devices wait longer rather than report a timeout.
+_API_TIMEOUT = 600.0
 
 
 def _register(url: str, name: str) -> str:
@@ -76,7 +81,9 @@ def child(mode: str, url: str, args: list[str]) -> None:
     identity = age.parse_identity(os.environ["BENCH_BLOB_IDENTITY"])
     assert isinstance(identity, age.X25519Identity)
     origins = os.environ["BENCH_BLOB_STORAGE_ORIGINS"].split()
-    blobs = BlobClient(HttpTransport(url), lambda: token, storage_origins=origins)
+    blobs = BlobClient(
+        HttpTransport(url, timeout=_API_TIMEOUT), lambda: token, storage_origins=origins
+    )
     if mode == "upload":
         info = blobs.upload(args[0], recipients=[identity.recipient()])
     else:
@@ -120,7 +127,7 @@ def throughput(stack: LocalStack, size: int, runs: int, workdir: Path) -> dict[s
     identity = age.X25519Identity.generate()
     clients = {
         mode: BlobClient(
-            HttpTransport(stack.url),
+            HttpTransport(stack.url, timeout=_API_TIMEOUT),
             lambda: token,
             storage_origins=[stack.aws_endpoint],
             read_ahead=mode == "read_ahead",
@@ -259,7 +266,9 @@ def rss(stack: LocalStack, sizes: list[int], workdir: Path) -> dict[int, tuple[i
     identity = age.X25519Identity.generate()
     results: dict[int, tuple[int, int]] = {}
     cleanup = BlobClient(
-        HttpTransport(stack.url), lambda: token, storage_origins=[stack.aws_endpoint]
+        HttpTransport(stack.url, timeout=_API_TIMEOUT),
+        lambda: token,
+        storage_origins=[stack.aws_endpoint],
     )
     for size in sizes:
         plain, out = workdir / f"rss-{size}", workdir / f"rss-{size}.out"
