@@ -2,6 +2,8 @@
 
     python -m bench          (or: make bench)
     python -m bench --quick  (smaller sizes, for a look; still writes the JSON)
+    python -m bench --only bench.blobs   (rerun one benchmark of the full run and
+                                          replace its results in latest.json)
 
 Each benchmark is also runnable alone, with other sizes, as
 ``python -m bench.<name> --help`` explains.  Results are ratios against a
@@ -50,8 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-readme", action="store_true", help="write the JSON but leave README.md alone"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="rerun this benchmark of the full run only and merge it into latest.json",
+    )
     args = parser.parse_args(argv)
     runs = QUICK if args.quick else FULL
+    if args.only:
+        runs = [argv_ for argv_ in FULL if argv_[0] in args.only]
+        if len(runs) != len(args.only):
+            parser.error(f"--only takes modules of the full run: {[r[0] for r in FULL]}")
     machine_info = machine()
     git_info = git_commit()
     started = time.time()
@@ -69,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
             git_info=git_info,
         )
     results["quick"] = args.quick
+    if args.only:
+        # Keep the earlier full run; this run's benchmarks replace their own
+        # results there, and the rerun is said (when, on which commit).
+        earlier = json.loads(RESULTS_PATH.read_text(encoding="utf-8"))
+        rerun = set(results["benchmarks"])
+        earlier["benchmarks"].update(results["benchmarks"])
+        earlier.setdefault("reruns", []).append(
+            {"benchmarks": sorted(rerun), "started": results["started"], "git": results["git"]}
+        )
+        earlier["ratios"] = [
+            entry for result in earlier["benchmarks"].values() for entry in result.get("ratios", [])
+        ]
+        results = earlier
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)}")

@@ -42,6 +42,15 @@ def render(results: dict[str, Any]) -> str:
         f"{machine['cpu_count']} × {machine['cpu_model'] or 'unknown CPU'}, "
         f"Python {machine['python']}, cryptography {machine['cryptography']}, "
         f"load average at start {', '.join(str(x) for x in machine['load_average_at_start'])}.",
+    ]
+    for rerun in results.get("reruns", []):
+        lines.append(
+            f"Rerun since: {', '.join(rerun['benchmarks'])} at {rerun['started']}, "
+            f"commit `{rerun['git']['commit'][:12]}`"
+            + (" (with uncommitted changes)" if rerun["git"]["dirty"] else "")
+            + "."
+        )
+    lines += [
         "",
         "| ratio | value | goal | met | Sealbox | baseline (same run) |",
         "|---|---:|---|---|---|---|",
