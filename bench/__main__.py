@@ -62,9 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = QUICK if args.quick else FULL
     if args.only:
-        runs = [argv_ for argv_ in FULL if argv_[0] in args.only]
-        if len(runs) != len(args.only):
-            parser.error(f"--only takes modules of the full run: {[r[0] for r in FULL]}")
+        # "--only MODULE" reruns it as in the full run; "--only 'MODULE ARGS'"
+        # with other arguments (which the rerun record then shows).
+        full = {argv_[0]: argv_ for argv_ in FULL}
+        runs = []
+        for only in args.only:
+            module, *extra = only.split()
+            if module not in full:
+                parser.error(f"--only takes modules of the full run: {sorted(full)}")
+            runs.append([module, *extra] if extra else full[module])
     machine_info = machine()
     git_info = git_commit()
     started = time.time()
@@ -89,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         rerun = set(results["benchmarks"])
         earlier["benchmarks"].update(results["benchmarks"])
         earlier.setdefault("reruns", []).append(
-            {"benchmarks": sorted(rerun), "started": results["started"], "git": results["git"]}
+            {
+                "benchmarks": sorted(rerun),
+                "argv": [" ".join(argv_) for argv_ in runs],
+                "started": results["started"],
+                "git": results["git"],
+            }
         )
         earlier["ratios"] = [
             entry for result in earlier["benchmarks"].values() for entry in result.get("ratios", [])

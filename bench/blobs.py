@@ -88,14 +88,18 @@ def patient_commits(client: BlobClient) -> None:
     original = client.api.commit_blob
 
     def commit(*args: Any, **kwargs: Any) -> Any:
+        waiting = False
         for _ in range(_COMMIT_TRIES - 1):
             try:
                 return original(*args, **kwargs)
             except ServerError as exc:
-                if exc.status != 503:
+                # After a 503, moto may still be assembling the object: the
+                # next commit finds no upload and no object yet (409).
+                if not (exc.status == 503 or (waiting and exc.code == "upload_missing")):
                     raise
             except ConnectionFailed:
                 pass
+            waiting = True
             time.sleep(2.0)
         return original(*args, **kwargs)
 

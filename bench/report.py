@@ -45,7 +45,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     for rerun in results.get("reruns", []):
         lines.append(
-            f"Rerun since: {', '.join(rerun['benchmarks'])} at {rerun['started']}, "
+            f"Rerun since: `{'`, `'.join(rerun.get('argv', rerun['benchmarks']))}` "
+            f"at {rerun['started']}, "
             f"commit `{rerun['git']['commit'][:12]}`"
             + (" (with uncommitted changes)" if rerun["git"]["dirty"] else "")
             + "."
