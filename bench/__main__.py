@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             git_info=git_info,
         )
     results["quick"] = args.quick
+    if args.only and failed:
+        print("\na rerun failed: bench/results/latest.json and README.md left as they were")
+        return 1
     if args.only:
         # Keep the earlier full run; this run's benchmarks replace their own
         # results there, and the rerun is said (when, on which commit).
