@@ -56,7 +56,13 @@ vectors: venv oracles
 demo: venv
 	$(VENV)/bin/sealbox demo
 
+# make bench compares with the age CLI and reads peak RSS with GNU time
+# (/usr/bin/time): both from Debian when we may install them.
 bench: venv
+	@command -v age >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq age >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq age)); } || true
+	@[ -x /usr/bin/time ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq time >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq time)); } || true
 	$(PY) -m bench
 
 clean:

@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# No serialization import: raw public bytes come from public_bytes_raw(), and
+# the serialization package (PEM, SSH, PKCS#12) would add megabytes to the
+# resident size of every `sealbox age` process.
 
 __all__ = [
     "AT_REST_KEY_SIZE",
@@ -45,6 +48,7 @@ __all__ = [
     "X25519_KEY_SIZE",
     "X25519_PUBLIC_KEY_SIZE",
     "X25519_SECRET_SIZE",
+    "ChaCha20Poly1305Key",
     "InvalidSignature",
     "InvalidTag",
     "LowOrderPoint",
@@ -203,6 +207,54 @@ def chacha20poly1305_open(
     return aead.decrypt(nonce, ciphertext, aad)
 
 
+class ChaCha20Poly1305Key:
+    """One ChaCha20-Poly1305 key used for many messages (age's STREAM chunks).
+
+    :func:`chacha20poly1305_seal` and :func:`chacha20poly1305_open` set the
+    key up again for every call; a payload of 64 KiB chunks pays that per
+    chunk, so the stream keeps one of these instead.  Same contracts as
+    those functions: the caller never repeats a nonce under one key, and
+    :meth:`open` returns nothing unless the whole ciphertext authenticates.
+    The key lives only inside the cipher object; ``repr`` shows none of it.
+
+    Raises:
+        ValueError: (constructor) the key is not 32 bytes.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != CHACHA20_POLY1305_KEY_SIZE:
+            raise ValueError("ChaCha20-Poly1305 keys are 32 bytes")
+        self._aead = ChaCha20Poly1305(key)
+
+    def __repr__(self) -> str:
+        return "ChaCha20Poly1305Key(<secret>)"
+
+    def seal(self, nonce: bytes, plaintext: bytes | bytearray | memoryview) -> bytes:
+        """Ciphertext || 16-byte tag of ``plaintext`` under ``nonce`` (12 bytes).
+
+        Raises:
+            ValueError: wrong nonce size.
+        """
+        if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
+            raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
+        return self._aead.encrypt(nonce, plaintext, None)
+
+    def open(self, nonce: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
+        """The plaintext of ``ciphertext`` (with its tag), only if it authenticates.
+
+        Raises:
+            InvalidTag: altered ciphertext, wrong key or nonce, or shorter than a tag.
+            ValueError: wrong nonce size.
+        """
+        if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
+            raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
+        if len(ciphertext) < CHACHA20_POLY1305_TAG_SIZE:
+            raise InvalidTag
+        return self._aead.decrypt(nonce, ciphertext, None)
+
+
 # --- X25519 -----------------------------------------------------------------------
 
 X25519_KEY_SIZE = 32
@@ -220,7 +272,7 @@ def x25519_public_from_private(secret: bytes) -> bytes:
     if len(secret) != X25519_KEY_SIZE:
         raise ValueError("X25519 private keys are 32 bytes")
     key = x25519.X25519PrivateKey.from_private_bytes(secret)
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key.public_key().public_bytes_raw()
 
 
 def x25519_shared_secret(secret: bytes, peer_public: bytes) -> bytes:
@@ -333,9 +385,7 @@ def mlkem768x25519_from_seed(seed: bytes) -> MLKEM768X25519Private:
     kem_key = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:_MLKEM768_SEED_SIZE])
     x_secret = expanded[_MLKEM768_SEED_SIZE:]
     x_key = x25519.X25519PrivateKey.from_private_bytes(x_secret)
-    public = kem_key.public_key().public_bytes_raw() + x_key.public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw
-    )
+    public = kem_key.public_key().public_bytes_raw() + x_key.public_key().public_bytes_raw()
     return MLKEM768X25519Private(hpke.MLKEM768X25519PrivateKey(kem_key, x_key), x_secret, public)
 
 

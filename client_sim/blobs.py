@@ -46,20 +46,18 @@ from storage is never followed.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import secrets
-import tempfile
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import BinaryIO
 
 from chalicelib.wire.agefile import SNIFF_WINDOW
 from chalicelib.wire.identity import normalize_identity
 from client_sim import age
 from client_sim.api import ApiClient, BlobInfo, BlobPage, Reservation, UploadTarget
+from client_sim.blob_stream import EncryptingReader, Window, age_file_size, ciphertext_of
 from client_sim.errors import (
     BlobUnavailable,
     ConnectionFailed,
@@ -68,8 +66,9 @@ from client_sim.errors import (
     SourceChanged,
     StorageTransferFailed,
 )
-from client_sim.files import atomic_output, sized_source
+from client_sim.files import atomic_output
 from client_sim.origins import StorageOrigins
+from client_sim.pipeline import ReadAhead
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -95,194 +94,11 @@ DEFAULT_INLINE_MAX = 64 * 1024
 #: The server's inline limit (``PUT /v1/blobs/{id}/content``).
 SERVER_INLINE_MAX = 256 * 1024
 _CHUNK = 64 * 1024
-_TAG = 16
-# Plaintext is read in blocks of 16 chunks: large enough that the age
-# writer seals most chunks straight from the block, small enough that the
-# buffered ciphertext stays around a megabyte.
-_PLAINTEXT_BLOCK = 16 * _CHUNK
-# A spooled ciphertext stays in memory up to this size, then moves to disk.
-_SPOOL_IN_MEMORY = 1024 * 1024
 _COPY_BLOCK = 16 * _CHUNK
 _S3_CODE_RE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
 #: Turns identities into the age recipients to encrypt to (from their cards).
 Resolver = Callable[[Sequence[str]], Sequence[age.Recipient]]
-
-
-# --- streaming encryption ----------------------------------------------------------------
-
-
-def age_file_size(prefix_length: int, plaintext_size: int) -> int:
-    """Size of an age file whose header plus nonce take ``prefix_length``
-    bytes and whose plaintext is ``plaintext_size`` bytes: 64 KiB chunks,
-    each with a 16-byte tag, and at least one (possibly empty) chunk."""
-    chunks = max(1, math.ceil(plaintext_size / _CHUNK))
-    return prefix_length + plaintext_size + chunks * _TAG
-
-
-class _Chunks:
-    """Where the age writer puts ciphertext until the reader takes it."""
-
-    def __init__(self) -> None:
-        self._parts: deque[bytes] = deque()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        block = bytes(data)
-        if block:
-            self._parts.append(block)
-            self.size += len(block)
-        return len(block)
-
-    def flush(self) -> None:
-        """Nothing to flush (the age writer calls it when sealing)."""
-
-    def take(self, n: int) -> bytes:
-        out = bytearray()
-        while self._parts and len(out) < n:
-            part = self._parts.popleft()
-            room = n - len(out)
-            if len(part) > room:
-                self._parts.appendleft(part[room:])
-                part = part[:room]
-            out += part
-        self.size -= len(out)
-        return bytes(out)
-
-
-class EncryptingReader:
-    """The age encryption of ``source``, produced as it is read.
-
-    ``size`` is known before anything is read, so it can be reserved and
-    sent as a Content-Length.  Memory stays at about one plaintext block
-    (1 MiB) whatever the file size.
-
-    Raises (from :meth:`read`):
-        SourceChanged: ``source`` ended before ``plaintext_size`` bytes, or
-            had more; the ciphertext is then never completed (no final
-            chunk), so a partial upload can't pass for a shorter file.
-    """
-
-    def __init__(
-        self, source: Readable, plaintext_size: int, recipients: Sequence[age.Recipient]
-    ) -> None:
-        if plaintext_size < 0:
-            raise ValueError("plaintext_size must not be negative")
-        self._source = source
-        self._left = plaintext_size
-        self._sink = _Chunks()
-        # The header, its MAC and the payload nonce are written right away.
-        self._writer = age.encrypt_writer(cast(BinaryIO, self._sink), recipients)
-        self.size = age_file_size(self._sink.size, plaintext_size)
-        self._done = False
-
-    def read(self, size: int = -1, /) -> bytes:
-        want = size if size >= 0 else 1 << 62
-        try:
-            while self._sink.size < want and not self._done:
-                self._pump()
-        except BaseException:
-            self._writer.abort()
-            raise
-        return self._sink.take(want)
-
-    def _pump(self) -> None:
-        if self._left == 0:
-            if self._source.read(1):
-                raise SourceChanged("the file grew while it was being uploaded")
-            self._writer.close()  # seals the final chunk
-            self._done = True
-            return
-        block = self._source.read(min(self._left, _PLAINTEXT_BLOCK))
-        if not block:
-            raise SourceChanged("the file shrank while it was being uploaded")
-        self._left -= len(block)
-        self._writer.write(block)
-
-    def close(self) -> None:
-        if not self._done:
-            self._writer.abort()
-            self._done = True
-
-
-class _Window:
-    """At most ``length`` bytes of ``source`` (one multipart part)."""
-
-    def __init__(self, source: Readable, length: int) -> None:
-        self._source = source
-        self._left = length
-
-    def read(self, size: int = -1, /) -> bytes:
-        want = self._left if size < 0 else min(size, self._left)
-        data = self._source.read(want) if want else b""
-        self._left -= len(data)
-        return data
-
-
-#: Gives the ciphertext from its start, with its exact size, each time it is called.
-Restart = Callable[[], tuple[Readable, int]]
-
-
-@contextlib.contextmanager
-def ciphertext_of(
-    source: str | os.PathLike[str] | IO[bytes] | Readable,
-    *,
-    size: int | None,
-    reader: Callable[[Readable, int], EncryptingReader],
-    encrypt: Callable[[Readable, BinaryIO], None],
-) -> Iterator[Restart]:
-    """The ciphertext of ``source``, in constant memory, as often as a retry needs it.
-
-    Yields a :data:`Restart`: each call returns the ciphertext from its
-    start and its exact size.  When the plaintext size is known (``size``,
-    or measured by :func:`~client_sim.files.sized_source`) the ciphertext is
-    produced as it is read (``reader(stream, plaintext_size)``), and a
-    restart rewinds the source and encrypts it afresh.  Otherwise the source
-    is encrypted whole (``encrypt(stream, spool)``) into a spooled temporary
-    file first -- only ciphertext, never plaintext, can touch the disk --
-    and a restart rewinds the spool.
-
-    Raises (from a restart):
-        ValueError: a second pass over a stream that can't seek.
-    """
-    with sized_source(source) as (stream, measured):
-        plaintext_size = size if size is not None else measured
-        if plaintext_size is None:
-            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-                encrypt(stream, cast(BinaryIO, spool))
-                total = spool.tell()
-
-                def rewind() -> tuple[Readable, int]:
-                    spool.seek(0)
-                    return cast(Readable, spool), total
-
-                yield rewind
-            return
-        start = _position(stream)
-        made: list[EncryptingReader] = []
-
-        def reencrypt() -> tuple[Readable, int]:
-            if made:
-                made[-1].close()
-                if start is None:
-                    raise ValueError("a stream that can't seek can't be sent twice")
-                stream.seek(start)
-            encrypting = reader(stream, plaintext_size)
-            made.append(encrypting)
-            return encrypting, encrypting.size
-
-        try:
-            yield reencrypt
-        finally:
-            if made:
-                made[-1].close()
-
-
-def _position(stream: Any) -> int | None:
-    try:
-        return int(stream.tell())
-    except (OSError, AttributeError, ValueError):
-        return None
 
 
 # --- ciphertext in and out of storage ----------------------------------------------------
@@ -297,6 +113,14 @@ class BlobTransfer:
     the same blob.  ``objects`` reaches the presigned URLs (plain HTTP by
     default); ``origins`` are where they may point (by default the API's
     own origin when ``api`` talks HTTP, and nothing else).
+
+    ``read_ahead`` moves the ciphertext on a second thread
+    (:mod:`client_sim.pipeline`): sealing runs a few blocks ahead of the
+    upload, and the download is received a few blocks ahead of decryption.
+    Off by default: against the local stack it measured no faster (the
+    kernel's socket buffers already let sealing and sending overlap, and
+    the storage server is the bottleneck); ``python -m bench.blobs``
+    measures both ways in one run.
     """
 
     def __init__(
@@ -306,9 +130,11 @@ class BlobTransfer:
         objects: ObjectTransport | None = None,
         origins: StorageOrigins | None = None,
         inline_max: int = DEFAULT_INLINE_MAX,
+        read_ahead: bool = False,
     ) -> None:
         if not 0 <= inline_max <= SERVER_INLINE_MAX:
             raise ValueError(f"inline_max must be 0..{SERVER_INLINE_MAX}")
+        self._read_ahead = read_ahead
         self.api = api
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = (
@@ -361,25 +187,37 @@ class BlobTransfer:
         # URL points elsewhere.
         for target in reservation.targets:
             self._origins.check(target.url)
-        for target in reservation.targets:
-            try:
-                self._put(target, ciphertext)
-            except StorageTransferFailed as exc:
-                if not (exc.status == 412 and reservation.kind == "single"):
-                    raise
-                # The write-once PUT found an object: an earlier attempt with
-                # this idempotency key stored it (a PUT is all or nothing,
-                # and only we had the URL) but its commit never arrived.
-                # Have that object checked rather than fail forever.
-                return self.api.commit_blob(token, reservation.blob_id)
-        if ciphertext.read(1):
-            raise SourceChanged("the file grew while it was being uploaded")
+        # With read_ahead, the ciphertext is produced on a second thread a
+        # few blocks ahead of the socket; its errors (SourceChanged) come
+        # out of read() here all the same.
+        with self._ahead(ciphertext, "sealbox-upload") as ahead:
+            for target in reservation.targets:
+                try:
+                    self._put(target, ahead)
+                except StorageTransferFailed as exc:
+                    if not (exc.status == 412 and reservation.kind == "single"):
+                        raise
+                    # The write-once PUT found an object: an earlier attempt
+                    # with this idempotency key stored it (a PUT is all or
+                    # nothing, and only we had the URL) but its commit never
+                    # arrived.  Have that object checked rather than fail.
+                    return self.api.commit_blob(token, reservation.blob_id)
+            if ahead.read(1):
+                raise SourceChanged("the file grew while it was being uploaded")
         return self.api.commit_blob(token, reservation.blob_id)
+
+    @contextlib.contextmanager
+    def _ahead(self, ciphertext: Readable, name: str) -> Iterator[Readable]:
+        if not self._read_ahead:
+            yield ciphertext
+            return
+        with ReadAhead(ciphertext, name=name) as ahead:
+            yield ahead
 
     def _put(self, target: UploadTarget, ciphertext: Readable) -> None:
         length = target.length
         reply = self._objects.put(
-            target.url, _Window(ciphertext, length), length=length, headers=target.headers
+            target.url, Window(ciphertext, length), length=length, headers=target.headers
         )
         if not 200 <= reply.status < 300:
             self._refuse_redirect(reply.status, reply.headers)
@@ -419,7 +257,14 @@ class BlobTransfer:
             if response.status != 200:
                 self._refuse_redirect(response.status, response.headers)
                 raise StorageTransferFailed("download", response.status, None)
-            yield response
+            # With read_ahead, a second thread receives a few blocks ahead
+            # while the caller decrypts and writes; it stops (and is
+            # joined) before the response closes.
+            if not self._read_ahead:
+                yield response
+                return
+            with ReadAhead(response, name="sealbox-download") as ahead:
+                yield _ReadAheadResponse(response, ahead)
 
     def header(self, info: BlobInfo) -> bytes:
         """The age header of a READY blob (a ranged GET of ``header_length`` bytes).
@@ -462,7 +307,7 @@ class BlobClient:
     that is :class:`~client_sim.Device`'s).  Server refusals raise
     :class:`~client_sim.errors.ServerError`.  ``storage_origins`` are the
     origins presigned URLs may point at, besides the API's own over HTTP
-    (:mod:`client_sim.origins`).
+    (:mod:`client_sim.origins`).  ``read_ahead``: as for :class:`BlobTransfer`.
     """
 
     def __init__(
@@ -474,11 +319,16 @@ class BlobClient:
         resolver: Resolver | None = None,
         inline_max: int = DEFAULT_INLINE_MAX,
         storage_origins: Iterable[str] = (),
+        read_ahead: bool = False,
     ) -> None:
         self.api = api if isinstance(api, ApiClient) else ApiClient(api)
         origins = StorageOrigins.for_transport(self.api.transport, storage_origins)
         self._transfer = BlobTransfer(
-            self.api, objects=objects, origins=origins, inline_max=inline_max
+            self.api,
+            objects=objects,
+            origins=origins,
+            inline_max=inline_max,
+            read_ahead=read_ahead,
         )
         self._access_token = access_token
         self._resolver = resolver
@@ -691,6 +541,35 @@ class BlobClient:
         # a wrong header_length from the server fails here.
         new_header = age.rewrap_header(self._transfer.header(info), identities, keys)
         return self.set_recipients(blob_id, to, version=info.version, header=new_header)
+
+
+class _ReadAheadResponse:
+    """An :class:`ObjectResponse` whose body is read ahead on a thread."""
+
+    def __init__(self, response: ObjectResponse, ahead: ReadAhead) -> None:
+        self._response = response
+        self._ahead = ahead
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._ahead.read(size)
+
+    def close(self) -> None:
+        self._ahead.close()
+        self._response.close()
+
+    def __enter__(self) -> _ReadAheadResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _storage_code(reply: HttpReply) -> str | None:

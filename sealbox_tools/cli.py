@@ -10,6 +10,7 @@ from ``client_sim``, registered here so one ``sealbox`` command has them all.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -24,7 +25,34 @@ if TYPE_CHECKING:
     from sealbox_tools.local_stack import LocalStack
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each verb lives in its own module, imported only when that verb runs (or
+# when `sealbox --help` lists them all): `sealbox age` pays for the age
+# library and click, not for the device SDK, the fleet or the local stack
+# (bench.age_throughput compares its whole-process time with the age CLI).
+_LAZY_COMMANDS = {
+    "age": ("client_sim.age_cli", "age_command"),
+    "age-keygen": ("client_sim.age_cli", "age_keygen_command"),
+    "device": ("client_sim.device_cli", "device_command"),
+    "fleet": ("sealbox_tools.fleet.cli", "fleet_command"),
+    "audit": ("sealbox_tools.fleet.cli", "audit_command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose listed commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attribute = _LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sealbox")
 def main() -> None:
     """Sealbox: end-to-end encrypted application kit."""
@@ -123,20 +151,3 @@ def demo(
         reports=reports,
     )
     sys.exit(0 if run_demo(options, echo=click.echo, progress=sys.stderr) else 1)
-
-
-# Each verb lives in its own module; registering here keeps `sealbox --help`
-# complete without this module knowing what the verbs do.
-from client_sim.age_cli import age_command, age_keygen_command  # noqa: E402
-
-main.add_command(age_command)
-main.add_command(age_keygen_command)
-
-from client_sim.device_cli import device_command  # noqa: E402
-
-main.add_command(device_command)
-
-from sealbox_tools.fleet.cli import audit_command, fleet_command  # noqa: E402
-
-main.add_command(fleet_command)
-main.add_command(audit_command)

@@ -42,7 +42,10 @@ FILE_KEY_SIZE = 16
 _NONCE_SIZE = 16
 _HEADER_INFO = b"header"
 _PAYLOAD_INFO = b"payload"
-_COPY_SIZE = 16 * CHUNK_SIZE
+# Plaintext is read 4 chunks at a time: large enough that the writer seals
+# most chunks straight from the read buffer, small enough to stay in cache
+# (bench.age_throughput measured 256 KiB ahead of 64 KiB and 1 MiB).
+_COPY_SIZE = 4 * CHUNK_SIZE
 
 
 @runtime_checkable
@@ -173,6 +176,36 @@ class AgeWriter(io.BufferedIOBase):
             take = min(CHUNK_SIZE - len(self._buf), total - pos)
             self._buf += view[pos : pos + take]
             pos += take
+        return total
+
+    def write_from(self, src: Readable) -> int:
+        """Encrypt everything readable from ``src``; returns the bytes taken.
+
+        Reads into one preallocated buffer when ``src`` has ``readinto``
+        (a fresh megabyte per read costs more than sealing it), so most
+        chunks are sealed straight from that buffer without a copy.  The
+        writer stays open: :meth:`close` still seals the final chunk.
+
+        Raises:
+            ValueError: the writer is closed.
+        """
+        buffer = bytearray(_COPY_SIZE)
+        view = memoryview(buffer)
+        readinto = getattr(src, "readinto", None)
+        total = 0
+        while True:
+            if readinto is not None:
+                n = readinto(buffer)
+                if not n:
+                    break
+                self.write(view[:n])
+            else:
+                block = src.read(_COPY_SIZE)
+                if not block:
+                    break
+                n = len(block)
+                self.write(block)
+            total += n
         return total
 
     def close(self) -> None:
@@ -395,9 +428,7 @@ def encrypt(
         ValueError, TypeError: as for :func:`encrypt_writer`.
     """
     with encrypt_writer(dst, recipients, armor=armor) as writer:
-        # Large reads let the writer seal most chunks without copying them.
-        while block := src.read(_COPY_SIZE):
-            writer.write(block)
+        writer.write_from(src)
 
 
 def decrypt(

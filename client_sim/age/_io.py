@@ -58,7 +58,8 @@ class ByteSource:
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at EOF)."""
-        if self._pos >= len(self._buf) and not self._eof:
+        available = self._available()
+        if available == 0 and not self._eof:
             # Fast path for chunk-sized reads: skip the buffer entirely when
             # the source hands over everything at once (files usually do).
             data = self._src.read(n)
@@ -69,10 +70,32 @@ class ByteSource:
                 return b""
             self._buf = bytearray(data)
             self._pos = 0
+            available = len(data)
+        if 0 < available < n and not self._eof:
+            # Take what is buffered and read exactly the rest, so the buffer
+            # empties and the next chunk-sized reads take the fast path
+            # (after the header, the buffer is otherwise never drained and
+            # every chunk would be copied through it twice).
+            head = bytes(self._buf[self._pos :])
+            self._buf.clear()
+            self._pos = 0
+            return head + self._read_exactly(n - available)
         self._fill(n)
         out = bytes(self._buf[self._pos : self._pos + n])
         self._pos += len(out)
         return out
+
+    def _read_exactly(self, n: int) -> bytes:
+        """``n`` bytes straight from the source (fewer only at EOF)."""
+        parts = []
+        while n and not self._eof:
+            data = self._src.read(n)
+            if not data:
+                self._eof = True
+                break
+            parts.append(data)
+            n -= len(data)
+        return b"".join(parts)
 
     def skip(self, n: int) -> None:
         """Consume ``n`` bytes that a :meth:`peek` already returned."""

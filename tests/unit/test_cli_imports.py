@@ -1,0 +1,80 @@
+"""``sealbox age`` loads the age library and click, not the rest of the kit.
+
+The ``sealbox`` entry point registers its verbs lazily (sealbox_tools/cli.py):
+a verb's module is imported when that verb runs.  What a command line pays
+at start-up is counted in modules in a fresh interpreter, like
+tests/unit/test_import_budget.py does for ``import app`` (a count does not
+drift with the machine; ``python -m bench.age_throughput`` times the whole
+process against the age CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def modules_after(argv: list[str]) -> list[str]:
+    """Modules loaded once ``sealbox <argv>`` has run, in a fresh interpreter."""
+    code = (
+        "import sys, json\n"
+        "from sealbox_tools.cli import main\n"
+        f"try:\n    main({argv!r}, prog_name='sealbox')\n"
+        "except SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
+    return loaded
+
+
+def under(modules: list[str], *packages: str) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
+def test_sealbox_age_loads_neither_the_device_sdk_nor_the_tooling() -> None:
+    loaded = modules_after(["age", "--help"])
+    assert "client_sim.age_cli" in loaded
+    assert (
+        under(
+            loaded,
+            "client_sim.device",
+            "client_sim.device_cli",
+            "client_sim.api",
+            "client_sim.transport",
+            "sealbox_tools.fleet",
+            "sealbox_tools.local_stack",
+            "sealbox_tools.demo",
+            "chalicelib",
+            "boto3",
+            "botocore",
+            "requests",
+        )
+        == []
+    )
+    # The serialization package (PEM, SSH, PKCS#12) costs megabytes of RSS.
+    assert "cryptography.hazmat.primitives.serialization.ssh" not in loaded
+
+
+def test_every_verb_is_still_listed_and_reachable() -> None:
+    from click.testing import CliRunner
+
+    from sealbox_tools.cli import main
+
+    listing = CliRunner().invoke(main, ["--help"])
+    assert listing.exit_code == 0
+    for verb in ("age", "age-keygen", "audit", "demo", "device", "fleet", "local"):
+        assert f"  {verb} " in listing.output, verb
+        shown = CliRunner().invoke(main, [verb, "--help"])
+        assert shown.exit_code == 0, (verb, shown.output)
+    assert CliRunner().invoke(main, ["no-such-verb"]).exit_code == 2

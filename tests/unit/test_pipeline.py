@@ -1,0 +1,114 @@
+"""client_sim.pipeline: a read-ahead thread keeps the stream's semantics and bounds."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from client_sim.pipeline import ReadAhead
+
+pytestmark = pytest.mark.unit
+
+DATA = bytes(range(256)) * 4099  # not a multiple of any block size below
+
+
+class Boom(Exception):
+    """The wrapped stream's own error type."""
+
+
+class FailingSource:
+    """Delivers ``good`` bytes in small reads, then raises ``error``."""
+
+    def __init__(self, good: bytes, error: BaseException) -> None:
+        self._src = io.BytesIO(good)
+        self._error = error
+        self.reads = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reads += 1
+        data = self._src.read(min(size, 1000))
+        if not data:
+            raise self._error
+        return data
+
+
+class CountingSource:
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+        self.reads = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reads += 1
+        return self._src.read(size)
+
+
+@pytest.mark.parametrize("block", [1, 7, 4096, 65536, 10**7])
+@pytest.mark.parametrize("read_size", [1, 1000, 65536, -1])
+def test_read_ahead_delivers_exactly_the_stream(block: int, read_size: int) -> None:
+    # Tiny blocks or reads on a shorter stream: a queued item per byte is slow.
+    data = DATA if block >= 4096 and read_size >= 1000 else DATA[:5003]
+    src = io.BytesIO(data)
+    out = bytearray()
+    with ReadAhead(src, block=block, depth=3) as ahead:
+        while chunk := ahead.read(read_size):
+            assert read_size < 0 or len(chunk) <= read_size
+            out += chunk
+        assert ahead.read(5) == b""
+    assert bytes(out) == data
+
+
+def test_read_ahead_returns_short_reads_only_at_the_end() -> None:
+    with ReadAhead(io.BytesIO(DATA), block=1000, depth=2) as ahead:
+        sizes = []
+        while chunk := ahead.read(4096):
+            sizes.append(len(chunk))
+    assert all(size == 4096 for size in sizes[:-1])
+    assert sum(sizes) == len(DATA)
+
+
+def test_read_ahead_raises_the_sources_error_after_the_data_before_it() -> None:
+    error = Boom("source failed")
+    with ReadAhead(FailingSource(DATA[:5000], error), block=4096, depth=2) as ahead:
+        got = bytearray()
+
+        def drain() -> None:
+            while chunk := ahead.read(100):
+                got.extend(chunk)
+
+        with pytest.raises(Boom) as raised:
+            drain()
+        assert raised.value is error  # the same object, not a copy or a wrapper
+        assert bytes(got) == DATA[:5000]
+        # And it keeps failing: nothing after the error is ever delivered.
+        with pytest.raises(Boom):
+            ahead.read(1)
+
+
+def test_read_ahead_stays_a_bounded_number_of_blocks_ahead() -> None:
+    src = CountingSource(DATA)
+    with ReadAhead(src, block=100, depth=3):
+        time.sleep(0.3)
+        # depth blocks queued, plus at most one read waiting to be queued.
+        assert src.reads <= 4
+
+
+def test_read_ahead_close_stops_and_joins_its_thread_promptly() -> None:
+    before = set(threading.enumerate())
+    ahead = ReadAhead(io.BytesIO(DATA), block=10, depth=2)
+    ahead.read(5)
+    started = time.monotonic()
+    ahead.close()
+    assert time.monotonic() - started < 5
+    assert set(threading.enumerate()) <= before
+    with pytest.raises(ValueError, match="closed"):
+        ahead.read(1)
+
+
+def test_read_ahead_refuses_nonsense_sizes() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ReadAhead(io.BytesIO(b""), block=0)
+    with pytest.raises(ValueError, match="positive"):
+        ReadAhead(io.BytesIO(b""), depth=0)
