@@ -15,7 +15,7 @@ from typing import Any
 
 from chalice.app import Chalice, Request, Response, SQSEvent
 
-from chalicelib import wiring
+from chalicelib import extensions, wiring
 from chalicelib.blob_events import handle_blob_events
 from chalicelib.http import answer_undeclared_methods, declared_methods, normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
@@ -35,6 +35,9 @@ app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)
 app.register_blueprint(blobs.api.blueprint)
+# An app team's own blueprints (SEALBOX_EXTENSIONS), behind the same token
+# check; they may not take over a path above (chalicelib/extensions.py).
+extensions.install_from_environment(app)
 # Last: every path answers every method, so API Gateway forwards an
 # undeclared one to us (405 + Allow) instead of answering it itself.
 answer_undeclared_methods(app)

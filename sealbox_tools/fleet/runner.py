@@ -103,6 +103,8 @@ class FleetResult:
     audit: AuditReport | None
     #: (label, secret) of every needle, for a needles file.  Secret.
     secrets: list[tuple[str, bytes]] = field(repr=False)
+    #: Every send and how it was judged (None for a merged multi-worker run).
+    ledger: Ledger | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -297,7 +299,9 @@ def run_fleet(
             "about what the server side holds",
         }
     report["verdict"] = _verdict(outcome, report.get("audit"), config.audit)
-    return FleetResult(report, run.metrics.latency_samples(), audit_report, secrets_list)
+    return FleetResult(
+        report, run.metrics.latency_samples(), audit_report, secrets_list, ledger=run.ledger
+    )
 
 
 def _secs(started: float) -> float:
