@@ -123,8 +123,7 @@ def install(app: Chalice, modules: Iterable[str]) -> tuple[str, ...]:
             raise ExtensionError(
                 f"extension {name}: define `api = chalicelib.extensions.blueprint(__name__)`"
             )
-        _check_routes(name, api, app)
-        app.register_blueprint(api.blueprint)
+        _register_checked(name, api, app)
         done.append(name)
         added.append(name)
     setattr(app, _INSTALLED_ATTR, tuple(done))
@@ -138,22 +137,45 @@ def install_from_environment(app: Chalice) -> tuple[str, ...]:
     return install(app, os.environ.get(EXTENSIONS_ENV, "").split(","))
 
 
-def _check_routes(name: str, api: ApiBlueprint, app: Chalice) -> None:
-    """Refuse an extension whose routes skip the auth check or reuse Sealbox's paths.
+def _register_checked(name: str, api: ApiBlueprint, app: Chalice) -> None:
+    """Register ``api`` on ``app``; undo it and raise if a route skips the
+    auth check or lands on a path Sealbox serves.
 
-    The blueprint is registered on a scratch app first (a Chalice blueprint
-    replays its registrations on each app it joins), so nothing reaches
-    ``app`` unless every route passes.
+    Registering for real and rolling back, rather than trying the blueprint
+    on a scratch app first: Chalice consumes a blueprint's route arguments
+    when it registers them (a second registration gets ``GET`` for every
+    route), so a blueprint can only be registered once.
+
+    Raises:
+        ExtensionError: as :func:`install`.
     """
-    probe = Chalice(app_name="sealbox-extension-probe")
-    probe.register_blueprint(api.blueprint)
-    if not probe.routes:
-        raise ExtensionError(f"extension {name}: its blueprint declares no route")
-    for path, entries in probe.routes.items():
-        if path in app.routes:
-            raise ExtensionError(f"extension {name}: {path} is a path Sealbox serves")
-        for method, entry in entries.items():
-            if not isinstance(getattr(entry.view_function, "sealbox_auth", None), Auth):
-                raise ExtensionError(
-                    f"extension {name}: {method} {path} was not declared with api.route(auth=...)"
-                )
+    before = {path: dict(entries) for path, entries in app.routes.items()}
+
+    def rollback() -> None:
+        app.routes.clear()
+        app.routes.update(before)
+
+    try:
+        app.register_blueprint(api.blueprint)
+    except ValueError as exc:  # Chalice: a duplicate method on an existing path
+        rollback()
+        raise ExtensionError(f"extension {name}: {exc}".splitlines()[0]) from exc
+    added = [
+        (path, method, entry)
+        for path, entries in app.routes.items()
+        for method, entry in entries.items()
+        if method not in before.get(path, {})
+    ]
+    problem = None
+    if not added:
+        problem = "its blueprint declares no route"
+    for path, method, entry in added:
+        if path in before:
+            problem = f"{path} is a path Sealbox serves"
+        elif not isinstance(getattr(entry.view_function, "sealbox_auth", None), Auth):
+            problem = f"{method} {path} was not declared with api.route(auth=...)"
+        if problem:
+            break
+    if problem:
+        rollback()
+        raise ExtensionError(f"extension {name}: {problem}")

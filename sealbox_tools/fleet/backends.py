@@ -328,6 +328,8 @@ class InProcessBackend:
         self._api: Transport | None = None
         self._objects: ObjectTransport | None = None
         self._notes: list[str] = []
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -393,11 +395,20 @@ class InProcessBackend:
     # --- Backend ----------------------------------------------------------------------
 
     def client(self, service: str) -> Any:
-        """A boto3 client inside this backend's moto account."""
-        import boto3
+        """A boto3 client inside this backend's moto account (one per service).
 
-        session: Any = boto3.session.Session()
-        return session.client(service, region_name=self.region)
+        Built once per backend from one process-wide boto3 session: a new
+        session reloads botocore's JSON models, which made provisioning a
+        backend (thirteen clients) take seconds -- a pytest plugin starts
+        one per test.
+        """
+        with self._clients_lock:
+            found = self._clients.get(service)
+            if found is None:
+                found = self._clients[service] = _shared_session().client(
+                    service, region_name=self.region
+                )
+            return found
 
     @property
     def can_advance_time(self) -> bool:
@@ -462,6 +473,26 @@ class InProcessBackend:
     def server_cpu_seconds(self) -> float | None:
         """None: in process, the server's time is measured per request instead."""
         return None
+
+
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+
+
+def _shared_session() -> Any:
+    """One boto3 session for every in-process backend of this process.
+
+    Created on first use, after moto is imported (moto hooks every botocore
+    session made after its import); credentials and endpoints are read
+    from the environment when each client is built, inside the mock.
+    """
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            import boto3
+
+            _SESSION = boto3.session.Session()
+        return _SESSION
 
 
 @contextlib.contextmanager
