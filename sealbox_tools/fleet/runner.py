@@ -105,6 +105,8 @@ class FleetResult:
     secrets: list[tuple[str, bytes]] = field(repr=False)
     #: Every send and how it was judged (None for a merged multi-worker run).
     ledger: Ledger | None = field(default=None, repr=False)
+    #: The raw counters and samples (None for a merged multi-worker run).
+    metrics: Metrics | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -300,7 +302,12 @@ def run_fleet(
         }
     report["verdict"] = _verdict(outcome, report.get("audit"), config.audit)
     return FleetResult(
-        report, run.metrics.latency_samples(), audit_report, secrets_list, ledger=run.ledger
+        report,
+        run.metrics.latency_samples(),
+        audit_report,
+        secrets_list,
+        ledger=run.ledger,
+        metrics=run.metrics,
     )
 
 
@@ -322,6 +329,11 @@ def _outcome(run: Run, events: Mapping[str, int]) -> dict[str, Any]:
         "failed_steps": events.get("failed_steps", 0),
         "retries": events.get("retry", 0),
     }
+
+
+def verdict(outcome: Mapping[str, Any], audit_json: Any, audited: bool) -> dict[str, Any]:
+    """A run's verdict from its outcome and audit (also for merged runs)."""
+    return _verdict(outcome, audit_json, audited)
 
 
 def _verdict(outcome: Mapping[str, Any], audit_json: Any, audited: bool) -> dict[str, Any]:
