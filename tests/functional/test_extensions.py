@@ -156,6 +156,16 @@ def test_the_environment_names_the_modules(module, monkeypatch: pytest.MonkeyPat
     assert extensions.install_from_environment(sealbox_like_app()) == ()
 
 
+def test_the_documented_extension_installs(module) -> None:
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    source = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    app = sealbox_like_app()
+    extensions.install(app, [module(source)])
+    assert set(app.routes["/v1/notes"]) >= {"GET", "POST"}
+
+
 def test_sealbox_itself_loads_no_extension() -> None:
     from app import app
 

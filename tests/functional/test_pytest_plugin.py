@@ -16,6 +16,7 @@ import pytest
 
 from sealbox_tools.fleet.runner import FleetResult
 from sealbox_tools.pytest_plugin.fleet import FleetOutcome
+from tests.conftest import ROOT
 
 TEAM_EXTENSION = """
 from chalicelib.extensions import ApiRequest, ApiResponse, Auth, blueprint
@@ -187,3 +188,21 @@ def test_a_failed_fleet_says_what_failed_first(tmp_path: Path) -> None:
         f"full report: {tmp_path / 'report.json'}",
     ):
         assert expected in message
+
+
+def _python_block(text: str, after: str = "") -> str:
+    section = text.split(after, 1)[1] if after else text
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("doc", "heading"),
+    [("README.md", "## Testing your app with the plugin"), ("docs/testing.md", "")],
+)
+def test_the_documented_plugin_examples_run_as_written(
+    pytester: pytest.Pytester, doc: str, heading: str
+) -> None:
+    source = _python_block((ROOT / doc).read_text(encoding="utf-8"), heading)
+    pytester.makepyfile(test_documented=source)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
