@@ -21,6 +21,7 @@ RUNS = [
     ["bench.age_throughput", "--size", "64MiB", "--rss-sizes", "1MiB,256MiB"],
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
+    ["bench.fleet_workers", "--devices", "60", "--workers", "2", "--memory-devices", "100"],
     ["bench.chunk_randomness", "--chunks", "100000", "--bytes-chunks", "2600"],
 ]
 
