@@ -323,6 +323,7 @@ class InProcessBackend:
         self.clock = SimClock()
         self._argon2 = server_argon2
         self._capture = LogCapture() if capture_logs else None
+        self._capturing_all = capture_logs
         self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
         self._api: Transport | None = None
@@ -450,6 +451,23 @@ class InProcessBackend:
         if self._capture is None:
             notes.append("log capture was off: logs were not scanned")
         return notes
+
+    @contextlib.contextmanager
+    def logs_captured(self) -> Iterator[None]:
+        """Capture every log record at DEBUG while the block runs, for the audit.
+
+        For a backend made with ``capture_logs=False`` that runs a fleet
+        later (the pytest plugin: a test's phones don't need the root logger
+        at DEBUG, its fleet's audit does).  With ``capture_logs=True`` the
+        whole lifetime is captured already and this adds nothing.
+        """
+        if self._capture is not None and self._capturing_all:
+            yield
+            return
+        if self._capture is None:
+            self._capture = LogCapture()
+        with _capturing(self._capture):
+            yield
 
     def tidy(self) -> None:
         """Drop what moto remembers for nobody, then collect garbage.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,14 @@ from client_sim.device import Device
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
 from sealbox_tools.fleet.backends import Backend, HttpBackend, InProcessBackend, aws_clients
 
-__all__ = ["BackendOptions", "PhoneFactory", "TestBackend", "open_backend", "username_tag"]
+__all__ = [
+    "BackendOptions",
+    "PhoneFactory",
+    "TestBackend",
+    "open_backend",
+    "username_tag",
+    "without_pytest_log_capture",
+]
 
 #: The password every phone the factory makes uses unless told otherwise.
 #: Test data only (it is public).
@@ -58,6 +66,26 @@ def username_tag(nodeid: str, worker: str = "") -> str:
 
 
 @contextlib.contextmanager
+def without_pytest_log_capture() -> Iterator[None]:
+    """Detach pytest's own log capture from the root logger for the block.
+
+    A fleet captures every record at DEBUG itself (hundreds of thousands
+    for a large run); pytest's capture, attached to the root logger for
+    each test phase, would keep them all a second time and print them all
+    when the test fails.
+    """
+    root = logging.getLogger()
+    theirs = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    for handler in theirs:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in theirs:
+            root.addHandler(handler)
+
+
+@contextlib.contextmanager
 def open_backend(options: BackendOptions) -> Iterator[Backend]:
     """The backend ``options`` name, entered (in process: a fresh moto account).
 
@@ -66,7 +94,9 @@ def open_backend(options: BackendOptions) -> Iterator[Backend]:
             that can't be installed (in process).
     """
     if options.url is None:
-        with InProcessBackend(capture_logs=True) as backend:
+        # Logs are captured for a fleet's audit only while it runs
+        # (FleetRunner): a phone test keeps the root logger's level.
+        with InProcessBackend(capture_logs=False) as backend:
             if options.extensions:
                 from app import app
                 from chalicelib import extensions

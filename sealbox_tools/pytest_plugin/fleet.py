@@ -10,15 +10,17 @@ hits) and where the full JSON report was written.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sealbox_tools.audit import AuditReport
+from sealbox_tools.fleet.backends import InProcessBackend
 from sealbox_tools.fleet.ledger import Ledger
 from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet
-from sealbox_tools.pytest_plugin.backend import TestBackend
+from sealbox_tools.pytest_plugin.backend import TestBackend, without_pytest_log_capture
 
 __all__ = ["FleetOutcome", "FleetRunner"]
 
@@ -135,7 +137,13 @@ class FleetRunner:
             tag=f"{self._backend.tag}f{self._runs}",
         )
         work = self._work / f"run{self._runs}"
-        result = run_fleet(config, self._backend.backend, work_dir=work / "phones")
+        backend = self._backend.backend
+        with contextlib.ExitStack() as scope:
+            scope.enter_context(without_pytest_log_capture())
+            if isinstance(backend, InProcessBackend):
+                # The audit scans the server's logs: capture them while it runs.
+                scope.enter_context(backend.logs_captured())
+            result = run_fleet(config, backend, work_dir=work / "phones")
         report_path = work / "report.json"
         write_json(result.report, report_path)
         return FleetOutcome(result, report_path)

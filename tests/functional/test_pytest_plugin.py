@@ -46,7 +46,11 @@ def _mark(name):
 
 
 def test_two_phones_exchange_a_message(sealbox_phone):
+    import logging
+
     alice, bob = sealbox_phone("alice"), sealbox_phone("bob")
+    # A phone test leaves logging alone (only a fleet's audit captures at DEBUG).
+    assert logging.getLogger().getEffectiveLevel() > logging.DEBUG
     sealed = alice.encrypt(b"hi bob", to=[sealbox_phone.identity("bob")])
     assert bob.decrypt(sealed, sender=sealbox_phone.identity("alice")).plaintext == b"hi bob"
     _mark("exchange")
@@ -103,6 +107,7 @@ def test_a_fleet_passes_and_explains_itself(sealbox_fleet):
     outcome = sealbox_fleet(devices=6, mix={"rounds": 1})
     outcome.assert_passed()
     assert outcome.audit is not None and outcome.audit.passed
+    assert outcome.audit.scanned["log"] > 0  # the server's logs were captured and read
     assert outcome.ledger.delivered() == outcome.outcome["deliveries_expected"] > 0
     assert "passed" in outcome.explain()
     _mark("fleet")
