@@ -211,3 +211,25 @@ def test_an_app_call_sends_the_bearer_token_to_a_path() -> None:
     assert transport.sent == [("GET", "/v1/notes?limit=3", {"Authorization": "Bearer tok"})]
     with pytest.raises(InvalidInput):
         ApiClient(transport).app_call("tok", "CONNECT", "/v1/notes")
+
+
+def test_sealbox_local_hands_its_extensions_to_the_api_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from sealbox_tools import cli
+    from sealbox_tools.local_stack import LocalStack
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "/opt/team")
+    env = LocalStack(extensions=("notes_server.routes", "other.mod"))._extension_env()
+    assert env["SEALBOX_EXTENSIONS"] == "notes_server.routes,other.mod"
+    assert env["PYTHONPATH"].split(":") == [str(tmp_path), "/opt/team"]
+    assert LocalStack()._extension_env() == {}
+    # The command line passes --extension through to the stack.
+    seen: list[tuple[str, ...]] = []
+    monkeypatch.setattr(cli, "_run_local", lambda stack, stopping: seen.append(stack.extensions))
+    result = CliRunner().invoke(cli.main, ["local", "--port", "1", "--extension", "a.b"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("a.b",)]
