@@ -35,11 +35,11 @@ app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)
 app.register_blueprint(blobs.api.blueprint)
-# An app team's own blueprints (SEALBOX_EXTENSIONS), behind the same token
-# check; they may not take over a path above (chalicelib/extensions.py).
-extensions.install_from_environment(app)
 # Last: every path answers every method, so API Gateway forwards an
 # undeclared one to us (405 + Allow) instead of answering it itself.
+# An app team's own blueprints (SEALBOX_EXTENSIONS) come just before, behind
+# the same token check; they may not take over a path (chalicelib/extensions.py).
+extensions.install_from_environment(app)
 answer_undeclared_methods(app)
 
 
