@@ -15,12 +15,12 @@ from typing import Any
 
 from chalice.app import Chalice, Request, Response, SQSEvent
 
-from chalicelib import extensions, wiring
+from chalicelib import wiring
 from chalicelib.blob_events import handle_blob_events
 from chalicelib.http import answer_undeclared_methods, declared_methods, normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, backups, blobs, cards, meta, stepup, tokens
+from chalicelib.routes import accounts, backups, blobs, cards, groups, meta, oprf, stepup, tokens
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -35,11 +35,17 @@ app.register_blueprint(meta.api.blueprint)
 app.register_blueprint(cards.api.blueprint)
 app.register_blueprint(backups.api.blueprint)
 app.register_blueprint(blobs.api.blueprint)
+app.register_blueprint(oprf.api.blueprint)
+app.register_blueprint(groups.api.blueprint)
 # Last: every path answers every method, so API Gateway forwards an
 # undeclared one to us (405 + Allow) instead of answering it itself.
 # An app team's own blueprints (SEALBOX_EXTENSIONS) come just before, behind
 # the same token check; they may not take over a path (chalicelib/extensions.py).
-extensions.install_from_environment(app)
+# Imported only when named: a stage without extensions doesn't pay for it.
+if os.environ.get("SEALBOX_EXTENSIONS", "").strip():
+    from chalicelib import extensions
+
+    extensions.install_from_environment(app)
 answer_undeclared_methods(app)
 
 

@@ -17,12 +17,14 @@ RUNS = [
     ["bench.import_time", "--runs", "7"],
     ["bench.tokens", "--tokens", "5000"],
     ["bench.login", "--logins", "30"],
+    ["bench.oprf", "--evaluations", "500", "--rounds", "3"],
     ["bench.directory", "--users", "60", "--rounds", "20"],
     ["bench.age_throughput", "--size", "64MiB", "--rss-sizes", "1MiB,256MiB"],
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
     ["bench.fleet_workers", "--devices", "60", "--workers", "2", "--memory-devices", "100"],
     ["bench.chunk_randomness", "--chunks", "100000", "--bytes-chunks", "2600"],
+    ["bench.groups", "--members", "1000", "--rounds", "2", "--messages", "100"],
 ]
 
 

@@ -43,6 +43,11 @@ class Settings:
     cards_table: str
     backups_table: str
     card_max_skew: int
+    # Password hardening (docs/spec/oprf.md): the OPRF key's own secret.
+    # Unset: the OPRF route answers 503 and accounts stay on the pre-OPRF
+    # derivation (a stage that predates it).
+    oprf_key_secret_id: str | None = None
+    oprf_key_cache_ttl: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +79,8 @@ class Settings:
             backups_table=need("SEALBOX_BACKUPS_TABLE"),
             # How far a published card's created_at may be from the server clock.
             card_max_skew=number("SEALBOX_CARD_MAX_SKEW", 300, 30, 3600),
+            oprf_key_secret_id=env.get("SEALBOX_OPRF_KEY_SECRET_ID") or None,
+            oprf_key_cache_ttl=number("SEALBOX_OPRF_KEY_CACHE_TTL", 300, 0, 3600),
         )
 
 
@@ -128,6 +135,9 @@ class BlobSettings:
     grants_table: str
     usage_table: str
     events_queue: str
+    #: The groups table (group heads, epochs, member index); group wraps
+    #: objects live in ``bucket`` under ``groups/``.
+    groups_table: str = ""
     #: Largest blob accepted at reservation.
     max_size: int = 5 * _GIB
     #: Multipart part size; blobs up to this size are one presigned PUT.
@@ -157,6 +167,7 @@ class BlobSettings:
             grants_table=need("SEALBOX_BLOB_GRANTS_TABLE"),
             usage_table=need("SEALBOX_BLOB_USAGE_TABLE"),
             events_queue=need("SEALBOX_BLOB_EVENTS_QUEUE"),
+            groups_table=need("SEALBOX_GROUPS_TABLE"),
             max_size=number("SEALBOX_BLOB_MAX_SIZE", 5 * _GIB, 1024, 50 * _GIB),
             part_size=number("SEALBOX_BLOB_PART_SIZE", 16 * _MIB, 5 * _MIB, 512 * _MIB),
             # Presigned URLs are bearer credentials: minutes, not hours.

@@ -9,15 +9,24 @@ the way it is:
 * Argon2id -- hashing the login key a device derived from its password.
 * SHA-256 and the OS CSPRNG -- refresh-token digests and random identifiers.
 
+One more group, for the OPRF that hardens passwords (``chalicelib.wire.oprf``,
+shared with the device): ristretto255 scalar and element arithmetic, from
+libsodium through PyNaCl, because ``cryptography`` has no prime-order group
+with hash-to-curve, and PyNaCl's libsodium is built without it.  Only this
+module imports ``rbcl``, and only on first use (it costs ~0.2 s to import,
+which no route but the OPRF's should pay at cold start).
+
 Everything else in ``chalicelib`` calls these functions instead of importing
-``cryptography.hazmat`` (ruff's TID251 enforces it).
+``cryptography.hazmat`` or ``rbcl`` (ruff's TID251 enforces it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from types import ModuleType
 
 from cryptography.exceptions import InvalidKey, InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +50,17 @@ __all__ = [
     "ed25519_public_raw",
     "ed25519_verify",
     "random_bytes",
+    "ristretto_add",
+    "ristretto_from_uniform",
+    "ristretto_is_valid",
+    "ristretto_mul",
+    "ristretto_mul_base",
+    "scalar_from_wide",
+    "scalar_invert",
+    "scalar_is_canonical",
+    "scalar_mul",
+    "scalar_random",
+    "scalar_sub",
     "sha256",
     "sha256_hasher",
     "timing_safe_equal",
@@ -183,3 +203,139 @@ def argon2id_needs_rehash(phc: str, *, memory_kib: int, iterations: int, lanes: 
         )
     except (IndexError, KeyError, ValueError):
         return True
+
+
+# --- ristretto255 (RFC 9496), for the OPRF --------------------------------------
+#
+# Elements and scalars travel as their 32-byte canonical encodings.  Every
+# function refuses what it can't use instead of returning a neutral value:
+# libsodium reports the identity element as an error on scalar
+# multiplication, and RFC 9497 forbids serialising it anyway.
+
+RISTRETTO_ELEMENT_SIZE = 32
+RISTRETTO_SCALAR_SIZE = 32
+RISTRETTO_UNIFORM_SIZE = 64
+# The order of the ristretto255 group (RFC 9496 §4).
+RISTRETTO_ORDER = 2**252 + 27742317777372353535851937790883648493
+_IDENTITY = bytes(RISTRETTO_ELEMENT_SIZE)
+
+
+@functools.cache
+def _sodium() -> ModuleType:
+    # Imported on first use: rbcl decodes and loads its bundled libsodium at
+    # import (~0.2 s), a cost only the OPRF route should pay.
+    import rbcl
+
+    module: ModuleType = rbcl
+    return module
+
+
+class GroupError(ValueError):
+    """An invalid element or scalar, or an operation that gave the identity."""
+
+
+def ristretto_is_valid(element: bytes) -> bool:
+    """True for a canonical encoding of a ristretto255 element other than the identity."""
+    return (
+        len(element) == RISTRETTO_ELEMENT_SIZE
+        and element != _IDENTITY
+        and bool(_sodium().crypto_core_ristretto255_is_valid_point(element))
+    )
+
+
+def ristretto_from_uniform(uniform: bytes) -> bytes:
+    """The element of 64 uniform bytes: RFC 9496's one-way map (hash_to_ristretto255)."""
+    if len(uniform) != RISTRETTO_UNIFORM_SIZE:
+        raise ValueError("the one-way map takes 64 bytes")
+    return bytes(_sodium().crypto_core_ristretto255_from_hash(uniform))
+
+
+def ristretto_add(p: bytes, q: bytes) -> bytes:
+    """``p + q``.
+
+    Raises:
+        GroupError: an input is not a valid element.
+    """
+    if not (ristretto_is_valid(p) and ristretto_is_valid(q)):
+        raise GroupError("not a ristretto255 element")
+    return bytes(_sodium().crypto_core_ristretto255_add(p, q))
+
+
+def ristretto_mul(scalar: bytes, element: bytes) -> bytes:
+    """``scalar * element``.
+
+    Raises:
+        GroupError: an invalid element, a non-canonical scalar, or the
+            identity as the result (libsodium refuses it; a zero scalar).
+    """
+    if not ristretto_is_valid(element) or not scalar_is_canonical(scalar):
+        raise GroupError("not a ristretto255 element or scalar")
+    try:
+        return bytes(_sodium().crypto_scalarmult_ristretto255(scalar, element))
+    except RuntimeError as exc:  # rbcl reports libsodium refusing the identity so
+        raise GroupError("the product is the identity element") from exc
+
+
+def ristretto_mul_base(scalar: bytes) -> bytes:
+    """``scalar * G`` for the ristretto255 generator.
+
+    Raises:
+        GroupError: a non-canonical or zero scalar.
+    """
+    if not scalar_is_canonical(scalar):
+        raise GroupError("not a canonical ristretto255 scalar")
+    try:
+        return bytes(_sodium().crypto_scalarmult_ristretto255_base(scalar))
+    except RuntimeError as exc:  # rbcl reports libsodium refusing the identity so
+        raise GroupError("the product is the identity element") from exc
+
+
+def scalar_is_canonical(scalar: bytes) -> bool:
+    """True for 32 little-endian bytes encoding an integer below the group order."""
+    return (
+        len(scalar) == RISTRETTO_SCALAR_SIZE and int.from_bytes(scalar, "little") < RISTRETTO_ORDER
+    )
+
+
+def scalar_from_wide(wide: bytes) -> bytes:
+    """64 little-endian bytes reduced modulo the group order (RFC 9497 HashToScalar's last step)."""
+    if len(wide) != RISTRETTO_UNIFORM_SIZE:
+        raise ValueError("wide scalars are 64 bytes")
+    return bytes(_sodium().crypto_core_ristretto255_scalar_reduce(wide))
+
+
+def scalar_random() -> bytes:
+    """A uniformly random non-zero scalar from libsodium's CSPRNG."""
+    while True:
+        scalar = bytes(_sodium().crypto_core_ristretto255_scalar_random())
+        if any(scalar):
+            return scalar
+
+
+def scalar_mul(a: bytes, b: bytes) -> bytes:
+    """``a * b`` modulo the group order."""
+    _check_scalars(a, b)
+    return bytes(_sodium().crypto_core_ristretto255_scalar_mul(a, b))
+
+
+def scalar_sub(a: bytes, b: bytes) -> bytes:
+    """``a - b`` modulo the group order."""
+    _check_scalars(a, b)
+    return bytes(_sodium().crypto_core_ristretto255_scalar_sub(a, b))
+
+
+def scalar_invert(a: bytes) -> bytes:
+    """``1 / a`` modulo the group order.
+
+    Raises:
+        GroupError: ``a`` is zero or not canonical.
+    """
+    _check_scalars(a)
+    if not any(a):
+        raise GroupError("zero has no inverse")
+    return bytes(_sodium().crypto_core_ristretto255_scalar_invert(a))
+
+
+def _check_scalars(*scalars: bytes) -> None:
+    if not all(scalar_is_canonical(scalar) for scalar in scalars):
+        raise GroupError("not a canonical ristretto255 scalar")

@@ -59,6 +59,21 @@ class InvalidLoginKey(InvalidRequest):
     default_message = "login_key must be 32 bytes, base64url without padding."
 
 
+class InvalidBlindedElement(InvalidRequest):
+    code = "invalid_blinded_element"
+    default_message = (
+        "blinded_element must be a canonical ristretto255 element (32 bytes, base64url "
+        "without padding) other than the identity."
+    )
+
+
+class InvalidOprfKeyVersion(InvalidRequest):
+    code = "invalid_oprf_key_version"
+    default_message = (
+        "oprf_key_version must name the OPRF key version the login key was derived under."
+    )
+
+
 class Unauthorized(SealboxError):
     """Missing, malformed, expired or revoked bearer credential.
 
@@ -166,6 +181,13 @@ class SigningUnavailable(ServiceUnavailable):
 
     code = "signing_unavailable"
     default_message = "Token signing is temporarily unavailable. Try again shortly."
+
+
+class OprfUnavailable(ServiceUnavailable):
+    """The OPRF key can't be read from Secrets Manager right now."""
+
+    code = "oprf_unavailable"
+    default_message = "Password hardening is temporarily unavailable. Try again shortly."
 
 
 class InternalError(SealboxError):
@@ -408,3 +430,32 @@ class BlobReservationExpired(SealboxError):
     status = 410
     code = "reservation_expired"
     default_message = "The reservation expired before an upload arrived. Reserve again."
+
+
+# --- groups -----------------------------------------------------------------------
+
+
+class InvalidEpoch(InvalidRequest):
+    code = "invalid_epoch"
+    default_message = "The epoch is malformed or does not verify."
+
+
+class StaleEpoch(Conflict):
+    code = "stale_epoch"
+    default_message = "The group has moved on: fetch its head, re-base the change and retry."
+
+
+class NotAnAdmin(SealboxError):
+    status = 403
+    code = "not_an_admin"
+    default_message = "Only an admin of the group can make this change."
+
+
+class WrapsMissing(Conflict):
+    code = "wraps_missing"
+    default_message = "No wraps object was uploaded for this epoch and wraps id."
+
+
+class WrapsMismatch(InvalidRequest):
+    code = "wraps_mismatch"
+    default_message = "The wraps object is not the one the epoch signs for its members."

@@ -21,11 +21,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import ARGON2_PROFILES, BlobSettings, Settings
+from chalicelib.errors import NotFound, OprfUnavailable
 from chalicelib.http import Auth, Authenticator, Principal
 from chalicelib.services.accounts import AccountService, LoginKeyHasher
 from chalicelib.services.backups import BackupService
 from chalicelib.services.blobs import BlobService
 from chalicelib.services.cards import CardService
+from chalicelib.services.groups import GroupService
+from chalicelib.services.oprf import OprfService
 from chalicelib.services.tokens import DEFAULT_LEEWAY, TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
 from chalicelib.storage.blob_objects import S3ObjectStore
@@ -38,11 +41,15 @@ from chalicelib.storage.dynamo import (
     DynamoStepUpStore,
     DynamoUserStore,
 )
+from chalicelib.storage.groups import DynamoGroupStore, S3WrapsStore
+from chalicelib.storage.oprfkeys import SecretsManagerOprfKeyRing
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from chalicelib.wire.cards import Card
 
 
 class Container:
@@ -116,7 +123,28 @@ class Container:
             hasher=LoginKeyHasher(memory_kib=memory_kib, iterations=iterations, lanes=lanes),
             refresh_ttl=self.settings.refresh_token_ttl,
             clock=self._clock,
+            oprf_version=self._current_oprf_version,
         )
+
+    def _current_oprf_version(self) -> int:
+        # 0 (no OPRF) on a stage without an OPRF key: nothing migrates.
+        if self.settings.oprf_key_secret_id is None:
+            return 0
+        return self.oprf.current_version()
+
+    @cached_property
+    def oprf_keys(self) -> SecretsManagerOprfKeyRing:
+        if self.settings.oprf_key_secret_id is None:
+            raise OprfUnavailable("This stage has no OPRF key.")
+        return SecretsManagerOprfKeyRing(
+            self.secretsmanager,
+            self.settings.oprf_key_secret_id,
+            cache_ttl=self.settings.oprf_key_cache_ttl,
+        )
+
+    @cached_property
+    def oprf(self) -> OprfService:
+        return OprfService(self.oprf_keys, self.accounts)
 
     @cached_property
     def keyring(self) -> SecretsManagerKeyRing:
@@ -187,6 +215,26 @@ class Container:
             S3ObjectStore(self.s3, settings.bucket),
             settings,
             clock=self._clock,
+            group_member=lambda group, identity: self.groups.is_member(group, identity),
+        )
+
+    @cached_property
+    def groups(self) -> GroupService:
+        settings = self.blob_settings
+        cards = self.cards
+
+        def card(card_id: str) -> Card | None:
+            try:
+                return cards.get(card_id).card
+            except NotFound:
+                return None
+
+        return GroupService(
+            DynamoGroupStore(self.dynamodb, settings.groups_table),
+            S3WrapsStore(self.s3, settings.bucket),
+            card,
+            clock=self._clock,
+            url_ttl=settings.download_url_ttl,
         )
 
     # --- authentication -----------------------------------------------------------

@@ -399,6 +399,56 @@ def mlkem768x25519_open(
         raise InvalidTag from None
 
 
+# --- HPKE with DHKEM(X25519, HKDF-SHA256) (RFC 9180, KEM 0x0020) -------------------
+
+X25519_HPKE_ENC_SIZE = 32
+
+# Group epoch wraps to classical cards: RFC 9180 base mode, DHKEM(X25519,
+# HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305 -- the same KDF and AEAD as the
+# hybrid suite above, so the two kinds of wrap differ only in their KEM.
+_HPKE_X25519_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+def x25519_hpke_seal(public: bytes, plaintext: bytes, *, info: bytes) -> tuple[bytes, bytes]:
+    """HPKE SealBase to an X25519 public key with empty AAD; returns ``(enc, ct)``.
+
+    ``cryptography`` draws a fresh ephemeral key for every call, so the
+    AEAD's sequence-0 nonce is never reused under one key; ``info`` binds
+    the ciphertext to what it is for (group, epoch, card).
+
+    Raises:
+        ValueError: ``public`` is not 32 bytes.
+    """
+    if len(public) != X25519_KEY_SIZE:
+        raise ValueError("X25519 public keys are 32 bytes")
+    peer = x25519.X25519PublicKey.from_public_bytes(public)
+    sealed = _HPKE_X25519_SUITE.encrypt(plaintext, peer, info=info)
+    return sealed[:X25519_HPKE_ENC_SIZE], sealed[X25519_HPKE_ENC_SIZE:]
+
+
+def x25519_hpke_open(secret: bytes, enc: bytes, ciphertext: bytes, *, info: bytes) -> bytes:
+    """HPKE OpenBase with an X25519 private key and empty AAD.
+
+    A small-order ``enc`` is refused first (as for age's X25519 stanzas):
+    the exchange would not depend on our key.
+
+    Raises:
+        LowOrderPoint: ``enc`` has small order.
+        InvalidTag: wrong key or altered data (indistinguishable on purpose).
+        ValueError: an input has the wrong size.
+    """
+    if len(enc) != X25519_HPKE_ENC_SIZE:
+        raise ValueError("X25519 encapsulated keys are 32 bytes")
+    x25519_shared_secret(secret, enc)
+    private = x25519.X25519PrivateKey.from_private_bytes(secret)
+    try:
+        return _HPKE_X25519_SUITE.decrypt(enc + ciphertext, private, info=info)
+    except InvalidTag:
+        raise
+    except ValueError:
+        raise InvalidTag from None
+
+
 # --- password derivation (Argon2id) -------------------------------------------
 
 

@@ -6,6 +6,11 @@ then make or recover this device's keys: registration publishes a new card
 (or picks up a registration that failed part-way), login restores the keys
 from the backup.  A password change and a restore derive the keys the same
 way and hand them to :class:`~client_sim.backup_sync.BackupSync`.
+
+With password hardening configured (:class:`~client_sim.hardening.PasswordHardening`)
+every derivation goes through the server's OPRF first (one more request), the
+login carries the older derivations' login keys so the server migrates the
+account, and the backup is re-wrapped under the hardened key.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from client_sim.api import ApiClient
+from client_sim.api import ApiClient, RefreshSession
 from client_sim.backup_sync import BackupSync
 from client_sim.directory import CardDirectory
 from client_sim.errors import (
@@ -24,11 +29,12 @@ from client_sim.errors import (
     ServerError,
     UsernameTaken,
 )
+from client_sim.hardening import PasswordHardening
 from client_sim.identity import KeyBundle
 from client_sim.messages import canonical_identity
 from client_sim.passwords import KdfParams, PasswordKeys, WeakPassword, derive_password_keys
 from client_sim.session import Session
-from client_sim.store import DeviceStore, with_current
+from client_sim.store import BACKUP_OPRF_VERSION, DeviceStore, with_current
 
 __all__ = ["Accounts"]
 
@@ -46,7 +52,9 @@ class Accounts:
         *,
         kdf: KdfParams,
         clock: Callable[[], float] = time.time,
+        hardening: PasswordHardening | None = None,
     ) -> None:
+        self._hardening = hardening
         self._api = api
         self._session = session
         self._store = store
@@ -62,18 +70,18 @@ class Accounts:
         keys = self._derive(identity, password)
         taken = False
         try:
-            self._api.register(identity, keys.login_key_b64)
+            self._api.register(identity, keys.login_key_b64, keys.oprf_version or None)
         except ServerError as exc:
             if exc.code != "username_taken":
                 raise
             taken = True
         try:
-            session = self._api.login(identity, keys.login_key_b64)
+            session = self._login(identity, keys)
         except ServerError as exc:
             if taken and exc.code == "invalid_credentials":
                 raise UsernameTaken("this username is taken") from exc
             raise
-        state = self._session.start(identity, session, keys.backup_key)
+        state = self._session.start(identity, session, keys.backup_key, keys.oprf_version)
         # Registering again after an unregister is an identity reset: the
         # server asks for a step-up, which this password gives.
         self._session.confirm(keys.login_key_b64)
@@ -101,40 +109,63 @@ class Accounts:
         """See :meth:`client_sim.Device.login`."""
         identity = canonical_identity(username)
         self._store.check_free(identity)
-        keys = self._derive(identity, password)
         # A device that logged in before proves it, so a lockout strangers
         # caused on this account doesn't keep its owner out.
-        session = self._api.login(identity, keys.login_key_b64, self._store.device_cookie(identity))
-        state = self._session.start(identity, session, keys.backup_key)
+        cookie = self._store.device_cookie(identity)
+        keys = self._derive(identity, password, cookie)
+        before = self._store.load()
+        sealed_under = int(before.settings.get(BACKUP_OPRF_VERSION) or 0) if before else 0
+        session = self._login(identity, keys, cookie)
+        state = self._session.start(identity, session, keys.backup_key, keys.oprf_version)
         self._session.confirm(keys.login_key_b64)
         if state.current is None:
             with contextlib.suppress(BackupNotFound):
                 self._backups.restore(state, keys)
+        elif sealed_under < keys.oprf_version:
+            # This device's backup key predates the current OPRF key: re-wrap
+            # the stored backup now rather than at the next write.
+            self._backups.upgrade(keys)
         return identity
+
+    def _login(
+        self, identity: str, keys: PasswordKeys, cookie: str | None = None
+    ) -> RefreshSession:
+        return self._api.login(
+            identity,
+            keys.login_key_b64,
+            cookie,
+            oprf_key_version=keys.oprf_version or None,
+            legacy_login_keys={k.oprf_version: k.login_key_b64 for k in keys.others},
+        )
 
     def restore(self, password: str) -> None:
         """See :meth:`client_sim.Device.restore_private_key`."""
         state = self._store.require_session()
-        keys = self._derive(state.identity, password)
+        keys = self._derive(state.identity, password, self._store.device_cookie(state.identity))
         self._session.confirm(keys.login_key_b64)
         self._backups.restore(state, keys)
 
     def confirm_password(self, password: str) -> None:
         """See :meth:`client_sim.Device.confirm_password`."""
         state = self._store.require_session()
-        self._session.confirm(self._derive(state.identity, password).login_key_b64)
+        cookie = self._store.device_cookie(state.identity)
+        self._session.confirm(self._derive(state.identity, password, cookie).login_key_b64)
 
     def change_password(self, old_password: str, new_password: str) -> None:
         """See :meth:`client_sim.Device.change_password`."""
         state = self._store.require_session()
-        old = self._derive(state.identity, old_password)
-        new = self._derive(state.identity, new_password)
+        # This device's cookie: its evaluations are charged to its own counter.
+        cookie = self._store.device_cookie(state.identity)
+        old = self._derive(state.identity, old_password, cookie)
+        new = self._derive(state.identity, new_password, cookie)
         if old.login_key == new.login_key:
             raise InvalidInput("the new password must differ from the old one")
         self._backups.change_password(old, new)
 
-    def _derive(self, identity: str, password: str) -> PasswordKeys:
+    def _derive(self, identity: str, password: str, cookie: str | None = None) -> PasswordKeys:
         try:
+            if self._hardening is not None:
+                return self._hardening.derive(identity, password, cookie)
             return derive_password_keys(identity, password, self._kdf)
         except WeakPassword as exc:
             raise InvalidInput(str(exc)) from exc

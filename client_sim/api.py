@@ -83,6 +83,7 @@ class BlobInfo:
     armored: bool = False
     rejected_reason: str | None = None
     download: Download | None = None
+    group: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> BlobInfo:
@@ -116,6 +117,7 @@ class BlobInfo:
                 if isinstance(download, dict)
                 else None
             ),
+            group=None if obj.get("group") is None else _checked(obj["group"], _is_group, "group"),
         )
 
 
@@ -200,6 +202,10 @@ def _is_identity(value: object) -> bool:
     return isinstance(value, str) and is_identity(value)
 
 
+def _is_group(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{21}[AQgw]", value) is not None
+
+
 def _is_word(value: object) -> bool:
     return isinstance(value, str) and _WORD_RE.fullmatch(value) is not None
 
@@ -260,23 +266,50 @@ class ApiClient:
 
     # accounts ---------------------------------------------------------------
 
-    def register(self, username: str, login_key_b64: str) -> str:
+    def register(
+        self, username: str, login_key_b64: str, oprf_key_version: int | None = None
+    ) -> str:
         """Create the account; return the canonical identity."""
-        out = self._call(
-            "POST",
-            "/v1/users",
-            payload={"username": username, "login_key": login_key_b64},
-            expect=201,
-        )
+        payload: dict[str, Any] = {"username": username, "login_key": login_key_b64}
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        out = self._call("POST", "/v1/users", payload=payload, expect=201)
         return str(out["identity"])
 
-    def login(
-        self, username: str, login_key_b64: str, device_cookie: str | None = None
-    ) -> RefreshSession:
-        """``POST /v1/sessions``; ``device_cookie``: from this device's last login, if any."""
-        payload = {"username": username, "login_key": login_key_b64}
+    def evaluate_oprf(
+        self, username: str, blinded_element_b64: str, device_cookie: str | None = None
+    ) -> list[Any]:
+        """``POST /v1/oprf``: the server's evaluations, unchecked (client_sim.hardening checks)."""
+        payload = {"username": username, "blinded_element": blinded_element_b64}
         if device_cookie is not None:
             payload["device_cookie"] = device_cookie
+        out = self._call("POST", "/v1/oprf", payload=payload, expect=200)
+        evaluations = out.get("evaluations")
+        if not isinstance(evaluations, list):
+            raise ServerError.malformed("oprf")
+        return evaluations
+
+    def login(
+        self,
+        username: str,
+        login_key_b64: str,
+        device_cookie: str | None = None,
+        *,
+        oprf_key_version: int | None = None,
+        legacy_login_keys: Mapping[int, str] | None = None,
+    ) -> RefreshSession:
+        """``POST /v1/sessions``; ``device_cookie``: from this device's last login, if any.
+
+        ``legacy_login_keys``: this password's login keys under older
+        derivations, by OPRF key version, so the server can migrate the account.
+        """
+        payload: dict[str, Any] = {"username": username, "login_key": login_key_b64}
+        if device_cookie is not None:
+            payload["device_cookie"] = device_cookie
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        if legacy_login_keys:
+            payload["legacy_login_keys"] = {str(v): k for v, k in legacy_login_keys.items()}
         out = self._call("POST", "/v1/sessions", payload=payload, expect=201)
         cookie = out.get("device_cookie")
         return RefreshSession(
@@ -350,18 +383,20 @@ class ApiClient:
         return out
 
     def change_login_key(
-        self, access_token: str, current_login_key_b64: str, new_login_key_b64: str
+        self,
+        access_token: str,
+        current_login_key_b64: str,
+        new_login_key_b64: str,
+        oprf_key_version: int | None = None,
     ) -> RefreshSession:
         """Replace the login key; every other session ends and a new one is returned."""
-        out = self._call(
-            "PUT",
-            "/v1/users/me/login-key",
-            payload={
-                "current_login_key": current_login_key_b64,
-                "new_login_key": new_login_key_b64,
-            },
-            bearer=access_token,
-        )
+        payload: dict[str, Any] = {
+            "current_login_key": current_login_key_b64,
+            "new_login_key": new_login_key_b64,
+        }
+        if oprf_key_version is not None:
+            payload["oprf_key_version"] = oprf_key_version
+        out = self._call("PUT", "/v1/users/me/login-key", payload=payload, bearer=access_token)
         return RefreshSession(
             identity=str(out["identity"]),
             expires_at=int(out["expires_at"]),
@@ -490,11 +525,15 @@ class ApiClient:
         recipients: Sequence[str],
         *,
         idempotency_key: str | None = None,
+        group: str | None = None,
     ) -> Reservation:
-        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``."""
+        """``POST /v1/blobs``: reserve ``size`` bytes readable by ``recipients``
+        (or, with ``group``, by the group's current members)."""
         payload: dict[str, Any] = {"size": size, "recipients": list(recipients)}
         if idempotency_key is not None:
             payload["idempotency_key"] = idempotency_key
+        if group is not None:
+            payload["group"] = group
         out = self._call("POST", "/v1/blobs", payload=payload, bearer=access_token, expect=201)
         return _parsed(Reservation.from_json, out, "reservation")
 
@@ -553,6 +592,46 @@ class ApiClient:
         """``DELETE /v1/blobs/{id}``: content (every version) and metadata."""
         self._call("DELETE", _blob_path(blob_id), bearer=access_token, expect=204)
 
+    # groups -------------------------------------------------------------------
+
+    def list_groups(self, access_token: str) -> list[dict[str, Any]]:
+        """``GET /v1/groups``: the groups this identity is a current member of."""
+        out = self._call("GET", "/v1/groups", bearer=access_token)
+        return _parsed(lambda o: [dict(item) for item in o["items"]], out, "group listing")
+
+    def get_group(self, access_token: str, group_id: str) -> dict[str, Any]:
+        """``GET /v1/groups/{id}``: ``group_id``, ``epoch``, ``head`` and ``roster``."""
+        return dict(self._call("GET", _group_path(group_id), bearer=access_token))
+
+    def get_group_epoch(
+        self, access_token: str, group_id: str, number: int, card_id: str | None
+    ) -> dict[str, Any]:
+        """``GET /v1/groups/{id}/epochs/{n}``: the epoch and the ranged GET of our wrap."""
+        path = _group_path(group_id, "epochs", str(number))
+        if card_id is not None:
+            path += "?" + urlencode({"card_id": card_id})
+        return dict(self._call("GET", path, bearer=access_token))
+
+    def reserve_group_wraps(
+        self, access_token: str, group_id: str, number: int, size: int
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/epochs/{n}/wraps``: where to upload the wraps object."""
+        path = _group_path(group_id, "epochs", str(number), "wraps")
+        return dict(
+            self._call("POST", path, payload={"size": size}, bearer=access_token, expect=201)
+        )
+
+    def append_group_epoch(
+        self, access_token: str, group_id: str, epoch: bytes, wraps_id: str
+    ) -> dict[str, Any]:
+        """``POST /v1/groups/{id}/epochs``: append a signed epoch."""
+        payload = {"epoch": b64url_encode(epoch), "wraps_id": wraps_id}
+        out = self._call(
+            "POST", _group_path(group_id, "epochs"), payload=payload, bearer=access_token,
+            expect=201,
+        )  # fmt: skip
+        return dict(out)
+
 
 def server_error(reply: HttpReply) -> ServerError:
     """The :class:`ServerError` for a reply that isn't the expected success."""
@@ -599,3 +678,7 @@ def _is_app_path(path: object) -> bool:
     if "%2e" in route.lower() or "%2f" in route.lower():
         return False  # an encoded dot or slash a proxy might decode into a climb
     return all(segment not in (".", "..") for segment in route.split("/"))
+
+
+def _group_path(group_id: str, *rest: str) -> str:
+    return "/".join(["/v1/groups", quote(group_id, safe=""), *rest])

@@ -7,9 +7,10 @@ and a :class:`KdfParams` record of how it was derived, and embeds the record
 in the blob as authenticated cleartext, so that a new device can restore with
 nothing but the password::
 
-    header     = "SBBACKUP" || version (1) || kdf algorithm (1)
+    header     = "SBBACKUP" || version (1 or 2) || kdf algorithm (1 or 2)
                  || memory KiB (u32) || iterations (u32) || lanes (u32)
-                 || salt length (1) || salt || nonce (32)
+                 || salt length (1) || salt || [v2: OPRF key version (u32)]
+                 || nonce (32)
     ciphertext = ChaCha20-Poly1305 under HKDF-SHA-256(backup key, salt = nonce,
                  info = "sealbox/v1/backup"), nonce 0, AAD = header
     body       = lp16(identity) || n (u16) || n x lp16(key bundle), current first
@@ -39,7 +40,9 @@ from typing import Final
 from chalicelib.wire.backup import (
     BACKUP_MAGIC,
     BACKUP_VERSION,
+    BACKUP_VERSION_OPRF,
     KDF_ARGON2ID_HKDF_SHA256,
+    KDF_ARGON2ID_OPRF_HKDF_SHA256,
     MAX_KDF_ITERATIONS,
     MAX_KDF_LANES,
     MAX_KDF_MEMORY_KIB,
@@ -59,6 +62,7 @@ __all__ = [
     "BACKUP_VERSION",
     "DEFAULT_BOUNDS",
     "KDF_ARGON2ID_HKDF_SHA256",
+    "KDF_ARGON2ID_OPRF_HKDF_SHA256",
     "MAX_BACKUP_SIZE",
     "TESTING_BOUNDS",
     "BackupAuthenticationError",
@@ -74,7 +78,13 @@ __all__ = [
 ]
 
 BACKUP_LABEL: Final = b"sealbox/v1/backup"
-KNOWN_KDF_ALGORITHMS: Final = frozenset({KDF_ARGON2ID_HKDF_SHA256})
+KNOWN_KDF_ALGORITHMS: Final = frozenset({KDF_ARGON2ID_HKDF_SHA256, KDF_ARGON2ID_OPRF_HKDF_SHA256})
+# Each format version has exactly one derivation: v1 Argon2id then HKDF,
+# v2 Argon2id and the OPRF then HKDF (and the OPRF key version in the header).
+_VERSION_OF_KDF: Final = {
+    KDF_ARGON2ID_HKDF_SHA256: BACKUP_VERSION,
+    KDF_ARGON2ID_OPRF_HKDF_SHA256: BACKUP_VERSION_OPRF,
+}
 MAX_BUNDLES: Final = 256
 # 256 bundles of ~1.5 KiB each plus framing; anything larger is refused
 # before it is parsed or decrypted.
@@ -113,6 +123,8 @@ class KdfParams:
 
     ``salt`` is the Argon2id salt the password module used, stored as bytes
     so restore needs no other input; none of these values is secret.
+    ``oprf_key_version`` is the OPRF key the backup key was hardened with
+    (format v2, ``algorithm`` = 2); 0 for a v1 backup (no OPRF).
     """
 
     memory_kib: int
@@ -120,6 +132,7 @@ class KdfParams:
     lanes: int
     salt: bytes
     algorithm: int = KDF_ARGON2ID_HKDF_SHA256
+    oprf_key_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,11 @@ class KdfBounds:
         """
         if params.algorithm not in KNOWN_KDF_ALGORITHMS:
             raise KdfParamsOutOfRange("unknown key derivation algorithm")
+        hardened = params.algorithm == KDF_ARGON2ID_OPRF_HKDF_SHA256
+        if type(params.oprf_key_version) is not int or not (
+            (1 <= params.oprf_key_version < 2**32) if hardened else params.oprf_key_version == 0
+        ):
+            raise KdfParamsOutOfRange("the OPRF key version does not match the algorithm")
         for name in ("memory_kib", "iterations", "lanes"):
             if type(getattr(params, name)) is not int:
                 raise KdfParamsOutOfRange(f"{name} must be an integer")
@@ -215,16 +233,18 @@ class BackupContents:
 
 
 def _header(params: KdfParams, nonce: bytes) -> bytes:
+    version = _VERSION_OF_KDF[params.algorithm]
     return b"".join(
         (
             BACKUP_MAGIC,
-            u8(BACKUP_VERSION),
+            u8(version),
             u8(params.algorithm),
             u32(params.memory_kib),
             u32(params.iterations),
             u32(params.lanes),
             u8(len(params.salt)),
             params.salt,
+            u32(params.oprf_key_version) if version == BACKUP_VERSION_OPRF else b"",
             nonce,
         )
     )
@@ -283,20 +303,27 @@ def _parse_header(blob: bytes, bounds: KdfBounds) -> tuple[KdfParams, bytes, int
     try:
         if reader.take(len(BACKUP_MAGIC)) != BACKUP_MAGIC:
             raise BackupFormatError("not a Sealbox key backup")
-        if reader.u8() != BACKUP_VERSION:
+        version = reader.u8()
+        if version not in (BACKUP_VERSION, BACKUP_VERSION_OPRF):
             raise BackupFormatError("unsupported backup version")
         algorithm = reader.u8()
-        if algorithm not in KNOWN_KDF_ALGORITHMS:
+        if _VERSION_OF_KDF.get(algorithm) != version:
             raise BackupFormatError("unsupported key derivation algorithm")
         memory_kib, iterations, lanes = reader.u32(), reader.u32(), reader.u32()
         salt = reader.take(reader.u8())
+        oprf_key_version = reader.u32() if version == BACKUP_VERSION_OPRF else 0
         nonce = reader.take(_hazmat.AT_REST_NONCE_SIZE)
     except BackupFormatError:
         raise
     except ValueError as exc:
         raise BackupFormatError("the backup header is truncated") from exc
     params = KdfParams(
-        memory_kib=memory_kib, iterations=iterations, lanes=lanes, salt=salt, algorithm=algorithm
+        memory_kib=memory_kib,
+        iterations=iterations,
+        lanes=lanes,
+        salt=salt,
+        algorithm=algorithm,
+        oprf_key_version=oprf_key_version,
     )
     bounds.check(params)
     return params, nonce, len(blob) - reader.remaining

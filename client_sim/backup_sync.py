@@ -46,7 +46,13 @@ from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.passwords import KdfParams, PasswordKeys, password_salt
 from client_sim.session import Session
-from client_sim.store import BACKUP_KEY, DeviceStore, current_first, merged
+from client_sim.store import (
+    BACKUP_KEY,
+    BACKUP_OPRF_VERSION,
+    DeviceStore,
+    current_first,
+    merged,
+)
 
 __all__ = [
     "BACKUP_NAME",
@@ -89,6 +95,11 @@ class BackupKey:
     identity: str
     backup_key: bytes = field(repr=False)
     params: KdfParams
+    oprf_version: int = 0
+
+    def under(self, oprf_version: int) -> BackupKey | None:
+        """Self if derived under ``oprf_version`` (as :meth:`PasswordKeys.under`)."""
+        return self if oprf_version == self.oprf_version else None
 
 
 class BackupSync:
@@ -135,7 +146,12 @@ class BackupSync:
         key = state.settings.get(BACKUP_KEY)
         if key is None:
             raise NotLoggedIn("log in again to back up (the backup key is derived at login)")
-        keys = BackupKey(state.identity, b64url_decode(key), self._kdf)
+        keys = BackupKey(
+            state.identity,
+            b64url_decode(key),
+            self._kdf,
+            int(state.settings.get(BACKUP_OPRF_VERSION) or 0),
+        )
         for round_ in range(CAS_ROUNDS):
             stored = self._fetch(BACKUP_NAME)
             bundles = state.bundles
@@ -194,9 +210,14 @@ class BackupSync:
             self._merge_into_keystore(contents.bundles, prefer_active=True)
             self._store.save(
                 self._store.require_session().with_settings(
-                    **{BACKUP_KEY: b64url_encode(keys.backup_key)}
+                    **{
+                        BACKUP_KEY: b64url_encode(keys.backup_key),
+                        BACKUP_OPRF_VERSION: str(keys.oprf_version) if keys.oprf_version else None,
+                    }
                 )
             )
+            if name == BACKUP_NAME:
+                self._rewrap(stored, contents, keys)
             if name == PENDING_BACKUP_NAME:
                 # A password change stopped after switching the login key:
                 # finish it so the primary opens with this password again.
@@ -205,6 +226,32 @@ class BackupSync:
         if not found or refused is None:
             raise BackupNotFound("there is no key backup for this identity")
         raise refused
+
+    def upgrade(self, keys: PasswordKeys) -> None:
+        """Re-wrap the primary backup under ``keys`` if it is sealed under an older derivation.
+
+        For a device that already holds its keys and logs in under a newer
+        OPRF key (or for the first time with hardening): the backup a copy of
+        storage could attack offline is replaced, by compare-and-swap, with
+        one that needs the OPRF key.  A lost swap is left to the next write.
+
+        Raises:
+            WrongPassword, KdfMismatch, LocalStorageError: as :meth:`restore`.
+        """
+        stored = self._fetch(BACKUP_NAME)
+        if stored is not None:
+            self._rewrap(stored, self._open(stored, keys), keys)
+
+    def _rewrap(
+        self, stored: StoredBackup, contents: backup_format.BackupContents, keys: PasswordKeys
+    ) -> None:
+        if not keys.oprf_version or self._header(stored).oprf_key_version == keys.oprf_version:
+            return
+        # A lost swap (None) means another device wrote meanwhile; its write
+        # or the next one seals under the current derivation.
+        self._put(
+            BACKUP_NAME, self._seal(contents.identity, contents.bundles, keys), stored.version
+        )
 
     def reset(self) -> None:
         """Delete the backup and any staged one from the server."""
@@ -306,7 +353,10 @@ class BackupSync:
         try:
             session = self._session.authed(
                 lambda token: self._api.change_login_key(
-                    token, old.login_key_b64, new.login_key_b64
+                    token,
+                    old.login_key_b64,
+                    new.login_key_b64,
+                    new.oprf_version or None,
                 )
             )
         except ServerError as exc:
@@ -319,14 +369,19 @@ class BackupSync:
                 ) from exc
             raise
         state = self._store.require_session()
-        self._session.start(state.identity, session, new.backup_key)
+        self._session.start(state.identity, session, new.backup_key, new.oprf_version)
         self._session.confirm(new.login_key_b64)
         return True
 
     def _finish_changed_elsewhere(self, new: PasswordKeys, pending: StoredBackup | None) -> None:
         state = self._store.require_session()
-        session = self._api.login(state.identity, new.login_key_b64)
-        self._session.start(state.identity, session, new.backup_key)
+        session = self._api.login(
+            state.identity,
+            new.login_key_b64,
+            oprf_key_version=new.oprf_version or None,
+            legacy_login_keys={k.oprf_version: k.login_key_b64 for k in new.others},
+        )
+        self._session.start(state.identity, session, new.backup_key, new.oprf_version)
         self._session.confirm(new.login_key_b64)
         if pending is not None and self._try_open(pending, new) is not None:
             self._promote(pending, new, new, overwrite_unreadable=True)
@@ -400,19 +455,38 @@ class BackupSync:
         # devices must accept their own backups.  Maximums are the same.
         return backup_format.TESTING_BOUNDS if weaker else default
 
-    def _backup_params(self, identity: str) -> backup_format.KdfParams:
+    def _backup_params(self, identity: str, oprf_version: int = 0) -> backup_format.KdfParams:
         return backup_format.KdfParams(
             memory_kib=self._kdf.memory_kib,
             iterations=self._kdf.iterations,
             lanes=self._kdf.lanes,
             salt=password_salt(identity),
+            algorithm=(
+                backup_format.KDF_ARGON2ID_OPRF_HKDF_SHA256
+                if oprf_version
+                else backup_format.KDF_ARGON2ID_HKDF_SHA256
+            ),
+            oprf_key_version=oprf_version,
         )
+
+    def _header(self, stored: StoredBackup) -> backup_format.KdfParams:
+        try:
+            return backup_format.parse_backup_header(stored.blob, bounds=self._bounds())
+        except backup_format.KdfParamsOutOfRange as exc:
+            raise KdfMismatch(
+                "the backup's password parameters are outside what this device accepts"
+            ) from exc
+        except backup_format.BackupFormatError as exc:
+            raise LocalStorageError("the stored backup is not a valid backup") from exc
 
     def _seal(
         self, identity: str, bundles: Sequence[KeyBundle], keys: PasswordKeys | BackupKey
     ) -> bytes:
         blob = backup_format.seal_backup(
-            bundles, keys.backup_key, self._backup_params(identity), bounds=self._bounds()
+            bundles,
+            keys.backup_key,
+            self._backup_params(identity, keys.oprf_version),
+            bounds=self._bounds(),
         )
         if len(blob) > MAX_BACKUP_BYTES:
             raise InvalidInput("too many keys for one backup (the server keeps 256 KiB)")
@@ -421,15 +495,14 @@ class BackupSync:
     def _open(
         self, stored: StoredBackup, keys: PasswordKeys | BackupKey
     ) -> backup_format.BackupContents:
-        try:
-            params = backup_format.parse_backup_header(stored.blob, bounds=self._bounds())
-        except backup_format.KdfParamsOutOfRange as exc:
+        params = self._header(stored)
+        chosen = keys.under(params.oprf_key_version)
+        if chosen is None:
             raise KdfMismatch(
-                "the backup's password parameters are outside what this device accepts"
-            ) from exc
-        except backup_format.BackupFormatError as exc:
-            raise LocalStorageError("the stored backup is not a valid backup") from exc
-        if params != self._backup_params(keys.identity):
+                "the backup is hardened with an OPRF key version this login did not evaluate"
+            )
+        keys = chosen
+        if params != self._backup_params(keys.identity, params.oprf_key_version):
             raise KdfMismatch(
                 "the backup was made with other password parameters than this device uses "
                 "(every device of a user must use the same KDF profile)"

@@ -325,8 +325,10 @@ class BlobTransfer:
         key: str,
         *,
         blob_id: str | None = None,
+        group: str | None = None,
     ) -> BlobInfo:
-        """Reserve ``size`` bytes for ``to``, send ``ciphertext`` and commit; the READY blob.
+        """Reserve ``size`` bytes for ``to`` (or ``group``'s members), send
+        ``ciphertext`` and commit; the READY blob.
 
         ``blob_id``, when given, is the id the reservation must answer (the
         one derived from the owner and ``key``, which sealed content signs):
@@ -342,10 +344,10 @@ class BlobTransfer:
             ConnectionFailed: no answer (the reservation is tried twice).
         """
         try:
-            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key)
+            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key, group=group)
         except ConnectionFailed:
             # Safe to repeat: the idempotency key makes it the same blob.
-            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key)
+            reservation = self.api.reserve_blob(token, size, to, idempotency_key=key, group=group)
         if blob_id is not None and reservation.blob_id != blob_id:
             raise ServerError.malformed("blob id (not the one its idempotency key derives)")
         if reservation.state != "reserved":

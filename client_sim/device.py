@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +39,10 @@ from client_sim.blobs import BlobTransfer
 from client_sim.directory import CARD_CACHE_FILE, MAX_CARD_CACHE_TTL, CardDirectory
 from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
+from client_sim.group import Group
+from client_sim.group_state import GroupState
+from client_sim.groups import GroupInfo, Groups
+from client_sim.hardening import PasswordHardening
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import Decrypted, Messages, Sender, canonical_identity
@@ -56,6 +60,8 @@ __all__ = [
     "Decrypted",
     "Device",
     "DeviceStatus",
+    "Group",
+    "GroupInfo",
     "Sender",
 ]
 
@@ -80,6 +86,11 @@ class Device:
         storage_origins: where presigned URLs may point besides the API's
             own origin over HTTP, e.g. ``sealbox local``'s ``aws endpoint``
             (:mod:`client_sim.origins`; others raise ``StorageOriginRefused``).
+        oprf_roots: the backend's OPRF root public keys by key version, pinned
+            in the app's configuration: turns on password hardening
+            (docs/spec/passwords.md, version 2).  A server answer not
+            certified by one of them raises ``OprfVerificationFailed``.
+            None: the version-1 derivation (no OPRF).
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class Device:
         sleep: Callable[[float], None] = time.sleep,
         objects: ObjectTransport | None = None,
         storage_origins: Iterable[str] = (),
+        oprf_roots: Mapping[int, bytes] | None = None,
     ) -> None:
         kdf.check()
         self._home = Path(home)
@@ -112,8 +124,37 @@ class Device:
             api, self._session, self._store, self._cards, kdf=kdf, clock=clock, sleep=sleep
         )
         self._accounts = Accounts(
-            api, self._session, self._store, self._cards, self._backups, kdf=kdf, clock=clock
+            api,
+            self._session,
+            self._store,
+            self._cards,
+            self._backups,
+            kdf=kdf,
+            clock=clock,
+            hardening=None if oprf_roots is None else PasswordHardening(api, oprf_roots, kdf),
         )
+        self._groups = Groups(
+            api,
+            self._session,
+            self._cards,
+            self._messages,
+            GroupState(self._store.keystore),
+            transfer=transfer,
+            objects=objects,
+            origins=origins,
+            clock=clock,
+        )
+        store, cards = self._store, self._cards
+
+        def keys() -> tuple[KeystoreState, KeyBundle]:
+            # The group handles' way to this device's keys (a pending card
+            # publication settled first), without a reference to the facade.
+            state = store.load()
+            if state is not None and PENDING_CARD in state.settings:
+                state = cards.settle(state)
+            return store.require_current(state)
+
+        self._keys = keys
 
     @classmethod
     def connect(cls, home: str | os.PathLike[str], url: str, **options: Any) -> Device:
@@ -378,6 +419,38 @@ class Device:
         """Delete a blob this identity owns: every stored version and its metadata."""
         self._transfers.delete(blob_id)
 
+    # --- groups -----------------------------------------------------------------------
+
+    @reported
+    def create_group(self, members: Iterable[str], *, admins: Iterable[str] = ()) -> Group:
+        """Create a group of this identity (an admin), ``members`` and ``admins``.
+
+        Every member's current card gets the first epoch secret, wrapped with
+        HPKE (post-quantum when the card has an ML-KEM-768+X25519 key).
+
+        Raises:
+            NoPrivateKey, InvalidInput, MemberNotFound (no card), IdentityChanged.
+        """
+        if isinstance(members, str) or isinstance(admins, str):
+            raise TypeError("members and admins are collections of identities, not strings")
+        state, current = self._keys()
+        info = self._groups.create(state, current, members, admins)
+        return Group(self._groups, self._keys, info.group_id)
+
+    @reported
+    def group(self, group_id: str) -> Group:
+        """The group ``group_id`` (nothing is fetched until it is used).
+
+        Raises:
+            InvalidInput: not a group id.
+        """
+        return Group(self._groups, self._keys, group_id)
+
+    @reported
+    def list_groups(self) -> list[GroupInfo]:
+        """The groups this identity is a current member of."""
+        return self._groups.list()
+
     # --- keys -------------------------------------------------------------------------
 
     @reported
@@ -431,7 +504,7 @@ class Device:
     @reported
     def cleanup(self) -> None:
         """Delete the keystore and the card cache from this device (no server call)."""
-        self._store.destroy()
+        self._store.destroy()  # the sealed group state goes with the keystore's side files
         self._cards.clear()
         self._session.forget()
 
@@ -521,7 +594,4 @@ class Device:
 
     def _require_keys(self) -> tuple[KeystoreState, KeyBundle]:
         """The keystore and its current bundle, a pending publication settled first."""
-        state = self._store.load()
-        if state is not None and PENDING_CARD in state.settings:
-            state = self._cards.settle(state)
-        return self._store.require_current(state)
+        return self._keys()

@@ -37,18 +37,24 @@ __all__ = [
     "DecryptionFailed",
     "DeviceError",
     "DeviceInUse",
+    "GroupVerificationFailed",
     "IdentityChanged",
     "InvalidInput",
     "KdfMismatch",
     "LocalStorageError",
+    "MemberNotFound",
     "NoPrivateKey",
+    "NotAMember",
+    "NotAnAdmin",
     "NotLoggedIn",
+    "OprfVerificationFailed",
     "RedirectRefused",
     "ReplyTooLarge",
     "RetiredKeyUsed",
     "SenderMismatch",
     "ServerError",
     "SourceChanged",
+    "StaleEpoch",
     "StepUpRequired",
     "StorageOriginRefused",
     "StorageTransferFailed",
@@ -129,6 +135,15 @@ class UsersNotFound(DeviceError):
 
 class CardVerificationFailed(DeviceError):
     """A card from the server failed verification (signature, identity or id)."""
+
+
+class OprfVerificationFailed(DeviceError):
+    """The server's password-hardening answer failed verification.
+
+    Its OPRF key is not certified by a root this device pins, or the proof
+    does not verify: the server (or something between) is not the one this
+    app was configured for.  Nothing was derived or sent.
+    """
 
 
 class IdentityChanged(DeviceError):
@@ -215,6 +230,36 @@ class RetiredKeyUsed(DecryptionFailed):
 
 class BlobUnavailable(DeviceError):
     """The blob has no content to download yet (reserved) or was rejected."""
+
+
+# --- groups -------------------------------------------------------------------------------------
+
+
+class NotAMember(DeviceError):
+    """This identity is not (or no longer) a member of the group, or the group doesn't exist."""
+
+
+class NotAnAdmin(DeviceError):
+    """Only an admin of the group can make this change."""
+
+
+class StaleEpoch(ConcurrentChange):
+    """Another member changed the group first; the change was not made.  Retry it
+    (the SDK re-bases and retries a few times before raising this)."""
+
+
+class MemberNotFound(InvalidInput):
+    """The identity named is not a member of the group (or has no card to add)."""
+
+
+class GroupVerificationFailed(DeviceError):
+    """The server served a group epoch, roster or wrap that doesn't verify (a forged
+    or reordered chain, a wrap for another card); nothing was accepted.  ``code``
+    says which check failed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # --- backup -----------------------------------------------------------------------------------
@@ -338,6 +383,10 @@ def from_server(exc: ServerError) -> DeviceError:
         return StepUpRequired("this change needs the password: confirm it first")
     if exc.code == "wrong_login_key":
         return WrongPassword("the server refused the password")
+    if exc.code == "stale_epoch":
+        return StaleEpoch("another member changed the group first")
+    if exc.code == "not_an_admin":
+        return NotAnAdmin("only an admin of the group can make this change")
     return exc
 
 

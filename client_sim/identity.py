@@ -280,6 +280,23 @@ class KeyBundle:
 
     # --- no secrets in output, no accidental sharing ----------------------------
 
+    def hpke_open(self, kind: int, enc: bytes, ciphertext: bytes, *, info: bytes) -> bytes:
+        """Open an HPKE ciphertext sent to this card (a group epoch wrap).
+
+        ``kind`` 0 is DHKEM(X25519) to the card's ``x25519`` key, 1 is
+        MLKEM768-X25519 to its ``mlkem768x25519`` key (docs/spec/groups.md).
+
+        Raises:
+            ValueError: unknown kind or wrong sizes.
+            _hazmat.InvalidTag, _hazmat.LowOrderPoint: not for this key, or altered.
+        """
+        if kind == 0:
+            return _hazmat.x25519_hpke_open(self._x25519_secret, enc, ciphertext, info=info)
+        if kind == 1:
+            private = _hazmat.mlkem768x25519_from_seed(self._pq_seed)
+            return _hazmat.mlkem768x25519_open(private, enc, ciphertext, info=info)
+        raise ValueError("unknown HPKE kind")
+
     def __repr__(self) -> str:
         return f"KeyBundle(identity={self.identity!r}, card_id={self.card_id!r})"
 

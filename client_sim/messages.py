@@ -33,6 +33,7 @@ from client_sim.errors import (
     RetiredKeyUsed,
     SenderMismatch,
 )
+from client_sim.group_chain import GroupChain, open_group_content
 from client_sim.identity import KeyBundle
 from client_sim.sealed import (
     MAX_RECIPIENTS,
@@ -252,6 +253,26 @@ class Messages:
                 verified = open_sealed_to_path(src, dst, bundles, [], **options)
             else:
                 verified = open_sealed(src, dst, bundles, [], **options)
+        except SealedError as exc:
+            raise _decryption_failed(exc) from exc
+        return self._sender(verified, statuses)
+
+    def open_group(
+        self, src: Any, dst: Any, chain: GroupChain, *, check: HeaderCheck | None = None
+    ) -> Sender:
+        """Decrypt group content with ``chain``'s epoch secrets and verify its sender
+        (:func:`client_sim.group_chain.open_group_content`), with the same
+        sender-card status checks as any other data.
+
+        Raises:
+            DecryptionFailed, ContextMismatch, RetiredKeyUsed: as :meth:`open_stream`.
+        """
+        statuses: dict[str, tuple[str, int | None]] = {}
+        checks = self._checks([], None, check, statuses)
+        try:
+            verified = open_group_content(
+                src, dst, chain=chain, resolve_sender=self._resolver([], None), check=checks
+            )
         except SealedError as exc:
             raise _decryption_failed(exc) from exc
         return self._sender(verified, statuses)

@@ -34,6 +34,12 @@ KEY_SIZE = 32
 SALT_LABEL = b"sealbox/v1/password-salt"
 LOGIN_KEY_LABEL = b"sealbox/v1/login-key"
 BACKUP_KEY_LABEL = b"sealbox/v1/backup-key"
+# Password hardening (docs/spec/passwords.md, derivation version 2): the OPRF
+# input is this label and the Argon2id output; the two keys come from HKDF
+# over the Argon2id output and the OPRF output, under labels of their own.
+OPRF_INPUT_LABEL = b"sealbox/v1/oprf-input"
+HARDENED_LOGIN_KEY_LABEL = b"sealbox/v1/hardened-login-key"
+HARDENED_BACKUP_KEY_LABEL = b"sealbox/v1/hardened-backup-key"
 
 # Hard bounds on any parameter set, including one read from a backup file:
 # past these a hostile file could make a phone allocate gigabytes or spin
@@ -94,12 +100,28 @@ PASSWORD_KDF_SIMULATION = KdfParams(version=1, memory_kib=256, iterations=1, lan
 
 @dataclass(frozen=True)
 class PasswordKeys:
-    """The two keys derived from one password.  Neither appears in ``repr``."""
+    """The two keys derived from one password.  Neither appears in ``repr``.
+
+    ``oprf_version`` is the OPRF key version they were hardened with (0: the
+    version-1 derivation, Argon2id alone).  ``others`` holds the keys of the
+    same password under the derivations an account may still be on (the
+    version-1 keys; those of the previous OPRF key during a rotation), to log
+    in once more and open older backups until they are re-wrapped.
+    """
 
     identity: str
     params: KdfParams
     login_key: bytes = field(repr=False)
     backup_key: bytes = field(repr=False)
+    oprf_version: int = 0
+    others: tuple[PasswordKeys, ...] = field(default=(), repr=False)
+
+    def under(self, oprf_version: int) -> PasswordKeys | None:
+        """The keys of this password under ``oprf_version`` (0: version 1), if derived."""
+        for keys in (self, *self.others):
+            if keys.oprf_version == oprf_version:
+                return keys
+        return None
 
     @property
     def login_key_b64(self) -> str:
@@ -130,10 +152,58 @@ def password_salt(identity: str) -> bytes:
     return hashlib.sha256(SALT_LABEL + b"\x00" + identity.encode("ascii")).digest()
 
 
-def derive_password_keys(
+@dataclass(frozen=True)
+class StretchedPassword:
+    """Argon2id of a password: the input of both derivations.  Not in ``repr``."""
+
+    identity: str
+    params: KdfParams
+    master: bytes = field(repr=False)
+
+    @property
+    def oprf_input(self) -> bytes:
+        """The private OPRF input (RFC 9497 ``input``): label || master."""
+        return OPRF_INPUT_LABEL + self.master
+
+    def version1(self) -> PasswordKeys:
+        """The version-1 keys (no OPRF)."""
+        return PasswordKeys(
+            identity=self.identity,
+            params=self.params,
+            login_key=_hazmat.hkdf_sha256(
+                self.master, salt=b"", info=LOGIN_KEY_LABEL, length=KEY_SIZE
+            ),
+            backup_key=_hazmat.hkdf_sha256(
+                self.master, salt=b"", info=BACKUP_KEY_LABEL, length=KEY_SIZE
+            ),
+        )
+
+    def hardened(self, oprf_output: bytes, oprf_version: int) -> PasswordKeys:
+        """The version-2 keys: HKDF over ``master || oprf_output``.
+
+        Raises:
+            ValueError: ``oprf_output`` is not 64 bytes or the version is not positive.
+        """
+        if len(oprf_output) != 64 or oprf_version < 1:
+            raise ValueError("an OPRF output is 64 bytes, under a positive key version")
+        ikm = self.master + oprf_output
+        return PasswordKeys(
+            identity=self.identity,
+            params=self.params,
+            login_key=_hazmat.hkdf_sha256(
+                ikm, salt=b"", info=HARDENED_LOGIN_KEY_LABEL, length=KEY_SIZE
+            ),
+            backup_key=_hazmat.hkdf_sha256(
+                ikm, salt=b"", info=HARDENED_BACKUP_KEY_LABEL, length=KEY_SIZE
+            ),
+            oprf_version=oprf_version,
+        )
+
+
+def stretch_password(
     username: str, password: str, params: KdfParams = PASSWORD_KDF_V1
-) -> PasswordKeys:
-    """Derive the login key and the backup key for ``username``.
+) -> StretchedPassword:
+    """Argon2id of ``password`` under ``username``'s salt.
 
     Raises:
         chalicelib.wire.identity.InvalidIdentity: ``username`` is not valid.
@@ -152,9 +222,18 @@ def derive_password_keys(
         lanes=params.lanes,
         length=KEY_SIZE,
     )
-    return PasswordKeys(
-        identity=identity,
-        params=params,
-        login_key=_hazmat.hkdf_sha256(master, salt=b"", info=LOGIN_KEY_LABEL, length=KEY_SIZE),
-        backup_key=_hazmat.hkdf_sha256(master, salt=b"", info=BACKUP_KEY_LABEL, length=KEY_SIZE),
-    )
+    return StretchedPassword(identity=identity, params=params, master=master)
+
+
+def derive_password_keys(
+    username: str, password: str, params: KdfParams = PASSWORD_KDF_V1
+) -> PasswordKeys:
+    """Derive the version-1 login key and backup key for ``username`` (no OPRF).
+
+    Raises:
+        chalicelib.wire.identity.InvalidIdentity: ``username`` is not valid.
+        WeakPassword: the password is shorter than 12 or longer than 1024
+            characters.
+        ValueError: ``params`` are out of bounds.
+    """
+    return stretch_password(username, password, params).version1()

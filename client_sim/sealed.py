@@ -119,6 +119,7 @@ __all__ = [
     "blob_context",
     "framed_size",
     "open_sealed",
+    "open_sealed_as",
     "open_sealed_bytes",
     "open_sealed_to_path",
     "seal",
@@ -134,11 +135,17 @@ def seal(
     dst: ByteSink,
     *,
     sender: KeyBundle,
-    recipients: Sequence[Card],
+    recipients: Sequence[Card] | Sequence[Addressee],
     context: bytes = b"",
     sealed_at_ms: int | None = None,
+    age_recipients: Sequence[age.Recipient] | None = None,
 ) -> None:
     """Sign ``src`` as ``sender`` and age-encrypt the framed stream to ``recipients``.
+
+    ``age_recipients``, when given, are what the age layer encrypts to
+    instead of the recipient cards' keys: group content names the epoch's
+    address as its one recipient and encrypts to the epoch's age key
+    (docs/spec/groups.md).
 
     Every recipient card (id and identity), the ``context`` and the time of
     sealing are bound in the signed header; include the sender's own card in
@@ -151,7 +158,8 @@ def seal(
             invalid context (see :class:`SealedWriter`).
     """
     framed_size(0, recipients, context=context)  # validate before anything is written
-    age_recipients = age_recipients_for(recipients)
+    if age_recipients is None:
+        age_recipients = age_recipients_for(cast(Sequence[Card], recipients))
     with (
         age.encrypt_writer(cast(BinaryIO, dst), age_recipients) as encrypted,
         SealedWriter(
@@ -206,16 +214,46 @@ def open_sealed(
         SealedError: any framing or signature failure (see :func:`unframe`).
     """
     bundles = _bundles(keys)
+    return open_sealed_as(
+        src,
+        dst,
+        identities=age_identities_for(bundles),
+        opener_card_ids=[bundle.card_id for bundle in bundles],
+        opener_identity=bundles[0].identity,
+        sender_cards=sender_cards,
+        resolve_sender=resolve_sender,
+        check=check,
+    )
+
+
+def open_sealed_as(
+    src: ByteSource,
+    dst: ByteSink,
+    *,
+    identities: Sequence[age.Identity],
+    opener_card_ids: Iterable[str],
+    opener_identity: str,
+    sender_cards: Iterable[Card],
+    resolve_sender: SenderResolver | None = None,
+    check: HeaderCheck | None = None,
+) -> VerifiedSender:
+    """:func:`open_sealed` for an opener that is not a card: age ``identities``
+    decrypt, and the sender must have addressed ``opener_card_ids`` under
+    ``opener_identity`` (a group epoch's key id and address).
+
+    Raises:
+        As :func:`open_sealed`.
+    """
     age_error = AgeError
     try:
-        reader = age.decrypt_reader(src, age_identities_for(bundles))
+        reader = age.decrypt_reader(src, list(identities))
         with contextlib.closing(reader) if hasattr(reader, "close") else contextlib.nullcontext():
             return unframe(
                 reader,
                 dst,
                 sender_cards=sender_cards,
-                opener_card_ids=[bundle.card_id for bundle in bundles],
-                opener_identity=bundles[0].identity,
+                opener_card_ids=opener_card_ids,
+                opener_identity=opener_identity,
                 resolve_sender=resolve_sender,
                 check=check,
             )

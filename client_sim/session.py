@@ -32,6 +32,7 @@ from client_sim.errors import NotLoggedIn, ServerError, StepUpRequired
 from client_sim.keystore import KeystoreState
 from client_sim.store import (
     BACKUP_KEY,
+    BACKUP_OPRF_VERSION,
     DEVICE_COOKIE,
     REFRESH_EXPIRES,
     REFRESH_TOKEN,
@@ -72,8 +73,11 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(live_access_token={self._access is not None})"
 
-    def start(self, identity: str, session: RefreshSession, backup_key: bytes) -> KeystoreState:
-        """Keep a new refresh token (and the backup key derived at the same login).
+    def start(
+        self, identity: str, session: RefreshSession, backup_key: bytes, oprf_version: int = 0
+    ) -> KeystoreState:
+        """Keep a new refresh token (and the backup key derived at the same login,
+        hardened with OPRF key ``oprf_version``; 0: not hardened).
 
         Returns the keystore as saved; a keystore is created for a new device.
         """
@@ -84,6 +88,7 @@ class Session:
                 REFRESH_TOKEN: session.refresh_token,
                 REFRESH_EXPIRES: str(session.expires_at),
                 BACKUP_KEY: b64url_encode(backup_key),
+                BACKUP_OPRF_VERSION: str(oprf_version) if oprf_version else None,
                 DEVICE_COOKIE: cookie,
             }
         )

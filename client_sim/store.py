@@ -22,6 +22,7 @@ from client_sim.keystore import Keystore, KeystoreNotFound, KeystoreState
 
 __all__ = [
     "BACKUP_KEY",
+    "BACKUP_OPRF_VERSION",
     "DEVICE_COOKIE",
     "PENDING_CARD",
     "REFRESH_EXPIRES",
@@ -39,6 +40,9 @@ __all__ = [
 REFRESH_TOKEN: Final = "session.refresh-token"  # noqa: S105 - a setting name
 REFRESH_EXPIRES: Final = "session.expires-at"
 BACKUP_KEY: Final = "backup.key"
+# The OPRF key version the backup key was hardened with (absent: version 1,
+# no OPRF); a login under a newer one re-wraps the backup.
+BACKUP_OPRF_VERSION: Final = "backup.oprf-version"
 # Kept across logouts: this device's proof that it has logged in before,
 # which lets its next login through a lockout strangers caused.
 DEVICE_COOKIE: Final = "session.device-cookie"

@@ -562,6 +562,7 @@ class LocalStack:
             )
             provision(self.client, stage=self.stage, region=self.region)
             self.seed_app_key()
+            self.seed_oprf_key()
             api = self._spawn(
                 [
                     sys.executable,
@@ -598,6 +599,13 @@ class LocalStack:
 
         secret_id = stage_environment(self.stage)["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, time.time())
+
+    def seed_oprf_key(self) -> None:
+        """Give the OPRF secret its first key version (on AWS, ``ensure_oprf_key`` at deploy)."""
+        from chalicelib.storage.oprfkeys import ensure_oprf_key
+
+        secret_id = stage_environment(self.stage)["SEALBOX_OPRF_KEY_SECRET_ID"]
+        ensure_oprf_key(self.client("secretsmanager"), secret_id, time.time())
 
     def check_alive(self) -> None:
         """Raise :class:`StackError` if a process of the stack has died."""

@@ -28,12 +28,13 @@ _RECIPIENTS_MAX_BODY = 128 * 1024
 @api.route("/v1/blobs", methods=["POST"], auth=Auth.ACCESS)
 def reserve_blob(request: ApiRequest) -> ApiResponse:
     """Reserve a blob; answer with presigned upload instructions."""
-    body = request.json(required=("size", "recipients"), optional=("idempotency_key",))
+    body = request.json(required=("size", "recipients"), optional=("idempotency_key", "group"))
     reservation = wiring.container().blobs.reserve(
         request.identity,
         size=body["size"],
         recipients=body["recipients"],
         idempotency_key=body.get("idempotency_key"),
+        group=body.get("group"),
     )
     return ApiResponse(201, reservation_body(reservation))
 
@@ -119,6 +120,7 @@ def record_body(record: BlobRecord, caller: str) -> dict[str, Any]:
         "blob_id": record.blob_id,
         "owner": record.owner,
         "recipients": list(record.recipients),
+        **({"group": record.group} if record.group else {}),
         "size": record.size,
         "created_at": record.created_at,
         "state": record.state.value,

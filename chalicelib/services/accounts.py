@@ -19,16 +19,15 @@ behaviour nor (to within noise) the time reveals whether an account exists.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from chalicelib import crypto
 from chalicelib.errors import (
     InvalidCredentials,
     InvalidLoginKey,
+    InvalidOprfKeyVersion,
     InvalidRequest,
     InvalidUsername,
     LoginKeyConflict,
@@ -38,8 +37,39 @@ from chalicelib.errors import (
     Unauthorized,
     WrongLoginKey,
 )
+from chalicelib.services.account_records import (
+    AttemptRecord,
+    AttemptStore,
+    DeviceRecord,
+    DeviceStore,
+    FamilyRecord,
+    Revoked,
+    SessionRecord,
+    SessionStore,
+    StepUpStore,
+    UserRecord,
+    UserStore,
+)
+from chalicelib.services.lockout import LockoutPolicy, LoginKeyHasher
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
+
+__all__ = [
+    "AccountService",
+    "AttemptRecord",
+    "AttemptStore",
+    "DeviceRecord",
+    "DeviceStore",
+    "FamilyRecord",
+    "LockoutPolicy",
+    "LoginKeyHasher",
+    "Revoked",
+    "SessionRecord",
+    "SessionStore",
+    "StepUpStore",
+    "UserRecord",
+    "UserStore",
+]
 
 LOGIN_KEY_SIZE = 32
 # A recognisable prefix lets secret scanners find leaked refresh tokens.
@@ -65,203 +95,20 @@ _COOKIE_ATTEMPTS_PREFIX = "cookie:"
 # their guessing at the login doesn't block the owner's destructive calls;
 # a thief guessing with a stolen token is throttled on it all the same.
 _AUTHENTICATED_ATTEMPTS_PREFIX = "authed:"
-
-
-# --- records and stores (implemented by chalicelib.storage) -----------------
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    identity: str
-    login_hash: str = field(repr=False)
-    created_at: int
-    # Bumped by every login-key change; sessions opened under an older epoch
-    # stop working (a password change signs out the other devices).
-    session_epoch: int = 0
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    """One refresh token (stored under its digest): a generation of a family."""
-
-    identity: str
-    expires_at: int
-    # The user's session_epoch when the session was opened.
-    epoch: int = 0
-    # The family (one login) this token belongs to, and its place in it.  A
-    # token is live only while its generation is the family's.  Sessions
-    # stored before rotation existed have no family and are refused.
-    family: str = ""
-    generation: int = 0
-
-
-class Revoked(enum.Enum):
-    """Why a session family ended (``NO``: it has not)."""
-
-    NO = ""
-    LOGOUT = "logout"
-    REUSE = "reuse"
-
-
-@dataclass(frozen=True)
-class FamilyRecord:
-    """The state of one login's chain of refresh tokens.
-
-    ``generation`` names the one live token; rotating it is a compare-and-
-    swap on this record, so of two renewals with the same token one wins.
-    """
-
-    identity: str
-    generation: int
-    expires_at: int
-    revoked: Revoked = Revoked.NO
-    # When the family last rotated (0: never): the token spent then may be
-    # presented again for :data:`REFRESH_RETRY_GRACE` seconds (a lost reply).
-    rotated_at: int = 0
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """Consecutive login attempts not yet cleared by a success."""
-
-    attempts: int
-    locked_until: int
-    expires_at: int
-
-
-class UserStore(Protocol):
-    def create(self, user: UserRecord) -> None:
-        """Store ``user``; raise ``UsernameTaken`` if the identity exists."""
-
-    def get(self, identity: str) -> UserRecord | None: ...
-
-    def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
-        """Replace the hash iff it is still ``old_hash``; False if it changed."""
-
-    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
-        """Replace the hash iff it is still ``old_hash`` and bump ``session_epoch``.
-
-        Returns the new epoch, or None (nothing changed) if the hash changed.
-        """
-
-
-class SessionStore(Protocol):
-    def open(self, token_hash: str, session: SessionRecord) -> None:
-        """Store a new family (generation ``session.generation``) and its first token."""
-
-    def get(self, token_hash: str) -> SessionRecord | None:
-        """The stored session, expired or not (the service checks expiry)."""
-
-    def family(self, family: str) -> FamilyRecord | None:
-        """The stored family, expired or not (the service checks expiry)."""
-
-    def rotate(
-        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
-    ) -> bool:
-        """In one transaction: advance ``family`` from ``generation`` to
-        ``session.generation`` (``rotated_at = at``) iff it is still at
-        ``generation`` and not revoked, and store the new token.  False
-        (nothing written) when the family moved or was revoked meanwhile."""
-
-    def revoke(self, family: str, why: Revoked) -> None:
-        """Mark the family revoked (idempotent; the first reason is kept)."""
-
-
-@dataclass(frozen=True)
-class DeviceRecord:
-    """A device cookie (stored under its digest): whose, and until when."""
-
-    identity: str
-    expires_at: int
-
-
-class DeviceStore(Protocol):
-    def create(self, cookie_hash: str, device: DeviceRecord) -> None: ...
-
-    def get(self, cookie_hash: str) -> DeviceRecord | None:
-        """The stored cookie, expired or not (the service checks expiry)."""
-
-    def delete(self, cookie_hash: str) -> None:
-        """Forget the cookie (idempotent)."""
-
-
-class StepUpStore(Protocol):
-    def create(self, proof_hash: str, identity: str, expires_at: int) -> None: ...
-
-    def consume(self, proof_hash: str, identity: str, now: int) -> bool:
-        """Delete the proof iff it exists, is ``identity``'s and unexpired at
-        ``now`` (one conditional delete); False otherwise."""
-
-    def mark_card_ended(self, identity: str) -> None:
-        """Remember that ``identity`` had a card that ended (idempotent)."""
-
-    def card_ended(self, identity: str) -> bool:
-        """Whether :meth:`mark_card_ended` was ever called for ``identity``."""
-
-
-class AttemptStore(Protocol):
-    def get(self, identity: str) -> AttemptRecord | None:
-        """The stored record, expired or not (the service checks expiry)."""
-
-    def swap(self, identity: str, expected: AttemptRecord | None, new: AttemptRecord) -> bool:
-        """Compare-and-swap: write ``new`` iff the stored record still equals
-        ``expected`` (``None``: no record).  False when another attempt won."""
+# OPRF evaluations are charged on counters of their own, chosen like the
+# login's (the device cookie's, else the account's): each is one password
+# guess for whoever holds a copy of the database (docs/security.md).
+_OPRF_ATTEMPTS_PREFIX = "oprf:"
+# At most this many former login keys ride along with a login (one per
+# derivation the account may still be on: pre-OPRF, previous OPRF key).
+MAX_LEGACY_LOGIN_KEYS = 2
+MAX_OPRF_VERSION = 2**31 - 1
 
 
 _CLEARED = AttemptRecord(attempts=0, locked_until=0, expires_at=0)
 
 
 # --- policy -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LockoutPolicy:
-    """Exponential backoff after ``free_attempts`` consecutive failures.
-
-    After the ``free_attempts``-th consecutive failure the account waits
-    ``base_delay`` seconds, doubling with each further failure up to
-    ``max_delay``.  With the defaults an online guesser gets 5 tries, then
-    about one more per hour: a few dozen guesses a day against a login key
-    derived from a 12+ character password.  The record expires ``window``
-    seconds after the last attempt.
-    """
-
-    free_attempts: int = 5
-    base_delay: int = 30
-    max_delay: int = 3600
-    window: int = 86400
-
-    def delay_after(self, attempts: int) -> int:
-        if attempts < self.free_attempts:
-            return 0
-        exponent = min(attempts - self.free_attempts, 32)
-        return min(self.base_delay << exponent, self.max_delay)
-
-
-class LoginKeyHasher:
-    """Argon2id over login keys, with a dummy hash for unknown users."""
-
-    def __init__(self, *, memory_kib: int, iterations: int, lanes: int) -> None:
-        self._params = {"memory_kib": memory_kib, "iterations": iterations, "lanes": lanes}
-        self._dummy: str | None = None
-
-    def hash(self, login_key: bytes) -> str:
-        return crypto.argon2id_hash(login_key, **self._params)
-
-    def verify(self, login_key: bytes, phc: str) -> bool:
-        return crypto.argon2id_verify(login_key, phc)
-
-    def verify_dummy(self, login_key: bytes) -> bool:
-        """Spend one verification's worth of work and return False."""
-        if self._dummy is None:
-            # Made once per warm container with the live parameters, so its
-            # cost matches a real user's hash.
-            self._dummy = self.hash(crypto.random_bytes(LOGIN_KEY_SIZE))
-        crypto.argon2id_verify(login_key, self._dummy)
-        return False
-
-    def needs_rehash(self, phc: str) -> bool:
-        return crypto.argon2id_needs_rehash(phc, **self._params)
 
 
 @dataclass(frozen=True)
@@ -305,7 +152,9 @@ class AccountService:
         policy: LockoutPolicy | None = None,
         clock: Callable[[], float],
         token_bytes: Callable[[int], bytes] = crypto.random_bytes,
+        oprf_version: Callable[[], int] | None = None,
     ) -> None:
+        self._oprf_version = oprf_version
         self._users = users
         self._sessions = sessions
         self._attempts = attempts
@@ -319,19 +168,26 @@ class AccountService:
 
     # registration ------------------------------------------------------------
 
-    def register(self, username: object, login_key: object) -> str:
+    def register(self, username: object, login_key: object, oprf_key_version: object = None) -> str:
         """Create an account; return its identity.
+
+        ``oprf_key_version`` names the OPRF key the login key was derived
+        under (it must be the current one); None registers a pre-OPRF login
+        key (older devices).
 
         Raises:
             InvalidUsername, InvalidLoginKey: malformed input (nothing stored).
+            InvalidOprfKeyVersion: not the current OPRF key version.
             UsernameTaken: the identity exists (nothing changed).
         """
         identity = _identity(username)
         key = _login_key(login_key)
+        version = self._claimed_oprf_version(oprf_key_version)
         record = UserRecord(
             identity=identity,
             login_hash=self._hasher.hash(key),
             created_at=int(self._clock()),
+            oprf_version=version,
         )
         self._users.create(record)
         return identity
@@ -339,7 +195,13 @@ class AccountService:
     # login -------------------------------------------------------------------
 
     def login(
-        self, username: object, login_key: object, device_cookie: object = None
+        self,
+        username: object,
+        login_key: object,
+        device_cookie: object = None,
+        *,
+        oprf_key_version: object = None,
+        legacy_login_keys: object = None,
     ) -> IssuedSession:
         """Check the login key and open a refresh session (and issue a device cookie).
 
@@ -356,10 +218,19 @@ class AccountService:
         lookup, so the answers and the work stay the same for unknown users.
 
         A successful login returns a new cookie and forgets the one
-        presented (one live cookie per device).
+        presented (one live cookie per device), and clears the OPRF
+        evaluation counter it charged too.
+
+        Migration (docs/spec/passwords.md): ``login_key`` was derived under
+        OPRF key version ``oprf_key_version`` (None: before the OPRF).  An
+        account still on an older derivation is checked with the key of its
+        version from ``legacy_login_keys`` (``{"<version>": login key}``, at
+        most two); on success its stored hash becomes ``login_key``'s, under
+        the current version, by a conditional write on the hash just checked.
 
         Raises:
             InvalidUsername, InvalidLoginKey: malformed input.
+            InvalidOprfKeyVersion: a malformed version or legacy key map.
             InvalidRequest: ``device_cookie`` present but malformed.
             TooManyAttempts: the counter charged (the account's, or the
                 cookie's) is in a backoff period, whether or not this key is
@@ -368,6 +239,8 @@ class AccountService:
         """
         identity = _identity(username)
         key = _login_key(login_key)
+        claimed = _oprf_version(oprf_key_version)
+        legacy = _legacy_login_keys(legacy_login_keys)
         cookie_hash = self._known_device(identity, device_cookie)
         counter = identity if cookie_hash is None else _COOKIE_ATTEMPTS_PREFIX + cookie_hash
         charged = self._charge_attempt(counter)
@@ -375,13 +248,25 @@ class AccountService:
         if user is None:
             self._hasher.verify_dummy(key)
             raise InvalidCredentials()
-        if not self._hasher.verify(key, user.login_hash):
+        # The key of the derivation the account is on: the one sent, or a
+        # legacy one the device sent along (None: the device has none).
+        checked = key if user.oprf_version == claimed else legacy.get(user.oprf_version)
+        if checked is None:
+            self._hasher.verify_dummy(key)
+            raise InvalidCredentials()
+        if not self._hasher.verify(checked, user.login_hash):
             raise InvalidCredentials()
         # Success clears the count (an already-expired record, which TTL
         # removes) -- unless another attempt has charged the counter since,
         # in which case clearing would erase that attempt's backoff.
         self._attempts.swap(counter, charged, _CLEARED)
-        if self._hasher.needs_rehash(user.login_hash):
+        self._clear_oprf_counter(_OPRF_ATTEMPTS_PREFIX + counter)
+        if checked is not key and claimed > user.oprf_version and claimed == self._current_oprf():
+            # Re-wrap: from now on only the newer derivation logs in.
+            self._users.upgrade_login_hash(
+                identity, user.login_hash, self._hasher.hash(key), claimed
+            )
+        elif self._hasher.needs_rehash(user.login_hash):
             self._users.update_login_hash(identity, user.login_hash, self._hasher.hash(key))
         if cookie_hash is not None:
             self._devices.delete(cookie_hash)
@@ -411,7 +296,11 @@ class AccountService:
     # login-key change ------------------------------------------------------------
 
     def change_login_key(
-        self, identity: str, current_login_key: object, new_login_key: object
+        self,
+        identity: str,
+        current_login_key: object,
+        new_login_key: object,
+        oprf_key_version: object = None,
     ) -> IssuedSession:
         """Replace the account's login key (a password change) and sign out other devices.
 
@@ -434,14 +323,21 @@ class AccountService:
         is re-hashed (with the live Argon2id parameters) and every other
         session ends -- a way to sign out all other devices.
 
+        ``oprf_key_version`` names the OPRF key ``new_login_key`` was derived
+        under (the current one; None: a pre-OPRF key, refused for an account
+        already on the OPRF, so no change can downgrade it).
+
         Raises:
             InvalidLoginKey: a key is not 32 bytes of base64url.
+            InvalidOprfKeyVersion: not the current OPRF key version, or a
+                downgrade.
             TooManyAttempts: the account is in a backoff period.
             WrongLoginKey: neither key is the account's current login key.
             LoginKeyConflict: another change won the race (nothing changed).
         """
         current = _login_key(current_login_key)
         new = _login_key(new_login_key)
+        version = self._claimed_oprf_version(oprf_key_version)
         counter = _AUTHENTICATED_ATTEMPTS_PREFIX + identity
         charged = self._charge_attempt(counter)
         user = self._users.get(identity)
@@ -449,8 +345,12 @@ class AccountService:
             # A valid token for a deleted account: answer like a wrong key.
             self._hasher.verify_dummy(current)
             raise WrongLoginKey()
+        if version < user.oprf_version:
+            raise InvalidOprfKeyVersion()
         if self._hasher.verify(current, user.login_hash):
-            epoch = self._users.change_login_key(identity, user.login_hash, self._hasher.hash(new))
+            epoch = self._users.change_login_key(
+                identity, user.login_hash, self._hasher.hash(new), version
+            )
             if epoch is None:
                 raise LoginKeyConflict()
             self._attempts.swap(counter, charged, _CLEARED)
@@ -520,6 +420,44 @@ class AccountService:
     def had_card(self, identity: str) -> bool:
         """Whether ``identity`` revoked a card (since this note was kept)."""
         return self._step_ups.card_ended(identity)
+
+    # OPRF evaluations ------------------------------------------------------------
+
+    def charge_oprf_evaluation(self, username: object, device_cookie: object = None) -> str:
+        """Charge one OPRF evaluation for ``username``; return its identity.
+
+        Charged by compare-and-swap before anything is evaluated, on the
+        counter the login would use (this device cookie's, else the
+        account's), prefixed so that evaluations and login checks are
+        throttled separately; a successful login clears both.  Whether the
+        account exists plays no part (no existence oracle).
+
+        Raises:
+            InvalidUsername: malformed username.
+            InvalidRequest: ``device_cookie`` present but malformed.
+            TooManyAttempts: the counter is in a backoff period.
+        """
+        identity = _identity(username)
+        cookie_hash = self._known_device(identity, device_cookie)
+        counter = identity if cookie_hash is None else _COOKIE_ATTEMPTS_PREFIX + cookie_hash
+        self._charge_attempt(_OPRF_ATTEMPTS_PREFIX + counter)
+        return identity
+
+    def _clear_oprf_counter(self, counter: str) -> None:
+        stored = self._attempts.get(counter)
+        if stored is not None and stored != _CLEARED:
+            # A lost swap means another evaluation was charged meanwhile:
+            # its charge stands.
+            self._attempts.swap(counter, stored, _CLEARED)
+
+    def _current_oprf(self) -> int:
+        return self._oprf_version() if self._oprf_version is not None else 0
+
+    def _claimed_oprf_version(self, value: object) -> int:
+        version = _oprf_version(value)
+        if version != 0 and version != self._current_oprf():
+            raise InvalidOprfKeyVersion()
+        return version
 
     def _charge_attempt(self, identity: str) -> AttemptRecord:
         for _ in range(self._CAS_ROUNDS):
@@ -675,3 +613,28 @@ def _login_key(value: object) -> bytes:
     if len(key) != LOGIN_KEY_SIZE:
         raise InvalidLoginKey()
     return key
+
+
+def _oprf_version(value: object) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or not 1 <= value <= MAX_OPRF_VERSION:
+        raise InvalidOprfKeyVersion()
+    return value
+
+
+def _legacy_login_keys(value: object) -> dict[int, bytes]:
+    """``{"<version>": login key}`` -> ``{version: key}``; 0 is the pre-OPRF derivation."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_LEGACY_LOGIN_KEYS:
+        raise InvalidOprfKeyVersion()
+    out: dict[int, bytes] = {}
+    for name, key in value.items():
+        if not isinstance(name, str) or not name.isascii() or not name.isdigit() or len(name) > 10:
+            raise InvalidOprfKeyVersion()
+        version = int(name)
+        if version > MAX_OPRF_VERSION or str(version) != name:
+            raise InvalidOprfKeyVersion()
+        out[version] = _login_key(key)
+    return out

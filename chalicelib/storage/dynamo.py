@@ -119,6 +119,8 @@ class DynamoUserStore(_Table):
             "login_hash": {"S": user.login_hash},
             "created_at": {"N": str(user.created_at)},
         }
+        if user.oprf_version:
+            item["oprf_version"] = {"N": str(user.oprf_version)}
         if not self._put(item, "attribute_not_exists(#k)", {"#k": "identity"}):
             raise UsernameTaken()
 
@@ -132,6 +134,8 @@ class DynamoUserStore(_Table):
             created_at=int(item["created_at"]["N"]),
             # Absent until the first login-key change.
             session_epoch=int(item.get("session_epoch", {"N": "0"})["N"]),
+            # Absent for login keys derived before the OPRF.
+            oprf_version=int(item.get("oprf_version", {"N": "0"})["N"]),
         )
 
     def update_login_hash(self, identity: str, old_hash: str, new_hash: str) -> bool:
@@ -145,17 +149,63 @@ class DynamoUserStore(_Table):
             ExpressionAttributeValues={":new": {"S": new_hash}, ":old": {"S": old_hash}},
         )
 
-    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
+    def upgrade_login_hash(
+        self, identity: str, old_hash: str, new_hash: str, oprf_version: int
+    ) -> bool:
+        return self._conditional(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"identity": {"S": identity}},
+            UpdateExpression="SET #h = :new, #o = :version",
+            ConditionExpression="#h = :old",
+            ExpressionAttributeNames={"#h": "login_hash", "#o": "oprf_version"},
+            ExpressionAttributeValues={
+                ":new": {"S": new_hash},
+                ":old": {"S": old_hash},
+                ":version": {"N": str(oprf_version)},
+            },
+        )
+
+    def count_on_oprf_version(self, version: int) -> int:
+        """How many accounts' login keys are still derived under OPRF key ``version``.
+
+        A full scan: for the OPRF key rotation (an operator's action), never
+        a request path.
+        """
+        paginator = self._client.get_paginator("scan")
+        values: dict[str, Any] = {":v": {"N": str(version)}}
+        condition = "#o = :v"
+        if version == 0:
+            condition = "attribute_not_exists(#o) OR #o = :v"
+        total = 0
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression=condition,
+            ExpressionAttributeNames={"#o": "oprf_version"},
+            ExpressionAttributeValues=values,
+            Select="COUNT",
+        ):
+            total += int(page.get("Count", 0))
+        return total
+
+    def change_login_key(
+        self, identity: str, old_hash: str, new_hash: str, oprf_version: int
+    ) -> int | None:
         out = conditional_write(
             self._client.update_item,
             TableName=self._table,
             Key={"identity": {"S": identity}},
-            UpdateExpression="SET #h = :new, #e = if_not_exists(#e, :zero) + :one",
+            UpdateExpression="SET #h = :new, #o = :version, #e = if_not_exists(#e, :zero) + :one",
             ConditionExpression="#h = :old",
-            ExpressionAttributeNames={"#h": "login_hash", "#e": "session_epoch"},
+            ExpressionAttributeNames={
+                "#h": "login_hash",
+                "#e": "session_epoch",
+                "#o": "oprf_version",
+            },
             ExpressionAttributeValues={
                 ":new": {"S": new_hash},
                 ":old": {"S": old_hash},
+                ":version": {"N": str(oprf_version)},
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
             },

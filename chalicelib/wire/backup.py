@@ -16,7 +16,9 @@ from typing import Final
 __all__ = [
     "BACKUP_MAGIC",
     "BACKUP_VERSION",
+    "BACKUP_VERSION_OPRF",
     "KDF_ARGON2ID_HKDF_SHA256",
+    "KDF_ARGON2ID_OPRF_HKDF_SHA256",
     "MAX_KDF_ITERATIONS",
     "MAX_KDF_LANES",
     "MAX_KDF_MEMORY_KIB",
@@ -36,6 +38,16 @@ BACKUP_VERSION: Final = 1
 # The only derivation version 1 knows: Argon2id (RFC 9106, v1.3) over the
 # password and salt, then HKDF-SHA-256 to the backup key.
 KDF_ARGON2ID_HKDF_SHA256: Final = 1
+# Version 2 (password hardening, docs/spec/backup.md): the backup key is
+# HKDF-SHA-256 over the Argon2id output and the OPRF output, and the header
+# records the OPRF key version (u32, after the salt) the device evaluated.
+BACKUP_VERSION_OPRF: Final = 2
+KDF_ARGON2ID_OPRF_HKDF_SHA256: Final = 2
+_KDF_OF_VERSION: Final = {
+    BACKUP_VERSION: KDF_ARGON2ID_HKDF_SHA256,
+    BACKUP_VERSION_OPRF: KDF_ARGON2ID_OPRF_HKDF_SHA256,
+}
+_OPRF_VERSION_SIZE: Final = 4
 MIN_SALT_SIZE: Final = 16
 MAX_SALT_SIZE: Final = 64
 # The work factors any device accepts, the envelope of every device profile
@@ -106,9 +118,10 @@ def check_backup_envelope(blob: bytes) -> None:
         raise NotABackup("too short to be a key backup")
     if blob[: len(BACKUP_MAGIC)] != BACKUP_MAGIC:
         raise NotABackup("not a Sealbox key backup")
-    if blob[len(BACKUP_MAGIC)] != BACKUP_VERSION:
+    version = blob[len(BACKUP_MAGIC)]
+    if version not in _KDF_OF_VERSION:
         raise NotABackup("unsupported key backup version")
-    if blob[len(BACKUP_MAGIC) + 1] != KDF_ARGON2ID_HKDF_SHA256:
+    if blob[len(BACKUP_MAGIC) + 1] != _KDF_OF_VERSION[version]:
         raise NotABackup("unsupported key derivation algorithm")
     factors = len(BACKUP_MAGIC) + 2
     check_kdf_factors(
@@ -117,5 +130,10 @@ def check_backup_envelope(blob: bytes) -> None:
     salt_size = blob[_FIXED_HEADER - 1]
     if not MIN_SALT_SIZE <= salt_size <= MAX_SALT_SIZE:
         raise NotABackup("invalid salt length")
-    if len(blob) < _FIXED_HEADER + salt_size + _NONCE_SIZE + _TAG_SIZE:
+    extra = _OPRF_VERSION_SIZE if version == BACKUP_VERSION_OPRF else 0
+    if len(blob) < _FIXED_HEADER + salt_size + extra + _NONCE_SIZE + _TAG_SIZE:
         raise NotABackup("too short to be a key backup")
+    if extra:
+        at = _FIXED_HEADER + salt_size
+        if int.from_bytes(blob[at : at + extra], "big") == 0:
+            raise NotABackup("invalid OPRF key version")

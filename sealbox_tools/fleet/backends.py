@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from chalicelib.wire.oprf_keys import OprfKey
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -113,6 +114,15 @@ class Backend(Protocol):
         origins (client_sim.origins), besides the API's own over HTTP."""
         ...
 
+    def oprf_roots(self) -> Mapping[int, bytes] | None:
+        """The OPRF root keys the devices pin (password hardening on), or None."""
+        ...
+
+    def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
+        """The OPRF keys, when this backend holds them, so the audit can look
+        for hardened keys too (empty over HTTP)."""
+        ...
+
     def haystacks(self) -> Iterator[Haystack] | None:
         """Everything the server side holds, or None if it can't be reached."""
         ...
@@ -176,6 +186,8 @@ class HttpBackend:
         storage_origins: where the stage's presigned URLs point (``sealbox
             local``: its ``aws endpoint``; a deployed stage: its bucket's
             origins, ``client_sim.origins.s3_bucket_origins``).
+        oprf_roots: the stage's OPRF root public keys by version, for devices
+            to pin (password hardening); None runs the devices without it.
     """
 
     mode = "http"
@@ -190,9 +202,11 @@ class HttpBackend:
         server_pids: tuple[int, ...] = (),
         timeout: float = 30.0,
         storage_origins: tuple[str, ...] = (),
+        oprf_roots: Mapping[int, bytes] | None = None,
     ) -> None:
         self.url = url
         self._storage_origins = storage_origins
+        self._oprf_roots = oprf_roots
         self._pids = server_pids
         self.clock = SimClock()
         self._transport = HttpTransport(url, timeout=timeout)
@@ -217,6 +231,12 @@ class HttpBackend:
 
     def storage_origins(self) -> tuple[str, ...]:
         return self._storage_origins
+
+    def oprf_roots(self) -> Mapping[int, bytes] | None:
+        return self._oprf_roots
+
+    def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
+        return ()
 
     def haystacks(self) -> Iterator[Haystack] | None:
         if self._aws is None or self._stage is None:
@@ -306,6 +326,8 @@ class InProcessBackend:
             (``test`` by default: the server-side hash of every login would
             otherwise dominate a simulation's CPU; ``owasp`` is production's).
         capture_logs: capture every log record at DEBUG for the audit.
+        oprf: seed the stage's OPRF key and have the devices pin its root
+            (password hardening on).
     """
 
     mode = "in-process"
@@ -317,7 +339,11 @@ class InProcessBackend:
         server_argon2: str = "test",
         capture_logs: bool = True,
         region: str = "us-east-1",
+        oprf: bool = False,
     ) -> None:
+        self._oprf = oprf
+        self._roots: dict[int, bytes] | None = None
+        self._oprf_key: OprfKey | None = None
         self.stage = stage
         self.region = region
         self.clock = SimClock()
@@ -373,6 +399,14 @@ class InProcessBackend:
         provision(self.client, stage=self.stage, region=self.region)
         secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, self.clock())
+        if self._oprf:
+            from chalicelib.storage.oprfkeys import ensure_oprf_key
+
+            key = ensure_oprf_key(
+                self.client("secretsmanager"), env["SEALBOX_OPRF_KEY_SECRET_ID"], self.clock()
+            )
+            self._roots = {key.version: key.root_public}
+            self._oprf_key = key
         wiring.install(
             wiring.Container(
                 Settings.from_env(env),
@@ -435,6 +469,12 @@ class InProcessBackend:
 
         bucket = stage_environment(self.stage)["SEALBOX_BLOBS_BUCKET"]
         return s3_bucket_origins(bucket, self.region)
+
+    def oprf_roots(self) -> Mapping[int, bytes] | None:
+        return self._roots
+
+    def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
+        return () if self._oprf_key is None else (self._oprf_key,)
 
     def haystacks(self) -> Iterator[Haystack]:
         stored = _stage_audit(self.client, self.stage, self._notes)

@@ -140,6 +140,14 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
     show_default=True,
     help="In process: the server's Argon2id profile for login keys.",
 )
+@click.option(
+    "--oprf/--no-oprf",
+    default=False,
+    show_default=True,
+    help="Password hardening: the phones pin the stage's OPRF root keys (docs/spec/oprf.md). "
+    "In process the OPRF key is seeded; over HTTP the roots are read from the stage's "
+    "secret (needs --stage).",
+)
 def fleet_command(
     devices: int,
     url: str | None,
@@ -157,6 +165,7 @@ def fleet_command(
     server_logs: tuple[Path, ...],
     workers: int,
     server_argon2: str,
+    oprf: bool,
 ) -> None:
     """Run a fleet of simulated phones through a scenario and audit the server.
 
@@ -187,6 +196,8 @@ def fleet_command(
             parse_origin(origin)
         except InvalidInput as exc:
             raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
+    if url and oprf and not stage:
+        raise click.UsageError("--oprf over HTTP needs --stage (to read the OPRF root keys)")
     reachable = url is None or stage is not None
     if audit and not reachable:
         raise click.UsageError("the audit over HTTP needs --stage (and --aws-endpoint locally)")
@@ -204,12 +215,20 @@ def fleet_command(
         from sealbox_tools.fleet.backends import HttpBackend, InProcessBackend, aws_clients
 
         if url is None:
-            return InProcessBackend(server_argon2=server_argon2)
+            return InProcessBackend(server_argon2=server_argon2, oprf=oprf)
         aws = aws_clients(aws_endpoint) if stage else None
         # A local stack's S3 is its AWS endpoint: presigned URLs point there.
         origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
+        roots = stage_oprf_roots(aws, stage) if oprf and aws and stage else None
         return contextlib.nullcontext(
-            HttpBackend(url, aws=aws, stage=stage, server_logs=server_logs, storage_origins=origins)
+            HttpBackend(
+                url,
+                aws=aws,
+                stage=stage,
+                server_logs=server_logs,
+                storage_origins=origins,
+                oprf_roots=roots,
+            )
         )
 
     if devices < 2 * workers:
@@ -316,3 +335,15 @@ def audit_command(
     report.notes.extend(backend.audit_notes())
     click.echo(report.summary())
     sys.exit(0 if report.passed else 1)
+
+
+def stage_oprf_roots(aws: Any, stage: str) -> dict[int, bytes]:
+    """The current OPRF root public key of ``stage``, read from its secret."""
+    from chalicelib.storage.appkeys import STAGE_CURRENT
+    from chalicelib.wire.oprf_keys import parse_oprf_secret
+    from sealbox_tools.local_stack import stage_environment
+
+    secret_id = stage_environment(stage)["SEALBOX_OPRF_KEY_SECRET_ID"]
+    value = aws("secretsmanager").get_secret_value(SecretId=secret_id, VersionStage=STAGE_CURRENT)
+    key = parse_oprf_secret(value["SecretString"])
+    return {key.version: key.root_public}

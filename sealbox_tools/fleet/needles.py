@@ -8,9 +8,11 @@ stores for each of them, and a run passes only with zero hits.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from chalicelib.wire.binary import Reader
-from client_sim.passwords import KdfParams, derive_password_keys
+from chalicelib.wire.oprf_keys import OprfKey
+from client_sim.passwords import KdfParams, stretch_password
 
 __all__ = ["Secrets", "bundle_secrets"]
 
@@ -32,14 +34,26 @@ class Secrets:
             self._passwords.append((identity, password))
         self.add(f"{identity} password", password.encode("utf-8"))
 
-    def derived_keys(self, kdf: KdfParams) -> None:
-        """Add the login and backup keys of every password seen."""
+    def derived_keys(self, kdf: KdfParams, oprf_keys: Sequence[OprfKey] = ()) -> None:
+        """Add the login and backup keys of every password seen.
+
+        With ``oprf_keys`` (a run with password hardening), also the keys
+        hardened under each: computed here with the OPRF key directly, as
+        the devices got them through the blinded protocol.
+        """
         with self._lock:
             pairs = list(self._passwords)
         for n, (identity, password) in enumerate(pairs):
-            keys = derive_password_keys(identity, password, kdf)
+            stretched = stretch_password(identity, password, kdf)
+            keys = stretched.version1()
             self.add(f"{identity} login key #{n}", keys.login_key)
             self.add(f"{identity} backup key #{n}", keys.backup_key)
+            for key in oprf_keys:
+                output = key.output(stretched.identity, stretched.oprf_input)
+                self.add(f"{identity} OPRF output v{key.version} #{n}", output)
+                hardened = stretched.hardened(output, key.version)
+                self.add(f"{identity} hardened login key #{n}", hardened.login_key)
+                self.add(f"{identity} hardened backup key #{n}", hardened.backup_key)
 
     def items(self) -> list[tuple[str, bytes]]:
         with self._lock:

@@ -159,6 +159,7 @@ class Phone:
             sleep=self.run.sleep,
             objects=self.run.objects,
             storage_origins=self.run.storage_origins,
+            oprf_roots=self.run.oprf_roots,
         )
 
     # --- running steps ------------------------------------------------------------

@@ -154,6 +154,7 @@ class Run:
         self.api = api
         self.objects: ObjectTransport = MeteredObjects(objects, self.metrics)
         self.storage_origins = backend.storage_origins()
+        self.oprf_roots = backend.oprf_roots()
 
     def identity(self, index: int) -> str:
         return f"{self.tag}-{index:05d}"
@@ -237,7 +238,7 @@ def run_fleet(
     elapsed = time.perf_counter() - wall
     server_now = backend.server_cpu_seconds()
     progress_view.close()
-    run.secrets.derived_keys(config.kdf)
+    run.secrets.derived_keys(config.kdf, backend.oprf_audit_keys())
     for label, secret in extra_secrets:
         run.secrets.add(label, secret)
     metrics = run.metrics.snapshot()

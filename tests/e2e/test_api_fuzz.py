@@ -48,7 +48,8 @@ schema = schemathesis.openapi.from_path(
 # The methods chalice local's request handler implements (do_GET, ...).
 DEV_SERVER_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Operations whose inputs carry structure no schema can state: a
-# schema-valid random card has no valid self-signature, a random backup
+# schema-valid random card has no valid self-signature (nor a random group
+# epoch a valid signature and chain), a random backup
 # doesn't start with the backup envelope, a re-wrapped blob header must be
 # an age header, and a listing cursor is an opaque token only the server
 # mints.  For these, "valid per the schema" can still
@@ -59,6 +60,14 @@ SEMANTICALLY_CHECKED = {
     ("PUT", "/v1/backups/{name}"),
     ("GET", "/v1/blobs"),
     ("PUT", "/v1/blobs/{blob_id}/recipients"),
+    # A schema-valid blinded element is 32 random bytes, almost never a
+    # canonical ristretto255 element; and oprf_key_version must be the
+    # stage's current OPRF key version, which the document can't pin.
+    ("POST", "/v1/oprf"),
+    ("POST", "/v1/users"),
+    ("PUT", "/v1/users/me/login-key"),
+    # A schema-valid random epoch is not a signed epoch of the group.
+    ("POST", "/v1/groups/{group_id}/epochs"),
 }
 
 

@@ -20,6 +20,7 @@ from chalice.test import Client
 from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage.appkeys import ensure_app_key
+from chalicelib.storage.oprfkeys import ensure_oprf_key
 from client_sim.api import ApiClient
 from client_sim.transport import ChaliceTransport, HttpReply
 from sealbox_tools import local_gateway
@@ -48,10 +49,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def stack(aws: None) -> ProvisionReport:
-    """The test stage provisioned from infra/resources.json, app key seeded."""
+    """The test stage provisioned from infra/resources.json, app and OPRF keys seeded."""
     report = provision(aws_client, stage=STAGE)
     ensure_app_key(
         aws_client("secretsmanager"), STAGE_ENV["SEALBOX_APP_KEY_SECRET_ID"], time.time()
+    )
+    ensure_oprf_key(
+        aws_client("secretsmanager"), STAGE_ENV["SEALBOX_OPRF_KEY_SECRET_ID"], time.time()
     )
     return report
 

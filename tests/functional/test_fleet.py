@@ -27,6 +27,7 @@ def run(
     *,
     overrides: dict[str, str] | None = None,
     before_audit: Any = None,
+    oprf: bool = False,
 ) -> FleetResult:
     config = FleetConfig(
         devices=devices,
@@ -36,7 +37,7 @@ def run(
         concurrency=8,
         retry_backoff=0.0,
     )
-    with without_pytest_log_capture(), InProcessBackend() as backend:
+    with without_pytest_log_capture(), InProcessBackend(oprf=oprf) as backend:
         return run_fleet(config, backend, work_dir=tmp_path / "phones", before_audit=before_audit)
 
 
@@ -162,6 +163,19 @@ def test_the_audit_catches_a_planted_leak(tmp_path, plant, where) -> None:
 def test_without_a_leak_the_same_small_run_passes(tmp_path) -> None:
     result = run(tmp_path, 6, "standard", overrides={"rounds": "1"})
     assert result.passed, result.report["verdict"]
+
+
+def test_a_fleet_with_password_hardening_passes_the_audit(tmp_path) -> None:
+    result = run(tmp_path, 12, "full", overrides={"rounds": "1"}, oprf=True)
+    report = result.report
+    assert result.passed, report["verdict"]
+    assert report["audit"]["hits"] == []
+    assert report["metrics"]["routes"]["POST /v1/oprf"]["count"] > 0
+    labels = " ".join(label for label, _ in result.secrets)
+    # The audit looked for the hardened keys and the OPRF outputs too.
+    assert "hardened login key" in labels
+    assert "hardened backup key" in labels
+    assert "OPRF output" in labels
 
 
 def test_the_in_process_backend_leaves_the_process_as_it_was(monkeypatch) -> None:

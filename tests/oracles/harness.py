@@ -1,4 +1,4 @@
-"""Access to the external oracles: CCTV vectors, typage, the age CLI, pyrage.
+"""Access to the external oracles: CCTV vectors, typage, voprf-ts, the age CLI, pyrage.
 
 Every accessor returns ``None`` (or False) when its oracle is not installed,
 so tests can hand that to :func:`tests.conftest.require_oracle`, which skips
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,10 @@ from pathlib import Path
 ORACLES = Path(__file__).resolve().parent
 NODE_MODULES = ORACLES / "node_modules"
 TYPAGE_SCRIPT = ORACLES / "typage.mjs"
+VOPRF_SCRIPT = ORACLES / "voprf.mjs"
+# A checkout whose shared node_modules predates an oracle can point here at
+# another install of the same package.json (npm ci in a scratch copy).
+VOPRF_DIR_ENV = "SEALBOX_VOPRF_ORACLE_DIR"
 AGE_CLI = "/usr/bin/age"
 AGE_KEYGEN_CLI = "/usr/bin/age-keygen"
 
@@ -70,3 +75,32 @@ def typage(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) ->
         timeout=120,
         env=env,
     ).stdout
+
+
+def _voprf_dir() -> Path:
+    return Path(os.environ.get(VOPRF_DIR_ENV) or ORACLES)
+
+
+def voprf_available() -> bool:
+    package = _voprf_dir() / "node_modules" / "@cloudflare" / "voprf-ts" / "package.json"
+    return node() is not None and package.is_file()
+
+
+def voprf(*args: str) -> list[bytes]:
+    """Run tests/oracles/voprf.mjs (hex in, hex lines out); CalledProcessError on refusal.
+
+    The script is fed to node as module source with the oracle directory as
+    the working directory, so its imports resolve against that directory's
+    node_modules (see :data:`VOPRF_DIR_ENV`).
+    """
+    exe = node()
+    assert exe is not None
+    out = subprocess.run(
+        [exe, "--input-type=module", "-", *args],
+        cwd=_voprf_dir(),
+        input=VOPRF_SCRIPT.read_bytes(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    return [bytes.fromhex(line) for line in out.decode().split()]

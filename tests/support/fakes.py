@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -51,15 +52,30 @@ class MemoryUsers:
         user = self.items.get(identity)
         if user is None or user.login_hash != old_hash:
             return False
-        self.items[identity] = UserRecord(identity, new_hash, user.created_at, user.session_epoch)
+        self.items[identity] = dataclasses.replace(user, login_hash=new_hash)
         return True
 
-    def change_login_key(self, identity: str, old_hash: str, new_hash: str) -> int | None:
+    def upgrade_login_hash(
+        self, identity: str, old_hash: str, new_hash: str, oprf_version: int
+    ) -> bool:
+        user = self.items.get(identity)
+        if user is None or user.login_hash != old_hash:
+            return False
+        self.items[identity] = dataclasses.replace(
+            user, login_hash=new_hash, oprf_version=oprf_version
+        )
+        return True
+
+    def change_login_key(
+        self, identity: str, old_hash: str, new_hash: str, oprf_version: int = 0
+    ) -> int | None:
         user = self.items.get(identity)
         if user is None or user.login_hash != old_hash:
             return None
         epoch = user.session_epoch + 1
-        self.items[identity] = UserRecord(identity, new_hash, user.created_at, epoch)
+        self.items[identity] = dataclasses.replace(
+            user, login_hash=new_hash, session_epoch=epoch, oprf_version=oprf_version
+        )
         return epoch
 
 

@@ -96,12 +96,57 @@ def test_truncation_and_extension() -> None:
 
 def test_unsupported_version_and_algorithm() -> None:
     data = bytearray(blob())
-    data[8] = 2
+    data[8] = 3
     with pytest.raises(BackupFormatError, match="version"):
         parse_backup_header(bytes(data))
+    # Each version has one derivation: v1 with algorithm 2, v2 with algorithm 1.
     data[8], data[9] = 1, 2
     with pytest.raises(BackupFormatError, match="algorithm"):
         parse_backup_header(bytes(data))
+    hardened = bytearray(blob(params=HARDENED))
+    hardened[9] = 1
+    with pytest.raises(BackupFormatError, match="algorithm"):
+        parse_backup_header(bytes(hardened))
+
+
+HARDENED = dataclasses.replace(PARAMS, algorithm=2, oprf_key_version=7)
+
+
+def test_v2_header_records_the_oprf_key_version_and_round_trips() -> None:
+    data = blob(params=HARDENED)
+    assert data[8:10] == b"\x02\x02"
+    assert data[23:39] == PARAMS.salt
+    assert data[39:43] == (7).to_bytes(4, "big")
+    assert parse_backup_header(data) == HARDENED
+    assert open_backup(data, KEY).bundles == (ALICE1, ALICE0)
+    # The version is authenticated with the rest of the header.
+    tampered = bytearray(data)
+    tampered[42] ^= 1
+    with pytest.raises(BackupAuthenticationError):
+        open_backup(bytes(tampered), KEY)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dataclasses.replace(PARAMS, oprf_key_version=1),  # v1 naming an OPRF key
+        dataclasses.replace(PARAMS, algorithm=2),  # v2 without an OPRF key version
+    ],
+)
+def test_the_oprf_key_version_must_match_the_algorithm(params: KdfParams) -> None:
+    with pytest.raises(KdfParamsOutOfRange):
+        seal_backup([ALICE1], KEY, params)
+
+
+def test_the_server_envelope_check_accepts_v2_and_refuses_version_zero() -> None:
+    from chalicelib.wire.backup import NotABackup, check_backup_envelope
+
+    data = blob(params=HARDENED)
+    check_backup_envelope(data)
+    zeroed = bytearray(data)
+    zeroed[39:43] = bytes(4)
+    with pytest.raises(NotABackup, match="OPRF"):
+        check_backup_envelope(bytes(zeroed))
 
 
 def test_oversized_blob_is_refused_first() -> None:

@@ -53,6 +53,8 @@ OBJECTS = [
     "card_cache",
     "directory",
     "files",
+    "group_state",
+    "groups",
     "messages",
     "session",
     "store",

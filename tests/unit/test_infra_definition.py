@@ -47,6 +47,7 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_SESSIONS_TABLE"] == props["SessionsTable"]["TableName"]
     assert env["SEALBOX_ATTEMPTS_TABLE"] == props["LoginAttemptsTable"]["TableName"]
     assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
+    assert env["SEALBOX_OPRF_KEY_SECRET_ID"] == props["OprfKeySecret"]["Name"]
     assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
     assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
     assert env["SEALBOX_BLOBS_BUCKET"] == props["BlobsBucket"]["BucketName"]
@@ -54,6 +55,7 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_BLOB_GRANTS_TABLE"] == props["BlobGrantsTable"]["TableName"]
     assert env["SEALBOX_BLOB_USAGE_TABLE"] == props["BlobUsageTable"]["TableName"]
     assert env["SEALBOX_BLOB_EVENTS_QUEUE"] == props["BlobEventsQueue"]["QueueName"]
+    assert env["SEALBOX_GROUPS_TABLE"] == props["GroupsTable"]["TableName"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -112,6 +114,7 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
             "BlobsTable",
             "BlobGrantsTable",
             "BlobUsageTable",
+            "GroupsTable",
         )
     }
     granted_tables = {table_of(r) for r in resources if ":dynamodb:" in r}
@@ -120,6 +123,16 @@ def test_api_policy_grants_only_this_stages_tables_and_secret(stage: str) -> Non
     assert {bucket_of(r) for r in resources if ":s3:::" in r} == {bucket}
     secret = props["AppKeySecret"]["Name"]
     assert any(r.endswith(f":secret:{secret}-??????") for r in resources)
+    oprf_secret = props["OprfKeySecret"]["Name"]
+    assert any(r.endswith(f":secret:{oprf_secret}-??????") for r in resources)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_the_api_function_may_read_the_oprf_key(stage: str) -> None:
+    oprf_secret = resolved_properties(stage)["OprfKeySecret"]["Name"]
+    for name, text in render_policies(stage).items():
+        granted = oprf_secret in text
+        assert granted == name.startswith("policy-api-"), name
 
 
 def table_of(arn: str) -> str:
@@ -167,7 +180,7 @@ def test_blob_object_grants_cover_only_the_server_chosen_prefixes() -> None:
             found = statement["Resource"]
             for arn in found if isinstance(found, list) else [found]:
                 if arn.startswith("arn:aws:s3:::") and "/" in arn:
-                    assert arn.split("/", 1)[1] in ("blobs/*", "quarantine/*"), arn
+                    assert arn.split("/", 1)[1] in ("blobs/*", "quarantine/*", "groups/*"), arn
 
 
 def test_blob_bucket_is_private_versioned_encrypted_and_tls_only() -> None:

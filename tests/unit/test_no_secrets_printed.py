@@ -160,3 +160,60 @@ def test_presigned_urls_never_print() -> None:
         assert signature not in text
     record_view = BlobView(record=None, download_url=url)  # type: ignore[arg-type]
     assert signature not in printed(record_view)
+
+
+def test_password_hardening_objects(tmp_path: Path) -> None:
+    # The OPRF key (the secret invariant 9 rests on) and everything derived
+    # from a password with it (docs/spec/oprf.md).
+    from chalicelib.wire.oprf_keys import OprfKey, OprfKeys
+    from client_sim.api import ApiClient
+    from client_sim.hardening import PasswordHardening
+    from client_sim.passwords import PASSWORD_KDF_SIMULATION, stretch_password
+    from client_sim.transport import HttpTransport
+
+    key = OprfKey(version=1, oprf_seed=seed("oprf"), root_seed=seed("root"))
+    account_secret, _ = key.account_key("alice")
+    key_secrets = [seed("oprf"), seed("root"), account_secret]
+    assert_hides(key, key_secrets)
+    assert_hides(OprfKeys(current=key, previous=None), key_secrets)
+    stretched = stretch_password("alice", "correct horse battery staple", PASSWORD_KDF_SIMULATION)
+    output = key.output("alice", stretched.oprf_input)
+    hardened = stretched.hardened(output, 1)
+    keys = hardened.__class__(
+        identity=hardened.identity,
+        params=hardened.params,
+        login_key=hardened.login_key,
+        backup_key=hardened.backup_key,
+        oprf_version=1,
+        others=(stretched.version1(),),
+    )
+    derived = [
+        stretched.master,
+        output,
+        hardened.login_key,
+        hardened.backup_key,
+        stretched.version1().login_key,
+        stretched.version1().backup_key,
+    ]
+    assert_hides(stretched, derived)
+    assert_hides(keys, derived)
+    roots = {1: key.root_public}
+    assert_hides(
+        PasswordHardening(
+            ApiClient(HttpTransport("http://127.0.0.1:1")), roots, PASSWORD_KDF_SIMULATION
+        ),
+        key_secrets,
+    )
+
+
+def test_group_secrets_never_print() -> None:
+    from client_sim.group_chain import GroupChain
+    from tests.support.groups import make_epoch
+
+    made = make_epoch(ALICE, [ALICE], admins=["alice"])
+    raw = made.secret.to_bytes()
+    seed_of_identity = made.secret.age_identity()  # cached inside the secret now
+    chain = GroupChain(head=made.epoch, roster=made.roster, secrets={0: made.secret})
+    for obj in (made.secret, chain, seed_of_identity):
+        assert_hides(obj, [*SECRETS, raw])
+        assert "AGE-SECRET-KEY" not in printed(obj)

@@ -891,6 +891,13 @@ def rotation_vectors() -> dict[str, Any]:
     return build()
 
 
+def group_vectors() -> dict[str, Any]:
+    # Its own module too (docs/spec/groups.md).
+    from tests.vectors.gen_sealbox_groups import group_vectors as build
+
+    return build()
+
+
 FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "identity.json": identity_vectors,
     "cards.json": card_vectors,
@@ -898,6 +905,7 @@ FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "keystore.json": keystore_vectors,
     "backup.json": backup_vectors,
     "rotations.json": rotation_vectors,
+    "groups.json": group_vectors,
 }
 
 

@@ -157,6 +157,30 @@ def test_rfc9180_x25519_chacha20poly1305_base_mode() -> None:
             assert plain == bytes.fromhex(enc["pt"])
 
 
+def test_rfc9180_vectors_reach_our_x25519_hpke_open() -> None:
+    # Group epoch wraps to classical cards use this suite through
+    # _hazmat.x25519_hpke_open (single shot: sequence 0, empty AAD).  Seal
+    # with each vector's key schedule; our open must decapsulate the
+    # vector's enc with its private key to the same key and nonce.
+    cases = [
+        v
+        for v in json.loads((_cryptography_vectors() / "HPKE" / "test-vectors.json").read_text())
+        if (v["mode"], v["kem_id"], v["kdf_id"], v["aead_id"]) == (0, 0x20, 1, 3)
+    ]
+    assert cases
+    for v in cases:
+        h = {k: bytes.fromhex(x) for k, x in v.items() if isinstance(x, str)}
+        message = b"a 32-byte group epoch secret...."
+        sealed = _hazmat.chacha20poly1305_seal(h["key"], h["base_nonce"], message)
+        assert _hazmat.x25519_hpke_open(h["skRm"], h["enc"], sealed, info=h["info"]) == message
+        with pytest.raises(_hazmat.InvalidTag):
+            _hazmat.x25519_hpke_open(h["skRm"], h["enc"], sealed, info=h["info"] + b"!")
+        with pytest.raises(_hazmat.LowOrderPoint):
+            _hazmat.x25519_hpke_open(h["skRm"], bytes(32), sealed, info=h["info"])
+        enc, ct = _hazmat.x25519_hpke_seal(h["pkRm"], message, info=b"group")
+        assert _hazmat.x25519_hpke_open(h["skRm"], enc, ct, info=b"group") == message
+
+
 # --- hpke-pq: MLKEM768-X25519 (0x647a), HKDF-SHA256, ChaCha20-Poly1305 ----------------
 
 

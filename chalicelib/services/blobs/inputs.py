@@ -8,8 +8,14 @@ the edge maps to a 400 (or 413) with a stable code.
 from __future__ import annotations
 
 import math
+import re
 
-from chalicelib.errors import InvalidBlobHeader, InvalidRecipient, TooManyRecipients
+from chalicelib.errors import (
+    InvalidBlobHeader,
+    InvalidRecipient,
+    InvalidRequest,
+    TooManyRecipients,
+)
 from chalicelib.wire import agefile
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.identity import InvalidIdentity, normalize_identity
@@ -69,3 +75,22 @@ def valid_header(value: object) -> bytes:
     except ValueError as exc:  # NotAgeFile is a ValueError
         raise InvalidBlobHeader() from exc
     return header
+
+
+# A canonical group id: 16 bytes in unpadded base64url (chalicelib.wire.groups).
+_GROUP_ID_RE = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+
+
+def valid_group(group: object, *, enabled: bool) -> str | None:
+    """A group blob's group id from untrusted input (None: not a group blob).
+
+    Raises:
+        InvalidRequest: not a group id, or groups not available.
+    """
+    if group is None:
+        return None
+    if not isinstance(group, str) or not _GROUP_ID_RE.fullmatch(group):
+        raise InvalidRequest("group must be a group id.")
+    if not enabled:
+        raise InvalidRequest("Groups are not available.")
+    return group

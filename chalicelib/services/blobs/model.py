@@ -92,6 +92,9 @@ class BlobRecord:
     rejected_size: int | None = None
     rejected_sha256: str | None = None
     charge_held: bool = False
+    #: A group blob: readable by the group's current members (checked at
+    #: every read against the group's head), not by a recipient list.
+    group: str | None = None
 
     @property
     def created_key(self) -> str:

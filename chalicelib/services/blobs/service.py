@@ -58,6 +58,7 @@ from chalicelib.services.blobs.inputs import (
     MAX_PAGE,
     MAX_PARTS,
     part_sizes,
+    valid_group,
     valid_header,
     valid_recipients,
 )
@@ -102,7 +103,10 @@ class BlobService:
         *,
         clock: Callable[[], float],
         random_bytes: Callable[[int], bytes] = crypto.random_bytes,
+        group_member: Callable[[str, str], bool] | None = None,
     ) -> None:
+        # group_member(group_id, identity): is the identity a current member?
+        self._group_member = group_member
         self._blobs = blobs
         self._objects = objects
         self._settings = settings
@@ -117,9 +121,19 @@ class BlobService:
     # reserve ---------------------------------------------------------------
 
     def reserve(
-        self, owner: str, *, size: object, recipients: object, idempotency_key: object = None
+        self,
+        owner: str,
+        *,
+        size: object,
+        recipients: object,
+        idempotency_key: object = None,
+        group: object = None,
     ) -> Reservation:
         """Reserve a blob of ``size`` bytes for ``owner`` and say how to upload it.
+
+        With ``group`` (a group the owner is a current member of) the blob is
+        readable by the group's current members and ``recipients`` must be
+        empty.
 
         Raises:
             InvalidBlobSize, BlobTooLarge, InvalidRecipient, TooManyRecipients,
@@ -131,7 +145,10 @@ class BlobService:
         size = self._valid_size(size)
         members = valid_recipients(recipients)
         key = _valid_idempotency_key(idempotency_key)
-        fingerprint = _fingerprint(size, members)
+        group_id = self._valid_group(owner, group, members)
+        # "group:" is no identity, so a group blob's fingerprint can't equal
+        # a shared blob's.
+        fingerprint = _fingerprint(size, members if group_id is None else ("group:" + group_id,))
         now = self._now()
         if key is None:
             blob_id = _random_blob_id(self._random)
@@ -157,6 +174,7 @@ class BlobService:
             part_size=part_size,
             upload_id=upload_id,
             updated_at=now,
+            group=group_id,
         )
         try:
             outcome = self._blobs.create(record, quota=self._quota)
@@ -643,9 +661,30 @@ class BlobService:
         if not isinstance(blob_id, str) or not _BLOB_ID_RE.fullmatch(blob_id):
             raise NotFound()
         record = self._blobs.get(blob_id)
-        if record is None or not record.may_read(caller):
+        if record is None or not (record.may_read(caller) or self._in_group(record, caller)):
             raise NotFound()
         return record
+
+    def _in_group(self, record: BlobRecord, caller: str) -> bool:
+        return (
+            record.group is not None
+            and self._group_member is not None
+            and self._group_member(record.group, caller)
+        )
+
+    def _valid_group(self, owner: str, group: object, members: tuple[str, ...]) -> str | None:
+        """The group of a group blob (None for a shared one); the owner must be
+        a current member (``NotFound`` otherwise, as for no such group), and
+        a group blob names no recipients (``InvalidRequest``)."""
+        group_id = valid_group(group, enabled=self._group_member is not None)
+        if group_id is None:
+            return None
+        if not (self._group_member and self._group_member(group_id, owner)):
+            raise NotFound("No such group.")
+        if members:
+            # Asked after membership: to anyone else the group doesn't exist.
+            raise InvalidRequest("A group blob has no recipients: the group's members read it.")
+        return group_id
 
     def _owned(self, owner: str, blob_id: str) -> BlobRecord:
         record = self._readable(owner, blob_id)

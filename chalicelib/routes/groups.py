@@ -1,0 +1,107 @@
+"""``/v1/groups``: signed epoch chains and per-member wraps.
+
+Parse, call the group service, render.
+
+The server checks and stores what admins' devices sign; it never makes or
+opens an epoch secret (docs/spec/groups.md, docs/api.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import wiring
+from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+from chalicelib.services.groups import MAX_EPOCH_SIZE, GroupHead, StoredEpoch
+from chalicelib.wire.b64 import b64url_encode
+
+api = ApiBlueprint(__name__, wiring.authenticator)
+
+# The base64url epoch, the wraps id and the JSON around them.
+_EPOCH_MAX_BODY = MAX_EPOCH_SIZE * 4 // 3 + 1024
+
+
+@api.route("/v1/groups", methods=["GET"], auth=Auth.ACCESS)
+def list_groups(request: ApiRequest) -> ApiResponse:
+    """The groups the caller is a current member of."""
+    request.query(allowed=())
+    heads = wiring.container().groups.groups(request.identity)
+    return ApiResponse(200, {"items": [head_summary(head) for head in heads]})
+
+
+@api.route("/v1/groups/{group_id}", methods=["GET"], auth=Auth.ACCESS)
+def get_group(request: ApiRequest, group_id: str) -> ApiResponse:
+    """The head epoch and full roster of a group the caller is a member of."""
+    head, stored = wiring.container().groups.head(request.identity, group_id)
+    return ApiResponse(
+        200,
+        {
+            **head_summary(head),
+            "head": b64url_encode(stored.epoch),
+            "roster": b64url_encode(head.roster),
+        },
+    )
+
+
+@api.route("/v1/groups/{group_id}/epochs/{epoch}/wraps", methods=["POST"], auth=Auth.ACCESS)
+def reserve_wraps(request: ApiRequest, group_id: str, epoch: str) -> ApiResponse:
+    """A write-once upload for the wraps object of the group's next epoch."""
+    body = request.json(required=("size",))
+    wraps_id, url, headers, expires_in = wiring.container().groups.reserve_wraps(
+        request.identity, group_id, epoch, body["size"]
+    )
+    return ApiResponse(
+        201,
+        {
+            "wraps_id": wraps_id,
+            "upload": {"method": "PUT", "url": url, "headers": headers},
+            "expires_in": expires_in,
+        },
+    )
+
+
+@api.route(
+    "/v1/groups/{group_id}/epochs", methods=["POST"], auth=Auth.ACCESS, max_body=_EPOCH_MAX_BODY
+)
+def append_epoch(request: ApiRequest, group_id: str) -> ApiResponse:
+    """Append a signed epoch (creating the group at epoch 0)."""
+    body = request.json(required=("epoch", "wraps_id"))
+    head = wiring.container().groups.append(
+        request.identity, group_id, body["epoch"], body["wraps_id"]
+    )
+    return ApiResponse(201, head_summary(head))
+
+
+@api.route("/v1/groups/{group_id}/epochs/{epoch}", methods=["GET"], auth=Auth.ACCESS)
+def get_epoch(request: ApiRequest, group_id: str, epoch: str) -> ApiResponse:
+    """One epoch, and a ranged GET of the caller's own wrap (``?card_id=``)."""
+    query = request.query(allowed=("card_id",))
+    stored, wrap = wiring.container().groups.epoch(
+        request.identity, group_id, epoch, query.get("card_id")
+    )
+    return ApiResponse(200, epoch_body(stored, wrap))
+
+
+# --- rendering ----------------------------------------------------------------------
+
+
+def head_summary(head: GroupHead) -> dict[str, Any]:
+    return {"group_id": head.group_id, "epoch": head.number, "updated_at": head.updated_at}
+
+
+def epoch_body(stored: StoredEpoch, wrap: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "group_id": stored.group_id,
+        "epoch": stored.number,
+        "data": b64url_encode(stored.epoch),
+        "wrap": None,
+    }
+    if wrap is not None:
+        body["wrap"] = {
+            "method": "GET",
+            "url": wrap.url,
+            "headers": dict(wrap.headers),
+            "length": wrap.length,
+            "expires_in": wrap.expires_in,
+        }
+    return body

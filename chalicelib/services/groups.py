@@ -1,0 +1,413 @@
+"""Groups: an append-only chain of signed epochs, and who may read what.
+
+The server never makes, opens or signs anything of a group: an admin's
+device makes each epoch (roster changes, roster hash, epoch key id, the
+digest of the wraps object) and signs it with its card; this service checks
+the proposal with the same wire rules devices apply
+(:mod:`chalicelib.wire.groups`), and appends it with one conditional write
+on the previous epoch number, so two concurrent changes can't fork a group:
+one wins, the other gets ``stale_epoch`` and re-bases.
+
+Flow of a change (docs/api.md, docs/spec/groups.md):
+
+1. ``reserve_wraps``: a presigned, write-once PUT for the epoch's wraps
+   object, under a key the server picks;
+2. the device uploads the wraps object;
+3. ``append``: the signed epoch and the wraps id.  The server checks the
+   chain (next number, previous hash, signer an admin of the previous roster
+   or a member leaving), the signature under the signer's card (which must
+   be the caller's), that the changes give the signed roster hash, and that
+   the wraps object has the signed digest and one wrap per member card.
+
+Reading: the current members of a group see its head, roster and epochs,
+and get a presigned *ranged* GET for their own wrap of an epoch: one index
+entry's bytes, O(1) per member per epoch.  Anyone else gets exactly what a
+nonexistent group gets (404).  The server can withhold epochs (devices
+notice nothing newer) but can't forge membership: devices verify every
+epoch themselves.
+
+No chalice, no boto3: stores, card lookups and the clock are injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from chalicelib import crypto
+from chalicelib.errors import (
+    InvalidEpoch,
+    InvalidRequest,
+    NotAnAdmin,
+    NotFound,
+    SealboxError,
+    StaleEpoch,
+    WrapsMismatch,
+    WrapsMissing,
+)
+from chalicelib.wire.b64 import b64url_decode
+from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_wraps import MAX_WRAPS_SIZE, split_wraps
+from chalicelib.wire.groups import (
+    MAX_GROUP_MEMBERS,
+    Epoch,
+    EpochChainError,
+    InvalidGroupObject,
+    Member,
+    check_successor,
+    decode_epoch,
+    decode_roster,
+    encode_roster,
+    group_id_from_str,
+    group_id_to_str,
+    verify_epoch_signature,
+)
+
+__all__ = [
+    "MAX_EPOCH_SIZE",
+    "GroupHead",
+    "GroupService",
+    "GroupStore",
+    "StoredEpoch",
+    "WrapTarget",
+    "WrapsStore",
+]
+
+#: Largest encoded epoch: every member added (or removed) in one epoch.
+MAX_EPOCH_SIZE: Final = 256 + 2 * MAX_GROUP_MEMBERS * (2 + 64 + 32 + 1) + 64
+_WRAPS_ID_BYTES: Final = 16
+_URL_TTL: Final = 300
+
+
+@dataclass(frozen=True)
+class GroupHead:
+    """The latest epoch of a group and the roster after it."""
+
+    group_id: str
+    number: int
+    epoch_hash: bytes
+    roster: bytes  # encoded roster (chalicelib.wire.groups.encode_roster)
+    updated_at: int
+
+    def members(self) -> tuple[Member, ...]:
+        return decode_roster(self.roster)
+
+
+@dataclass(frozen=True)
+class StoredEpoch:
+    """One appended epoch: its bytes, where its wraps object is, and the wraps index."""
+
+    group_id: str
+    number: int
+    epoch: bytes
+    wraps_key: str
+    index: dict[str, tuple[int, int]]  # card id (base64url) -> (offset, length)
+
+
+@dataclass(frozen=True)
+class WrapTarget:
+    """A presigned GET of one byte range (``headers`` carries the Range)."""
+
+    url: str
+    headers: dict[str, str]
+    expires_in: int
+    length: int
+
+
+class GroupStore(Protocol):
+    """Persistence for group heads, epochs and the member index."""
+
+    def head(self, group_id: str) -> GroupHead | None:
+        """The group's head (a strongly consistent read), or None."""
+
+    def epoch(self, group_id: str, number: int) -> StoredEpoch | None:
+        """One appended epoch, or None."""
+
+    def append(
+        self,
+        before: GroupHead | None,
+        after: GroupHead,
+        epoch: StoredEpoch,
+        *,
+        joined: Sequence[str],
+        left: Sequence[str],
+    ) -> bool:
+        """Store ``epoch`` and move the head from ``before`` (None: create) to
+        ``after`` in one conditional write; then add ``joined`` and drop
+        ``left`` from the member index.  False, having changed nothing, when
+        the head is no longer ``before``."""
+
+    def groups_of(self, identity: str) -> list[str]:
+        """Group ids the member index lists for ``identity`` (may be stale:
+        the head's roster is what decides)."""
+
+
+class WrapsStore(Protocol):
+    """Write-once wraps objects in object storage."""
+
+    def presign_put(self, key: str, size: int, ttl: int) -> tuple[str, dict[str, str]]:
+        """A presigned write-once PUT of exactly ``size`` bytes: ``(url, headers)``."""
+
+    def read(self, key: str, max_size: int) -> bytes | None:
+        """The whole object (None if absent).  Raises InvalidRequest if larger."""
+
+    def presign_range(self, key: str, offset: int, length: int, ttl: int) -> WrapTarget:
+        """A presigned GET of ``length`` bytes from ``offset``."""
+
+    def delete(self, key: str) -> None:
+        """Delete the object (absent is fine)."""
+
+
+def _wraps_key(group_id: str, number: int, wraps_id: str) -> str:
+    return f"groups/{group_id}/{number}/{wraps_id}"
+
+
+def _chain_error(exc: EpochChainError) -> SealboxError:
+    if exc.code in ("stale_epoch", "broken_chain"):
+        return StaleEpoch()
+    if exc.code == "not_an_admin":
+        return NotAnAdmin()
+    return InvalidEpoch(f"The epoch does not follow the group's head ({exc.code}).")
+
+
+class GroupService:
+    """Append and read group epochs for authenticated identities."""
+
+    def __init__(
+        self,
+        store: GroupStore,
+        wraps: WrapsStore,
+        card: Callable[[str], Card | None],
+        *,
+        clock: Callable[[], float],
+        url_ttl: int = _URL_TTL,
+    ) -> None:
+        self._store = store
+        self._wraps = wraps
+        self._card = card
+        self._clock = clock
+        self._ttl = url_ttl
+
+    # --- checks ------------------------------------------------------------------
+
+    @staticmethod
+    def _group_id(value: object) -> str:
+        try:
+            return group_id_to_str(group_id_from_str(value))
+        except InvalidGroupObject as exc:
+            raise InvalidRequest("Invalid group id.") from exc
+
+    @staticmethod
+    def _number(value: object) -> int:
+        if isinstance(value, str):
+            if not value.isdigit() or len(value) > 19 or (value != "0" and value[0] == "0"):
+                raise InvalidRequest("Invalid epoch number.")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+            raise InvalidRequest("Invalid epoch number.")
+        return value
+
+    def _member_head(self, identity: str, group_id: str) -> tuple[GroupHead, Member]:
+        """The head of a group ``identity`` is a current member of; 404 otherwise."""
+        head = self._store.head(group_id)
+        member = None
+        if head is not None:
+            member = next((m for m in head.members() if m.identity == identity), None)
+        if head is None or member is None:
+            raise NotFound("No such group.")
+        return head, member
+
+    # --- changes -------------------------------------------------------------------
+
+    def reserve_wraps(
+        self, identity: str, group_id: object, number: object, size: object
+    ) -> tuple[str, str, dict[str, str], int]:
+        """A write-once upload for the wraps object of epoch ``number``.
+
+        Returns ``(wraps_id, url, headers, expires_in)``.
+
+        Raises:
+            InvalidRequest: bad id, number or size.
+            NotFound: the group exists and the caller is not a member.
+            StaleEpoch: ``number`` is not the group's next epoch.
+        """
+        gid, n = self._group_id(group_id), self._number(number)
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_WRAPS_SIZE:
+            raise InvalidRequest(f"size must be 1 to {MAX_WRAPS_SIZE} bytes.")
+        head = self._store.head(gid)
+        if head is None:
+            if n != 0:
+                raise NotFound("No such group.")
+        else:
+            self._member_head(identity, gid)
+            if n != head.number + 1:
+                raise StaleEpoch()
+        wraps_id = crypto.random_bytes(_WRAPS_ID_BYTES).hex()
+        url, headers = self._wraps.presign_put(_wraps_key(gid, n, wraps_id), size, self._ttl)
+        return wraps_id, url, headers, self._ttl
+
+    def append(
+        self, identity: str, group_id: object, epoch_b64: object, wraps_id: object
+    ) -> GroupHead:
+        """Check the signed epoch ``epoch_b64`` against the group's head and append it.
+
+        Nothing is stored unless every check passes; a lost race stores
+        nothing and deletes the proposal's wraps object.
+
+        Raises:
+            InvalidRequest: malformed input.
+            InvalidEpoch: the epoch doesn't parse, verify or apply.
+            NotFound: the caller is not a member of the group, or the group
+                doesn't exist and the epoch is not a creation.
+            StaleEpoch: not the group's next epoch, or another change won.
+            NotAnAdmin: the signer isn't allowed to make the change, or is
+                not the caller.
+            WrapsMissing, WrapsMismatch: the wraps object.
+        """
+        gid = self._group_id(group_id)
+        if not isinstance(wraps_id, str) or len(wraps_id) != 2 * _WRAPS_ID_BYTES:
+            raise InvalidRequest("Invalid wraps id.")
+        try:
+            bytes.fromhex(wraps_id)
+        except ValueError as exc:
+            raise InvalidRequest("Invalid wraps id.") from exc
+        if wraps_id != wraps_id.lower():
+            raise InvalidRequest("Invalid wraps id.")
+        if not isinstance(epoch_b64, str):
+            raise InvalidRequest("epoch must be a base64url string.")
+        try:
+            raw = b64url_decode(epoch_b64, max_len=MAX_EPOCH_SIZE)
+            epoch = decode_epoch(raw)
+        except InvalidGroupObject as exc:
+            raise InvalidEpoch(f"The epoch is malformed ({exc.code}).") from exc
+        except ValueError as exc:
+            raise InvalidEpoch("The epoch is not base64url or too large.") from exc
+        if group_id_to_str(epoch.group_id) != gid:
+            raise InvalidEpoch("The epoch belongs to another group.")
+
+        before = self._store.head(gid)
+        previous: Epoch | None = None
+        roster: tuple[Member, ...] = ()
+        if before is not None:
+            self._member_head(identity, gid)
+            if epoch.number != before.number + 1:
+                raise StaleEpoch()
+            stored = self._store.epoch(gid, before.number)
+            if stored is None:
+                raise StaleEpoch()
+            previous = decode_epoch(stored.epoch)
+            roster = before.members()
+        elif epoch.number != 0:
+            raise NotFound("No such group.")
+        try:
+            after = check_successor(previous, roster, epoch)
+        except EpochChainError as exc:
+            raise _chain_error(exc) from exc
+        signer = self._card(card_id_to_str(epoch.signer_card_id))
+        if signer is None or signer.identity != identity:
+            # The caller proposes with its own card; a replayed proposal of
+            # someone else's is refused even if it verifies.
+            raise NotAnAdmin("The epoch must be signed by the caller's card.")
+        try:
+            verify_epoch_signature(epoch, signer.ed25519_public_key)
+        except EpochChainError as exc:
+            raise InvalidEpoch("The epoch signature does not verify.") from exc
+
+        key = _wraps_key(gid, epoch.number, wraps_id)
+        index = self._check_wraps(key, epoch, after)
+        now = int(self._clock())
+        head = GroupHead(gid, epoch.number, epoch.hash, encode_roster(after), now)
+        record = StoredEpoch(gid, epoch.number, raw, key, index)
+        names_before = {m.identity for m in roster}
+        names_after = {m.identity for m in after}
+        if not self._store.append(
+            before,
+            head,
+            record,
+            joined=sorted(names_after - names_before),
+            left=sorted(names_before - names_after),
+        ):
+            self._wraps.delete(key)
+            raise StaleEpoch()
+        return head
+
+    def _check_wraps(
+        self, key: str, epoch: Epoch, after: Sequence[Member]
+    ) -> dict[str, tuple[int, int]]:
+        data = self._wraps.read(key, MAX_WRAPS_SIZE)
+        if data is None:
+            raise WrapsMissing()
+        if not crypto.timing_safe_equal(crypto.sha256(data), epoch.wraps_digest):
+            raise WrapsMismatch("The wraps object is not the one the epoch signs.")
+        try:
+            index, _ = split_wraps(data)
+        except InvalidGroupObject as exc:
+            raise WrapsMismatch(f"The wraps object is malformed ({exc.code}).") from exc
+        if (
+            index.group_id != epoch.group_id
+            or index.number != epoch.number
+            or set(index.entries) != {m.card_id for m in after}
+        ):
+            raise WrapsMismatch("The wraps object must hold one wrap per member card.")
+        return {card_id_to_str(c): entry for c, entry in index.entries.items()}
+
+    # --- reading --------------------------------------------------------------------
+
+    def head(self, identity: str, group_id: object) -> tuple[GroupHead, StoredEpoch]:
+        """The head of a group the caller is a member of, with its epoch.
+
+        Raises:
+            NotFound: no such group, or the caller is not a current member.
+        """
+        gid = self._group_id(group_id)
+        head, _ = self._member_head(identity, gid)
+        stored = self._store.epoch(gid, head.number)
+        if stored is None:
+            raise NotFound("No such group.")
+        return head, stored
+
+    def epoch(
+        self, identity: str, group_id: object, number: object, card_id: object
+    ) -> tuple[StoredEpoch, WrapTarget | None]:
+        """Epoch ``number`` and, when it has one, a ranged GET of the wrap for
+        ``card_id``, one of the caller's own cards (any status).
+
+        Raises:
+            InvalidRequest: bad id or number.
+            NotFound: not a current member, or no such epoch yet.
+        """
+        gid, n = self._group_id(group_id), self._number(number)
+        head, _ = self._member_head(identity, gid)
+        stored = self._store.epoch(gid, n) if n <= head.number else None
+        if stored is None:
+            raise NotFound("No such epoch.")
+        if card_id is None:
+            return stored, None
+        try:
+            wanted = card_id_to_str(card_id_from_str(card_id))
+        except ValueError as exc:
+            raise InvalidRequest("Invalid card id.") from exc
+        entry = stored.index.get(wanted)
+        if entry is None:
+            return stored, None
+        card = self._card(wanted)
+        if card is None or card.identity != identity:
+            # Wraps are per card; nobody fetches another member's.
+            return stored, None
+        offset, length = entry
+        return stored, self._wraps.presign_range(stored.wraps_key, offset, length, self._ttl)
+
+    def groups(self, identity: str) -> list[GroupHead]:
+        """The groups ``identity`` is a current member of (checked against each head)."""
+        heads = []
+        for gid in self._store.groups_of(identity):
+            head = self._store.head(gid)
+            if head is not None and any(m.identity == identity for m in head.members()):
+                heads.append(head)
+        return heads
+
+    def is_member(self, group_id: str, identity: str) -> bool:
+        """Whether ``identity`` is in the group's current roster (group blobs ask this)."""
+        head = self._store.head(group_id)
+        return head is not None and any(m.identity == identity for m in head.members())

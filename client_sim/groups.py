@@ -1,0 +1,625 @@
+"""Groups for one device: create, change membership, follow, and seal or open group content.
+
+Every membership change is an *epoch* this device makes and signs as an
+admin (docs/spec/groups.md): a fresh epoch secret, HPKE-wrapped for every
+member's current card into one wraps object that goes to storage through a
+presigned write-once PUT, and the signed epoch appended with a conditional
+write on the previous epoch number.  When another admin's change wins the
+race (``stale_epoch``), the device fetches the new head, re-bases its change
+on it and tries again.
+
+Following a group, the device verifies every epoch it is served before it
+uses it (:class:`~client_sim.group_chain.GroupChain`) and fetches only its
+own wrap of each epoch (a ranged GET), so moving to the next epoch costs
+O(1) bytes in the group's size.  The verified chain and the epoch secrets
+are kept in a sealed side file (:mod:`client_sim.group_state`).
+
+History: a member added at epoch ``n`` gets the secret of epoch ``n`` and
+later ones only; what was sealed before stays unreadable to it (the
+default, and the only choice this release offers).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from chalicelib.wire.b64 import b64url_decode
+from chalicelib.wire.blobids import derive_blob_id
+from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_wraps import build_wraps, parse_group_context
+from chalicelib.wire.groups import (
+    Epoch,
+    EpochChainError,
+    InvalidGroupObject,
+    Member,
+    changes_between,
+    check_successor,
+    decode_epoch,
+    decode_roster,
+    group_id_from_str,
+    group_id_to_str,
+    roster_hash,
+    sign_epoch,
+)
+from client_sim import _hazmat, sealed
+from client_sim.api import ApiClient, BlobInfo
+from client_sim.blobs import BlobTransfer
+from client_sim.directory import CardDirectory
+from client_sim.errors import (
+    ContextMismatch,
+    DecryptionFailed,
+    GroupVerificationFailed,
+    InvalidInput,
+    MemberNotFound,
+    NotAMember,
+    NotAnAdmin,
+    ServerError,
+    StaleEpoch,
+    StorageTransferFailed,
+    UsersNotFound,
+)
+from client_sim.group_chain import GroupChain, seal_for_epoch
+from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
+from client_sim.group_state import GroupState
+from client_sim.identity import KeyBundle
+from client_sim.keystore import KeystoreState
+from client_sim.messages import Decrypted, Messages, app_context, canonical_identity
+from client_sim.origins import StorageOrigins
+from client_sim.session import Session
+from client_sim.transport import HttpObjectTransport, ObjectTransport
+
+__all__ = ["MAX_CHANGE_ATTEMPTS", "GroupInfo", "Groups"]
+
+#: How often a change is re-based and retried after another admin's won.
+MAX_CHANGE_ATTEMPTS: Final = 5
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a member sees of a group: its id, epoch, members and admins."""
+
+    group_id: str
+    epoch: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+
+    @classmethod
+    def of(cls, chain: GroupChain) -> GroupInfo:
+        return cls(
+            group_id=group_id_to_str(chain.head.group_id),
+            epoch=chain.head.number,
+            members=tuple(m.identity for m in chain.roster),
+            admins=tuple(m.identity for m in chain.roster if m.admin),
+        )
+
+
+def _verification(exc: EpochChainError | InvalidGroupObject) -> GroupVerificationFailed:
+    return GroupVerificationFailed(exc.code, f"the group epoch does not verify ({exc.code})")
+
+
+class Groups:
+    """Group epochs and group content, for one device.
+
+    Args:
+        api: the HTTP client.
+        session: supplies and renews the access token.
+        directory: verified cards (members' current cards, signers' cards).
+        messages: sender checks for opened content.
+        state: the sealed group state file.
+        transfer: moves group blobs' ciphertext to and from storage.
+        objects, origins: how presigned storage URLs are reached, and where
+            they may point (for wraps objects).
+        clock: for epoch timestamps.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        session: Session,
+        directory: CardDirectory,
+        messages: Messages,
+        state: GroupState,
+        *,
+        transfer: BlobTransfer,
+        objects: ObjectTransport | None = None,
+        origins: StorageOrigins,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._session = session
+        self._directory = directory
+        self._messages = messages
+        self._state = state
+        self._transfer = transfer
+        self._objects = objects if objects is not None else HttpObjectTransport()
+        self._origins = origins
+        self._clock = clock
+
+    # --- membership ------------------------------------------------------------------
+
+    def create(
+        self, state: KeystoreState, current: KeyBundle, members: Iterable[str],
+        admins: Iterable[str] = (),
+    ) -> GroupInfo:  # fmt: skip
+        """A new group of this identity (an admin), ``members`` and ``admins``.
+
+        Raises:
+            InvalidInput, MemberNotFound: an invalid identity, or one without a card.
+        """
+        wanted = self._identities(members)
+        admin_names = self._identities(admins) | {current.identity}
+        if not admin_names <= wanted | {current.identity}:
+            raise InvalidInput("every admin must be a member")
+        cards = self._cards_of(sorted((wanted | {current.identity}) - {current.identity}))
+        cards[current.identity] = current.card
+        roster = tuple(
+            sorted(
+                Member(name, card_id_from_str(card.card_id), name in admin_names)
+                for name, card in cards.items()
+            )
+        )
+        group_id = _hazmat.random_bytes(16)
+        chain = self._propose(state, current, group_id, None, roster, cards)
+        return GroupInfo.of(chain)
+
+    def add_members(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, identities: Iterable[str],
+        *, admin: bool = False,
+    ) -> GroupInfo:  # fmt: skip
+        """Add ``identities`` (as admins with ``admin``); they read from the new epoch on."""
+        wanted = self._identities(identities)
+
+        def change(roster: Sequence[Member], cards: dict[str, Card]) -> list[Member]:
+            fresh = self._cards_of(sorted(wanted))
+            cards.update(fresh)
+            kept = [m for m in roster if m.identity not in wanted]
+            return kept + [
+                Member(name, card_id_from_str(card.card_id), admin) for name, card in fresh.items()
+            ]
+
+        return self._change(state, current, group_id, change)
+
+    def remove_members(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, identities: Iterable[str]
+    ) -> GroupInfo:
+        """Remove ``identities``: they can't open anything sealed from the new epoch on."""
+        wanted = self._identities(identities)
+
+        def change(roster: Sequence[Member], cards: dict[str, Card]) -> list[Member]:
+            absent = wanted - {m.identity for m in roster}
+            if absent:
+                raise MemberNotFound(f"not members: {', '.join(sorted(absent))}")
+            return [m for m in roster if m.identity not in wanted]
+
+        return self._change(state, current, group_id, change)
+
+    def set_admin(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, identity: str, admin: bool
+    ) -> GroupInfo:
+        """Make a member an admin, or not."""
+        name = canonical_identity(identity)
+
+        def change(roster: Sequence[Member], cards: dict[str, Card]) -> list[Member]:
+            if name not in {m.identity for m in roster}:
+                raise MemberNotFound(f"not a member: {name}")
+            return [
+                Member(m.identity, m.card_id, admin) if m.identity == name else m for m in roster
+            ]
+
+        return self._change(state, current, group_id, change)
+
+    def rekey(self, state: KeystoreState, current: KeyBundle, group_id: str) -> GroupInfo:
+        """A new epoch with the same members (re-wrapping rotated members' cards)."""
+        return self._change(
+            state, current, group_id, lambda roster, cards: list(roster), fresh=True
+        )
+
+    def leave(self, state: KeystoreState, current: KeyBundle, group_id: str) -> None:
+        """Leave the group (any member may sign its own removal); the local state is dropped."""
+        chain = self.sync(state, group_id)
+        me = chain.member(current.identity)
+        if me is None:
+            raise NotAMember("this identity is not a member of the group")
+        if me.admin:
+            self.remove_members(state, current, group_id, [current.identity])
+        else:
+            self._leave_as_member(state, current, group_id)
+        chains = self._state.load()
+        chains.pop(group_id, None)
+        self._state.save(chains)
+
+    def _leave_as_member(self, state: KeystoreState, current: KeyBundle, group_id: str) -> None:
+        for _ in range(MAX_CHANGE_ATTEMPTS):
+            chain = self.sync(state, group_id)
+            roster = [m for m in chain.roster if m.identity != current.identity]
+            cards = self._member_cards(roster)
+            try:
+                self._propose(state, current, chain.head.group_id, chain, tuple(roster), cards)
+                return
+            except StaleEpoch:
+                continue
+        raise StaleEpoch("the group kept changing; try again")
+
+    def _change(
+        self,
+        state: KeystoreState,
+        current: KeyBundle,
+        group_id: str,
+        change: Callable[[Sequence[Member], dict[str, Card]], list[Member]],
+        *,
+        fresh: bool = False,
+    ) -> GroupInfo:
+        """Apply ``change`` to the verified roster as a new epoch; with ``fresh``
+        always make one (a new secret) and look every member's card up anew."""
+        for _ in range(MAX_CHANGE_ATTEMPTS):
+            chain = self.sync(state, group_id)
+            me = chain.member(current.identity)
+            if me is None:
+                raise NotAMember("this identity is not a member of the group")
+            if not me.admin:
+                raise NotAnAdmin("only an admin of the group can change it")
+            cards: dict[str, Card] = {}
+            roster = change(chain.roster, cards)
+            remaining = [m for m in roster if m.identity not in cards]
+            cards.update(self._member_cards(remaining, refresh=fresh))
+            # Members whose card rotated are re-wrapped to their current card.
+            updated = tuple(
+                sorted(
+                    Member(m.identity, card_id_from_str(cards[m.identity].card_id), m.admin)
+                    for m in roster
+                )
+            )
+            if updated == chain.roster and not fresh:
+                return GroupInfo.of(chain)
+            try:
+                return GroupInfo.of(
+                    self._propose(state, current, chain.head.group_id, chain, updated, cards)
+                )
+            except StaleEpoch:
+                continue  # another admin's change won: re-base on it
+        raise StaleEpoch("the group kept changing; try again")
+
+    def _propose(
+        self,
+        state: KeystoreState,
+        current: KeyBundle,
+        group_id: bytes,
+        chain: GroupChain | None,
+        roster: tuple[Member, ...],
+        cards: dict[str, Card],
+    ) -> GroupChain:
+        """Make, upload, sign and append the epoch that gives ``roster``; the new chain."""
+        gid = group_id_to_str(group_id)
+        number = 0 if chain is None else chain.head.number + 1
+        try:
+            new_hash = roster_hash(group_id, roster)
+        except InvalidGroupObject as exc:
+            # e.g. the last admin removing itself: a group keeps an admin.
+            raise InvalidInput(f"not a valid roster ({exc.code})") from exc
+        member_cards = [cards[m.identity] for m in roster]
+        secret = EpochSecret.generate(
+            group_id=group_id, number=number, kind=epoch_kind_for(member_cards)
+        )
+        bodies = {card_id_from_str(c.card_id): wrap_secret(secret, c) for c in member_cards}
+        wraps = build_wraps(group_id, number, bodies)
+        before: tuple[Member, ...] = () if chain is None else chain.roster
+        # The signer is this identity's card the previous roster names: after
+        # a rotation that is the previous card (still in the keystore), and
+        # this very epoch moves the identity to its new card.
+        named = {m.card_id for m in before if m.identity == current.identity}
+        signer = next((b for b in state.bundles if card_id_from_str(b.card_id) in named), current)
+        epoch = sign_epoch(
+            Epoch(
+                group_id=group_id,
+                number=number,
+                previous_hash=b"" if chain is None else chain.head.hash,
+                created_at_ms=int(self._clock() * 1000),
+                signer_card_id=card_id_from_str(signer.card_id),
+                wraps_digest=_hazmat.sha256(wraps),
+                kind=secret.kind,
+                key_id=secret.key_id(),
+                roster_hash=new_hash,
+                member_count=len(roster),
+                changes=changes_between(before, roster),
+            ),
+            signer.sign,
+        )
+
+        def send(token: str) -> None:
+            reservation = self._api.reserve_group_wraps(token, gid, number, len(wraps))
+            upload = reservation["upload"]
+            self._put(str(upload["url"]), dict(upload["headers"]), wraps)
+            self._api.append_group_epoch(token, gid, epoch.encoded, str(reservation["wraps_id"]))
+
+        try:
+            self._session.authed(send)
+        except ServerError as exc:
+            if exc.code == "stale_epoch":
+                raise StaleEpoch("another member changed the group first") from exc
+            if exc.code == "not_an_admin":
+                raise NotAnAdmin("only an admin of the group can make this change") from exc
+            if exc.status == 404:
+                raise NotAMember("this identity is not a member of the group") from exc
+            raise
+        mine = next((bodies[m.card_id] for m in roster if m.identity == current.identity), None)
+        if chain is None:
+            chain = GroupChain.start(epoch, roster, signer.card, state.bundles, mine)
+        else:
+            chain.advance(epoch, signer.card, state.bundles, mine)
+        chains = self._state.load()
+        chains[gid] = chain
+        self._state.save(chains)
+        return chain
+
+    # --- following ----------------------------------------------------------------------
+
+    def sync(self, state: KeystoreState, group_id: str) -> GroupChain:
+        """The group's verified chain, moved to the server's head.
+
+        Raises:
+            NotAMember: the server says this identity is not a member (404).
+            GroupVerificationFailed: an epoch, roster or wrap doesn't verify,
+                or the server's head is older than one already verified.
+        """
+        gid = self._group_id(group_id)
+        try:
+            head = self._session.authed(lambda token: self._api.get_group(token, gid))
+        except ServerError as exc:
+            if exc.status == 404:
+                raise NotAMember("this identity is not a member of the group") from exc
+            raise
+        try:
+            number = int(head["epoch"])
+            chains = self._state.load()
+            chain = chains.get(gid)
+            if chain is None:
+                chain = self._join(state, gid, head)
+            elif number < chain.head.number:
+                raise GroupVerificationFailed("rollback", "the server's head is older than ours")
+            for n in range(chain.head.number + 1, number + 1):
+                self._advance(state, chain, gid, n)
+        except (EpochChainError, InvalidGroupObject) as exc:
+            raise _verification(exc) from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServerError.malformed("group") from exc
+        chains[gid] = chain
+        self._state.save(chains)
+        return chain
+
+    def _join(self, state: KeystoreState, gid: str, head: dict[str, Any]) -> GroupChain:
+        epoch = decode_epoch(b64url_decode(str(head["head"])))
+        roster = decode_roster(b64url_decode(str(head["roster"])))
+        if group_id_to_str(epoch.group_id) != gid or epoch.number != int(head["epoch"]):
+            raise GroupVerificationFailed("other_group", "the server sent another group's head")
+        wrap = self._wrap(state, gid, epoch.number, roster)
+        return GroupChain.start(epoch, roster, self._signer(epoch), state.bundles, wrap)
+
+    def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+        reply = self._session.authed(
+            lambda token: self._api.get_group_epoch(token, gid, number, None)
+        )
+        epoch = decode_epoch(b64url_decode(str(reply["data"])))
+        if epoch.number != number:
+            raise GroupVerificationFailed("stale_epoch", "the server sent another epoch")
+        after = check_successor(chain.head, chain.roster, epoch)
+        wrap = self._wrap(state, gid, number, after)
+        chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
+
+    def _wrap(
+        self, state: KeystoreState, gid: str, number: int, roster: Sequence[Member]
+    ) -> bytes | None:
+        """This device's wrap of epoch ``number`` (None when it is not in ``roster``)."""
+        mine = {card_id_from_str(b.card_id) for b in state.bundles}
+        entry = next((m for m in roster if m.card_id in mine), None)
+        if entry is None:
+            return None
+        card_id = card_id_to_str(entry.card_id)
+        reply = self._session.authed(
+            lambda token: self._api.get_group_epoch(token, gid, number, card_id)
+        )
+        target = reply.get("wrap")
+        if target is None:
+            return None
+        return self._get(str(target["url"]), dict(target["headers"]), int(target["length"]))
+
+    def _signer(self, epoch: Epoch) -> Card:
+        card = self._directory.card_by_id(card_id_to_str(epoch.signer_card_id))
+        if card is None:
+            raise GroupVerificationFailed("bad_signature", "the epoch's signer card is unknown")
+        return card
+
+    def list(self) -> list[GroupInfo]:
+        """The groups the server lists for this identity, as far as this device follows them."""
+        items = self._session.authed(self._api.list_groups)
+        chains = self._state.load()
+        out = []
+        for item in items:
+            gid = str(item.get("group_id"))
+            chain = chains.get(gid)
+            if chain is not None:
+                out.append(GroupInfo.of(chain))
+            else:
+                out.append(GroupInfo(gid, int(item.get("epoch", 0)), (), ()))
+        return out
+
+    # --- content ---------------------------------------------------------------------------
+
+    def seal(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, src: Any, dst: Any,
+        context: str | None, *, suffix: bytes | None = None,
+    ) -> None:  # fmt: skip
+        """Sign ``src`` and encrypt it for the group's current epoch (one age recipient),
+        with an app's ``context`` (or the SDK's own ``suffix``, for a blob)."""
+        chain = self.sync(state, group_id)
+        if chain.member(current.identity) is None or chain.current_secret is None:
+            raise NotAMember("this identity is not a member of the group")
+        if suffix is None:
+            suffix = b"" if context is None else b"/app/" + app_context(context)
+        seal_for_epoch(src, dst, sender=current, chain=chain, suffix=suffix)
+
+    def open(
+        self, state: KeystoreState, group_id: str, data: bytes, context: str | None
+    ) -> Decrypted:
+        """Decrypt and verify group content sealed by a member for an epoch this device holds.
+
+        The held secrets are tried first; if none opens the data, the group
+        is synced (a newer epoch) and it is tried once more.
+
+        Raises:
+            DecryptionFailed: not for an epoch this device holds, tampered,
+                or signed by a card that wasn't a member of that epoch.
+            ContextMismatch: sealed with another app context than ``context``.
+            NotAMember: the device follows no such group and isn't a member.
+        """
+        expected = b"" if context is None else b"/app/" + app_context(context)
+
+        def check(header: sealed.SealedHeader) -> None:
+            parsed = parse_group_context(header.context or b"")
+            if context is not None and (parsed is None or parsed[2] != expected):
+                raise sealed.ContextMismatch("context", "the data was sealed for another context")
+
+        return self._open(state, self._group_id(group_id), data, check)
+
+    def _open(
+        self, state: KeystoreState, gid: str, data: bytes, check: sealed.HeaderCheck
+    ) -> Decrypted:
+        def attempt(chain: GroupChain) -> Decrypted:
+            out = io.BytesIO()
+            sender = self._messages.open_group(io.BytesIO(data), out, chain, check=check)
+            return Decrypted(plaintext=out.getvalue(), sender=sender)
+
+        chain = self._state.load().get(gid)
+        if chain is not None:
+            try:
+                return attempt(chain)
+            except ContextMismatch:
+                raise
+            except DecryptionFailed:
+                pass  # perhaps sealed for an epoch this device hasn't fetched yet
+        return attempt(self.sync(state, gid))
+
+    # --- group blobs -----------------------------------------------------------------------
+
+    def upload(
+        self, state: KeystoreState, current: KeyBundle, group_id: str, data: bytes,
+        idempotency_key: str | None,
+    ) -> BlobInfo:  # fmt: skip
+        """Seal ``data`` for the group's current epoch and store it as a group blob
+        (readable by the group's current members; the server checks membership).
+
+        The blob id is derived from the key before sealing and signed into
+        the content (``/blob/<id>`` after the group context), as for any blob.
+        """
+        gid = self._group_id(group_id)
+        key = idempotency_key or secrets.token_urlsafe(18)
+        blob_id = derive_blob_id(current.identity, key)
+        out = io.BytesIO()
+        self.seal(
+            state, current, gid, io.BytesIO(data), out, None, suffix=b"/blob/" + blob_id.encode()
+        )
+        ciphertext = out.getvalue()
+        return self._session.authed(
+            lambda token: self._transfer.upload(
+                token, io.BytesIO(ciphertext), len(ciphertext), [], key, blob_id=blob_id, group=gid
+            )
+        )
+
+    def download(self, state: KeystoreState, group_id: str, blob_id: str) -> Decrypted:
+        """Fetch a group blob, decrypt it and verify it was sealed for this blob
+        of this group by its owner, a member of the epoch it names.
+
+        Raises:
+            ContextMismatch: the content was sealed for another blob or group,
+                or by someone other than the blob's owner.
+            DecryptionFailed, NotAMember, ServerError (404: not readable).
+        """
+        gid = self._group_id(group_id)
+        info = self._session.authed(lambda token: self._api.get_blob(token, blob_id))
+        if info.group != gid:
+            raise ContextMismatch("group", "the blob is not one of this group's")
+        suffix = b"/blob/" + info.blob_id.encode("ascii")
+
+        def check(header: sealed.SealedHeader) -> None:
+            parsed = parse_group_context(header.context or b"")
+            if parsed is None or parsed[2] != suffix:
+                raise sealed.ContextMismatch("context", "the content was sealed for another blob")
+            if header.sender.identity != info.owner:
+                raise sealed.ContextMismatch("sender", "the content was not sealed by the owner")
+
+        with self._transfer.open(info) as response:
+            data = response.read(info.size + 1)
+        if len(data) != info.size:
+            raise ServerError.malformed("blob content")
+        return self._open(state, gid, data, check)
+
+    # --- storage ---------------------------------------------------------------------------
+
+    def _put(self, url: str, headers: dict[str, str], data: bytes) -> None:
+        self._origins.check(url)
+        reply = self._objects.put(url, io.BytesIO(data), length=len(data), headers=headers)
+        if not 200 <= reply.status < 300:
+            raise StorageTransferFailed("upload", reply.status, None)
+
+    def _get(self, url: str, headers: dict[str, str], length: int) -> bytes:
+        self._origins.check(url)
+        with self._objects.get(url, headers=headers) as response:
+            if response.status not in (200, 206):
+                raise StorageTransferFailed("download", response.status, None)
+            data = response.read(length + 1)
+        if len(data) != length:
+            raise ServerError.malformed("wrap")
+        return data
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _group_id(group_id: object) -> str:
+        try:
+            return group_id_to_str(group_id_from_str(group_id))
+        except InvalidGroupObject as exc:
+            raise InvalidInput("not a group id") from exc
+
+    @staticmethod
+    def _identities(names: Iterable[str]) -> set[str]:
+        if isinstance(names, str):
+            raise TypeError("identities must be a collection of strings, not a string")
+        return {canonical_identity(name) for name in names}
+
+    def _cards_of(self, identities: Sequence[str]) -> dict[str, Card]:
+        """Verified active cards of identities to add.
+
+        Raises:
+            MemberNotFound: some have no active card.
+        """
+        if not identities:
+            return {}
+        try:
+            return self._directory.find(identities)
+        except UsersNotFound as exc:
+            raise MemberNotFound(f"no card for: {', '.join(exc.identities)}") from exc
+
+    def _member_cards(self, roster: Sequence[Member], *, refresh: bool = False) -> dict[str, Card]:
+        """Each remaining member's current card: its active one (re-wrapping a
+        rotated member), or the roster's when it has none any more."""
+        names = [m.identity for m in roster]
+        try:
+            found = self._directory.find(names, refresh=refresh)
+        except UsersNotFound as exc:
+            rest = [n for n in names if n not in set(exc.identities)]
+            found = self._directory.find(rest) if rest else {}
+        cards: dict[str, Card] = {}
+        for member in roster:
+            card = found.get(member.identity)
+            if card is None:
+                card = self._directory.card_by_id(card_id_to_str(member.card_id))
+            if card is None:
+                raise GroupVerificationFailed(
+                    "unknown_card", f"no card for member {member.identity}"
+                )
+            cards[member.identity] = card
+        return cards
