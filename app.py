@@ -39,6 +39,13 @@ app.register_blueprint(oprf.api.blueprint)
 app.register_blueprint(groups.api.blueprint)
 # Last: every path answers every method, so API Gateway forwards an
 # undeclared one to us (405 + Allow) instead of answering it itself.
+# An app team's own blueprints (SEALBOX_EXTENSIONS) come just before, behind
+# the same token check; they may not take over a path (chalicelib/extensions.py).
+# Imported only when named: a stage without extensions doesn't pay for it.
+if os.environ.get("SEALBOX_EXTENSIONS", "").strip():
+    from chalicelib import extensions
+
+    extensions.install_from_environment(app)
 answer_undeclared_methods(app)
 
 

@@ -38,6 +38,7 @@ FULL = [
     ["bench.age_throughput", "--size", "256MiB", "--rss-sizes", "1MiB,1GiB", "--runs", "5"],
     ["bench.blobs", "--sizes", "100MiB,1GiB", "--rss-sizes", "1MiB,1GiB", "--runs", "3"],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
+    ["bench.fleet_workers", "--devices", "60", "--workers", "2", "--memory-devices", "100"],
     ["bench.chunk_randomness", "--chunks", "100000", "--bytes-chunks", "2600"],
     ["bench.groups", "--members", "1000", "--rounds", "2", "--messages", "100"],
 ]

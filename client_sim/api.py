@@ -25,7 +25,7 @@ from urllib.parse import quote, urlencode
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.blobids import is_blob_id
 from chalicelib.wire.identity import is_identity
-from client_sim.errors import ServerError
+from client_sim.errors import InvalidInput, ServerError
 from client_sim.transport import HttpReply, Transport
 
 __all__ = [
@@ -343,6 +343,41 @@ class ApiClient:
         out: dict[str, Any] = self._call("GET", "/v1/me", bearer=access_token)
         return out
 
+    def app_call(
+        self,
+        access_token: str,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        expect: int | tuple[int, ...] = (200, 201, 204),
+    ) -> Any:
+        """One request to an app's own route (a backend extension); its JSON
+        body, or None for an empty one.
+
+        Raises:
+            InvalidInput: ``path`` is not a path on this API (an absolute
+                URL, ``//host``, a ``..`` segment, a control character): the
+                access token must never be sent anywhere else.
+            ServerError: an unexpected status or a body that is not JSON.
+            ConnectionFailed: no reply.
+        """
+        if method.upper() not in _APP_METHODS:
+            raise InvalidInput(f"method must be one of {', '.join(sorted(_APP_METHODS))}")
+        if not _is_app_path(path):
+            raise InvalidInput("path must be a path on this API, starting with one '/'")
+        headers = {"Authorization": f"Bearer {access_token}"}
+        body = None if payload is None else json.dumps(payload).encode("utf-8")
+        reply = self.transport.request(method.upper(), path, body=body, headers=headers)
+        if reply.status not in (expect if isinstance(expect, tuple) else (expect,)):
+            raise server_error(reply)
+        if not reply.body:
+            return None
+        try:
+            return reply.json()
+        except ValueError as exc:
+            raise ServerError.malformed("reply") from exc
+
     def jwks(self) -> dict[str, Any]:
         out: dict[str, Any] = self._call("GET", "/.well-known/jwks.json")
         return out
@@ -625,6 +660,24 @@ def _parsed(parse: Callable[[Any], _R], out: Any, what: str) -> _R:
 def _blob_path(blob_id: str, *rest: str) -> str:
     # Quoted, so an id can never add path segments (the server checks ids too).
     return "/".join(["/v1/blobs", quote(blob_id, safe=""), *rest])
+
+
+_APP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def _is_app_path(path: object) -> bool:
+    """A path (and query) on the API's own origin: one leading '/', no
+    scheme, no ``..`` segment, printable ASCII only, bounded."""
+    if not isinstance(path, str) or not 1 < len(path) <= 2048:
+        return False
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or "#" in path:
+        return False
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in path):
+        return False
+    route = path.split("?", 1)[0]
+    if "%2e" in route.lower() or "%2f" in route.lower():
+        return False  # an encoded dot or slash a proxy might decode into a climb
+    return all(segment not in (".", "..") for segment in route.split("/"))
 
 
 def _group_path(group_id: str, *rest: str) -> str:

@@ -513,6 +513,25 @@ class Device:
         """Identity, session and card of this device; nothing secret."""
         return self._store.status()
 
+    # --- the app's own routes --------------------------------------------------------
+
+    @reported
+    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """Call one of the app's own routes (a backend extension,
+        docs/extending.md) with this device's access token; return the
+        reply's JSON body (None when empty).
+
+        The token is renewed once if the server refuses it, so ``call`` must
+        be safe to repeat.  ``path`` is a path on this API ("/v1/notes"),
+        never a URL: the token goes nowhere else.
+
+        Raises:
+            InvalidInput: a method or path outside those rules.
+            NotLoggedIn: no session.
+            ServerError: the route refused (its ``code`` says why).
+        """
+        return self._session.authed(lambda token: self._api.app_call(token, method, path, payload))
+
     # --- backup -------------------------------------------------------------------------
 
     @reported

@@ -79,7 +79,17 @@ def _stop_on_signals() -> threading.Event:
     help="Write the API's log (chalice local and the event poller) to FILE, "
     "for `sealbox audit --log FILE`.",
 )
-def local(port: int, stage: str, verbose: bool, log_file: Path | None) -> None:
+@click.option(
+    "--extension",
+    "extensions",
+    multiple=True,
+    metavar="MODULE",
+    help="A backend extension module to install (repeatable; importable from the "
+    "current directory or PYTHONPATH; docs/extending.md).",
+)
+def local(
+    port: int, stage: str, verbose: bool, log_file: Path | None, extensions: tuple[str, ...]
+) -> None:
     """Run the backend on 127.0.0.1:PORT with AWS on a moto server.
 
     Provisions the stage's tables, secret, blob bucket and event queue from
@@ -97,7 +107,10 @@ def local(port: int, stage: str, verbose: bool, log_file: Path | None) -> None:
             log = files.enter_context(log_file.open("a", encoding="utf-8"))
             # moto's own log is AWS's, not the API's: kept out of the file.
             aws_log = aws_log or files.enter_context(open(os.devnull, "w"))
-        _run_local(LocalStack(port=port, stage=stage, log=log, aws_log=aws_log), stopping)
+        _run_local(
+            LocalStack(port=port, stage=stage, log=log, aws_log=aws_log, extensions=extensions),
+            stopping,
+        )
 
 
 def _run_local(stack: LocalStack, stopping: threading.Event) -> None:

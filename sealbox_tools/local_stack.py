@@ -437,6 +437,7 @@ class LocalStack:
         log: IO[str] | None = None,
         aws_log: IO[str] | None = None,
         startup_timeout: float = 60.0,
+        extensions: tuple[str, ...] = (),
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local stack only listens on loopback")
@@ -451,6 +452,7 @@ class LocalStack:
         # elsewhere.  Default: with everything else.
         self._aws_log = log if aws_log is None else aws_log
         self._timeout = startup_timeout
+        self.extensions = extensions
         self._procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -490,6 +492,18 @@ class LocalStack:
             region_name=self.region,
         )
         return session.client(service, endpoint_url=self.aws_endpoint)
+
+    def _extension_env(self) -> dict[str, str]:
+        """``SEALBOX_EXTENSIONS`` for the API process, and the directory we
+        were started from on its path: the app team's modules live there
+        (``chalice local`` runs in the project directory)."""
+        if not self.extensions:
+            return {}
+        paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        return {
+            "SEALBOX_EXTENSIONS": ",".join(self.extensions),
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
 
     def _spawn(
         self, argv: list[str], env: dict[str, str], *, log: IO[str] | None = None
@@ -571,7 +585,7 @@ class LocalStack:
                     "--stage",
                     self.stage,
                 ],
-                self.aws_env(),
+                {**self.aws_env(), **self._extension_env()},
             )
             self._wait_until(
                 lambda: self._http_ok(f"{self.url}/.well-known/jwks.json"), api, "chalice local"

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester drives the pytest plugin's own tests (a suite in a subprocess).
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors" / "data"
 

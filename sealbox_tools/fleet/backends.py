@@ -359,11 +359,14 @@ class InProcessBackend:
         self.clock = SimClock()
         self._argon2 = server_argon2
         self._capture = LogCapture() if capture_logs else None
+        self._capturing_all = capture_logs
         self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
         self._api: Transport | None = None
         self._objects: ObjectTransport | None = None
         self._notes: list[str] = []
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -440,11 +443,20 @@ class InProcessBackend:
     # --- Backend ----------------------------------------------------------------------
 
     def client(self, service: str) -> Any:
-        """A boto3 client inside this backend's moto account."""
-        import boto3
+        """A boto3 client inside this backend's moto account (one per service).
 
-        session: Any = boto3.session.Session()
-        return session.client(service, region_name=self.region)
+        Built once per backend from one process-wide boto3 session: a new
+        session reloads botocore's JSON models, which made provisioning a
+        backend (thirteen clients) take seconds -- a pytest plugin starts
+        one per test.
+        """
+        with self._clients_lock:
+            found = self._clients.get(service)
+            if found is None:
+                found = self._clients[service] = _shared_session().client(
+                    service, region_name=self.region
+                )
+            return found
 
     @property
     def can_advance_time(self) -> bool:
@@ -493,6 +505,23 @@ class InProcessBackend:
             notes.append("log capture was off: logs were not scanned")
         return notes
 
+    @contextlib.contextmanager
+    def logs_captured(self) -> Iterator[None]:
+        """Capture every log record at DEBUG while the block runs, for the audit.
+
+        For a backend made with ``capture_logs=False`` that runs a fleet
+        later (the pytest plugin: a test's phones don't need the root logger
+        at DEBUG, its fleet's audit does).  With ``capture_logs=True`` the
+        whole lifetime is captured already and this adds nothing.
+        """
+        if self._capture is not None and self._capturing_all:
+            yield
+            return
+        if self._capture is None:
+            self._capture = LogCapture()
+        with _capturing(self._capture):
+            yield
+
     def tidy(self) -> None:
         """Drop what moto remembers for nobody, then collect garbage.
 
@@ -515,6 +544,26 @@ class InProcessBackend:
     def server_cpu_seconds(self) -> float | None:
         """None: in process, the server's time is measured per request instead."""
         return None
+
+
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+
+
+def _shared_session() -> Any:
+    """One boto3 session for every in-process backend of this process.
+
+    Created on first use, after moto is imported (moto hooks every botocore
+    session made after its import); credentials and endpoints are read
+    from the environment when each client is built, inside the mock.
+    """
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            import boto3
+
+            _SESSION = boto3.session.Session()
+        return _SESSION
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -126,6 +126,14 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
     help="Over HTTP: the API's log file to audit (sealbox local --log-file).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes to run the fleet on: the devices are split into this many shards "
+    "(independent fleets, each its own plan), one process each; the report is merged.",
+)
+@click.option(
     "--server-argon2",
     type=click.Choice(["test", "owasp"]),
     default="test",
@@ -155,6 +163,7 @@ def fleet_command(
     aws_endpoint: str | None,
     storage_origins: tuple[str, ...],
     server_logs: tuple[Path, ...],
+    workers: int,
     server_argon2: str,
     oprf: bool,
 ) -> None:
@@ -170,7 +179,6 @@ def fleet_command(
     from client_sim.errors import InvalidInput
     from client_sim.origins import parse_origin
     from sealbox_tools.fleet.plan import scenario as scenario_mix
-    from sealbox_tools.fleet.report import summary_text
     from sealbox_tools.fleet.runner import FleetConfig, run_fleet
 
     if url and in_process:
@@ -223,13 +231,49 @@ def fleet_command(
             )
         )
 
+    if devices < 2 * workers:
+        raise click.BadParameter(f"{devices} devices can't make {workers} shards of 2 or more")
+    where = "over HTTP to " + url if url else "in process on moto"
+    if workers > 1:
+        from sealbox_tools.fleet.backends import HttpBackend, aws_clients
+        from sealbox_tools.fleet.workers import BackendSpec, run_workers
+
+        origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
+        spec = BackendSpec(url=url, server_argon2=server_argon2, storage_origins=origins)
+        stage_backend = (
+            HttpBackend(url, aws=aws_clients(aws_endpoint), stage=stage, server_logs=server_logs)
+            if url and stage
+            else None
+        )
+        click.echo(
+            f"sealbox fleet: {devices} devices in {workers} worker processes, scenario "
+            f"{scenario}, seed {seed}, {where}",
+            err=True,
+        )
+        with tempfile.TemporaryDirectory(prefix="sealbox-fleet-") as work:
+            result = run_workers(
+                config,
+                workers,
+                spec,
+                work_dir=Path(work),
+                audit_backend=stage_backend,
+                progress=sys.stderr,
+            )
+        _finish(result, config, report, chart)
+
     with tempfile.TemporaryDirectory(prefix="sealbox-fleet-") as work, open_backend() as backend:
         click.echo(
-            f"sealbox fleet: {devices} devices, scenario {scenario}, seed {seed}, "
-            f"{'over HTTP to ' + url if url else 'in process on moto'}",
+            f"sealbox fleet: {devices} devices, scenario {scenario}, seed {seed}, {where}",
             err=True,
         )
         result = run_fleet(config, backend, work_dir=Path(work), progress=sys.stderr)
+    _finish(result, config, report, chart)
+
+
+def _finish(result: Any, config: Any, report: Path | None, chart: Path | None) -> NoReturn:
+    """Print the summary, write the outputs, exit 0 on a pass and 1 otherwise."""
+    from sealbox_tools.fleet.report import summary_text
+
     click.echo(summary_text(result.report))
     for line in write_outputs(
         result,

@@ -104,6 +104,42 @@ class Metrics:
                 "timeline": [self.timeline.get(s, 0) for s in range(int(elapsed) + 1)],
             }
 
+    def parts(self) -> dict[str, Any]:
+        """The raw counters and samples as plain data (picklable, JSON-ready),
+        for :meth:`merged` in another process."""
+        with self._lock:
+            return {
+                "latencies": {k: list(v) for k, v in self.latencies.items()},
+                "statuses": {k: dict(v) for k, v in self.statuses.items()},
+                "timeline": dict(self.timeline),
+                "events": dict(self.events),
+                "errors": dict(self.errors),
+                "observed": {k: list(v) for k, v in self.observed.items()},
+            }
+
+    @classmethod
+    def merged(
+        cls,
+        parts: list[dict[str, Any]],
+        elapsed: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Metrics:
+        """Several runs' :meth:`parts` as one run of ``elapsed`` seconds (their
+        timelines, each counted from its own start, are added second by second)."""
+        out = cls(clock=clock)
+        out.started = clock() - elapsed
+        for part in parts:
+            for route, samples in part["latencies"].items():
+                out.latencies[route].extend(samples)
+            for route, statuses in part["statuses"].items():
+                out.statuses[route].update({int(k): v for k, v in statuses.items()})
+            out.timeline.update({int(k): v for k, v in part["timeline"].items()})
+            out.events.update(part["events"])
+            out.errors.update(part["errors"])
+            for name, values in part["observed"].items():
+                out.observed[name].extend(values)
+        return out
+
     def live(self) -> tuple[float, int]:
         """(requests per second so far, errors so far), for progress displays."""
         with self._lock:

@@ -28,7 +28,8 @@ def summary_text(report: Mapping[str, Any]) -> str:
     lines.append(
         f"fleet: {run.get('devices')} devices, scenario {run.get('scenario')!r}, "
         f"seed {run.get('seed')}, mode {run.get('mode')}, "
-        f"{report['metrics']['elapsed_s']:.1f} s wall"
+        + (f"{run['workers']} worker processes, " if run.get("workers", 1) > 1 else "")
+        + f"{report['metrics']['elapsed_s']:.1f} s wall"
     )
     outcome = report.get("outcome")
     if outcome:

@@ -103,6 +103,10 @@ class FleetResult:
     audit: AuditReport | None
     #: (label, secret) of every needle, for a needles file.  Secret.
     secrets: list[tuple[str, bytes]] = field(repr=False)
+    #: Every send and how it was judged (None for a merged multi-worker run).
+    ledger: Ledger | None = field(default=None, repr=False)
+    #: The raw counters and samples (None for a merged multi-worker run).
+    metrics: Metrics | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -298,7 +302,14 @@ def run_fleet(
             "about what the server side holds",
         }
     report["verdict"] = _verdict(outcome, report.get("audit"), config.audit)
-    return FleetResult(report, run.metrics.latency_samples(), audit_report, secrets_list)
+    return FleetResult(
+        report,
+        run.metrics.latency_samples(),
+        audit_report,
+        secrets_list,
+        ledger=run.ledger,
+        metrics=run.metrics,
+    )
 
 
 def _secs(started: float) -> float:
@@ -319,6 +330,11 @@ def _outcome(run: Run, events: Mapping[str, int]) -> dict[str, Any]:
         "failed_steps": events.get("failed_steps", 0),
         "retries": events.get("retry", 0),
     }
+
+
+def verdict(outcome: Mapping[str, Any], audit_json: Any, audited: bool) -> dict[str, Any]:
+    """A run's verdict from its outcome and audit (also for merged runs)."""
+    return _verdict(outcome, audit_json, audited)
 
 
 def _verdict(outcome: Mapping[str, Any], audit_json: Any, audited: bool) -> dict[str, Any]:

@@ -3,10 +3,9 @@ every delivery verified, and a privacy audit that catches a planted leak."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,9 @@ from client_sim.directory import MAX_CARD_CACHE_TTL
 from sealbox_tools.fleet.backends import Backend, InProcessBackend
 from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet
 from sealbox_tools.local_stack import stage_environment
+from sealbox_tools.pytest_plugin.backend import without_pytest_log_capture
 
 STAGE_ENV = stage_environment("test")
-
-
-@contextlib.contextmanager
-def without_pytest_log_capture() -> Iterator[None]:
-    """The fleet captures every record at DEBUG itself (hundreds of
-    thousands); pytest's own capture, which it attaches to the root logger
-    for each test phase, would keep them all a second time."""
-    root = logging.getLogger()
-    theirs = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
-    for handler in theirs:
-        root.removeHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in theirs:
-            root.addHandler(handler)
 
 
 def run(

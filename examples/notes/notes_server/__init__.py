@@ -1,0 +1,1 @@
+"""The notes app's backend extension (installed with SEALBOX_EXTENSIONS=notes_server.routes)."""
