@@ -149,7 +149,7 @@ def rehearsal(
 ) -> tuple[Rehearsal, Any]:
     from sealbox_tools.fleet.backends import InProcessBackend
     from sealbox_tools.fleet.runner import FleetConfig, run_fleet
-    from tests.functional.test_fleet import without_pytest_log_capture
+    from sealbox_tools.pytest_plugin.backend import without_pytest_log_capture
 
     made = Rehearsal(template, packaged.with_name("deployment.zip"))
     with (

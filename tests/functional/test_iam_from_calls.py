@@ -37,7 +37,7 @@ from sealbox_tools.local_stack import (
     stage_environment,
     template_parameters,
 )
-from tests.functional.test_fleet import without_pytest_log_capture
+from sealbox_tools.pytest_plugin.backend import without_pytest_log_capture
 
 pytestmark = pytest.mark.functional
 
