@@ -48,6 +48,7 @@ from chalicelib.errors import (
     NotFound,
 )
 from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
+from chalicelib.services.transparency import InclusionProofs, TransparencyService
 from chalicelib.wire.cards import (
     DEFAULT_MAX_CLOCK_SKEW,
     Card,
@@ -138,6 +139,9 @@ class CardRecord:
     status_changed_at: int | None = None
     superseded_by: str | None = None
     rotation_signature: bytes | None = None
+    # Index of the card's publish leaf in the key-transparency log (None
+    # when the log is off, or for cards published before it was on).
+    log_index: int | None = None
 
     @property
     def card_id(self) -> str:
@@ -192,10 +196,23 @@ class CardService:
         *,
         clock: Callable[[], float],
         max_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+        log: TransparencyService | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._max_skew = max_skew
+        self._log = log
+
+    def prove(self, records: Sequence[CardRecord]) -> InclusionProofs | None:
+        """Inclusion proofs of ``records``' publish leaves to the latest checkpoint.
+
+        None when the key-transparency log is off.  Records without a log
+        index (published before the log was on) get no proof; devices
+        refuse such cards (docs/spec/transparency.md).
+        """
+        if self._log is None:
+            return None
+        return self._log.prove_inclusion(r.log_index for r in records if r.log_index is not None)
 
     def publish(
         self, identity: str, card_json: object, rotation_signature: object = None

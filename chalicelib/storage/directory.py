@@ -62,7 +62,9 @@ from chalicelib.services.cards import (
     card_transition,
 )
 from chalicelib.storage.dynamo import _code, conditional_write, translate
+from chalicelib.storage.ktlog import DynamoLogStore
 from chalicelib.wire.cards import Card, InvalidCard, decode_card
+from chalicelib.wire.ktleaf import LogLeaf
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,6 +76,9 @@ _TRANSACTION_CANCELED: Final = "TransactionCanceledException"
 # right now": nothing is decided yet, so the same transaction is tried again.
 _RETRYABLE_REASONS: Final = frozenset({"TransactionConflict", "ThrottlingError"})
 _TRANSACTION_ROUNDS: Final = 3
+# Concurrent card changes race for the log head; each lost round re-plans
+# the append on the new head (cheap: one read and one signature).
+_LOG_ROUNDS: Final = 20
 # BatchGetItem may return part of the keys as UnprocessedKeys under load;
 # they are asked for again with exponential backoff, a bounded number of
 # times, before the request fails with 503.
@@ -98,6 +103,11 @@ class _Transactor:
 
     def transact(self, items: list[dict[str, Any]]) -> bool:
         """Run ``items`` as one transaction; False when a condition failed."""
+        return self.transact_failures(items) is None
+
+    def transact_failures(self, items: list[dict[str, Any]]) -> set[int] | None:
+        """Run ``items`` as one transaction; None on success, else the
+        positions of the items whose condition failed (never empty)."""
         for round_ in range(_TRANSACTION_ROUNDS):
             try:
                 self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -105,19 +115,21 @@ class _Transactor:
                 if _code(exc) != _TRANSACTION_CANCELED:
                     raise translate(exc) from exc
                 response: dict[str, Any] = dict(exc.response)
-                reasons = {
-                    str(reason.get("Code", ""))
-                    for reason in response.get("CancellationReasons", [])
-                }
+                listed = list(response.get("CancellationReasons", []))
+                reasons = {str(reason.get("Code", "")) for reason in listed}
                 if "ConditionalCheckFailed" in reasons:
-                    return False
+                    return {
+                        i
+                        for i, reason in enumerate(listed)
+                        if reason.get("Code") == "ConditionalCheckFailed"
+                    }
                 if not reasons & _RETRYABLE_REASONS or round_ == _TRANSACTION_ROUNDS - 1:
                     raise ServiceUnavailable() from exc
                 self._sleep(_BACKOFF * 2**round_)
             except BotoCoreError as exc:
                 raise translate(exc) from exc
             else:
-                return True
+                return None
         raise ServiceUnavailable()  # pragma: no cover - the loop returns or raises
 
 
@@ -130,11 +142,42 @@ class DynamoCardStore:
         table_name: str,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        log: DynamoLogStore | None = None,
     ) -> None:
         self._client = client
         self._table = table_name
         self._sleep = sleep
         self._tx = _Transactor(client, sleep)
+        # The key-transparency log: when set, every card change appends its
+        # leaf in the same transaction (chalicelib.storage.ktlog).
+        self._log = log
+
+    def _commit(self, items: list[dict[str, Any]], leaf: LogLeaf | None) -> bool:
+        """Commit the card change ``items``, with ``leaf`` appended to the log if it is on.
+
+        A failed card condition is a lost race (False).  A failed log-head
+        condition only means another change was logged first: the append is
+        planned again on the new head, a bounded number of times.
+        """
+        if self._log is None or leaf is None:
+            return self._tx.transact(items)
+        encoded = leaf.encode()
+        for round_ in range(_LOG_ROUNDS):
+            planned = self._log.plan(encoded)
+            for item in items:
+                # The card items learn their leaf's index (served with proofs).
+                body = item.get("Put") or {}
+                if "Item" in body and str(body["Item"]["pk"]["S"]).startswith(
+                    (_CARD_PREFIX, _HEAD_PREFIX)
+                ):
+                    body["Item"]["kt_index"] = {"N": str(planned.index)}
+            failed = self._tx.transact_failures(items + self._log.append_items(planned))
+            if failed is None:
+                return True
+            if any(i < len(items) for i in failed):
+                return False
+            self._sleep(_BACKOFF * min(round_ + 1, 4))
+        raise ServiceUnavailable()
 
     # --- writes -----------------------------------------------------------------
 
@@ -222,11 +265,14 @@ class DynamoCardStore:
                     }
                 },
             ]
-        return self._tx.transact(items)
+        leaf = LogLeaf.publish(
+            card, time=record.published_at, rotation_signature=record.rotation_signature
+        )
+        return self._commit(items, leaf)
 
     def revoke(self, identity: str, card_id: str, *, at: int) -> bool:
         revoked = card_transition(CardStatus.ACTIVE, CardEvent.REVOKE)
-        return self._tx.transact(
+        return self._commit(
             [
                 {
                     "Delete": {
@@ -256,7 +302,8 @@ class DynamoCardStore:
                         },
                     }
                 },
-            ]
+            ],
+            LogLeaf.revoke(identity, card_id, time=at),
         )
 
     # --- reads ------------------------------------------------------------------
@@ -338,6 +385,7 @@ def _card_record(item: dict[str, Any]) -> CardRecord:
         status_changed_at=int(changed["N"]) if changed else None,
         superseded_by=by["S"] if by else None,
         rotation_signature=_rotation_signature(item),
+        log_index=_log_index(item),
     )
 
 
@@ -347,7 +395,13 @@ def _head_record(item: dict[str, Any]) -> CardRecord:
         status=CardStatus.ACTIVE,
         published_at=int(item["published_at"]["N"]),
         rotation_signature=_rotation_signature(item),
+        log_index=_log_index(item),
     )
+
+
+def _log_index(item: dict[str, Any]) -> int | None:
+    value = item.get("kt_index")
+    return None if value is None else int(value["N"])
 
 
 def _rotation_signature(item: dict[str, Any]) -> bytes | None:

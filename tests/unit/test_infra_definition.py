@@ -47,6 +47,8 @@ def test_stage_environment_names_the_resources_the_template_creates(stage: str) 
     assert env["SEALBOX_SESSIONS_TABLE"] == props["SessionsTable"]["TableName"]
     assert env["SEALBOX_ATTEMPTS_TABLE"] == props["LoginAttemptsTable"]["TableName"]
     assert env["SEALBOX_APP_KEY_SECRET_ID"] == props["AppKeySecret"]["Name"]
+    assert env["SEALBOX_KT_LOG_KEY_SECRET_ID"] == props["KtLogKeySecret"]["Name"]
+    assert env["SEALBOX_KT_LOG_KEY_SECRET_ID"] != env["SEALBOX_APP_KEY_SECRET_ID"]
     assert env["SEALBOX_CARDS_TABLE"] == props["CardsTable"]["TableName"]
     assert env["SEALBOX_BACKUPS_TABLE"] == props["BackupsTable"]["TableName"]
     assert env["SEALBOX_BLOBS_BUCKET"] == props["BlobsBucket"]["BucketName"]
