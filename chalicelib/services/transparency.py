@@ -77,12 +77,7 @@ class LogHead:
 
 
 def _fold(frontier: Sequence[bytes]) -> bytes:
-    if not frontier:
-        return merkle.EMPTY_ROOT
-    acc = frontier[-1]
-    for part in reversed(frontier[:-1]):
-        acc = merkle.node_hash(part, acc)
-    return acc
+    return merkle.frontier_root(frontier)
 
 
 @dataclass(frozen=True)
@@ -95,6 +90,7 @@ class PlannedAppend:
     # (tile key, position in the tile, hash): one per completed subtree
     # whose height is a multiple of TILE_HEIGHT.
     tile_entries: tuple[tuple[TileKey, int, bytes], ...]
+    signed_at: int
 
 
 def plan_append(head: LogHead, leaf: bytes, *, signer: NoteSigner, now: int) -> PlannedAppend:
@@ -117,7 +113,7 @@ def plan_append(head: LogHead, leaf: bytes, *, signer: NoteSigner, now: int) -> 
     stack.append(acc)
     size = index + 1
     checkpoint = sign_checkpoint(signer.name, size, _fold(stack), now, signer)
-    return PlannedAppend(index, leaf, LogHead(size, tuple(stack), checkpoint), tuple(entries))
+    return PlannedAppend(index, leaf, LogHead(size, tuple(stack), checkpoint), tuple(entries), now)
 
 
 def empty_head(*, signer: NoteSigner, now: int) -> LogHead:

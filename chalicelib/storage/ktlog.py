@@ -41,6 +41,7 @@ from chalicelib.services.transparency import (
     plan_append,
 )
 from chalicelib.storage.dynamo import translate
+from chalicelib.wire.checkpoint import sign_checkpoint
 from chalicelib.wire.merkle import HASH_SIZE
 from chalicelib.wire.note import NoteError, NoteSigner, generate_signer, parse_signer_key
 
@@ -54,6 +55,9 @@ _log = logging.getLogger(__name__)
 
 _HEAD_KEY: Final = {"pk": {"S": "kt#head"}}
 _BATCH_ROUNDS: Final = 5
+# A stored checkpoint older than this is re-signed (same size and root) when
+# read, so devices always get one younger than their freshness bound.
+CHECKPOINT_REFRESH: Final = 60
 _BACKOFF: Final = 0.05
 
 
@@ -172,6 +176,7 @@ class DynamoLogStore:
             "size": {"N": str(head.size)},
             "frontier": {"B": b"".join(head.frontier)},
             "checkpoint": {"S": head.checkpoint},
+            "signed_at": {"N": str(planned.signed_at)},
         }
         if planned.index == 0:
             head_put: dict[str, Any] = {
@@ -232,19 +237,38 @@ class DynamoLogStore:
     # --- reads (chalicelib.services.transparency.LogReader) ---------------------------
 
     def head(self) -> LogHead:
-        stored = self._stored_head()
-        if stored is not None:
-            return stored
-        # Nothing logged yet: a checkpoint of the empty tree, signed now.
-        return empty_head(signer=self._keys.signer(), now=int(self._clock()))
+        now = int(self._clock())
+        stored = self._stored_item()
+        if stored is None:
+            # Nothing logged yet: a checkpoint of the empty tree, signed now.
+            return empty_head(signer=self._keys.signer(), now=now)
+        head, signed_at = stored
+        if now - signed_at < CHECKPOINT_REFRESH:
+            return head
+        # The same tree, signed again with the current time: devices refuse
+        # checkpoints older than their bound, and a quiet log must not look
+        # like a frozen one.  Not stored (a read must not write).
+        signer = self._keys.signer()
+        note = sign_checkpoint(signer.name, head.size, head.root, now, signer)
+        return LogHead(head.size, head.frontier, note)
 
     def _stored_head(self) -> LogHead | None:
+        stored = self._stored_item()
+        return None if stored is None else stored[0]
+
+    def _stored_item(self) -> tuple[LogHead, int] | None:
         try:
             out = self._client.get_item(TableName=self._table, Key=_HEAD_KEY, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         item = out.get("Item")
-        return None if not item else _head(dict(item))
+        if not item:
+            return None
+        try:
+            signed_at = int(item["signed_at"]["N"])
+        except (KeyError, ValueError) as exc:
+            raise InternalError() from exc
+        return _head(dict(item)), signed_at
 
     def tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, list[bytes]]:
         wanted = {f"kt#tile#{k[0]}#{k[1]}": k for k in keys}

@@ -47,6 +47,8 @@ __all__ = [
     "completed_by",
     "consistency_proof",
     "consistency_ranges",
+    "frontier_append",
+    "frontier_root",
     "inclusion_proof",
     "inclusion_ranges",
     "leaf_hash",
@@ -240,6 +242,34 @@ def completed_by(
         level, i = level + 1, i >> 1
         out.append(((level, i), acc))
     return out
+
+
+def frontier_append(frontier: Sequence[bytes], size: int, leaf_hash_value: bytes) -> list[bytes]:
+    """The frontier of ``size + 1`` leaves from that of ``size`` and the new leaf's hash.
+
+    A tree's *frontier* is the list of its perfect subtrees' hashes, left to
+    right (one per set bit of its size).  Appending merges the new leaf with
+    the rightmost subtrees as long as it completes them.
+    """
+    if len(frontier) != size.bit_count():
+        raise ValueError("frontier does not match the tree size")
+    stack = list(frontier)
+    acc, i = leaf_hash_value, size
+    while i & 1:
+        acc = node_hash(stack.pop(), acc)
+        i >>= 1
+    stack.append(acc)
+    return stack
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """The root of the tree whose frontier is ``frontier`` (``EMPTY_ROOT`` for none)."""
+    if not frontier:
+        return EMPTY_ROOT
+    acc = frontier[-1]
+    for part in reversed(frontier[:-1]):
+        acc = node_hash(part, acc)
+    return acc
 
 
 # --- in memory -------------------------------------------------------------------
