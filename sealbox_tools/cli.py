@@ -140,3 +140,7 @@ from sealbox_tools.fleet.cli import audit_command, fleet_command  # noqa: E402
 
 main.add_command(fleet_command)
 main.add_command(audit_command)
+
+from sealbox_tools.kt_cli import kt_command  # noqa: E402
+
+main.add_command(kt_command)
