@@ -68,10 +68,14 @@ def test_first_registration_then_find_and_fetch(api: ApiClient, alice: User) -> 
     (found,) = api.find_cards(alice.access_token, ["Alice"])
     assert found["card"]["card_id"] == bundle.card_id
     assert without_kt(api.get_card(alice.access_token, bundle.card_id)) == without_kt(entry)
-    # One card item and one head, both holding the public card only.
+    # One card item and one head, both holding the public card only, and
+    # the transparency log's head, first leaf and first tile.
     assert [item["pk"]["S"] for item in cards_table()] == [
         f"card#{bundle.card_id}",
         "identity#alice",
+        "kt#head",
+        "kt#leaf#0",
+        "kt#tile#0#0",
     ]
 
 
