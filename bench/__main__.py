@@ -18,6 +18,7 @@ RUNS = [
     ["bench.tokens", "--tokens", "5000"],
     ["bench.login", "--logins", "30"],
     ["bench.directory", "--users", "60", "--rounds", "20"],
+    ["bench.kt", "--leaves", "100000", "--publishes", "60"],
     ["bench.age_throughput", "--size", "64MiB", "--rss-sizes", "1MiB,256MiB"],
     ["bench.blobs", "--size", "100MiB", "--rss-sizes", "1MiB,100MiB"],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
