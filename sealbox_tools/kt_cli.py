@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +17,24 @@ from sealbox_tools.ktaudit import AuditFailed, audit_log
 @click.group("kt")
 def kt_command() -> None:
     """The key-transparency log: audit it with nothing but its public key."""
+
+
+@kt_command.command("init-key")
+@click.option(
+    "--secret-id", required=True, help="The stage's log key secret (sealbox/<stage>/kt-log-key)."
+)
+@click.option("--origin", required=True, help="The stage's SEALBOX_KT_ORIGIN (the key's name).")
+def kt_init_key(secret_id: str, origin: str) -> None:
+    """Give the log key secret its key once; print the verifier key devices pin.
+
+    Uses the ambient AWS credentials.  An existing key is kept (devices pin it).
+    """
+    import boto3
+
+    from chalicelib.storage.ktlog import ensure_log_key
+
+    session: Any = boto3.session.Session()
+    click.echo(ensure_log_key(session.client("secretsmanager"), secret_id, origin))
 
 
 @kt_command.command("audit")
