@@ -66,10 +66,9 @@ def publish_card(request: ApiRequest) -> ApiResponse:
 def find_cards(request: ApiRequest) -> ApiResponse:
     """Active cards of up to 50 identities, in one batched read."""
     identities = request.query_list("identity")
-    cards = wiring.container().cards
-    records = cards.find(identities)
+    records, proofs = wiring.container().cards.find_proven(identities)
     views = [card_view(record) for record in records]
-    extra = _with_proofs(views, records, cards.prove(records))
+    extra = _with_proofs(views, records, proofs)
     return ApiResponse(200, {"cards": views, **extra})
 
 

@@ -61,7 +61,9 @@ from chalicelib.services.cards import (
     card_preconditions,
     card_transition,
 )
+from chalicelib.services.transparency import LogHead
 from chalicelib.storage.dynamo import _code, conditional_write, translate
+from chalicelib.storage.ktlog import HEAD_PK as KT_HEAD_PK
 from chalicelib.storage.ktlog import DynamoLogStore
 from chalicelib.wire.cards import Card, InvalidCard, decode_card
 from chalicelib.wire.ktleaf import LogLeaf
@@ -317,29 +319,50 @@ class DynamoCardStore:
         return None if item is None else _head_record(item)
 
     def active_many(self, identities: Sequence[str]) -> dict[str, CardRecord]:
+        return self._active_many(identities, with_log_head=False)[0]
+
+    def active_many_and_log_head(
+        self, identities: Sequence[str]
+    ) -> tuple[dict[str, CardRecord], LogHead | None]:
+        """:meth:`active_many`, plus the transparency log's head read in the same
+        ``BatchGetItem`` (None when the log is off)."""
+        return self._active_many(identities, with_log_head=self._log is not None)
+
+    def _active_many(
+        self, identities: Sequence[str], *, with_log_head: bool
+    ) -> tuple[dict[str, CardRecord], LogHead | None]:
         if len(identities) > MAX_LOOKUP_IDENTITIES or len(set(identities)) != len(identities):
             raise ValueError("active_many takes at most 50 distinct identities")
-        if not identities:
-            return {}
+        keys = [_head_key(identity) for identity in identities]
+        if with_log_head:
+            keys.append({"pk": {"S": KT_HEAD_PK}})
+        if not keys:
+            return {}, None
         request: dict[str, Any] = {
             self._table: {
-                "Keys": [_head_key(identity) for identity in identities],
+                "Keys": keys,
                 # A device that just rotated must find its new card.
                 "ConsistentRead": True,
             }
         }
         found: dict[str, CardRecord] = {}
+        log_item: dict[str, Any] | None = None
         for round_ in range(_BATCH_ROUNDS):
             try:
                 out = self._client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc) from exc
             for item in out.get("Responses", {}).get(self._table, []):
+                if item["pk"]["S"] == KT_HEAD_PK:
+                    log_item = dict(item)
+                    continue
                 record = _head_record(dict(item))
                 found[record.identity] = record
             unprocessed: dict[str, Any] = dict(out.get("UnprocessedKeys") or {})
             if not unprocessed.get(self._table, {}).get("Keys"):
-                return found
+                if not with_log_head or self._log is None:
+                    return found, None
+                return found, self._log.head_from_item(log_item)
             request = {self._table: dict(unprocessed[self._table])}
             if round_ < _BATCH_ROUNDS - 1:
                 self._sleep(_BACKOFF * 2**round_)

@@ -49,11 +49,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["DynamoLogStore", "LogKeySource", "ensure_log_key"]
+__all__ = ["HEAD_PK", "DynamoLogStore", "LogKeySource", "ensure_log_key"]
 
 _log = logging.getLogger(__name__)
 
-_HEAD_KEY: Final = {"pk": {"S": "kt#head"}}
+HEAD_PK: Final = "kt#head"
+_HEAD_KEY: Final = {"pk": {"S": HEAD_PK}}
 _BATCH_ROUNDS: Final = 5
 # A stored checkpoint older than this is re-signed (same size and root) when
 # read, so devices always get one younger than their freshness bound.
@@ -237,8 +238,16 @@ class DynamoLogStore:
     # --- reads (chalicelib.services.transparency.LogReader) ---------------------------
 
     def head(self) -> LogHead:
+        return self.head_from_item(self._get_head_item())
+
+    def head_from_item(self, item: dict[str, Any] | None) -> LogHead:
+        """The head served from the stored head ``item`` (None: nothing logged yet).
+
+        For callers that read the head item in a batch of their own (a card
+        lookup reads it with the cards, in one ``BatchGetItem``).
+        """
         now = int(self._clock())
-        stored = self._stored_item()
+        stored = None if item is None else _head_and_time(item)
         if stored is None:
             # Nothing logged yet: a checkpoint of the empty tree, signed now.
             return empty_head(signer=self._keys.signer(), now=now)
@@ -253,22 +262,16 @@ class DynamoLogStore:
         return LogHead(head.size, head.frontier, note)
 
     def _stored_head(self) -> LogHead | None:
-        stored = self._stored_item()
-        return None if stored is None else stored[0]
+        item = self._get_head_item()
+        return None if item is None else _head(item)
 
-    def _stored_item(self) -> tuple[LogHead, int] | None:
+    def _get_head_item(self) -> dict[str, Any] | None:
         try:
             out = self._client.get_item(TableName=self._table, Key=_HEAD_KEY, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
         item = out.get("Item")
-        if not item:
-            return None
-        try:
-            signed_at = int(item["signed_at"]["N"])
-        except (KeyError, ValueError) as exc:
-            raise InternalError() from exc
-        return _head(dict(item)), signed_at
+        return dict(item) if item else None
 
     def tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, list[bytes]]:
         wanted = {f"kt#tile#{k[0]}#{k[1]}": k for k in keys}
@@ -307,6 +310,14 @@ class DynamoLogStore:
                     raise ServiceUnavailable()
                 self._sleep(_BACKOFF * 2**round_)
         return found
+
+
+def _head_and_time(item: dict[str, Any]) -> tuple[LogHead, int]:
+    try:
+        signed_at = int(item["signed_at"]["N"])
+    except (KeyError, ValueError) as exc:
+        raise InternalError() from exc
+    return _head(item), signed_at
 
 
 def _head(item: dict[str, Any]) -> LogHead:
