@@ -15,7 +15,8 @@ and moto.  Reported:
   whose cards are cached (signing, age to four recipients incl. the sender);
 * ``dynamodb_requests_per_50_lookup``: requests the backend sends to DynamoDB
   for one ``GET /v1/cards`` of 50 identities, counted with a botocore event
-  hook on the backend's client (the design says one BatchGetItem).
+  hook on the backend's client (the design says one BatchGetItem for the
+  cards and the transparency log's head, and one for the proofs' tiles).
 
 The password KDF on the devices is ``PASSWORD_KDF_SIMULATION`` (the device
 side of a real registration adds one Argon2id at 64 MiB; bench.login
