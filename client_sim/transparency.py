@@ -39,7 +39,7 @@ from chalicelib.wire.ktleaf import InvalidLeaf, LeafKind, decode_leaf
 from chalicelib.wire.ktverify import CardNotInLog, verify_card_in_log
 from chalicelib.wire.note import NoteError, NoteVerifier, parse_verifier_key
 from client_sim.api import ApiClient
-from client_sim.errors import LogVerificationFailed, SplitView, UnexpectedKeyEvent
+from client_sim.errors import InvalidInput, LogVerificationFailed, SplitView, UnexpectedKeyEvent
 from client_sim.keystore import Keystore, KeystoreCorrupted
 
 __all__ = [
@@ -80,7 +80,7 @@ class LogMonitor:
         max_age: checkpoints older than this many seconds are refreshed.
 
     Raises (from the constructor):
-        InvalidInput-like ``ValueError``: the pinned key is malformed.
+        InvalidInput: the pinned key is malformed.
     """
 
     def __init__(
@@ -95,7 +95,7 @@ class LogMonitor:
         try:
             self._verifier: NoteVerifier = parse_verifier_key(log_key)
         except NoteError as exc:
-            raise ValueError("the pinned transparency log key is malformed") from exc
+            raise InvalidInput("the pinned transparency log key is malformed") from exc
         self._api = api
         self._keystore = keystore
         self._max_age = max_age
