@@ -444,6 +444,8 @@ class LocalStack:
         self._aws_log = log if aws_log is None else aws_log
         self._timeout = startup_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
+        #: The transparency log's verifier key once started (None: no log).
+        self.log_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -548,7 +550,7 @@ class LocalStack:
             )
             provision(self.client, stage=self.stage, region=self.region)
             self.seed_app_key()
-            self.seed_log_key()
+            self.log_key = self.seed_log_key()
             api = self._spawn(
                 [
                     sys.executable,
