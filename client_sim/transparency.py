@@ -39,7 +39,13 @@ from chalicelib.wire.ktleaf import InvalidLeaf, LeafKind, decode_leaf
 from chalicelib.wire.ktverify import CardNotInLog, verify_card_in_log
 from chalicelib.wire.note import NoteError, NoteVerifier, parse_verifier_key
 from client_sim.api import ApiClient
-from client_sim.errors import InvalidInput, LogVerificationFailed, SplitView, UnexpectedKeyEvent
+from client_sim.errors import (
+    InvalidInput,
+    LogVerificationFailed,
+    ServerError,
+    SplitView,
+    UnexpectedKeyEvent,
+)
 from client_sim.keystore import Keystore, KeystoreCorrupted
 
 __all__ = [
@@ -185,6 +191,12 @@ class LogMonitor:
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
         except ValueError as exc:
             raise SplitView(a.note, b.note) from exc
+        except ServerError as exc:
+            if exc.status == 404:
+                # The log denies ever having been as large as a checkpoint it
+                # signed: it was rolled back or forked.
+                raise SplitView(a.note, b.note) from exc
+            raise
 
     # --- cards --------------------------------------------------------------------
 

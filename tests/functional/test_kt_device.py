@@ -8,6 +8,7 @@ a device a rolled-back log (caught as a split view).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import boto3
@@ -16,7 +17,9 @@ import pytest
 from chalicelib import wiring
 from chalicelib.services.cards import CardRecord, CardStatus
 from chalicelib.services.transparency import LogHead
+from chalicelib.wire.checkpoint import sign_checkpoint
 from chalicelib.wire.ktleaf import LogLeaf
+from chalicelib.wire.note import parse_signer_key
 from client_sim.device import Device
 from client_sim.errors import LogVerificationFailed, SplitView, UnexpectedKeyEvent
 from client_sim.passwords import PASSWORD_KDF_SIMULATION
@@ -115,3 +118,27 @@ def test_a_rolled_back_log_is_a_split_view(phone) -> None:
     with pytest.raises(SplitView) as info:
         alice.find_users(["bob", "alice"], refresh=True)
     assert info.value.ours != info.value.theirs
+
+
+def test_a_peers_forked_checkpoint_is_a_split_view(phone) -> None:
+    """What a device does with a checkpoint another person's device saw."""
+    alice = phone("alice")
+    phone("bob")
+    alice.find_users(["bob"])
+    monitor = alice._log
+    assert monitor is not None
+    ours = monitor.latest()
+    assert ours is not None
+    # Signed by the real log key: a fork shown to someone else, at our size
+    # and at a size our log never reached.
+    skey = boto3.client("secretsmanager").get_secret_value(
+        SecretId=STAGE_ENV["SEALBOX_KT_LOG_KEY_SECRET_ID"]
+    )["SecretString"]
+    signer = parse_signer_key(skey)
+    for size in (ours.size, ours.size + 5):
+        forked = sign_checkpoint(signer.name, size, b"\x07" * 32, int(time.time()), signer)
+        with pytest.raises(SplitView) as info:
+            monitor.compare(forked)
+        assert (info.value.ours, info.value.theirs) == (ours.note, forked)
+    # The honest latest checkpoint compares fine.
+    monitor.compare(alice._api.kt_checkpoint())
