@@ -160,3 +160,15 @@ def test_presigned_urls_never_print() -> None:
         assert signature not in text
     record_view = BlobView(record=None, download_url=url)  # type: ignore[arg-type]
     assert signature not in printed(record_view)
+
+
+def test_transparency_log_signer_and_key_source() -> None:
+    from chalicelib.storage.ktlog import LogKeySource
+    from chalicelib.wire.note import NoteSigner
+
+    log_seed = seed("kt-log")
+    signer = NoteSigner.from_seed("sealbox.test/kt", log_seed)
+    assert_hides(signer, [log_seed])
+    # The signer key string itself: PRIVATE+KEY+name+id+base64(0x01 || seed).
+    assert "PRIVATE" not in printed(signer)
+    assert_hides(LogKeySource(None, "sealbox/test/kt-log-key", origin="o"), [log_seed])  # type: ignore[arg-type]
