@@ -354,6 +354,7 @@ class InProcessBackend:
         from chalicelib import wiring
         from chalicelib.config import BlobSettings, Settings
         from chalicelib.storage.appkeys import ensure_app_key
+        from chalicelib.storage.ktlog import ensure_log_key
         from sealbox_tools.fleet._moto import scaled_moto
         from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
 
@@ -370,6 +371,13 @@ class InProcessBackend:
         provision(self.client, stage=self.stage, region=self.region)
         secret_id = env["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, self.clock())
+        if env.get("SEALBOX_KT_LOG_KEY_SECRET_ID"):
+            # The transparency log signs with its own key (as `sealbox local` seeds it).
+            ensure_log_key(
+                self.client("secretsmanager"),
+                env["SEALBOX_KT_LOG_KEY_SECRET_ID"],
+                env["SEALBOX_KT_ORIGIN"],
+            )
         wiring.install(
             wiring.Container(
                 Settings.from_env(env),
