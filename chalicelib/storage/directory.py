@@ -165,7 +165,9 @@ class DynamoCardStore:
             return self._tx.transact(items)
         encoded = leaf.encode()
         for round_ in range(_LOG_ROUNDS):
-            planned = self._log.plan(encoded)
+            # First on the head this container last wrote; after a lost
+            # race on the head, on a fresh read of it.
+            planned = self._log.plan(encoded, fresh=round_ > 0)
             for item in items:
                 # The card items learn their leaf's index (served with proofs).
                 body = item.get("Put") or {}
@@ -175,10 +177,12 @@ class DynamoCardStore:
                     body["Item"]["kt_index"] = {"N": str(planned.index)}
             failed = self._tx.transact_failures(items + self._log.append_items(planned))
             if failed is None:
+                self._log.committed(planned)
                 return True
             if any(i < len(items) for i in failed):
                 return False
-            self._sleep(_BACKOFF * min(round_ + 1, 4))
+            if round_:
+                self._sleep(_BACKOFF * min(round_, 4))
         raise ServiceUnavailable()
 
     # --- writes -----------------------------------------------------------------

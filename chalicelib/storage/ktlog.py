@@ -157,17 +157,29 @@ class DynamoLogStore:
         self._keys = keys
         self._clock = clock
         self._sleep = sleep
+        # The head this container last wrote: a warm container usually is the
+        # only writer, so planning on it saves a read per append.  Only an
+        # optimisation: the head's size condition refuses a plan made on a
+        # stale head, and the caller then plans again with fresh=True.
+        self._last_head: LogHead | None = None
 
     # --- appending ---------------------------------------------------------------
 
-    def plan(self, leaf: bytes) -> PlannedAppend:
-        """Read the head and plan appending ``leaf`` to it (signs the new checkpoint)."""
-        head = self._stored_head()
-        signer = self._keys.signer()
-        now = int(self._clock())
+    def plan(self, leaf: bytes, *, fresh: bool = True) -> PlannedAppend:
+        """Plan appending ``leaf`` to the head (signs the new checkpoint).
+
+        ``fresh=False`` plans on the head this store last committed, if any,
+        instead of reading it.
+        """
+        head = None if fresh else self._last_head
         if head is None:
-            head = LogHead(0, (), "")
-        return plan_append(head, leaf, signer=signer, now=now)
+            head = self._stored_head() or LogHead(0, (), "")
+        signer = self._keys.signer()
+        return plan_append(head, leaf, signer=signer, now=int(self._clock()))
+
+    def committed(self, planned: PlannedAppend) -> None:
+        """Record that ``planned`` was written (the next plan may start from it)."""
+        self._last_head = planned.head
 
     def append_items(self, planned: PlannedAppend) -> list[dict[str, Any]]:
         """The transaction items that write ``planned``; the head's comes first."""
