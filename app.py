@@ -20,7 +20,18 @@ from chalicelib.blob_events import handle_blob_events
 from chalicelib.http import answer_undeclared_methods, declared_methods, normalize_chalice_error
 from chalicelib.logs import LOGGER_NAME
 from chalicelib.rotation import handle_rotation_event
-from chalicelib.routes import accounts, backups, blobs, cards, groups, meta, oprf, stepup, tokens
+from chalicelib.routes import (
+    accounts,
+    backups,
+    blobs,
+    cards,
+    groups,
+    meta,
+    oprf,
+    stepup,
+    tokens,
+    transparency,
+)
 
 app = Chalice(app_name="sealbox")
 # Chalice's own log records carry exception text; ours go through
@@ -37,6 +48,7 @@ app.register_blueprint(backups.api.blueprint)
 app.register_blueprint(blobs.api.blueprint)
 app.register_blueprint(oprf.api.blueprint)
 app.register_blueprint(groups.api.blueprint)
+app.register_blueprint(transparency.api.blueprint)
 # Last: every path answers every method, so API Gateway forwards an
 # undeclared one to us (405 + Allow) instead of answering it itself.
 # An app team's own blueprints (SEALBOX_EXTENSIONS) come just before, behind

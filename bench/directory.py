@@ -15,7 +15,8 @@ and moto.  Reported:
   whose cards are cached (signing, age to four recipients incl. the sender);
 * ``dynamodb_requests_per_50_lookup``: requests the backend sends to DynamoDB
   for one ``GET /v1/cards`` of 50 identities, counted with a botocore event
-  hook on the backend's client (the design says one BatchGetItem).
+  hook on the backend's client (the design says one BatchGetItem for the
+  cards and the transparency log's head, and one for the proofs' tiles).
 
 The password KDF on the devices is ``PASSWORD_KDF_SIMULATION`` (the device
 side of a real registration adds one Argon2id at 64 MiB; bench.login
@@ -64,6 +65,7 @@ def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
     from chalicelib import wiring
     from chalicelib.config import Settings
     from chalicelib.storage.appkeys import ensure_app_key
+    from chalicelib.storage.ktlog import ensure_log_key
     from client_sim.device import Device
     from client_sim.passwords import PASSWORD_KDF_SIMULATION
     from client_sim.transport import ChaliceTransport
@@ -83,6 +85,9 @@ def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
 
         provision(clients, stage="test")
         ensure_app_key(clients("secretsmanager"), env["SEALBOX_APP_KEY_SECRET_ID"], time.time())
+        ensure_log_key(
+            clients("secretsmanager"), env["SEALBOX_KT_LOG_KEY_SECRET_ID"], env["SEALBOX_KT_ORIGIN"]
+        )
         container = wiring.Container(Settings.from_env(env))
         wiring.install(container)
         with Client(app, stage_name="test", project_dir=str(PROJECT_DIR)) as client:

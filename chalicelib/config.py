@@ -48,6 +48,11 @@ class Settings:
     # derivation (a stage that predates it).
     oprf_key_secret_id: str | None = None
     oprf_key_cache_ttl: int = 300
+    # Key transparency (docs/spec/transparency.md): the log's signing key has
+    # its own secret; the origin names the log in its checkpoints and is the
+    # key's name.  No secret id: the log is off (cards carry no proofs).
+    kt_log_key_secret_id: str | None = None
+    kt_origin: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,7 +86,18 @@ class Settings:
             card_max_skew=number("SEALBOX_CARD_MAX_SKEW", 300, 30, 3600),
             oprf_key_secret_id=env.get("SEALBOX_OPRF_KEY_SECRET_ID") or None,
             oprf_key_cache_ttl=number("SEALBOX_OPRF_KEY_CACHE_TTL", 300, 0, 3600),
+            kt_log_key_secret_id=env.get("SEALBOX_KT_LOG_KEY_SECRET_ID") or None,
+            kt_origin=_kt_origin(env),
         )
+
+
+def _kt_origin(env: Mapping[str, str]) -> str:
+    origin = env.get("SEALBOX_KT_ORIGIN", "")
+    if env.get("SEALBOX_KT_LOG_KEY_SECRET_ID") and not origin:
+        raise RuntimeError("missing required setting SEALBOX_KT_ORIGIN")
+    if origin and (len(origin) > 200 or "+" in origin or any(c.isspace() for c in origin)):
+        raise RuntimeError("setting SEALBOX_KT_ORIGIN must be a schema-less URL without spaces")
+    return origin
 
 
 def _readers(

@@ -30,6 +30,7 @@ from chalicelib.services.cards import CardService
 from chalicelib.services.groups import GroupService
 from chalicelib.services.oprf import OprfService
 from chalicelib.services.tokens import DEFAULT_LEEWAY, TokenService
+from chalicelib.services.transparency import TransparencyService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, quiet_botocore_payload_logs
 from chalicelib.storage.blob_objects import S3ObjectStore
 from chalicelib.storage.blob_records import DynamoBlobStore
@@ -42,6 +43,7 @@ from chalicelib.storage.dynamo import (
     DynamoUserStore,
 )
 from chalicelib.storage.groups import DynamoGroupStore, S3WrapsStore
+from chalicelib.storage.ktlog import DynamoLogStore, LogKeySource
 from chalicelib.storage.oprfkeys import SecretsManagerOprfKeyRing
 
 if TYPE_CHECKING:
@@ -171,11 +173,31 @@ class Container:
         )
 
     @cached_property
+    def kt_log(self) -> DynamoLogStore | None:
+        """The key-transparency log's store, or None when the stage has it off."""
+        secret_id = self.settings.kt_log_key_secret_id
+        if secret_id is None:
+            return None
+        keys = LogKeySource(
+            self.secretsmanager,
+            secret_id,
+            origin=self.settings.kt_origin,
+            cache_ttl=self.settings.app_key_cache_ttl,
+        )
+        return DynamoLogStore(self.dynamodb, self.settings.cards_table, keys, clock=self._clock)
+
+    @cached_property
+    def transparency(self) -> TransparencyService | None:
+        log = self.kt_log
+        return None if log is None else TransparencyService(log)
+
+    @cached_property
     def cards(self) -> CardService:
         return CardService(
-            DynamoCardStore(self.dynamodb, self.settings.cards_table),
+            DynamoCardStore(self.dynamodb, self.settings.cards_table, log=self.kt_log),
             clock=self._clock,
             max_skew=self.settings.card_max_skew,
+            log=self.transparency,
         )
 
     @cached_property

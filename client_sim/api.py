@@ -449,6 +449,34 @@ class ApiClient:
         out = self._call("GET", f"/v1/cards?{query}", bearer=access_token)
         return list(out["cards"])
 
+    def find_cards_proven(
+        self, access_token: str, identities: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Like :meth:`find_cards`, with the log checkpoint the cards' proofs lead to
+        (None from a stage without a transparency log)."""
+        query = urlencode([("identity", identity) for identity in identities])
+        out = self._call("GET", f"/v1/cards?{query}", bearer=access_token)
+        checkpoint = out.get("checkpoint")
+        return list(out["cards"]), checkpoint if isinstance(checkpoint, str) else None
+
+    # key transparency (public routes) -------------------------------------------
+
+    def kt_checkpoint(self) -> str:
+        """The log's latest signed checkpoint (unverified: the caller verifies it)."""
+        return str(self._call("GET", "/v1/kt/checkpoint")["checkpoint"])
+
+    def kt_consistency(self, old_size: int, new_size: int) -> list[str]:
+        """The consistency proof hashes (base64url) from ``old_size`` to ``new_size``."""
+        out = self._call("GET", f"/v1/kt/consistency?from={int(old_size)}&to={int(new_size)}")
+        return [str(h) for h in out["proof"]]
+
+    def kt_entries(self, start: int, limit: int = 100) -> tuple[list[tuple[int, str]], int | None]:
+        """Log leaves (index, base64url) from ``start``, and the next start if more exist."""
+        out = self._call("GET", f"/v1/kt/entries?start={int(start)}&limit={int(limit)}")
+        entries = [(int(e["index"]), str(e["leaf"])) for e in out["entries"]]
+        following = out.get("next")
+        return entries, int(following) if following is not None else None
+
     def get_card(self, access_token: str, card_id: str) -> dict[str, Any]:
         """One card entry by id, whatever its status."""
         out: dict[str, Any] = self._call(

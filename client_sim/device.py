@@ -51,6 +51,7 @@ from client_sim.passwords import PASSWORD_KDF_V1, KdfParams
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStatus, DeviceStore
 from client_sim.transfers import Transfers
+from client_sim.transparency import DEFAULT_MAX_CHECKPOINT_AGE, LogMonitor
 from client_sim.transport import HttpTransport, ObjectTransport, Transport
 
 __all__ = [
@@ -105,6 +106,8 @@ class Device:
         objects: ObjectTransport | None = None,
         storage_origins: Iterable[str] = (),
         oprf_roots: Mapping[int, bytes] | None = None,
+        log_key: str | None = None,
+        log_max_age: float = DEFAULT_MAX_CHECKPOINT_AGE,
     ) -> None:
         kdf.check()
         self._home = Path(home)
@@ -113,8 +116,15 @@ class Device:
         self._api = api
         self._store = DeviceStore(self._home)
         self._session = Session(api, self._store, clock=clock)
+        # The transparency log's verifier key is pinned here, in the app's
+        # configuration, never fetched from the server it checks.
+        self._log = (
+            None
+            if log_key is None
+            else LogMonitor(api, self._store.keystore, log_key, max_age=log_max_age, clock=clock)
+        )
         self._cards = CardDirectory(
-            api, self._session, self._store, ttl=card_cache_ttl, clock=clock
+            api, self._session, self._store, ttl=card_cache_ttl, clock=clock, log=self._log
         )
         self._messages = Messages(self._cards)
         origins = StorageOrigins.for_transport(transport, storage_origins)
@@ -194,7 +204,37 @@ class Device:
             InvalidInput, WrongPassword, TooManyAttempts, DeviceInUse.
             KdfMismatch: the backup was made with other KDF parameters.
         """
-        return self._accounts.login(username, password)
+        identity = self._accounts.login(username, password)
+        if self._log is not None:
+            # Self-monitoring at login: the session is kept either way, so a
+            # caller that catches UnexpectedKeyEvent is still logged in.
+            self.check_transparency_log()
+        return identity
+
+    @reported
+    def check_transparency_log(self) -> int:
+        """Check the log entries added since the last check (self-monitoring).
+
+        Returns how many entries were read (0 without a pinned log).
+
+        Raises:
+            UnexpectedKeyEvent: the log holds a card for this identity that
+                none of this device's key bundles (current, previous, or one
+                being published) is.
+            SplitView: the log's entries or checkpoints contradict what this
+                device saw before.
+            LogVerificationFailed: the log can't be verified right now.
+        """
+        if self._log is None:
+            return 0
+        state = self._store.load()
+        if state is None:
+            return 0
+        own = {bundle.card_id for bundle in state.bundles}
+        pending = state.settings.get(PENDING_CARD)
+        if pending:
+            own.add(pending)
+        return self._log.monitor(state.identity, own)
 
     @reported
     def confirm_password(self, password: str) -> None:

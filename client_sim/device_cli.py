@@ -56,6 +56,7 @@ class _Options:
     url: str
     kdf: str
     storage_origins: tuple[str, ...] = ()
+    log_key: str | None = None
 
     def device(self) -> Device:
         # Imported here: `sealbox --help` and the age verbs don't pay for the SDK.
@@ -63,7 +64,13 @@ class _Options:
         from client_sim.passwords import PASSWORD_KDF_SIMULATION, PASSWORD_KDF_V1
 
         kdf = PASSWORD_KDF_SIMULATION if self.kdf == "simulation" else PASSWORD_KDF_V1
-        return Device.connect(self.home, self.url, kdf=kdf, storage_origins=self.storage_origins)
+        return Device.connect(
+            self.home,
+            self.url,
+            kdf=kdf,
+            storage_origins=self.storage_origins,
+            log_key=self.log_key,
+        )
 
 
 def _fail(message: str) -> NoReturn:
@@ -188,9 +195,22 @@ pass_options = click.make_pass_decorator(_Options)
     "list).  sealbox local: its 'aws endpoint'.  Other URLs are refused before any "
     "connection.",
 )
+@click.option(
+    "--log-key",
+    envvar="SEALBOX_LOG_KEY",
+    default=None,
+    help="The backend's transparency log verifier key (as `sealbox kt init-key` printed "
+    "it): every card must then be proven in the log, and login checks this identity's "
+    "log entries.",
+)
 @click.pass_context
 def device_command(
-    ctx: click.Context, home: Path, url: str, kdf: str, storage_origins: tuple[str, ...]
+    ctx: click.Context,
+    home: Path,
+    url: str,
+    kdf: str,
+    storage_origins: tuple[str, ...],
+    log_key: str | None,
 ) -> None:
     """One simulated phone: register, find, encrypt, decrypt, put, get, back up, rotate."""
     from client_sim.errors import InvalidInput
@@ -204,7 +224,9 @@ def device_command(
             parse_origin(origin)
         except InvalidInput as exc:
             raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
-    ctx.obj = _Options(home=home, url=url, kdf=kdf, storage_origins=storage_origins)
+    ctx.obj = _Options(
+        home=home, url=url, kdf=kdf, storage_origins=storage_origins, log_key=log_key
+    )
 
 
 @device_command.command()

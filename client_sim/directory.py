@@ -35,6 +35,7 @@ from client_sim.errors import (
     CardVerificationFailed,
     ConcurrentChange,
     InvalidInput,
+    LogVerificationFailed,
     ServerError,
     UsersNotFound,
 )
@@ -42,6 +43,7 @@ from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStore, without
+from client_sim.transparency import LogMonitor
 from client_sim.trust import Pins
 
 __all__ = ["CARD_CACHE_FILE", "LOOKUP_BATCH", "MAX_CARD_CACHE_TTL", "CardDirectory"]
@@ -75,6 +77,7 @@ class CardDirectory:
         *,
         ttl: float = MAX_CARD_CACHE_TTL,
         clock: Callable[[], float] = time.time,
+        log: LogMonitor | None = None,
     ) -> None:
         if not 0 < ttl <= MAX_CARD_CACHE_TTL:
             raise ValueError(f"the card cache lifetime is at most {MAX_CARD_CACHE_TTL:.0f} s")
@@ -88,6 +91,9 @@ class CardDirectory:
         self._loaded = False
         self._by_identity: dict[str, CachedCard] = {}
         self._by_id: dict[str, CachedCard] = {}
+        # The key-transparency log (client_sim.transparency): when pinned,
+        # no card is used unless the log proves it.
+        self._log = log
 
     # --- lookups ------------------------------------------------------------------------
 
@@ -314,13 +320,36 @@ class CardDirectory:
             CardVerificationFailed: the answer is not that card, verified.
         """
         entry = self._session.authed(lambda token: self._api.get_card(token, card_id))
+        self._check_logged([entry], entry.get("checkpoint") if isinstance(entry, dict) else None)
         fetched = self._verified(entry)
         if fetched.card.card_id != card_id:
             raise CardVerificationFailed("the server returned another card than the one asked for")
         return fetched
 
     def _find_cards(self, identities: list[str]) -> list[dict[str, Any]]:
-        return self._session.authed(lambda token: self._api.find_cards(token, identities))
+        if self._log is None:
+            return self._session.authed(lambda token: self._api.find_cards(token, identities))
+        entries, checkpoint = self._session.authed(
+            lambda token: self._api.find_cards_proven(token, identities)
+        )
+        self._check_logged(entries, checkpoint)
+        return entries
+
+    def _check_logged(self, entries: list[dict[str, Any]], checkpoint: Any) -> None:
+        """Every card of a directory answer is in the log (a no-op without a pinned log)."""
+        if self._log is None or not entries:
+            return
+        if not isinstance(checkpoint, str):
+            raise LogVerificationFailed("the directory answered without a log checkpoint")
+        cards = []
+        for entry in entries:
+            try:
+                cards.append((card_from_json(entry["card"]), entry))
+            except (InvalidCard, KeyError, TypeError) as exc:
+                raise CardVerificationFailed(
+                    "the server returned a card that does not verify"
+                ) from exc
+        self._log.verify_cards(cards, checkpoint)
 
     def _active_entry(self, entry: Any) -> CachedCard:
         return self._verified(entry, status="active")

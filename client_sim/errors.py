@@ -42,6 +42,7 @@ __all__ = [
     "InvalidInput",
     "KdfMismatch",
     "LocalStorageError",
+    "LogVerificationFailed",
     "MemberNotFound",
     "NoPrivateKey",
     "NotAMember",
@@ -54,11 +55,13 @@ __all__ = [
     "SenderMismatch",
     "ServerError",
     "SourceChanged",
+    "SplitView",
     "StaleEpoch",
     "StepUpRequired",
     "StorageOriginRefused",
     "StorageTransferFailed",
     "TooManyAttempts",
+    "UnexpectedKeyEvent",
     "UsernameTaken",
     "UsersNotFound",
     "WrongPassword",
@@ -144,6 +147,60 @@ class OprfVerificationFailed(DeviceError):
     does not verify: the server (or something between) is not the one this
     app was configured for.  Nothing was derived or sent.
     """
+
+
+class LogVerificationFailed(CardVerificationFailed):
+    """The key-transparency log does not vouch for what the directory said.
+
+    A card without a valid inclusion proof, a checkpoint not signed by the
+    pinned log key, or one older than the device's freshness bound.
+    """
+
+
+class SplitView(DeviceError):
+    """The log showed this device two trees that can't both be true.
+
+    Two checkpoints, both signed by the log key, that no consistency proof
+    connects: the backend is showing different directories to different
+    people (or rolled its log back).  Report both notes: together they prove
+    it to anyone holding the log's public key.
+
+    Attributes:
+        ours: the checkpoint this device had accepted (signed note).
+        theirs: the conflicting one (signed note).
+    """
+
+    def __init__(self, ours: str, theirs: str) -> None:
+        super().__init__("the transparency log forked: two signed checkpoints disagree")
+        self.ours = ours
+        self.theirs = theirs
+
+
+class UnexpectedKeyEvent(DeviceError):
+    """The log holds a card for this identity that this person never published.
+
+    Someone published (or rotated to) keys for this identity: a substituted
+    card, or a device or backup of this person's that this device does not
+    know about.
+
+    Attributes:
+        identity: this device's identity.
+        card_id: the card in the log.
+        kind: ``publish`` or ``rotate``.
+        index: its leaf index in the log.
+        checkpoint: the signed checkpoint that includes it (evidence).
+    """
+
+    def __init__(self, identity: str, card_id: str, kind: str, index: int, checkpoint: str) -> None:
+        super().__init__(
+            f"the transparency log holds a card for {identity} that this device did not "
+            f"publish: {kind} of card {card_id} at entry {index}"
+        )
+        self.identity = identity
+        self.card_id = card_id
+        self.kind = kind
+        self.index = index
+        self.checkpoint = checkpoint
 
 
 class IdentityChanged(DeviceError):

@@ -35,6 +35,7 @@ _LAZY_COMMANDS = {
     "device": ("client_sim.device_cli", "device_command"),
     "fleet": ("sealbox_tools.fleet.cli", "fleet_command"),
     "audit": ("sealbox_tools.fleet.cli", "audit_command"),
+    "kt": ("sealbox_tools.kt_cli", "kt_command"),
 }
 
 
@@ -120,6 +121,9 @@ def _run_local(stack: LocalStack, stopping: threading.Event) -> None:
         stack.start()
         click.echo(f"aws endpoint {stack.aws_endpoint}")
         click.echo(f"listening on {stack.url}")
+        if stack.log_key is not None:
+            # What an app pins (Device(log_key=...), sealbox device --log-key).
+            click.echo(f"transparency log key {stack.log_key}")
         while not stopping.wait(0.5):
             stack.check_alive()
     except StackError as exc:

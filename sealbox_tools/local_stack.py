@@ -454,6 +454,8 @@ class LocalStack:
         self._timeout = startup_timeout
         self.extensions = extensions
         self._procs: list[subprocess.Popen[bytes]] = []
+        #: The transparency log's verifier key once started (None: no log).
+        self.log_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -571,6 +573,7 @@ class LocalStack:
             provision(self.client, stage=self.stage, region=self.region)
             self.seed_app_key()
             self.seed_oprf_key()
+            self.log_key = self.seed_log_key()
             api = self._spawn(
                 [
                     sys.executable,
@@ -614,6 +617,20 @@ class LocalStack:
 
         secret_id = stage_environment(self.stage)["SEALBOX_OPRF_KEY_SECRET_ID"]
         ensure_oprf_key(self.client("secretsmanager"), secret_id, time.time())
+
+    def seed_log_key(self) -> str | None:
+        """Write the transparency log's key once (on AWS: `sealbox kt init-key`).
+
+        Returns the log's verifier key (what devices pin), or None when the
+        stage runs no log.
+        """
+        from chalicelib.storage.ktlog import ensure_log_key
+
+        env = stage_environment(self.stage)
+        secret_id = env.get("SEALBOX_KT_LOG_KEY_SECRET_ID")
+        if not secret_id:
+            return None
+        return ensure_log_key(self.client("secretsmanager"), secret_id, env["SEALBOX_KT_ORIGIN"])
 
     def check_alive(self) -> None:
         """Raise :class:`StackError` if a process of the stack has died."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from chalicelib.errors import (
     CardConflict,
@@ -48,6 +48,7 @@ from chalicelib.errors import (
     NotFound,
 )
 from chalicelib.services.lifecycle import InvalidTransition, Lifecycle
+from chalicelib.services.transparency import InclusionProofs, LogHead, TransparencyService
 from chalicelib.wire.cards import (
     DEFAULT_MAX_CLOCK_SKEW,
     Card,
@@ -138,6 +139,9 @@ class CardRecord:
     status_changed_at: int | None = None
     superseded_by: str | None = None
     rotation_signature: bytes | None = None
+    # Index of the card's publish leaf in the key-transparency log (None
+    # when the log is off, or for cards published before it was on).
+    log_index: int | None = None
 
     @property
     def card_id(self) -> str:
@@ -180,6 +184,16 @@ class CardStore(Protocol):
         in one batched read; identities without one are absent."""
 
 
+@runtime_checkable
+class CardStoreWithLogHead(Protocol):
+    """A card store that reads the transparency log's head with a batch of cards."""
+
+    def active_many_and_log_head(
+        self, identities: Sequence[str]
+    ) -> tuple[dict[str, CardRecord], LogHead | None]:
+        """:meth:`CardStore.active_many` and the log head, in one batched read."""
+
+
 # --- the service -------------------------------------------------------------------
 
 
@@ -192,10 +206,40 @@ class CardService:
         *,
         clock: Callable[[], float],
         max_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+        log: TransparencyService | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._max_skew = max_skew
+        self._log = log
+
+    def find_proven(self, identities: object) -> tuple[list[CardRecord], InclusionProofs | None]:
+        """:meth:`find`, with the cards' inclusion proofs (None when the log is off).
+
+        A store that can read the log head with the cards does (one batched
+        read for both); the proofs then take one more batched read of tiles.
+
+        Raises: as :meth:`find`.
+        """
+        wanted = self._wanted(identities)
+        if self._log is None or not isinstance(self._store, CardStoreWithLogHead):
+            records = self.find(identities)
+            return records, self.prove(records)
+        found, head = self._store.active_many_and_log_head(wanted)
+        records = [found[identity] for identity in wanted if identity in found]
+        indexes = [r.log_index for r in records if r.log_index is not None]
+        return records, self._log.prove_inclusion(indexes, head=head)
+
+    def prove(self, records: Sequence[CardRecord]) -> InclusionProofs | None:
+        """Inclusion proofs of ``records``' publish leaves to the latest checkpoint.
+
+        None when the key-transparency log is off.  Records without a log
+        index (published before the log was on) get no proof; devices
+        refuse such cards (docs/spec/transparency.md).
+        """
+        if self._log is None:
+            return None
+        return self._log.prove_inclusion(r.log_index for r in records if r.log_index is not None)
 
     def publish(
         self, identity: str, card_json: object, rotation_signature: object = None
@@ -274,6 +318,12 @@ class CardService:
             InvalidRequest: no identity, or more than 50 distinct ones.
             InvalidIdentity: one of them is not a valid identity.
         """
+        wanted = self._wanted(identities)
+        found = self._store.active_many(wanted)
+        return [found[identity] for identity in wanted if identity in found]
+
+    def _wanted(self, identities: object) -> list[str]:
+        """The distinct canonical identities asked for, validated (see :meth:`find`)."""
         if not isinstance(identities, list | tuple) or not identities:
             raise InvalidRequest("Give 1 to 50 identity parameters.")
         if len(identities) > 2 * MAX_LOOKUP_IDENTITIES:
@@ -289,8 +339,7 @@ class CardService:
                 wanted.append(identity)
         if len(wanted) > MAX_LOOKUP_IDENTITIES:
             raise InvalidRequest(f"At most {MAX_LOOKUP_IDENTITIES} identities per lookup.")
-        found = self._store.active_many(wanted)
-        return [found[identity] for identity in wanted if identity in found]
+        return wanted
 
     def get(self, card_id: object) -> CardRecord:
         """One card by id, whatever its status (cards are public).

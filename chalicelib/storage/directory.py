@@ -61,8 +61,12 @@ from chalicelib.services.cards import (
     card_preconditions,
     card_transition,
 )
+from chalicelib.services.transparency import LogHead
 from chalicelib.storage.dynamo import _code, conditional_write, translate
+from chalicelib.storage.ktlog import HEAD_PK as KT_HEAD_PK
+from chalicelib.storage.ktlog import DynamoLogStore
 from chalicelib.wire.cards import Card, InvalidCard, decode_card
+from chalicelib.wire.ktleaf import LogLeaf
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,6 +78,9 @@ _TRANSACTION_CANCELED: Final = "TransactionCanceledException"
 # right now": nothing is decided yet, so the same transaction is tried again.
 _RETRYABLE_REASONS: Final = frozenset({"TransactionConflict", "ThrottlingError"})
 _TRANSACTION_ROUNDS: Final = 3
+# Concurrent card changes race for the log head; each lost round re-plans
+# the append on the new head (cheap: one read and one signature).
+_LOG_ROUNDS: Final = 20
 # BatchGetItem may return part of the keys as UnprocessedKeys under load;
 # they are asked for again with exponential backoff, a bounded number of
 # times, before the request fails with 503.
@@ -98,6 +105,11 @@ class _Transactor:
 
     def transact(self, items: list[dict[str, Any]]) -> bool:
         """Run ``items`` as one transaction; False when a condition failed."""
+        return self.transact_failures(items) is None
+
+    def transact_failures(self, items: list[dict[str, Any]]) -> set[int] | None:
+        """Run ``items`` as one transaction; None on success, else the
+        positions of the items whose condition failed (never empty)."""
         for round_ in range(_TRANSACTION_ROUNDS):
             try:
                 self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -105,19 +117,21 @@ class _Transactor:
                 if _code(exc) != _TRANSACTION_CANCELED:
                     raise translate(exc) from exc
                 response: dict[str, Any] = dict(exc.response)
-                reasons = {
-                    str(reason.get("Code", ""))
-                    for reason in response.get("CancellationReasons", [])
-                }
+                listed = list(response.get("CancellationReasons", []))
+                reasons = {str(reason.get("Code", "")) for reason in listed}
                 if "ConditionalCheckFailed" in reasons:
-                    return False
+                    return {
+                        i
+                        for i, reason in enumerate(listed)
+                        if reason.get("Code") == "ConditionalCheckFailed"
+                    }
                 if not reasons & _RETRYABLE_REASONS or round_ == _TRANSACTION_ROUNDS - 1:
                     raise ServiceUnavailable() from exc
                 self._sleep(_BACKOFF * 2**round_)
             except BotoCoreError as exc:
                 raise translate(exc) from exc
             else:
-                return True
+                return None
         raise ServiceUnavailable()  # pragma: no cover - the loop returns or raises
 
 
@@ -130,11 +144,46 @@ class DynamoCardStore:
         table_name: str,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        log: DynamoLogStore | None = None,
     ) -> None:
         self._client = client
         self._table = table_name
         self._sleep = sleep
         self._tx = _Transactor(client, sleep)
+        # The key-transparency log: when set, every card change appends its
+        # leaf in the same transaction (chalicelib.storage.ktlog).
+        self._log = log
+
+    def _commit(self, items: list[dict[str, Any]], leaf: LogLeaf | None) -> bool:
+        """Commit the card change ``items``, with ``leaf`` appended to the log if it is on.
+
+        A failed card condition is a lost race (False).  A failed log-head
+        condition only means another change was logged first: the append is
+        planned again on the new head, a bounded number of times.
+        """
+        if self._log is None or leaf is None:
+            return self._tx.transact(items)
+        encoded = leaf.encode()
+        for round_ in range(_LOG_ROUNDS):
+            # First on the head this container last wrote; after a lost
+            # race on the head, on a fresh read of it.
+            planned = self._log.plan(encoded, fresh=round_ > 0)
+            for item in items:
+                # The card items learn their leaf's index (served with proofs).
+                body = item.get("Put") or {}
+                if "Item" in body and str(body["Item"]["pk"]["S"]).startswith(
+                    (_CARD_PREFIX, _HEAD_PREFIX)
+                ):
+                    body["Item"]["kt_index"] = {"N": str(planned.index)}
+            failed = self._tx.transact_failures(items + self._log.append_items(planned))
+            if failed is None:
+                self._log.committed(planned)
+                return True
+            if any(i < len(items) for i in failed):
+                return False
+            if round_:
+                self._sleep(_BACKOFF * min(round_, 4))
+        raise ServiceUnavailable()
 
     # --- writes -----------------------------------------------------------------
 
@@ -222,11 +271,14 @@ class DynamoCardStore:
                     }
                 },
             ]
-        return self._tx.transact(items)
+        leaf = LogLeaf.publish(
+            card, time=record.published_at, rotation_signature=record.rotation_signature
+        )
+        return self._commit(items, leaf)
 
     def revoke(self, identity: str, card_id: str, *, at: int) -> bool:
         revoked = card_transition(CardStatus.ACTIVE, CardEvent.REVOKE)
-        return self._tx.transact(
+        return self._commit(
             [
                 {
                     "Delete": {
@@ -256,7 +308,8 @@ class DynamoCardStore:
                         },
                     }
                 },
-            ]
+            ],
+            LogLeaf.revoke(identity, card_id, time=at),
         )
 
     # --- reads ------------------------------------------------------------------
@@ -270,29 +323,50 @@ class DynamoCardStore:
         return None if item is None else _head_record(item)
 
     def active_many(self, identities: Sequence[str]) -> dict[str, CardRecord]:
+        return self._active_many(identities, with_log_head=False)[0]
+
+    def active_many_and_log_head(
+        self, identities: Sequence[str]
+    ) -> tuple[dict[str, CardRecord], LogHead | None]:
+        """:meth:`active_many`, plus the transparency log's head read in the same
+        ``BatchGetItem`` (None when the log is off)."""
+        return self._active_many(identities, with_log_head=self._log is not None)
+
+    def _active_many(
+        self, identities: Sequence[str], *, with_log_head: bool
+    ) -> tuple[dict[str, CardRecord], LogHead | None]:
         if len(identities) > MAX_LOOKUP_IDENTITIES or len(set(identities)) != len(identities):
             raise ValueError("active_many takes at most 50 distinct identities")
-        if not identities:
-            return {}
+        keys = [_head_key(identity) for identity in identities]
+        if with_log_head:
+            keys.append({"pk": {"S": KT_HEAD_PK}})
+        if not keys:
+            return {}, None
         request: dict[str, Any] = {
             self._table: {
-                "Keys": [_head_key(identity) for identity in identities],
+                "Keys": keys,
                 # A device that just rotated must find its new card.
                 "ConsistentRead": True,
             }
         }
         found: dict[str, CardRecord] = {}
+        log_item: dict[str, Any] | None = None
         for round_ in range(_BATCH_ROUNDS):
             try:
                 out = self._client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc) from exc
             for item in out.get("Responses", {}).get(self._table, []):
+                if item["pk"]["S"] == KT_HEAD_PK:
+                    log_item = dict(item)
+                    continue
                 record = _head_record(dict(item))
                 found[record.identity] = record
             unprocessed: dict[str, Any] = dict(out.get("UnprocessedKeys") or {})
             if not unprocessed.get(self._table, {}).get("Keys"):
-                return found
+                if not with_log_head or self._log is None:
+                    return found, None
+                return found, self._log.head_from_item(log_item)
             request = {self._table: dict(unprocessed[self._table])}
             if round_ < _BATCH_ROUNDS - 1:
                 self._sleep(_BACKOFF * 2**round_)
@@ -338,6 +412,7 @@ def _card_record(item: dict[str, Any]) -> CardRecord:
         status_changed_at=int(changed["N"]) if changed else None,
         superseded_by=by["S"] if by else None,
         rotation_signature=_rotation_signature(item),
+        log_index=_log_index(item),
     )
 
 
@@ -347,7 +422,13 @@ def _head_record(item: dict[str, Any]) -> CardRecord:
         status=CardStatus.ACTIVE,
         published_at=int(item["published_at"]["N"]),
         rotation_signature=_rotation_signature(item),
+        log_index=_log_index(item),
     )
+
+
+def _log_index(item: dict[str, Any]) -> int | None:
+    value = item.get("kt_index")
+    return None if value is None else int(value["N"])
 
 
 def _rotation_signature(item: dict[str, Any]) -> bytes | None:

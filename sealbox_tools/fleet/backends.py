@@ -393,6 +393,7 @@ class InProcessBackend:
         from chalicelib import wiring
         from chalicelib.config import BlobSettings, Settings
         from chalicelib.storage.appkeys import ensure_app_key
+        from chalicelib.storage.ktlog import ensure_log_key
         from sealbox_tools.fleet._moto import scaled_moto
         from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
 
@@ -420,6 +421,13 @@ class InProcessBackend:
             )
             self._roots = {key.version: key.root_public}
             self._oprf_key = key
+        if env.get("SEALBOX_KT_LOG_KEY_SECRET_ID"):
+            # The transparency log signs with its own key (as `sealbox local` seeds it).
+            ensure_log_key(
+                self.client("secretsmanager"),
+                env["SEALBOX_KT_LOG_KEY_SECRET_ID"],
+                env["SEALBOX_KT_ORIGIN"],
+            )
         wiring.install(
             wiring.Container(
                 Settings.from_env(env),

@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -135,3 +136,16 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(local_stack: Runni
     reply = transport.request("POST", "/v1/users", body=body)
     assert reply.status == 400
     assert reply.json()["error"]["code"] == "invalid_encoding"
+
+
+def test_prints_the_transparency_log_key_devices_pin(local_stack: RunningStack) -> None:
+    from chalicelib.wire.note import parse_verifier_key
+    from sealbox_tools.local_stack import stage_environment
+
+    deadline = time.monotonic() + 10
+    while not any(line.startswith("transparency log key ") for line in local_stack.lines):
+        assert time.monotonic() < deadline, local_stack.lines
+        time.sleep(0.1)
+    line = next(line for line in local_stack.lines if line.startswith("transparency log key "))
+    verifier = parse_verifier_key(line.removeprefix("transparency log key "))
+    assert verifier.name == stage_environment("local")["SEALBOX_KT_ORIGIN"]

@@ -20,6 +20,7 @@ from chalice.test import Client
 from chalicelib import wiring
 from chalicelib.config import Settings
 from chalicelib.storage.appkeys import ensure_app_key
+from chalicelib.storage.ktlog import ensure_log_key
 from chalicelib.storage.oprfkeys import ensure_oprf_key
 from client_sim.api import ApiClient
 from client_sim.transport import ChaliceTransport, HttpReply
@@ -57,7 +58,21 @@ def stack(aws: None) -> ProvisionReport:
     ensure_oprf_key(
         aws_client("secretsmanager"), STAGE_ENV["SEALBOX_OPRF_KEY_SECRET_ID"], time.time()
     )
+    ensure_log_key(
+        aws_client("secretsmanager"),
+        STAGE_ENV["SEALBOX_KT_LOG_KEY_SECRET_ID"],
+        STAGE_ENV["SEALBOX_KT_ORIGIN"],
+    )
     return report
+
+
+def log_vkey() -> str:
+    """The transparency log's verifier key, as an app team pins it in its SDK config."""
+    return ensure_log_key(
+        aws_client("secretsmanager"),
+        STAGE_ENV["SEALBOX_KT_LOG_KEY_SECRET_ID"],
+        STAGE_ENV["SEALBOX_KT_ORIGIN"],
+    )
 
 
 def aws_client(service: str) -> Any:

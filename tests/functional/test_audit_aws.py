@@ -59,8 +59,9 @@ def test_the_app_key_is_skipped_but_other_secrets_are_read(stack) -> None:
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     sm.create_secret(Name="sealbox/test/other", SecretString="a-secret-that-is-not-the-app-key")
     report = run_audit([needle("other", "a-secret-that-is-not-the-app-key")])
-    # The other secret and the OPRF key's (it holds no user secret).
-    assert report.scanned["secret"] == 2
+    # The other secret, the OPRF key's and the transparency log's key (neither
+    # holds user data).
+    assert report.scanned["secret"] == 3
     assert report.hits == [("secret", "sealbox/test/other", "other")]
 
 
@@ -150,8 +151,8 @@ def test_every_version_of_a_secret_is_read_even_without_a_staging_label(stack) -
         ),
         [needle(f"v{n}", value) for n, value in enumerate(values)],
     )
-    # The three versions, and the OPRF key's one.
-    assert report.scanned["secret"] == 4
+    # Three versions, the OPRF key's one and the transparency log's key.
+    assert report.scanned["secret"] == 5
     assert sorted(label for _, _, label in report.hits) == ["v0", "v1", "v2"]
 
 

@@ -176,3 +176,14 @@ def test_usage_errors_exit_2(run) -> None:
     result = CliRunner().invoke(main, ["device", "--home", "x", "--url", "ftp://x", "whoami"])
     assert result.exit_code == 2
     assert "--url" in result.output
+
+
+def test_the_cli_pins_the_transparency_log_key(run) -> None:
+    from tests.functional.conftest import log_vkey
+
+    env = {"SEALBOX_PASSWORD": PASSWORD, "SEALBOX_LOG_KEY": log_vkey()}
+    ok(run("alice", "register", "alice", env=env))
+    ok(run("bob", "register", "bob", env=env))
+    assert "alice\t" in ok(run("bob", "find", "alice", env=env))
+    assert ok(run("alice", "login", "alice", env=env)).startswith("logged in as alice")
+    fails(run("bob", "--log-key", "not-a-key", "find", "alice", env=env), "log key")

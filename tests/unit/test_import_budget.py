@@ -61,8 +61,13 @@ def test_import_app_adds_only_our_backend() -> None:
     ours = own(added, "app", "chalicelib")
     assert "app" in ours
     # Our own modules, and a few standard-library ones they need (secrets,
-    # unicodedata, a hazmat KDF module): today about 40 + 10.
-    assert len(ours) <= 60, ours
+    # unicodedata, a hazmat KDF module): 68 at the second release, after
+    # groups (4 modules), password hardening (6: the OPRF route, service,
+    # key store and wire formats, and the account service split by size) and
+    # key transparency (9: the log's route, service, store and five wire
+    # formats).  The budget catches a feature that drags in a module tree,
+    # not a feature's few files; bench.import_time measures the cost.
+    assert len(ours) <= 75, ours
     assert len(added) - len(ours) <= 20, sorted(set(added) - set(ours))
 
 
@@ -83,7 +88,8 @@ def test_the_sdk_adds_only_itself_to_its_dependencies() -> None:
     ours = own(added, "client_sim", "chalicelib")
     assert "client_sim.device" in ours
     assert all(m.startswith("client_sim") or m.startswith("chalicelib.wire") for m in ours), ours
-    assert len(ours) <= 50, ours
+    # 59 at the second release (groups, password hardening, transparency).
+    assert len(ours) <= 65, ours
 
 
 def test_the_age_library_does_not_pay_for_the_sdk() -> None:

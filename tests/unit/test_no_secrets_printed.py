@@ -217,3 +217,15 @@ def test_group_secrets_never_print() -> None:
     for obj in (made.secret, chain, seed_of_identity):
         assert_hides(obj, [*SECRETS, raw])
         assert "AGE-SECRET-KEY" not in printed(obj)
+
+
+def test_transparency_log_signer_and_key_source() -> None:
+    from chalicelib.storage.ktlog import LogKeySource
+    from chalicelib.wire.note import NoteSigner
+
+    log_seed = seed("kt-log")
+    signer = NoteSigner.from_seed("sealbox.test/kt", log_seed)
+    assert_hides(signer, [log_seed])
+    # The signer key string itself: PRIVATE+KEY+name+id+base64(0x01 || seed).
+    assert "PRIVATE" not in printed(signer)
+    assert_hides(LogKeySource(None, "sealbox-test-kt-log-key", origin="o"), [log_seed])  # type: ignore[arg-type]

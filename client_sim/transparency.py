@@ -1,0 +1,319 @@
+"""The device's view of the key-transparency log: checkpoints, proofs, self-monitoring.
+
+One job: decide whether what the directory says is what the log says.
+
+* The log's verifier key is **pinned** in the SDK configuration
+  (``Device(..., log_key=...)``), never fetched; its key name is the log's
+  origin.
+* Every checkpoint the device accepts is signed by that key and consistent
+  with the last one it accepted (an RFC 9162 consistency proof from the
+  server); if the two can't be connected the device raises
+  :class:`~client_sim.errors.SplitView` carrying both signed checkpoints.
+* A checkpoint older than ``max_age`` seconds is refreshed before use.
+* Every card the device is about to use comes with an inclusion proof of its
+  publish leaf (:func:`chalicelib.wire.ktverify.verify_card_in_log`).
+* :meth:`LogMonitor.monitor` downloads the log entries added since the last
+  run, rebuilds the tree from the stored frontier to check they are the
+  signed log, and reports every entry for the device's own identity that
+  names a card it did not publish (:class:`~client_sim.errors.UnexpectedKeyEvent`).
+
+State (last checkpoint, how far the device monitored, the frontier there)
+lives in the sealed side file ``keystore/kt.sbs`` (label
+``sealbox/v1/kt-state``), like the card cache; a file that fails
+authentication reads as absent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from chalicelib.wire import merkle
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.cards import Card
+from chalicelib.wire.checkpoint import Checkpoint, CheckpointError, open_log_checkpoint
+from chalicelib.wire.ktleaf import InvalidLeaf, LeafKind, decode_leaf
+from chalicelib.wire.ktverify import CardNotInLog, verify_card_in_log
+from chalicelib.wire.note import NoteError, NoteVerifier, parse_verifier_key
+from client_sim.api import ApiClient
+from client_sim.errors import (
+    InvalidInput,
+    LogVerificationFailed,
+    ServerError,
+    SplitView,
+    UnexpectedKeyEvent,
+)
+from client_sim.keystore import Keystore, KeystoreCorrupted
+
+__all__ = [
+    "DEFAULT_MAX_CHECKPOINT_AGE",
+    "KT_STATE_FILE",
+    "KT_STATE_LABEL",
+    "KT_STATE_MAGIC",
+    "LogMonitor",
+]
+
+KT_STATE_FILE: Final = "kt.sbs"
+KT_STATE_MAGIC: Final = b"SBKTSTAT"
+KT_STATE_LABEL: Final = b"sealbox/v1/kt-state"
+KT_STATE_VERSION: Final = 1
+MAX_KT_STATE_SIZE: Final = 256 * 1024
+#: How old (seconds, by the log's clock against the device's) a checkpoint
+#: may be before the device asks for a fresh one.
+DEFAULT_MAX_CHECKPOINT_AGE: Final = 600
+# The server re-signs a quiet log's checkpoint at most a minute after the
+# last one; anything further in the future is a lying clock.
+_MAX_FUTURE: Final = 300
+
+
+@dataclass
+class _State:
+    checkpoint: str = ""
+    monitored: int = 0
+    frontier: list[bytes] = field(default_factory=list)
+
+
+class LogMonitor:
+    """Checks checkpoints, card proofs and this identity's log entries for one device.
+
+    Args:
+        api: the HTTP client (the ``/v1/kt`` routes are public).
+        keystore: where the sealed state file lives.
+        log_key: the log's pinned verifier key (``name+id+key``).
+        max_age: checkpoints older than this many seconds are refreshed.
+
+    Raises (from the constructor):
+        InvalidInput: the pinned key is malformed.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        keystore: Keystore,
+        log_key: str,
+        *,
+        max_age: float = DEFAULT_MAX_CHECKPOINT_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        try:
+            self._verifier: NoteVerifier = parse_verifier_key(log_key)
+        except NoteError as exc:
+            raise InvalidInput("the pinned transparency log key is malformed") from exc
+        self._api = api
+        self._keystore = keystore
+        self._max_age = max_age
+        self._clock = clock
+        self._state: _State | None = None
+
+    @property
+    def origin(self) -> str:
+        return self._verifier.name
+
+    # --- checkpoints --------------------------------------------------------------
+
+    def latest(self) -> Checkpoint | None:
+        """The last checkpoint this device accepted (None before the first)."""
+        state = self._load()
+        return self._open(state.checkpoint) if state.checkpoint else None
+
+    def accept(self, note: str) -> Checkpoint:
+        """Verify ``note`` and make it the device's checkpoint if it is newer.
+
+        Raises:
+            LogVerificationFailed: not signed by the pinned key, another
+                log's, or too far in the future.
+            SplitView: it is not consistent with the stored checkpoint.
+        """
+        new = self._open(note)
+        if new.timestamp is not None and new.timestamp > self._clock() + _MAX_FUTURE:
+            raise LogVerificationFailed("the log's checkpoint is dated in the future")
+        state = self._load()
+        if state.checkpoint:
+            old = self._open(state.checkpoint)
+            self._check_consistent(old, new)
+            if new.size < old.size or (
+                new.size == old.size and (new.timestamp or 0) <= (old.timestamp or 0)
+            ):
+                return new
+        state.checkpoint = note
+        self._save(state)
+        return new
+
+    def fresh(self) -> Checkpoint:
+        """A checkpoint no older than ``max_age``, asking the log when needed."""
+        current = self.latest()
+        if current is not None and self._young(current):
+            return current
+        accepted = self.accept(self._api.kt_checkpoint())
+        if not self._young(accepted):
+            raise LogVerificationFailed("the log serves only stale checkpoints")
+        return accepted
+
+    def compare(self, note: str) -> None:
+        """Check a peer's checkpoint (e.g. carried in a message) against ours.
+
+        Raises:
+            LogVerificationFailed: it is not a valid checkpoint of this log.
+            SplitView: the two can't be connected: the log showed us
+                different trees.
+        """
+        theirs = self._open(note)
+        ours = self.latest()
+        if ours is None:
+            self.accept(note)
+            return
+        self._check_consistent(ours, theirs)
+
+    def _young(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint.timestamp is not None and (
+            self._clock() - checkpoint.timestamp <= self._max_age
+        )
+
+    def _open(self, note: str) -> Checkpoint:
+        try:
+            return open_log_checkpoint(note, self._verifier, origin=self._verifier.name)
+        except (NoteError, CheckpointError) as exc:
+            raise LogVerificationFailed("the log's checkpoint does not verify") from exc
+
+    def _check_consistent(self, a: Checkpoint, b: Checkpoint) -> None:
+        old, new = (a, b) if a.size <= b.size else (b, a)
+        try:
+            if old.size == new.size:
+                proof: list[bytes] = []
+            else:
+                proof = [
+                    b64url_decode(h, max_len=merkle.HASH_SIZE)
+                    for h in self._api.kt_consistency(old.size, new.size)
+                ]
+            merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+        except ValueError as exc:
+            raise SplitView(a.note, b.note) from exc
+        except ServerError as exc:
+            if exc.status == 404:
+                # The log denies ever having been as large as a checkpoint it
+                # signed: it was rolled back or forked.
+                raise SplitView(a.note, b.note) from exc
+            raise
+
+    # --- cards --------------------------------------------------------------------
+
+    def verify_cards(self, entries: Sequence[tuple[Card, Mapping[str, Any]]], note: str) -> None:
+        """Check that every card answer is in the log, under the answer's checkpoint.
+
+        Raises:
+            LogVerificationFailed: a card without a valid inclusion proof, or
+                a checkpoint that does not verify or is stale.
+            SplitView: the answer's checkpoint contradicts the stored one.
+        """
+        checkpoint = self.accept(note)
+        if not self._young(checkpoint):
+            raise LogVerificationFailed("the card answer's checkpoint is too old")
+        for card, entry in entries:
+            try:
+                verify_card_in_log(card, entry, checkpoint)
+            except CardNotInLog as exc:
+                raise LogVerificationFailed(
+                    f"card {card.card_id} of {card.identity} is not in the transparency log"
+                ) from exc
+
+    # --- self-monitoring ------------------------------------------------------------
+
+    def monitor(self, identity: str, own_card_ids: Collection[str]) -> int:
+        """Read the log entries added since the last run and check this identity's.
+
+        Returns how many entries were checked.
+
+        Raises:
+            UnexpectedKeyEvent: an entry publishes or rotates to a card of
+                ``identity`` that is not in ``own_card_ids`` (the state is not
+                advanced, so it is reported again until resolved).
+            LogVerificationFailed / SplitView: the entries are not the
+                signed log.
+        """
+        # Always the log's latest: monitoring against a cached checkpoint
+        # would miss what was logged since.
+        checkpoint = self.accept(self._api.kt_checkpoint())
+        if not self._young(checkpoint):
+            raise LogVerificationFailed("the log serves only stale checkpoints")
+        state = self._load()
+        frontier, size = list(state.frontier), state.monitored
+        if size > checkpoint.size:
+            raise SplitView(state.checkpoint, checkpoint.note)
+        unexpected: list[tuple[int, str, str]] = []
+        while size < checkpoint.size:
+            page, _ = self._api.kt_entries(size, min(100, checkpoint.size - size))
+            if not page:
+                raise LogVerificationFailed("the log stopped serving entries")
+            for index, raw in page:
+                if index != size:
+                    raise LogVerificationFailed("the log served entries out of order")
+                leaf = b64url_decode(raw)
+                frontier = merkle.frontier_append(frontier, size, merkle.leaf_hash(leaf))
+                size += 1
+                try:
+                    event = decode_leaf(leaf)
+                except InvalidLeaf as exc:
+                    raise LogVerificationFailed("the log holds a malformed entry") from exc
+                if (
+                    event.identity == identity
+                    and event.kind is not LeafKind.REVOKE
+                    and event.card_id not in own_card_ids
+                ):
+                    unexpected.append((index, event.kind.name.lower(), event.card_id))
+                if size == checkpoint.size:
+                    break
+        if merkle.frontier_root(frontier) != checkpoint.root:
+            raise SplitView(state.checkpoint or checkpoint.note, checkpoint.note)
+        if unexpected:
+            index, kind, card_id = unexpected[0]
+            raise UnexpectedKeyEvent(identity, card_id, kind, index, checkpoint.note)
+        checked = size - state.monitored
+        state.monitored, state.frontier = size, frontier
+        self._save(state)
+        return checked
+
+    # --- sealed state -----------------------------------------------------------------
+
+    def _load(self) -> _State:
+        if self._state is not None:
+            return self._state
+        self._state = _State()
+        try:
+            body = self._keystore.read_sealed(
+                KT_STATE_FILE, KT_STATE_MAGIC, KT_STATE_LABEL, MAX_KT_STATE_SIZE
+            )
+        except KeystoreCorrupted:
+            return self._state
+        if body is None:
+            return self._state
+        try:
+            doc = json.loads(body)
+            if doc.get("version") != KT_STATE_VERSION:
+                return self._state
+            state = _State(
+                str(doc["checkpoint"]),
+                int(doc["monitored"]),
+                [b64url_decode(h, max_len=merkle.HASH_SIZE) for h in doc["frontier"]],
+            )
+            if len(state.frontier) != state.monitored.bit_count():
+                return self._state
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._state
+        self._state = state
+        return state
+
+    def _save(self, state: _State) -> None:
+        self._state = state
+        body = json.dumps(
+            {
+                "version": KT_STATE_VERSION,
+                "checkpoint": state.checkpoint,
+                "monitored": state.monitored,
+                "frontier": [b64url_encode(h) for h in state.frontier],
+            },
+            sort_keys=True,
+        ).encode("utf-8")
+        self._keystore.write_sealed(KT_STATE_FILE, KT_STATE_MAGIC, KT_STATE_LABEL, body)

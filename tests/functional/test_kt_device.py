@@ -1,0 +1,144 @@
+"""Devices with the transparency log pinned: proofs on every card, consistency, self-monitoring.
+
+Attack tests: an operator substitutes a contact's card in the directory
+(caught by the contact's lookup), publishes a card for a victim through the
+API with a stolen token (caught by the victim's self-monitoring), and shows
+a device a rolled-back log (caught as a split view).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from chalicelib import wiring
+from chalicelib.services.cards import CardRecord, CardStatus
+from chalicelib.services.transparency import LogHead
+from chalicelib.wire.checkpoint import sign_checkpoint
+from chalicelib.wire.ktleaf import LogLeaf
+from chalicelib.wire.note import parse_signer_key
+from client_sim.device import Device
+from client_sim.errors import LogVerificationFailed, SplitView, UnexpectedKeyEvent
+from client_sim.passwords import PASSWORD_KDF_SIMULATION
+from client_sim.transparency import KT_STATE_FILE
+from client_sim.transport import ChaliceTransport
+from tests.functional.conftest import STAGE_ENV, log_vkey
+from tests.support.device_flows import PASSWORD
+from tests.support.directory import fresh_bundle
+from tests.support.objects import moto_objects
+
+CARDS_TABLE = STAGE_ENV["SEALBOX_CARDS_TABLE"]
+
+
+@pytest.fixture
+def phone(tmp_path: Path, transport: ChaliceTransport):  # type: ignore[no-untyped-def]
+    def make(name: str, *, register: bool = True) -> Device:
+        device = Device(
+            tmp_path / name,
+            transport,
+            kdf=PASSWORD_KDF_SIMULATION,
+            log_key=log_vkey(),
+            **moto_objects(),
+        )
+        if register:
+            device.register(name, PASSWORD)
+        return device
+
+    return make
+
+
+def test_cards_are_proven_and_the_checkpoint_is_kept_sealed(phone, tmp_path: Path) -> None:
+    alice, bob = phone("alice"), phone("bob")
+    sealed = alice.encrypt(b"hi bob", to=["bob"])
+    assert bob.decrypt(sealed).plaintext == b"hi bob"
+    state_file = tmp_path / "alice" / "keystore" / KT_STATE_FILE
+    assert state_file.is_file()
+    assert b"sealbox.invalid" not in state_file.read_bytes()  # sealed, not plain JSON
+    assert alice.check_transparency_log() == 2  # both publishes, none unexpected
+    assert alice.check_transparency_log() == 0  # nothing new since
+
+
+def test_a_substituted_contact_card_is_refused(phone) -> None:
+    alice, _bob = phone("alice"), phone("bob")
+    fake = fresh_bundle("bob")
+    client = boto3.client("dynamodb")
+    head = client.get_item(TableName=CARDS_TABLE, Key={"pk": {"S": "identity#bob"}})["Item"]
+    head["card"] = {"B": fake.card.encode()}
+    head["card_id"] = {"S": fake.card_id}
+    client.put_item(TableName=CARDS_TABLE, Item=head)
+    with pytest.raises(LogVerificationFailed):
+        alice.find_users(["bob"], refresh=True)
+
+
+def test_a_card_published_behind_the_victims_back_is_reported(phone) -> None:
+    victim = phone("victim")
+    assert victim.check_transparency_log() == 1
+    # The operator (or a thief with the victim's password) revokes the
+    # victim's card and publishes one of their own: a legal identity reset
+    # for the directory, that only the victim can tell is not theirs.
+    store = wiring.container().cards._store  # the backend itself, as an operator runs it
+    own = store.active("victim")
+    assert own is not None
+    assert store.revoke("victim", own.card_id, at=own.published_at + 1)
+    forged = fresh_bundle("victim")
+    record = CardRecord(forged.card, CardStatus.ACTIVE, published_at=own.published_at + 2)
+    assert store.publish(record, replaces=None)
+    with pytest.raises(UnexpectedKeyEvent) as info:
+        victim.check_transparency_log()
+    assert info.value.card_id == forged.card_id
+    assert info.value.kind == "publish"
+    # Reported again at the next login until dealt with.
+    victim.logout()
+    with pytest.raises(UnexpectedKeyEvent):
+        victim.login("victim", PASSWORD)
+
+
+def test_a_rolled_back_log_is_a_split_view(phone) -> None:
+    alice = phone("alice")
+    phone("bob")
+    alice.find_users(["bob"])
+    # The operator rebuilds a shorter log (as if bob never registered) and
+    # signs it with the real key: a fork the device already saw past.
+    log = wiring.container().kt_log
+    assert log is not None
+    store = wiring.container().cards._store
+    leaf0 = log.leaves([0])[0]
+    client = boto3.client("dynamodb")
+    for item in client.scan(TableName=CARDS_TABLE)["Items"]:
+        if item["pk"]["S"].startswith("kt#"):
+            client.delete_item(TableName=CARDS_TABLE, Key={"pk": item["pk"]})
+    other = fresh_bundle("mallory")
+    for leaf in (leaf0, LogLeaf.publish(other.card, time=1, rotation_signature=None).encode()):
+        planned = log.plan(leaf)
+        store._tx.transact(log.append_items(planned))  # type: ignore[attr-defined]
+    assert isinstance(log.head(), LogHead)
+    with pytest.raises(SplitView) as info:
+        alice.find_users(["bob", "alice"], refresh=True)
+    assert info.value.ours != info.value.theirs
+
+
+def test_a_peers_forked_checkpoint_is_a_split_view(phone) -> None:
+    """What a device does with a checkpoint another person's device saw."""
+    alice = phone("alice")
+    phone("bob")
+    alice.find_users(["bob"])
+    monitor = alice._log
+    assert monitor is not None
+    ours = monitor.latest()
+    assert ours is not None
+    # Signed by the real log key: a fork shown to someone else, at our size
+    # and at a size our log never reached.
+    skey = boto3.client("secretsmanager").get_secret_value(
+        SecretId=STAGE_ENV["SEALBOX_KT_LOG_KEY_SECRET_ID"]
+    )["SecretString"]
+    signer = parse_signer_key(skey)
+    for size in (ours.size, ours.size + 5):
+        forked = sign_checkpoint(signer.name, size, b"\x07" * 32, int(time.time()), signer)
+        with pytest.raises(SplitView) as info:
+            monitor.compare(forked)
+        assert (info.value.ours, info.value.theirs) == (ours.note, forked)
+    # The honest latest checkpoint compares fine.
+    monitor.compare(alice._api.kt_checkpoint())
