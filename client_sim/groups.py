@@ -383,6 +383,13 @@ class Groups:
                 raise GroupVerificationFailed("rollback", "the server's head is older than ours")
             for n in range(chain.head.number + 1, number + 1):
                 self._advance(state, chain, gid, n)
+            # The roster the server shows must be the one the signed chain
+            # leads to: an operator who edits it is caught here, not trusted.
+            served = decode_roster(b64url_decode(str(head["roster"])))
+            if sorted(served) != sorted(chain.roster):
+                raise GroupVerificationFailed(
+                    "roster_mismatch", "the server's roster is not the one the epochs sign"
+                )
         except (EpochChainError, InvalidGroupObject) as exc:
             raise _verification(exc) from exc
         except (KeyError, TypeError, ValueError) as exc:
@@ -392,11 +399,25 @@ class Groups:
         return chain
 
     def _join(self, state: KeystoreState, gid: str, head: dict[str, Any]) -> GroupChain:
-        epoch = decode_epoch(b64url_decode(str(head["head"])))
-        roster = decode_roster(b64url_decode(str(head["roster"])))
-        if group_id_to_str(epoch.group_id) != gid or epoch.number != int(head["epoch"]):
+        """Start following a group at its creation (epoch 0); :meth:`sync` then
+        advances through every later epoch.
+
+        From the creation rather than the head: every epoch since is checked
+        against the roster its predecessor left (no served roster is taken on
+        trust), and a member that was added long ago but never synced still
+        gets its wrap of each epoch it was in, so it reads what was sealed
+        while it was away.  Epochs before this device's card joined carry no
+        wrap for it: a newcomer still reads no history.
+        """
+        head_epoch = decode_epoch(b64url_decode(str(head["head"])))
+        if group_id_to_str(head_epoch.group_id) != gid or head_epoch.number != int(head["epoch"]):
             raise GroupVerificationFailed("other_group", "the server sent another group's head")
-        wrap = self._wrap(state, gid, epoch.number, roster)
+        reply = self._session.authed(lambda token: self._api.get_group_epoch(token, gid, 0, None))
+        epoch = decode_epoch(b64url_decode(str(reply["data"])))
+        if group_id_to_str(epoch.group_id) != gid or epoch.number != 0:
+            raise GroupVerificationFailed("other_group", "the server sent another group's creation")
+        roster = check_successor(None, (), epoch)
+        wrap = self._wrap(state, gid, 0, roster)
         return GroupChain.start(epoch, roster, self._signer(epoch), state.bundles, wrap)
 
     def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:

@@ -177,9 +177,13 @@ def test_operator_editing_the_stored_roster_is_caught(people: People) -> None:
     forged = tuple(sorted((*roster, Member("dave", card_id_from_str(dave_keys.card_id), True))))
     item["roster"] = {"B": encode_roster(forged)}
     ddb.put_item(TableName=GROUPS_TABLE, Item=item)
-    # Bob moves from epoch 0 by the signed changes: he never sees Dave.
-    assert "dave" not in bob.group(group.group_id).info().members
-    # A device joining now is handed the forged roster: it doesn't hash to the signed one.
+    # Bob moves from epoch 0 by the signed changes, which never add Dave: the
+    # roster the server now shows is refused.
+    with pytest.raises(GroupVerificationFailed) as seen:
+        bob.group(group.group_id).info()
+    assert seen.value.code == "roster_mismatch"
+    # A device joining now follows the signed epochs from the creation: the
+    # forged roster the server serves is not the one they lead to.
     with pytest.raises(GroupVerificationFailed) as caught:
         dave.group(group.group_id).info()
     assert caught.value.code == "roster_mismatch"
@@ -482,3 +486,34 @@ def test_group_blobs_are_readable_by_current_members_only(
     other = alice.create_group(["bob"])
     with pytest.raises(DecryptionFailed):
         bob.group(other.group_id).download(stored.blob_id)
+
+
+def test_a_member_that_never_synced_reads_what_was_sealed_in_epochs_it_missed(
+    people: People,
+) -> None:
+    # Bob is a member from the creation but his phone first looks at the
+    # group two epochs later: it must catch up through every epoch he was in,
+    # not start at the head (which held only the newest epoch's key).
+    alice, bob = people["alice"], people["bob"]
+    group = alice.create_group(["bob"])
+    group.add_members(["carol"])
+    blob = group.upload(b"sealed at epoch 1")
+    message = group.encrypt(b"epoch 1 message")
+    group.remove_members(["carol"])
+    mine = bob.group(group.group_id)
+    assert mine.download(blob.blob_id).plaintext == b"sealed at epoch 1"
+    assert mine.decrypt(message).plaintext == b"epoch 1 message"
+
+
+def test_a_newcomer_catching_up_from_the_creation_still_reads_no_history(
+    people: People,
+) -> None:
+    alice, carol = people["alice"], people["carol"]
+    group = alice.create_group(["bob"])
+    before = group.encrypt(b"before carol")
+    group.add_members(["carol"])
+    after = group.encrypt(b"after carol")
+    mine = carol.group(group.group_id)
+    assert mine.decrypt(after).plaintext == b"after carol"
+    with pytest.raises(DecryptionFailed):
+        mine.decrypt(before)
