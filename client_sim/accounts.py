@@ -115,7 +115,12 @@ class Accounts:
         keys = self._derive(identity, password, cookie)
         before = self._store.load()
         sealed_under = int(before.settings.get(BACKUP_OPRF_VERSION) or 0) if before else 0
-        session = self._login(identity, keys, cookie)
+        # A device that logged in here with hardened keys knows the account is
+        # on that derivation (no downgrade exists): it stops sending older
+        # login keys, the version-1 one above all, which a copy of the
+        # request would let anyone test guesses against offline.
+        known = sealed_under if before is not None and before.identity == identity else 0
+        session = self._login(identity, keys, cookie, known_version=known)
         state = self._session.start(identity, session, keys.backup_key, keys.oprf_version)
         self._session.confirm(keys.login_key_b64)
         if state.current is None:
@@ -128,14 +133,26 @@ class Accounts:
         return identity
 
     def _login(
-        self, identity: str, keys: PasswordKeys, cookie: str | None = None
+        self,
+        identity: str,
+        keys: PasswordKeys,
+        cookie: str | None = None,
+        *,
+        known_version: int = 0,
     ) -> RefreshSession:
+        """Log in with ``keys``; older derivations' login keys go along for the
+        migration, except those older than ``known_version`` (the derivation
+        this device has already seen the account on)."""
         return self._api.login(
             identity,
             keys.login_key_b64,
             cookie,
             oprf_key_version=keys.oprf_version or None,
-            legacy_login_keys={k.oprf_version: k.login_key_b64 for k in keys.others},
+            legacy_login_keys={
+                k.oprf_version: k.login_key_b64
+                for k in keys.others
+                if k.oprf_version >= known_version
+            },
         )
 
     def restore(self, password: str) -> None:

@@ -287,3 +287,33 @@ def test_rotation_dual_evaluation_migrates_account_and_backup_to_the_new_key(
     with pytest.raises(OprfVerificationFailed):
         make("old-app").login("alice", PASSWORD)
     assert oprf.SUITE_ID == b"ristretto255-SHA512"
+
+
+class LoginBodies:
+    """Records the JSON body of every login request."""
+
+    def __init__(self, inner: ChaliceTransport) -> None:
+        self.inner = inner
+        self.logins: list[dict] = []
+
+    def request(self, method: str, path: str, **kwargs: object) -> HttpReply:
+        if (method, path) == ("POST", "/v1/sessions"):
+            self.logins.append(json.loads(kwargs["body"]))  # type: ignore[arg-type]
+        return self.inner.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_device_that_saw_the_account_hardened_stops_sending_the_version_1_login_key(
+    make: MakeDevice, transport: ChaliceTransport
+) -> None:
+    # The version-1 login key is Argon2id of the password alone: a copy of a
+    # request that carries it can be checked against guesses offline.  It is
+    # sent only until this device has logged in hardened once.
+    bodies = LoginBodies(transport)
+    make("keeper-setup").register("keeper", PASSWORD)
+    phone = make("keeper-phone", transport=bodies)
+    phone.login("keeper", PASSWORD)
+    assert "0" in bodies.logins[-1]["legacy_login_keys"]  # a new device can't know yet
+    phone.logout()
+    phone.login("keeper", PASSWORD)
+    assert "0" not in bodies.logins[-1].get("legacy_login_keys", {})
+    assert account_version("keeper") >= 1
