@@ -46,6 +46,7 @@ from sealbox_tools.fleet.cpu import (
     ServerTimedTransport,
     instrument_hazmat,
 )
+from sealbox_tools.fleet.groups import run_groups
 from sealbox_tools.fleet.ledger import Ledger
 from sealbox_tools.fleet.metrics import Metrics
 from sealbox_tools.fleet.needles import Secrets
@@ -228,6 +229,8 @@ def run_fleet(
             for future in [pool.submit(p.run_phase, index) for p in busy]:
                 future.result()
             backend.tidy()
+        # The groups scenario's groups live once every phone has signed up.
+        group_report = run_groups(run, phones) if plan.mix.groups else None
         for phone in phones:
             phone.harvest()
     cpu_total = time.process_time() - cpu_started
@@ -265,6 +268,8 @@ def run_fleet(
         },
         "crashes": list(run.crashes),
     }
+    if group_report is not None:
+        report["groups"] = group_report
     audit_report: AuditReport | None = None
     secrets_list = run.secrets.items()
     if config.audit:
