@@ -64,7 +64,8 @@ class FleetConfig:
 
     Args:
         devices: how many simulated phones.
-        scenario: ``standard`` or ``full`` (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
+        scenario: ``standard``, ``full``, ``hostile`` or ``groups``
+            (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
         overrides: scenario mix settings to change (``--mix name=value``).
         seed: the plan's seed: same seed, same plan.
         concurrency: devices working at once (threads).
