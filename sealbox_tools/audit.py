@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from chalicelib.wire.agefile import SNIFF_WINDOW, NotAgeFile, sniff
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
+from chalicelib.wire.group_wraps import WRAPS_MAGIC
 from client_sim.files import atomic_write
 
 # Every needle form is at least this long; shorter secrets are refused (a
@@ -290,9 +291,20 @@ def audit(
             report.hits.append((stack.kind, stack.name, label))
         if is_blob(stack):
             report.blobs_checked += 1
-            if not is_age_file(stack.data):
+            if not (is_age_file(stack.data) or _is_wraps_object(stack)):
                 report.not_ciphertext.append(stack.name)
     return report
+
+
+def _is_wraps_object(stack: Haystack) -> bool:
+    """A group epoch's wraps object (HPKE ciphertexts behind a versioned
+    header, docs/spec/groups.md), stored under ``groups/`` in the blobs
+    bucket: not an age file, and not plaintext either."""
+    return (
+        stack.kind == "s3-object"
+        and "/groups/" in stack.name
+        and stack.data.startswith(WRAPS_MAGIC)
+    )
 
 
 # --- needles files -----------------------------------------------------------------------

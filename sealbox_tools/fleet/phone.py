@@ -94,6 +94,9 @@ class _TokenWatch:
     def __init__(self, inner: Transport, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
+        #: Called with (method, path) before each request: the groups
+        #: scenario holds two admins' epoch appends here to race them.
+        self.gate: Callable[[str, str], None] | None = None
 
     def request(
         self,
@@ -103,9 +106,14 @@ class _TokenWatch:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpReply:
+        if self.gate is not None:
+            self.gate(method, path)
         reply = self._inner.request(method, path, body=body, headers=headers)
         if reply.status == 401 and b"invalid_token" in reply.body:
             self._metrics.count("token_refused")
+        if reply.status == 409 and b"stale_epoch" in reply.body:
+            # Another admin's epoch won: the device re-bases its change.
+            self._metrics.count("group_rebased")
         return reply
 
 

@@ -110,6 +110,12 @@ class ScenarioMix:
     offline: float = 0.0
     #: Devices whose access token is stolen (the ``hostile`` scenario).
     takeover: float = 0.0
+    #: Groups the ``groups`` scenario makes (sealbox_tools/fleet/groups.py),
+    #: the size of the largest (the others draw 3..group_max members) and how
+    #: many rounds of sends, reads and racing membership changes they live.
+    groups: int = 0
+    group_max: int = 8
+    group_rounds: int = 3
     #: Simulated time between rounds (in process only: the server's clock
     #: is the simulation's).  Longer than an access token's 15 minutes, so
     #: a phone that slept through it meets an expired token.
@@ -160,6 +166,8 @@ class ScenarioMix:
             raise ValueError("max_skew_s must be in [0, 290]")
         if self.round_gap_s < 0:
             raise ValueError("round_gap_s must not be negative")
+        if self.groups < 0 or self.group_max < 3 or self.group_rounds < 1:
+            raise ValueError("need groups >= 0, group_max >= 3 and group_rounds >= 1")
 
     def with_overrides(self, overrides: Mapping[str, str]) -> ScenarioMix:
         """A copy with fields set from text (``--mix name=value`` on the CLI).
@@ -218,6 +226,10 @@ SCENARIOS: Final[Mapping[str, ScenarioMix]] = {
     # (docs/fleet.md): no contact may ever encrypt to their keys, and every
     # contact that knew the old card must be told.
     "hostile": ScenarioMix(rounds=3, rotate=0.1, takeover=0.15),
+    # Group epochs and group content (docs/fleet.md): phones sign up, then
+    # groups live through sends, reads, racing admins, removals and a member
+    # offline for several epochs; the one-to-one traffic is left out.
+    "groups": ScenarioMix(rounds=1, sends_per_round=(0, 0), groups=3, group_max=8),
 }
 
 

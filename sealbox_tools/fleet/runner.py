@@ -46,6 +46,7 @@ from sealbox_tools.fleet.cpu import (
     ServerTimedTransport,
     instrument_hazmat,
 )
+from sealbox_tools.fleet.groups import run_groups
 from sealbox_tools.fleet.ledger import Ledger
 from sealbox_tools.fleet.metrics import Metrics
 from sealbox_tools.fleet.needles import Secrets
@@ -63,7 +64,8 @@ class FleetConfig:
 
     Args:
         devices: how many simulated phones.
-        scenario: ``standard`` or ``full`` (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
+        scenario: ``standard``, ``full``, ``hostile`` or ``groups``
+            (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
         overrides: scenario mix settings to change (``--mix name=value``).
         seed: the plan's seed: same seed, same plan.
         concurrency: devices working at once (threads).
@@ -232,6 +234,8 @@ def run_fleet(
             for future in [pool.submit(p.run_phase, index) for p in busy]:
                 future.result()
             backend.tidy()
+        # The groups scenario's groups live once every phone has signed up.
+        group_report = run_groups(run, phones) if plan.mix.groups else None
         for phone in phones:
             phone.harvest()
     cpu_total = time.process_time() - cpu_started
@@ -269,6 +273,8 @@ def run_fleet(
         },
         "crashes": list(run.crashes),
     }
+    if group_report is not None:
+        report["groups"] = group_report
     audit_report: AuditReport | None = None
     secrets_list = run.secrets.items()
     if config.audit:

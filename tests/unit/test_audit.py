@@ -95,6 +95,29 @@ def test_audit_passes_only_with_zero_hits_and_ciphertext_blobs() -> None:
     assert plaintext_blob.not_ciphertext == ["s3://b/blobs/2"]
 
 
+def test_group_wraps_objects_pass_only_under_groups_with_their_header() -> None:
+    """A group epoch's wraps object is not an age file: it passes the blob
+    check under ``groups/`` with its versioned header, and nowhere else."""
+    from chalicelib.wire.group_wraps import WRAPS_MAGIC
+
+    wraps = WRAPS_MAGIC + b"\x01" + os.urandom(64)
+    report = audit(
+        [
+            Haystack("s3-object", "s3://b/groups/g/0/w", wraps),
+            Haystack("s3-object", "s3://b/groups/g/1/w", b"plaintext posing as wraps"),
+            Haystack("s3-object", "s3://b/blobs/3", wraps),
+            Haystack("log", "s3://b/groups/g/2/w", wraps),
+        ],
+        [needle("k", SECRET)],
+        is_blob=lambda h: True,
+    )
+    assert report.not_ciphertext == [
+        "s3://b/groups/g/1/w",
+        "s3://b/blobs/3",
+        "s3://b/groups/g/2/w",
+    ]
+
+
 def test_an_audit_that_scanned_nothing_does_not_pass() -> None:
     assert not audit([], [needle("k", SECRET)]).passed
 

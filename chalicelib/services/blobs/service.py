@@ -8,12 +8,10 @@ No chalice, no boto3: stores, the clock and randomness are injected.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from logging import WARNING
 from typing import TypeVar
 
 from chalicelib import crypto
@@ -43,6 +41,8 @@ from chalicelib.errors import (
     SealboxError,
 )
 from chalicelib.logs import log_event
+from chalicelib.services.blobs.access import Access
+from chalicelib.services.blobs.cleanup import Cleanup
 from chalicelib.services.blobs.ids import (
     _BLOB_ID_RE,
     _decode_cursor,
@@ -58,7 +58,6 @@ from chalicelib.services.blobs.inputs import (
     MAX_PAGE,
     MAX_PARTS,
     part_sizes,
-    valid_group,
     valid_header,
     valid_recipients,
 )
@@ -105,8 +104,6 @@ class BlobService:
         random_bytes: Callable[[int], bytes] = crypto.random_bytes,
         group_member: Callable[[str, str], bool] | None = None,
     ) -> None:
-        # group_member(group_id, identity): is the identity a current member?
-        self._group_member = group_member
         self._blobs = blobs
         self._objects = objects
         self._settings = settings
@@ -114,6 +111,8 @@ class BlobService:
         self._random = random_bytes
         self._quota = Quota(max_bytes=settings.quota_bytes, max_blobs=settings.quota_count)
         self._rejections = Rejections(blobs, objects, self._now)
+        self._cleanup = Cleanup(blobs, objects)
+        self._access = Access(blobs, group_member)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -145,7 +144,7 @@ class BlobService:
         size = self._valid_size(size)
         members = valid_recipients(recipients)
         key = _valid_idempotency_key(idempotency_key)
-        group_id = self._valid_group(owner, group, members)
+        group_id = self._access.valid_group(owner, group, members)
         # "group:" is no identity, so a group blob's fingerprint can't equal
         # a shared blob's.
         fingerprint = _fingerprint(size, members if group_id is None else ("group:" + group_id,))
@@ -178,18 +177,18 @@ class BlobService:
         )
         try:
             outcome = self._blobs.create(record, quota=self._quota)
-            if outcome is CreateOutcome.OVER_QUOTA and self._reclaim_expired(owner, now):
+            if outcome is CreateOutcome.OVER_QUOTA and self._cleanup.reclaim_expired(owner, now):
                 outcome = self._blobs.create(record, quota=self._quota)
         except Exception:
             # Not after the bucket's 8-day lifecycle rule: at once, unless
             # the write went through after all (then the record owns it).
             if upload_id is not None:
-                self._abort_unrecorded_upload(blob_id, upload_id, checked=False)
+                self._cleanup.abort_unrecorded_upload(blob_id, upload_id, checked=False)
             raise
         if outcome is CreateOutcome.CREATED:
             return Reservation(record, self._plan(record, now))
         if upload_id is not None:
-            self._abort_unrecorded_upload(blob_id, upload_id, checked=True)
+            self._cleanup.abort_unrecorded_upload(blob_id, upload_id, checked=True)
         if outcome is CreateOutcome.EXISTS:
             # A concurrent request with the same idempotency key won.
             existing = self._blobs.get(blob_id)
@@ -219,7 +218,7 @@ class BlobService:
         if existing.expires_at <= now:
             stored = self._objects.head(existing.blob_id)
             if stored is None:
-                self._reclaim(existing)
+                self._cleanup.reclaim(existing)
                 return None
             # Uploaded in time but never checked (the event was lost): judge
             # it now rather than hand out URLs for an expired reservation.
@@ -275,7 +274,7 @@ class BlobService:
         except agefile.NotAgeFile as exc:
             raise NotAgeCiphertext() from exc
         if record.expires_at <= self._now():
-            self._reclaim(record)
+            self._cleanup.reclaim(record)
             raise BlobReservationExpired()
         stored = self._objects.put_new(record.blob_id, data)
         if stored is None:
@@ -320,7 +319,7 @@ class BlobService:
                 raise NotFound()
             if current.state is BlobState.RESERVED:
                 if current.expires_at <= self._now():
-                    self._reclaim(current)
+                    self._cleanup.reclaim(current)
                     raise BlobReservationExpired()
                 raise BlobUploadMissing()
             settled = self._as_settled(current)
@@ -499,7 +498,7 @@ class BlobService:
             NotFound: no such blob, or ``caller`` is neither its owner nor a
                 recipient (the same answer, so ids can't be probed).
         """
-        return self._view(self._readable(caller, blob_id))
+        return self._view(self._access.readable(caller, blob_id))
 
     def _view(self, record: BlobRecord) -> BlobView:
         if record.state is not BlobState.READY or record.object_version is None:
@@ -618,7 +617,7 @@ class BlobService:
             # timeout): the new version must not stay the latest unless the
             # record names it, or every later header change would fail its
             # ETag precondition against it.
-            self._drop_unrecorded_version(record.blob_id, stored.version_id)
+            self._cleanup.drop_unrecorded_version(record.blob_id, stored.version_id)
             raise
         if outcome is not UpdateOutcome.DONE:
             # Undo the new version: nothing may change when the request fails.
@@ -657,92 +656,11 @@ class BlobService:
 
     # helpers --------------------------------------------------------------------------
 
-    def _readable(self, caller: str, blob_id: str) -> BlobRecord:
-        if not isinstance(blob_id, str) or not _BLOB_ID_RE.fullmatch(blob_id):
-            raise NotFound()
-        record = self._blobs.get(blob_id)
-        if record is None or not (record.may_read(caller) or self._in_group(record, caller)):
-            raise NotFound()
-        return record
-
-    def _in_group(self, record: BlobRecord, caller: str) -> bool:
-        return (
-            record.group is not None
-            and self._group_member is not None
-            and self._group_member(record.group, caller)
-        )
-
-    def _valid_group(self, owner: str, group: object, members: tuple[str, ...]) -> str | None:
-        """The group of a group blob (None for a shared one); the owner must be
-        a current member (``NotFound`` otherwise, as for no such group), and
-        a group blob names no recipients (``InvalidRequest``)."""
-        group_id = valid_group(group, enabled=self._group_member is not None)
-        if group_id is None:
-            return None
-        if not (self._group_member and self._group_member(group_id, owner)):
-            raise NotFound("No such group.")
-        if members:
-            # Asked after membership: to anyone else the group doesn't exist.
-            raise InvalidRequest("A group blob has no recipients: the group's members read it.")
-        return group_id
-
     def _owned(self, owner: str, blob_id: str) -> BlobRecord:
-        record = self._readable(owner, blob_id)
+        record = self._access.readable(owner, blob_id)
         if record.owner != owner:
             raise BlobNotOwner()
         return record
-
-    def _drop_unrecorded_version(self, blob_id: str, version_id: str) -> None:
-        """Delete object version ``version_id`` unless the blob's record names it.
-
-        Best effort, after a record write that raised: the write may still
-        have committed (a reply lost to a timeout), so the record is read
-        first.  If that read or the deletion fails too, the version is left
-        alone; the caller reports the original failure.
-        """
-        with contextlib.suppress(SealboxError):
-            current = self._blobs.get(blob_id)
-            if current is None or current.object_version != version_id:
-                self._objects.delete_version(blob_id, version_id)
-
-    def _abort_unrecorded_upload(self, blob_id: str, upload_id: str, *, checked: bool) -> None:
-        """Abort ``upload_id`` unless the blob's record names it; best effort.
-
-        ``checked``: the store said the record was not written.  Otherwise the
-        write raised and may still have committed (a lost reply), so the
-        record is read first.  A failed read or abort is logged and the upload
-        left to the lifecycle rule: the caller reports its own error.
-        """
-        try:
-            current = None if checked else self._blobs.get(blob_id)
-            if current is None or current.upload_id != upload_id:
-                self._objects.abort_multipart(blob_id, upload_id)
-        except SealboxError as exc:
-            kind = type(exc).__qualname__
-            log_event("blob_upload_abort_failed", level=WARNING, blob_id=blob_id, error_type=kind)
-
-    def _reclaim(self, record: BlobRecord) -> bool:
-        """Remove an expired reservation and release its quota."""
-        if record.upload_id is not None:
-            self._objects.abort_multipart(record.blob_id, record.upload_id)
-        self._objects.purge(record.blob_id)
-        reclaimed = self._blobs.delete(record)
-        if reclaimed:
-            log_event("blob_reservation_reclaimed", blob_id=record.blob_id)
-        return reclaimed
-
-    def _reclaim_expired(self, owner: str, now: int) -> bool:
-        reclaimed = False
-        for blob_id in self._blobs.expired_reservations(owner, now, limit=25):
-            record = self._blobs.get(blob_id)
-            if (
-                record is not None
-                and record.state is BlobState.RESERVED
-                and record.expires_at <= now
-                and self._reclaim(record)
-            ):
-                reclaimed = True
-        return reclaimed
 
     def _valid_size(self, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
