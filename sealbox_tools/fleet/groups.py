@@ -184,9 +184,10 @@ def _live(run: Run, g: _Group, rng: random.Random) -> None:
     try:
         _create(run, g)
         if g.sleeper is not None:
-            # The phone knew the group (epoch 0) before its network went.
+            # Its network goes before it ever fetched the group: when it is
+            # back it follows every epoch from the creation (docs/spec/groups.md,
+            # Joining) and must read everything sealed while it was away.
             sleeper = g.phones[g.sleeper]
-            sleeper._try("group_sync", lambda: _handle(g, g.sleeper or 0).info())
             sleeper.network.offline = True
             run.metrics.count("group_member_offline")
         for _ in range(run.plan.mix.group_rounds):
