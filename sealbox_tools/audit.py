@@ -476,11 +476,13 @@ def aws_haystacks(
             for item in page.get("Items", []):
                 yield Haystack("dynamodb-item", table, _item_bytes(item))
     sm = client("secretsmanager")
-    secret_prefix = prefix.replace("-", "/", 1)
+    # Secrets are named after the stack (``sealbox-local-oprf-key``); secrets
+    # of stages made before that were ``sealbox/local/...``: read both.
+    secret_prefixes = (prefix, prefix.replace("-", "/", 1))
     for page in sm.get_paginator("list_secrets").paginate():
         for secret in page.get("SecretList", []):
             name = secret["Name"]
-            if not name.startswith(secret_prefix) or name in skip_secret_ids:
+            if not name.startswith(secret_prefixes) or name in skip_secret_ids:
                 continue
             for version_id in _all_secret_versions(sm, name):
                 value = sm.get_secret_value(SecretId=name, VersionId=version_id)
