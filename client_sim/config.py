@@ -157,6 +157,7 @@ class SdkConfig:
         origins = value["storage_origins"]
         if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
             raise ConfigError(f"{where}: 'storage_origins' must be a list of strings")
+        _check(value["url"], value["log_key"], parsed, tuple(origins), where=where)
         return cls(
             url=value["url"],
             log_key=value["log_key"],
