@@ -45,7 +45,7 @@ _FIELDS: Final = frozenset({"version", "url", "log_key", "oprf_roots", "storage_
 _ROOT_SIZE: Final = 32
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """The SDK configuration is missing, unreadable or invalid (the message says where)."""
 
 

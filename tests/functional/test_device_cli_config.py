@@ -97,7 +97,7 @@ def test_a_card_the_pinned_log_does_not_vouch_for_is_refused(
     if done.exit_code == 0:
         done = invoke(tmp_path / "carol", "--config", str(bad), "find", "alice")
     assert done.exit_code == 1, done.output
-    assert "sealbox: error:" in done.output
+    assert "sealbox: error: the log's checkpoint does not verify" in done.output
 
 
 def test_an_invalid_configuration_is_a_usage_error(
