@@ -36,6 +36,7 @@ from client_sim.accounts import Accounts
 from client_sim.api import ApiClient, BlobInfo, BlobPage
 from client_sim.backup_sync import BACKUP_NAME, PENDING_BACKUP_NAME, BackupSync
 from client_sim.blobs import BlobTransfer
+from client_sim.config import SdkConfig
 from client_sim.directory import CARD_CACHE_FILE, MAX_CARD_CACHE_TTL, CardDirectory
 from client_sim.errors import ConcurrentChange, ServerError, reported
 from client_sim.files import atomic_output
@@ -167,8 +168,32 @@ class Device:
         self._keys = keys
 
     @classmethod
-    def connect(cls, home: str | os.PathLike[str], url: str, **options: Any) -> Device:
-        """A device talking HTTP(S) to ``url`` (``sealbox local`` or a deployed stage)."""
+    def connect(
+        cls,
+        home: str | os.PathLike[str],
+        url: str | None = None,
+        *,
+        config: SdkConfig | str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> Device:
+        """A device talking HTTP(S) to ``url`` (``sealbox local`` or a deployed stage).
+
+        ``config``: the app's SDK trust configuration (:class:`SdkConfig` or
+        the path of its file): its log key, OPRF roots and storage origins
+        are pinned, and its URL is used when ``url`` is None.  Explicit
+        ``options`` win over the file's values.
+
+        Raises:
+            ConfigError: the configuration file is missing or invalid.
+            ValueError: neither ``url`` nor ``config`` is given.
+        """
+        if config is not None:
+            if not isinstance(config, SdkConfig):
+                config = SdkConfig.load(config)
+            options = {**config.device_options(), **options}
+            url = url or config.url
+        if url is None:
+            raise ValueError("give the backend's URL or an SDK configuration")
         return cls(home, HttpTransport(url), **options)
 
     def __repr__(self) -> str:

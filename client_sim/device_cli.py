@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import click
 
 if TYPE_CHECKING:
+    from client_sim.config import SdkConfig
     from client_sim.device import Device, Sender
     from client_sim.errors import IdentityChanged
 
@@ -57,6 +58,7 @@ class _Options:
     kdf: str
     storage_origins: tuple[str, ...] = ()
     log_key: str | None = None
+    config: SdkConfig | None = None
 
     def device(self) -> Device:
         # Imported here: `sealbox --help` and the age verbs don't pay for the SDK.
@@ -64,13 +66,12 @@ class _Options:
         from client_sim.passwords import PASSWORD_KDF_SIMULATION, PASSWORD_KDF_V1
 
         kdf = PASSWORD_KDF_SIMULATION if self.kdf == "simulation" else PASSWORD_KDF_V1
-        return Device.connect(
-            self.home,
-            self.url,
-            kdf=kdf,
-            storage_origins=self.storage_origins,
-            log_key=self.log_key,
-        )
+        # The configuration file's pins, then the explicit flags on top.
+        pins: dict[str, Any] = {} if self.config is None else self.config.device_options()
+        pins["storage_origins"] = (*pins.get("storage_origins", ()), *self.storage_origins)
+        if self.log_key is not None:
+            pins["log_key"] = self.log_key
+        return Device.connect(self.home, self.url, kdf=kdf, **pins)
 
 
 def _fail(message: str) -> NoReturn:
@@ -174,7 +175,18 @@ pass_options = click.make_pass_decorator(_Options)
     help="This device's directory (keystore, session, card cache).",
 )
 @click.option(
-    "--url", required=True, envvar="SEALBOX_URL", help="The backend, e.g. http://127.0.0.1:8000."
+    "--url",
+    envvar="SEALBOX_URL",
+    help="The backend, e.g. http://127.0.0.1:8000 (default: the --config file's url).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="SEALBOX_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The app's SDK trust configuration (sdk-config.json, written by `make deploy` "
+    "and `sealbox local`): pins its transparency log key, OPRF root keys and storage "
+    "origins.",
 )
 @click.option(
     "--kdf",
@@ -207,15 +219,26 @@ pass_options = click.make_pass_decorator(_Options)
 def device_command(
     ctx: click.Context,
     home: Path,
-    url: str,
+    url: str | None,
+    config_path: Path | None,
     kdf: str,
     storage_origins: tuple[str, ...],
     log_key: str | None,
 ) -> None:
     """One simulated phone: register, find, encrypt, decrypt, put, get, back up, rotate."""
+    from client_sim.config import ConfigError, SdkConfig
     from client_sim.errors import InvalidInput
     from client_sim.origins import parse_origin
 
+    config = None
+    if config_path is not None:
+        try:
+            config = SdkConfig.load(config_path)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--config") from exc
+    url = url or (config.url if config is not None else None)
+    if url is None:
+        raise click.UsageError("give --url or --config (or SEALBOX_URL / SEALBOX_CONFIG)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter("must be an http(s) URL", param_hint="--url")
@@ -225,7 +248,12 @@ def device_command(
         except InvalidInput as exc:
             raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
     ctx.obj = _Options(
-        home=home, url=url, kdf=kdf, storage_origins=storage_origins, log_key=log_key
+        home=home,
+        url=url,
+        kdf=kdf,
+        storage_origins=storage_origins,
+        log_key=log_key,
+        config=config,
     )
 
 

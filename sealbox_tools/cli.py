@@ -88,8 +88,19 @@ def _stop_on_signals() -> threading.Event:
     help="A backend extension module to install (repeatable; importable from the "
     "current directory or PYTHONPATH; docs/extending.md).",
 )
+@click.option(
+    "--sdk-config",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write this stack's SDK configuration (for `sealbox device --config`); "
+    "default: sdk-config.json in a temporary directory removed on exit.  The path is printed.",
+)
 def local(
-    port: int, stage: str, verbose: bool, log_file: Path | None, extensions: tuple[str, ...]
+    port: int,
+    stage: str,
+    verbose: bool,
+    log_file: Path | None,
+    extensions: tuple[str, ...],
+    sdk_config: Path | None,
 ) -> None:
     """Run the backend on 127.0.0.1:PORT with AWS on a moto server.
 
@@ -108,22 +119,31 @@ def local(
             log = files.enter_context(log_file.open("a", encoding="utf-8"))
             # moto's own log is AWS's, not the API's: kept out of the file.
             aws_log = aws_log or files.enter_context(open(os.devnull, "w"))
+        if sdk_config is None:
+            import tempfile
+
+            temporary = files.enter_context(tempfile.TemporaryDirectory(prefix="sealbox-local-"))
+            sdk_config = Path(temporary) / "sdk-config.json"
         _run_local(
             LocalStack(port=port, stage=stage, log=log, aws_log=aws_log, extensions=extensions),
             stopping,
+            sdk_config,
         )
 
 
-def _run_local(stack: LocalStack, stopping: threading.Event) -> None:
+def _run_local(stack: LocalStack, stopping: threading.Event, sdk_config: Path) -> None:
     from sealbox_tools.local_stack import StackError
 
     try:
         stack.start()
+        # What this stack's devices pin: `sealbox device --config FILE`.
+        stack.sdk_config().write(sdk_config)
         click.echo(f"aws endpoint {stack.aws_endpoint}")
         click.echo(f"listening on {stack.url}")
         if stack.log_key is not None:
             # What an app pins (Device(log_key=...), sealbox device --log-key).
             click.echo(f"transparency log key {stack.log_key}")
+        click.echo(f"sdk config {sdk_config}")
         while not stopping.wait(0.5):
             stack.check_alive()
     except StackError as exc:

@@ -216,7 +216,11 @@ def run_demo(options: DemoOptions, *, echo: Callable[[str], None], progress: IO[
                 stage=stack.stage,
                 server_logs=(server_log,),
                 server_pids=stack.pids,
+                # The devices pin what the app's SDK configuration would
+                # (stack.sdk_config()): the OPRF roots and the log key.
                 storage_origins=(stack.aws_endpoint,),
+                oprf_roots=stack.oprf_roots,
+                log_key=stack.log_key,
             )
             config = FleetConfig(
                 devices=options.devices,

@@ -9,7 +9,10 @@ an artifact bucket with ``aws cloudformation package``/``deploy``, and:
   with protection on;
 * seeds the first app key: the rotation schedule rotates once on creation;
   if the secret has never been rotated (the schedule's first run failed or is
-  still pending), it starts a rotation and waits for it.
+  still pending), it starts a rotation and waits for it;
+* (``main``, :mod:`sealbox_tools.deploy_trust`) seeds the OPRF and
+  transparency log keys once and writes the app's SDK configuration to
+  ``out/<stage>/sdk-config.json``.
 
 ``destroy`` deletes the stack; tables, the bucket and the secret are retained
 (``RetainExceptOnCreate``) and listed with the commands that remove them.
@@ -192,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--artifact-bucket", default="")
     parser.add_argument("--alarm-topic-arn", default="")
     parser.add_argument("--cfn-role-arn", default="")
+    parser.add_argument("--out-dir", default="", help="default: out/<stage>")
     args = parser.parse_args(argv)
     stack = args.stack or f"sealbox-{args.stage}"
     if args.action == "destroy":
@@ -204,8 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = Target(
         args.stage, stack, args.artifact_bucket, args.alarm_topic_arn, args.cfn_role_arn
     )
-    outputs = deploy(target)
+    # Imported here: deploy_trust builds on this module.
+    from sealbox_tools.deploy_trust import deploy_and_configure
+
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    outputs, config, path = deploy_and_configure(target, run_aws, out_dir=out_dir)
     print(json.dumps(outputs, indent=2))
+    # Public values only: what the app pins (client_sim.config.SdkConfig).
+    print(f"SDK configuration ({path}):")
+    print(json.dumps(config.to_json(), indent=2))
     return 0
 
 

@@ -26,7 +26,11 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chalicelib.wire.oprf_keys import OprfKey
+    from client_sim.config import SdkConfig
 
 INFRA_DIR = Path(__file__).resolve().parent.parent / "infra"
 TEMPLATE_PATH = INFRA_DIR / "resources.json"
@@ -456,6 +460,8 @@ class LocalStack:
         self._procs: list[subprocess.Popen[bytes]] = []
         #: The transparency log's verifier key once started (None: no log).
         self.log_key: str | None = None
+        #: The OPRF root public key by version once started.
+        self.oprf_roots: dict[int, bytes] = {}
 
     @property
     def url(self) -> str:
@@ -572,7 +578,8 @@ class LocalStack:
             )
             provision(self.client, stage=self.stage, region=self.region)
             self.seed_app_key()
-            self.seed_oprf_key()
+            key = self.seed_oprf_key()
+            self.oprf_roots = {key.version: key.root_public}
             self.log_key = self.seed_log_key()
             api = self._spawn(
                 [
@@ -611,12 +618,18 @@ class LocalStack:
         secret_id = stage_environment(self.stage)["SEALBOX_APP_KEY_SECRET_ID"]
         ensure_app_key(self.client("secretsmanager"), secret_id, time.time())
 
-    def seed_oprf_key(self) -> None:
-        """Give the OPRF secret its first key version (on AWS, ``ensure_oprf_key`` at deploy)."""
+    def seed_oprf_key(self) -> OprfKey:
+        """Give the OPRF secret its first key version (on AWS, ``make deploy`` does it)."""
         from chalicelib.storage.oprfkeys import ensure_oprf_key
 
         secret_id = stage_environment(self.stage)["SEALBOX_OPRF_KEY_SECRET_ID"]
-        ensure_oprf_key(self.client("secretsmanager"), secret_id, time.time())
+        return ensure_oprf_key(self.client("secretsmanager"), secret_id, time.time())
+
+    def sdk_config(self) -> SdkConfig:
+        """What this stack's devices pin (client_sim.config): log key, OPRF roots, moto's S3."""
+        from client_sim.config import SdkConfig
+
+        return SdkConfig(self.url, self.log_key, self.oprf_roots, (self.aws_endpoint,))
 
     def seed_log_key(self) -> str | None:
         """Write the transparency log's key once (on AWS: `sealbox kt init-key`).

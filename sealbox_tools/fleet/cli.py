@@ -142,11 +142,25 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
 )
 @click.option(
     "--oprf/--no-oprf",
-    default=False,
+    default=True,
     show_default=True,
     help="Password hardening: the phones pin the stage's OPRF root keys (docs/spec/oprf.md). "
-    "In process the OPRF key is seeded; over HTTP the roots are read from the stage's "
-    "secret (needs --stage).",
+    "In process the OPRF key is seeded; over HTTP the roots come from --config, else from "
+    "the stage's secret (with --stage), else none are pinned.",
+)
+@click.option(
+    "--kt/--no-kt",
+    default=None,
+    help="Key transparency: the phones pin the log's verifier key [default: over HTTP when "
+    "--config gives one; in process off: the fleet's skewed and frozen phone clocks trip "
+    "the log's freshness checks].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Over HTTP: the stage's SDK configuration (sdk-config.json from `make deploy` or "
+    "`sealbox local`): its OPRF roots, log key and storage origins are pinned.",
 )
 def fleet_command(
     devices: int,
@@ -166,6 +180,8 @@ def fleet_command(
     workers: int,
     server_argon2: str,
     oprf: bool,
+    kt: bool | None,
+    config_path: Path | None,
 ) -> None:
     """Run a fleet of simulated phones through a scenario and audit the server.
 
@@ -176,6 +192,7 @@ def fleet_command(
     checked against what was sent.  The summary goes to stdout, progress to
     stderr.
     """
+    from client_sim.config import ConfigError, SdkConfig
     from client_sim.errors import InvalidInput
     from client_sim.origins import parse_origin
     from sealbox_tools.fleet.plan import scenario as scenario_mix
@@ -183,10 +200,17 @@ def fleet_command(
 
     if url and in_process:
         raise click.UsageError("--url and --in-process exclude each other")
-    if not url and (stage or aws_endpoint or server_logs or storage_origins):
+    if not url and (stage or aws_endpoint or server_logs or storage_origins or config_path):
         raise click.UsageError(
-            "--stage, --aws-endpoint, --storage-origin and --server-log go with --url"
+            "--stage, --aws-endpoint, --storage-origin, --config and --server-log go with --url"
         )
+    sdk = None
+    if config_path is not None:
+        try:
+            sdk = SdkConfig.load(config_path)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--config") from exc
+        storage_origins = (*storage_origins, *sdk.storage_origins)
     try:
         scenario_mix(scenario, mix)
     except ValueError as exc:
@@ -196,8 +220,6 @@ def fleet_command(
             parse_origin(origin)
         except InvalidInput as exc:
             raise click.BadParameter(str(exc), param_hint="--storage-origin") from exc
-    if url and oprf and not stage:
-        raise click.UsageError("--oprf over HTTP needs --stage (to read the OPRF root keys)")
     reachable = url is None or stage is not None
     if audit and not reachable:
         raise click.UsageError("the audit over HTTP needs --stage (and --aws-endpoint locally)")
@@ -215,11 +237,18 @@ def fleet_command(
         from sealbox_tools.fleet.backends import HttpBackend, InProcessBackend, aws_clients
 
         if url is None:
-            return InProcessBackend(server_argon2=server_argon2, oprf=oprf)
+            return InProcessBackend(server_argon2=server_argon2, oprf=oprf, kt=bool(kt))
         aws = aws_clients(aws_endpoint) if stage else None
         # A local stack's S3 is its AWS endpoint: presigned URLs point there.
         origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
-        roots = stage_oprf_roots(aws, stage) if oprf and aws and stage else None
+        roots = None
+        if oprf and sdk is not None and sdk.oprf_roots:
+            roots = dict(sdk.oprf_roots)
+        elif oprf and aws and stage:
+            roots = stage_oprf_roots(aws, stage)
+        log_key = sdk.log_key if sdk is not None and kt is not False else None
+        if kt and log_key is None:
+            raise click.UsageError("--kt over HTTP needs a --config with a log key")
         return contextlib.nullcontext(
             HttpBackend(
                 url,
@@ -228,6 +257,7 @@ def fleet_command(
                 server_logs=server_logs,
                 storage_origins=origins,
                 oprf_roots=roots,
+                log_key=log_key,
             )
         )
 

@@ -168,6 +168,7 @@ class Phone:
             objects=self.run.objects,
             storage_origins=self.run.storage_origins,
             oprf_roots=self.run.oprf_roots,
+            log_key=self.run.log_key,
         )
 
     # --- running steps ------------------------------------------------------------

@@ -157,6 +157,7 @@ class Run:
         self.objects: ObjectTransport = MeteredObjects(objects, self.metrics)
         self.storage_origins = backend.storage_origins()
         self.oprf_roots = backend.oprf_roots()
+        self.log_key = backend.log_key()
 
     def identity(self, index: int) -> str:
         return f"{self.tag}-{index:05d}"

@@ -29,6 +29,16 @@ class RunningStack:
     aws_endpoint: str
     lines: list[str]
 
+    def sdk_config_path(self, timeout: float = 10.0) -> Path:
+        """The SDK configuration the stack wrote (its ``sdk config`` line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines:
+                if line.startswith("sdk config "):
+                    return Path(line.removeprefix("sdk config "))
+            assert time.monotonic() < deadline, self.lines
+            time.sleep(0.1)
+
     def client(self, service: str) -> Any:
         import boto3
 

@@ -96,6 +96,10 @@ def test_sealbox_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert (reports / name).is_file(), name
     report = json.loads((reports / "demo-report.json").read_text())
     assert report["verdict"]["passed"]
+    # The phones pinned both keys: they hardened passwords and checked the log.
+    routes = report["metrics"]["routes"]
+    assert routes["POST /v1/oprf"]["count"] > 0
+    assert routes["GET /v1/kt/checkpoint"]["count"] > 0
     # The walk's own password is among the audit's needles.
     labels = [
         n["label"]

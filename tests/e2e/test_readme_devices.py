@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from client_sim.config import SdkConfig
 from tests.conftest import ROOT
 from tests.e2e.conftest import RunningStack
 
@@ -24,12 +25,15 @@ def walkthrough() -> str:
 
 def test_two_device_walkthrough_runs_as_written(local_stack: RunningStack, tmp_path: Path) -> None:
     script = walkthrough()
-    assert "http://127.0.0.1:8000" in script
-    assert "SEALBOX_STORAGE_ORIGINS=http://127.0.0.1:41233" in script
-    script = (
-        script.replace(".venv/bin/", BIN + "/")
-        .replace("http://127.0.0.1:8000", local_stack.url)
-        .replace("http://127.0.0.1:41233", local_stack.aws_endpoint)
+    example = "/tmp/sealbox-local-x1y2z3/sdk-config.json"
+    assert f"SEALBOX_CONFIG={example}" in script
+    config = SdkConfig.load(local_stack.sdk_config_path())
+    # The phones pin both protections and the stack's S3.
+    assert config.log_key
+    assert config.oprf_roots
+    assert config.storage_origins == (local_stack.aws_endpoint,)
+    script = script.replace(".venv/bin/", BIN + "/").replace(
+        example, str(local_stack.sdk_config_path())
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALBOX_")}
     done = subprocess.run(

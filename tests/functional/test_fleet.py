@@ -28,6 +28,7 @@ def run(
     overrides: dict[str, str] | None = None,
     before_audit: Any = None,
     oprf: bool = False,
+    kt: bool = False,
 ) -> FleetResult:
     config = FleetConfig(
         devices=devices,
@@ -37,7 +38,7 @@ def run(
         concurrency=8,
         retry_backoff=0.0,
     )
-    with without_pytest_log_capture(), InProcessBackend(oprf=oprf) as backend:
+    with without_pytest_log_capture(), InProcessBackend(oprf=oprf, kt=kt) as backend:
         return run_fleet(config, backend, work_dir=tmp_path / "phones", before_audit=before_audit)
 
 
@@ -182,6 +183,26 @@ def test_a_fleet_with_password_hardening_passes_the_audit(tmp_path) -> None:
     assert "hardened login key" in labels
     assert "hardened backup key" in labels
     assert "OPRF output" in labels
+
+
+def test_a_fleet_pinning_both_keys_passes_the_audit(tmp_path) -> None:
+    result = run(tmp_path, 8, "standard", overrides={"rounds": "1"}, oprf=True, kt=True)
+    report = result.report
+    assert result.passed, report["verdict"]
+    assert report["audit"]["hits"] == []
+    routes = report["metrics"]["routes"]
+    assert routes["POST /v1/oprf"]["count"] > 0
+    # The devices checked the log: they asked for checkpoints.
+    assert routes["GET /v1/kt/checkpoint"]["count"] > 0
+
+
+def test_the_in_process_backend_pins_the_oprf_roots_by_default() -> None:
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        assert backend.oprf_roots()
+        assert backend.log_key() is None  # opt-in: see InProcessBackend's kt
+    with without_pytest_log_capture(), InProcessBackend(oprf=False, kt=True) as backend:
+        assert backend.oprf_roots() is None
+        assert backend.log_key()
 
 
 def test_the_in_process_backend_leaves_the_process_as_it_was(monkeypatch) -> None:
