@@ -138,9 +138,25 @@ class Rehearsal:
                 self.skipped.add(text.split("parse ", 1)[1].split(" but", 1)[0])
         (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
         assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        self._create_skipped_empty_secrets(clients("secretsmanager"))
         functions = clients("lambda")
         for function in functions.list_functions()["Functions"]:
             self.environment[function["FunctionName"]] = function["Environment"]["Variables"]
+
+    def _create_skipped_empty_secrets(self, secrets: Any) -> None:
+        """Do what moto's CloudFormation skips and AWS does: create each secret
+        the template declares without a value (the OPRF and log keys), by its
+        name in the template, for `make deploy`'s seeding step to fill.  The
+        app key (generated placeholder, then rotated) is seeded by the backend."""
+        for resource in self.template["Resources"].values():
+            props = resource.get("Properties", {})
+            if resource.get("Type") != "AWS::SecretsManager::Secret" or (
+                "GenerateSecretString" in props or "SecretString" in props
+            ):
+                continue
+            name = props["Name"]["Fn::Sub"].replace("${AWS::StackName}", STACK)
+            assert "${" not in name, name
+            secrets.create_secret(Name=name, Description=props.get("Description", ""))
 
 
 @pytest.fixture(scope="module")
