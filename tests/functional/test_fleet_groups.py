@@ -13,7 +13,7 @@ from client_sim.group import Group
 from client_sim.groups import GroupInfo
 from sealbox_tools.fleet.backends import InProcessBackend
 from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet
-from tests.functional.test_fleet import without_pytest_log_capture
+from sealbox_tools.pytest_plugin.backend import without_pytest_log_capture
 
 
 def run(tmp_path: Path, devices: int, overrides: dict[str, str]) -> FleetResult:
