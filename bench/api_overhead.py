@@ -25,13 +25,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench._env import in_process_aws
 from bench.results import ratio, record
 
 
@@ -40,12 +40,7 @@ def _p50_ms(samples: list[float]) -> float:
 
 
 def run(requests: int) -> dict[str, Any]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    in_process_aws()
     import boto3
     from botocore import xform_name
     from botocore.exceptions import ClientError

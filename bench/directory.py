@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._env import in_process_aws
+
 
 def _ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
@@ -52,12 +54,7 @@ def _timed(action: Any) -> float:
 
 
 def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    in_process_aws()
     from chalice.test import Client
     from moto import mock_aws
 

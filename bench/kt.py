@@ -27,6 +27,8 @@ import statistics
 import time
 from typing import Any
 
+from bench._env import in_process_aws
+
 
 def _pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
@@ -95,12 +97,7 @@ def pure(leaves: int) -> dict[str, Any]:
 
 
 def on_moto(publishes: int) -> dict[str, Any]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    in_process_aws()
     from moto import mock_aws
 
     from chalicelib import wiring

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from typing import Any
 
+from bench._env import in_process_aws
 from chalicelib.wire.b64 import b64url_encode
 
 
@@ -35,12 +35,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 def run(logins: int, profile: str) -> dict[str, Any]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    in_process_aws()
     import logging
 
     from chalice.test import Client

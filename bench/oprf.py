@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench._env import in_process_aws
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -83,12 +84,7 @@ class _Counting:
 
 
 def bench_flows(rounds: int, kdf_name: str) -> dict[str, Any]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    in_process_aws()
     import logging
 
     from chalice.test import Client

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import Any
 
+from bench._env import in_process_aws
 from chalicelib.services.tokens import TokenService
 from chalicelib.storage.appkeys import SecretsManagerKeyRing, ensure_app_key
 
@@ -134,12 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # In-process moto with fake credentials; an endpoint override would
     # send the calls past moto (DESIGN §8).
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            del os.environ[name]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
-    )
+    in_process_aws(REGION, credential="testing")
     from moto import mock_aws
 
     with mock_aws():
