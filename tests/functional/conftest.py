@@ -44,8 +44,12 @@ def fresh_wiring() -> Iterator[None]:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with moto_aws(monkeypatch):
-        yield
+    _SESSION.clear()
+    try:
+        with moto_aws(monkeypatch):
+            yield
+    finally:
+        _SESSION.clear()
 
 
 @pytest.fixture
@@ -75,10 +79,19 @@ def log_vkey() -> str:
     )
 
 
+_SESSION: list[Any] = []
+
+
 def aws_client(service: str) -> Any:
-    """A boto3 client inside the current moto context."""
-    session: Any = boto3.session.Session()
-    return session.client(service, region_name="us-east-1")
+    """A boto3 client inside the current moto context.
+
+    From one boto3 session per test (the ``aws`` fixture drops it): a new
+    session reloads botocore's service models, and provisioning a stack asks
+    for a client per resource -- that was most of every functional test's setup.
+    """
+    if not _SESSION:
+        _SESSION.append(boto3.session.Session())
+    return _SESSION[0].client(service, region_name="us-east-1")
 
 
 @dataclass
