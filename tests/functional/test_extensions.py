@@ -229,7 +229,9 @@ def test_sealbox_local_hands_its_extensions_to_the_api_process(
     assert LocalStack()._extension_env() == {}
     # The command line passes --extension through to the stack.
     seen: list[tuple[str, ...]] = []
-    monkeypatch.setattr(cli, "_run_local", lambda stack, stopping: seen.append(stack.extensions))
+    monkeypatch.setattr(
+        cli, "_run_local", lambda stack, stopping, sdk_config: seen.append(stack.extensions)
+    )
     result = CliRunner().invoke(cli.main, ["local", "--port", "1", "--extension", "a.b"])
     assert result.exit_code == 0, result.output
     assert seen == [("a.b",)]
