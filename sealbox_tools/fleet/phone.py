@@ -36,6 +36,7 @@ from client_sim.errors import (
     UsersNotFound,
     WrongPassword,
 )
+from client_sim.hardening import PasswordHardening
 from client_sim.identity import KeyBundle
 from client_sim.keystore import Keystore, KeystoreError
 from client_sim.passwords import derive_password_keys
@@ -510,10 +511,20 @@ class Phone:
         surface it.
         """
         api = ApiClient(MeteredTransport(self.run.api, self.run.metrics))
-        keys = derive_password_keys(self.identity, self.password, self.run.config.kdf)
+        # A thief with the password asks the OPRF like any device would: on a
+        # hardened stage the unhardened login key is refused.
+        keys = (
+            PasswordHardening(api, self.run.oprf_roots, self.run.config.kdf).derive(
+                self.identity, self.password
+            )
+            if self.run.oprf_roots
+            else derive_password_keys(self.identity, self.password, self.run.config.kdf)
+        )
 
         def steal() -> str:
-            session = api.login(self.identity, keys.login_key_b64)
+            session = api.login(
+                self.identity, keys.login_key_b64, oprf_key_version=keys.oprf_version or None
+            )
             return api.access_token(session.refresh_token).access_token
 
         token = self._try("steal", steal)
