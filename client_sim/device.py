@@ -245,7 +245,8 @@ class Device:
         Raises:
             UnexpectedKeyEvent: the log holds a card for this identity that
                 none of this device's key bundles (current, previous, or one
-                being published) is.
+                being published) is, or a revocation of the card this device
+                still uses.
             SplitView: the log's entries or checkpoints contradict what this
                 device saw before.
             LogVerificationFailed: the log can't be verified right now.
@@ -259,7 +260,9 @@ class Device:
         pending = state.settings.get(PENDING_CARD)
         if pending:
             own.add(pending)
-        return self._log.monitor(state.identity, own)
+        return self._log.monitor(
+            state.identity, own, active_card_id=state.current_card_id, watch=state.pins
+        )
 
     @reported
     def confirm_password(self, password: str) -> None:

@@ -181,12 +181,13 @@ class UnexpectedKeyEvent(DeviceError):
 
     Someone published (or rotated to) keys for this identity: a substituted
     card, or a device or backup of this person's that this device does not
-    know about.
+    know about; or revoked the card this device still uses (contacts stop
+    encrypting to it).
 
     Attributes:
         identity: this device's identity.
         card_id: the card in the log.
-        kind: ``publish`` or ``rotate``.
+        kind: ``publish``, ``rotate`` or ``revoke``.
         index: its leaf index in the log.
         checkpoint: the signed checkpoint that includes it (evidence).
     """

@@ -9,7 +9,11 @@ One job: decide whether what the directory says is what the log says.
   with the last one it accepted (an RFC 9162 consistency proof from the
   server); if the two can't be connected the device raises
   :class:`~client_sim.errors.SplitView` carrying both signed checkpoints.
-* A checkpoint older than ``max_age`` seconds is refreshed before use.
+* A checkpoint older than ``max_age`` seconds is refreshed before use.  Age
+  is judged against the device's estimate of the log's time (see
+  :meth:`LogMonitor.log_now`), so a phone whose clock is slow or stood still
+  while it slept doesn't refuse the log's current checkpoints as "from the
+  future", and still can't be held on an old view once its clock moves.
 * Every card the device is about to use comes with an inclusion proof of its
   publish leaf (:func:`chalicelib.wire.ktverify.verify_card_in_log`).
 * :meth:`LogMonitor.monitor` downloads the log entries added since the last
@@ -26,6 +30,7 @@ authentication reads as absent.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,20 +58,27 @@ __all__ = [
     "KT_STATE_FILE",
     "KT_STATE_LABEL",
     "KT_STATE_MAGIC",
+    "MAX_CHECKPOINT_AHEAD",
     "LogMonitor",
 ]
 
 KT_STATE_FILE: Final = "kt.sbs"
 KT_STATE_MAGIC: Final = b"SBKTSTAT"
 KT_STATE_LABEL: Final = b"sealbox/v1/kt-state"
-KT_STATE_VERSION: Final = 1
+KT_STATE_VERSION: Final = 2
+# Version 1 lacked the log-time fields; it is read with them unset.
+_READABLE_VERSIONS: Final = frozenset({1, 2})
 MAX_KT_STATE_SIZE: Final = 256 * 1024
-#: How old (seconds, by the log's clock against the device's) a checkpoint
-#: may be before the device asks for a fresh one.
+#: How old (seconds, against the device's estimate of the log's time) a
+#: checkpoint may be before the device asks for a fresh one.
 DEFAULT_MAX_CHECKPOINT_AGE: Final = 600
-# The server re-signs a quiet log's checkpoint at most a minute after the
-# last one; anything further in the future is a lying clock.
-_MAX_FUTURE: Final = 300
+#: How far (seconds) a checkpoint may be dated ahead of both the device's
+#: clock and its estimate of the log's time.  Generous on purpose: a phone
+#: whose clock is slow, or stood still while it slept, sees honest
+#: checkpoints "from the future"; the bound only limits how far a checkpoint
+#: signed with a future date (which takes the log key) can push the device's
+#: estimate ahead and so make honest checkpoints look stale for a while.
+MAX_CHECKPOINT_AHEAD: Final = 24 * 3600
 
 
 @dataclass
@@ -74,6 +86,13 @@ class _State:
     checkpoint: str = ""
     monitored: int = 0
     frontier: list[bytes] = field(default_factory=list)
+    # The newest checkpoint time accepted (the log's clock, seconds) and the
+    # device clock's reading when it was accepted; 0 when unknown.
+    log_time: float = 0.0
+    log_time_seen_at: float = 0.0
+    # For each contact the device watches: the newest log entry it has seen
+    # for that identity while monitoring (index, card id, kind).
+    newest: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
 
 class LogMonitor:
@@ -128,19 +147,51 @@ class LogMonitor:
             SplitView: it is not consistent with the stored checkpoint.
         """
         new = self._open(note)
-        if new.timestamp is not None and new.timestamp > self._clock() + _MAX_FUTURE:
-            raise LogVerificationFailed("the log's checkpoint is dated in the future")
+        now = self._clock()
         state = self._load()
+        if new.timestamp is not None and new.timestamp > (
+            max(now, self._estimate(state, now)) + MAX_CHECKPOINT_AHEAD
+        ):
+            raise LogVerificationFailed("the log's checkpoint is dated too far in the future")
+        changed = False
+        if new.timestamp is not None and new.timestamp > state.log_time:
+            state.log_time, state.log_time_seen_at = float(new.timestamp), now
+            changed = True
         if state.checkpoint:
             old = self._open(state.checkpoint)
             self._check_consistent(old, new)
             if new.size < old.size or (
                 new.size == old.size and (new.timestamp or 0) <= (old.timestamp or 0)
             ):
+                if changed:
+                    self._save(state)
                 return new
         state.checkpoint = note
         self._save(state)
         return new
+
+    def log_now(self) -> float:
+        """The device's estimate of the log's current time (seconds).
+
+        The later of the device's clock and the newest checkpoint time it
+        accepted plus the device-clock time elapsed since.  A correct clock
+        gives the clock itself, so an old checkpoint is refused exactly as by
+        the clock; a clock that is slow, or stood still while the phone
+        slept, is carried forward by what the log has already shown, so honest
+        checkpoints are not refused as "from the future"; and once the clock
+        moves again, a view the server holds still goes stale.  A clock
+        running fast by more than ``max_age`` makes every checkpoint look
+        stale: that phone can't use the log until its clock is corrected.
+        """
+        now = self._clock()
+        return max(now, self._estimate(self._load(), now))
+
+    @staticmethod
+    def _estimate(state: _State, now: float) -> float:
+        if not state.log_time:
+            return now
+        # A clock set back (the user corrected it) counts as no time passed.
+        return state.log_time + max(0.0, now - state.log_time_seen_at)
 
     def fresh(self) -> Checkpoint:
         """A checkpoint no older than ``max_age``, asking the log when needed."""
@@ -169,7 +220,7 @@ class LogMonitor:
 
     def _young(self, checkpoint: Checkpoint) -> bool:
         return checkpoint.timestamp is not None and (
-            self._clock() - checkpoint.timestamp <= self._max_age
+            self.log_now() - checkpoint.timestamp <= self._max_age
         )
 
     def _open(self, note: str) -> Checkpoint:
@@ -211,25 +262,50 @@ class LogMonitor:
         checkpoint = self.accept(note)
         if not self._young(checkpoint):
             raise LogVerificationFailed("the card answer's checkpoint is too old")
+        newest = self._load().newest
         for card, entry in entries:
             try:
-                verify_card_in_log(card, entry, checkpoint)
+                index = verify_card_in_log(card, entry, checkpoint)
             except CardNotInLog as exc:
                 raise LogVerificationFailed(
                     f"card {card.card_id} of {card.identity} is not in the transparency log"
                 ) from exc
+            seen = newest.get(card.identity)
+            if entry.get("status") == "active" and seen is not None and seen[0] > index:
+                # The log moved this identity on (a rotation, a reset, a
+                # revocation) after this card: the directory hides it.
+                raise LogVerificationFailed(
+                    f"the directory answered card {card.card_id} of {card.identity} as "
+                    f"active, but the log holds a later {seen[2]} (card {seen[1]}, "
+                    f"entry {seen[0]})"
+                )
 
     # --- self-monitoring ------------------------------------------------------------
 
-    def monitor(self, identity: str, own_card_ids: Collection[str]) -> int:
+    def monitor(
+        self,
+        identity: str,
+        own_card_ids: Collection[str],
+        *,
+        active_card_id: str | None = None,
+        watch: Collection[str] = (),
+    ) -> int:
         """Read the log entries added since the last run and check this identity's.
 
         Returns how many entries were checked.
 
         Raises:
             UnexpectedKeyEvent: an entry publishes or rotates to a card of
-                ``identity`` that is not in ``own_card_ids`` (the state is not
-                advanced, so it is reported again until resolved).
+                ``identity`` that is not in ``own_card_ids``, or revokes
+                ``active_card_id`` (the card this device still uses: it
+                didn't revoke it, since revoking wipes the device) — the state
+                is not advanced, so it is reported again until resolved.
+
+        For every identity in ``watch`` (the contacts this device pinned) it
+        remembers the newest entry it read; a later directory answer that
+        gives one of them an older card as active is refused by
+        :meth:`verify_cards` (a rotation, reset or revocation hidden from
+        this device).
             LogVerificationFailed / SplitView: the entries are not the
                 signed log.
         """
@@ -243,6 +319,8 @@ class LogMonitor:
         if size > checkpoint.size:
             raise SplitView(state.checkpoint, checkpoint.note)
         unexpected: list[tuple[int, str, str]] = []
+        watched = set(watch)
+        newest = dict(state.newest)
         while size < checkpoint.size:
             page, _ = self._api.kt_entries(size, min(100, checkpoint.size - size))
             if not page:
@@ -257,21 +335,25 @@ class LogMonitor:
                     event = decode_leaf(leaf)
                 except InvalidLeaf as exc:
                     raise LogVerificationFailed("the log holds a malformed entry") from exc
-                if (
-                    event.identity == identity
-                    and event.kind is not LeafKind.REVOKE
-                    and event.card_id not in own_card_ids
+                if event.identity == identity and (
+                    (event.kind is LeafKind.REVOKE and event.card_id == active_card_id)
+                    or (event.kind is not LeafKind.REVOKE and event.card_id not in own_card_ids)
                 ):
                     unexpected.append((index, event.kind.name.lower(), event.card_id))
+                if event.identity in watched:
+                    newest[event.identity] = (index, event.card_id, event.kind.name.lower())
                 if size == checkpoint.size:
                     break
         if merkle.frontier_root(frontier) != checkpoint.root:
             raise SplitView(state.checkpoint or checkpoint.note, checkpoint.note)
         if unexpected:
-            index, kind, card_id = unexpected[0]
+            # A foreign card outranks a revocation: it is what someone could
+            # be encrypting to right now.
+            index, kind, card_id = min(unexpected, key=lambda u: (u[1] == "revoke", u[0]))
             raise UnexpectedKeyEvent(identity, card_id, kind, index, checkpoint.note)
         checked = size - state.monitored
         state.monitored, state.frontier = size, frontier
+        state.newest = {k: v for k, v in newest.items() if k in watched}
         self._save(state)
         return checked
 
@@ -291,14 +373,22 @@ class LogMonitor:
             return self._state
         try:
             doc = json.loads(body)
-            if doc.get("version") != KT_STATE_VERSION:
+            if doc.get("version") not in _READABLE_VERSIONS:
                 return self._state
             state = _State(
                 str(doc["checkpoint"]),
                 int(doc["monitored"]),
                 [b64url_decode(h, max_len=merkle.HASH_SIZE) for h in doc["frontier"]],
+                float(doc.get("log_time", 0.0)),
+                float(doc.get("log_time_seen_at", 0.0)),
+                {
+                    str(who): (int(i), str(card), str(kind))
+                    for who, (i, card, kind) in doc.get("newest", {}).items()
+                },
             )
-            if len(state.frontier) != state.monitored.bit_count():
+            if len(state.frontier) != state.monitored.bit_count() or not (
+                math.isfinite(state.log_time) and math.isfinite(state.log_time_seen_at)
+            ):
                 return self._state
         except (ValueError, KeyError, TypeError, AttributeError):
             return self._state
@@ -313,6 +403,9 @@ class LogMonitor:
                 "checkpoint": state.checkpoint,
                 "monitored": state.monitored,
                 "frontier": [b64url_encode(h) for h in state.frontier],
+                "log_time": state.log_time,
+                "log_time_seen_at": state.log_time_seen_at,
+                "newest": {who: list(v) for who, v in sorted(state.newest.items())},
             },
             sort_keys=True,
         ).encode("utf-8")

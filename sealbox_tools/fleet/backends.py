@@ -343,11 +343,8 @@ class InProcessBackend:
         capture_logs: capture every log record at DEBUG for the audit.
         oprf: have the devices pin the seeded OPRF key's root (password
             hardening; on by default, as an app ships it).
-        kt: have the devices pin the transparency log's key.  Off by
-            default: the fleets' frozen and skewed phone clocks trip the
-            log's checkpoint freshness checks (``log_verification_failed``
-            on about 5% of reads in the ``full`` scenario), which the fleet
-            does not yet model as an expected outcome.
+        kt: have the devices pin the transparency log's key (on by
+            default, as an app ships it).
         provisioner: creates the stage's resources in the backend's moto,
             given a client factory (default: :func:`local_stack.provision`
             from infra/resources.json; the deploy rehearsal passes one that
@@ -364,7 +361,7 @@ class InProcessBackend:
         capture_logs: bool = True,
         region: str = "us-east-1",
         oprf: bool = True,
-        kt: bool = False,
+        kt: bool = True,
         provisioner: Callable[[Callable[[str], Any]], object] | None = None,
     ) -> None:
         self._oprf = oprf

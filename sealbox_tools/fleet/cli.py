@@ -151,9 +151,8 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
 @click.option(
     "--kt/--no-kt",
     default=None,
-    help="Key transparency: the phones pin the log's verifier key [default: over HTTP when "
-    "--config gives one; in process off: the fleet's skewed and frozen phone clocks trip "
-    "the log's freshness checks].",
+    help="Key transparency: the phones pin the log's verifier key [default: in process on; "
+    "over HTTP when --config gives one].",
 )
 @click.option(
     "--config",
@@ -237,7 +236,7 @@ def fleet_command(
         from sealbox_tools.fleet.backends import HttpBackend, InProcessBackend, aws_clients
 
         if url is None:
-            return InProcessBackend(server_argon2=server_argon2, oprf=oprf, kt=bool(kt))
+            return InProcessBackend(server_argon2=server_argon2, oprf=oprf, kt=kt is not False)
         aws = aws_clients(aws_endpoint) if stage else None
         # A local stack's S3 is its AWS endpoint: presigned URLs point there.
         origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))

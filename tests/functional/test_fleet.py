@@ -27,8 +27,8 @@ def run(
     *,
     overrides: dict[str, str] | None = None,
     before_audit: Any = None,
-    oprf: bool = False,
-    kt: bool = False,
+    oprf: bool = True,
+    kt: bool = True,
 ) -> FleetResult:
     config = FleetConfig(
         devices=devices,
@@ -198,8 +198,9 @@ def test_a_fleet_pinning_both_keys_passes_the_audit(tmp_path) -> None:
 
 def test_the_in_process_backend_pins_the_oprf_roots_by_default() -> None:
     with without_pytest_log_capture(), InProcessBackend() as backend:
+        # Both on, as an app ships them.
         assert backend.oprf_roots()
-        assert backend.log_key() is None  # opt-in: see InProcessBackend's kt
+        assert backend.log_key()
     with without_pytest_log_capture(), InProcessBackend(oprf=False, kt=True) as backend:
         assert backend.oprf_roots() is None
         assert backend.log_key()
