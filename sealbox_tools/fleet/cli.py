@@ -232,22 +232,30 @@ def fleet_command(
         retry_backoff=0.05 if url else 0.0,
     )
 
+    # A local stack's S3 is its AWS endpoint: presigned URLs point there.
+    origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
+
+    def stage_trust() -> tuple[dict[int, bytes] | None, str | None]:
+        """Over HTTP: the OPRF roots and log key the phones pin."""
+        from sealbox_tools.fleet.backends import aws_clients
+
+        roots = None
+        if oprf and sdk is not None and sdk.oprf_roots:
+            roots = dict(sdk.oprf_roots)
+        elif oprf and stage:
+            roots = stage_oprf_roots(aws_clients(aws_endpoint), stage)
+        log_key = sdk.log_key if sdk is not None and kt is not False else None
+        if kt and log_key is None:
+            raise click.UsageError("--kt over HTTP needs a --config with a log key")
+        return roots, log_key
+
     def open_backend() -> contextlib.AbstractContextManager[Backend]:
         from sealbox_tools.fleet.backends import HttpBackend, InProcessBackend, aws_clients
 
         if url is None:
             return InProcessBackend(server_argon2=server_argon2, oprf=oprf, kt=kt is not False)
         aws = aws_clients(aws_endpoint) if stage else None
-        # A local stack's S3 is its AWS endpoint: presigned URLs point there.
-        origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
-        roots = None
-        if oprf and sdk is not None and sdk.oprf_roots:
-            roots = dict(sdk.oprf_roots)
-        elif oprf and aws and stage:
-            roots = stage_oprf_roots(aws, stage)
-        log_key = sdk.log_key if sdk is not None and kt is not False else None
-        if kt and log_key is None:
-            raise click.UsageError("--kt over HTTP needs a --config with a log key")
+        roots, log_key = stage_trust()
         return contextlib.nullcontext(
             HttpBackend(
                 url,
@@ -267,8 +275,16 @@ def fleet_command(
         from sealbox_tools.fleet.backends import HttpBackend, aws_clients
         from sealbox_tools.fleet.workers import BackendSpec, run_workers
 
-        origins = (*storage_origins, *([aws_endpoint] if aws_endpoint else []))
-        spec = BackendSpec(url=url, server_argon2=server_argon2, storage_origins=origins)
+        roots, log_key = stage_trust() if url else (None, None)
+        spec = BackendSpec(
+            url=url,
+            server_argon2=server_argon2,
+            storage_origins=origins,
+            oprf=oprf,
+            kt=kt is not False,
+            oprf_roots=roots,
+            log_key=log_key,
+        )
         stage_backend = (
             HttpBackend(url, aws=aws_clients(aws_endpoint), stage=stage, server_logs=server_logs)
             if url and stage

@@ -39,20 +39,26 @@ from sealbox_tools.fleet.backends import Backend
 from sealbox_tools.fleet.metrics import Metrics
 from sealbox_tools.fleet.runner import FleetConfig, FleetResult, run_fleet, verdict
 
-__all__ = ["BackendSpec", "run_workers", "shard_configs"]
+__all__ = ["BackendSpec", "merged_section", "run_workers", "shard_configs"]
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     """How a worker process opens its backend (picklable).
 
-    ``url`` None: in process on moto with ``server_argon2``; otherwise over
-    HTTP to ``url`` with ``storage_origins``.
+    ``url`` None: in process on moto with ``server_argon2``, pinning the
+    seeded OPRF root and log key as ``oprf`` and ``kt`` say; otherwise over
+    HTTP to ``url`` with ``storage_origins``, pinning ``oprf_roots`` and
+    ``log_key`` (the stage's, from its SDK configuration).
     """
 
     url: str | None = None
     server_argon2: str = "test"
     storage_origins: tuple[str, ...] = ()
+    oprf: bool = True
+    kt: bool = True
+    oprf_roots: Mapping[int, bytes] | None = None
+    log_key: str | None = None
 
 
 def shard_configs(config: FleetConfig, workers: int) -> list[FleetConfig]:
@@ -91,9 +97,16 @@ def _worker(
 
     opened: contextlib.AbstractContextManager[Backend]
     if spec.url is None:
-        opened = InProcessBackend(server_argon2=spec.server_argon2)
+        opened = InProcessBackend(server_argon2=spec.server_argon2, oprf=spec.oprf, kt=spec.kt)
     else:
-        opened = contextlib.nullcontext(HttpBackend(spec.url, storage_origins=spec.storage_origins))
+        opened = contextlib.nullcontext(
+            HttpBackend(
+                spec.url,
+                storage_origins=spec.storage_origins,
+                oprf_roots=spec.oprf_roots,
+                log_key=spec.log_key,
+            )
+        )
     with opened as backend:
         result = run_fleet(config, backend, work_dir=Path(work_dir))
     assert result.metrics is not None  # a single run always has them
@@ -150,6 +163,10 @@ def run_workers(
         "cpu": _merged_cpu([r["cpu"] for r in reports]),
         "crashes": [c for r in reports for c in r["crashes"]][:20],
     }
+    for section in _SECTIONS:
+        parts = [r[section] for r in reports if section in r]
+        if parts:
+            report[section] = merged_section(parts)
     audit_report: AuditReport | None = None
     if not config.audit:
         report["audit"] = reports[0]["audit"]
@@ -211,6 +228,35 @@ def _merged_run(
         "wall_s": round(elapsed, 3),
         "simulated_time_s": max(r["run"]["simulated_time_s"] for r in reports),
     }
+
+
+#: The scenarios' own report sections (``groups``, ``lying``): merged by
+#: :func:`merged_section`.
+_SECTIONS = ("groups", "lying")
+#: Section fields that are a largest value or a time, not a count.
+_MAXED = frozenset({"largest_group", "wall_s", "lies_per_attack"})
+
+
+def merged_section(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One scenario section from every worker's: counts added up (nested
+    too), largest values and times the maximum, the lying scenario's
+    detection rate recomputed from the merged counts, and any worker's
+    ``not_run`` reason kept."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, Mapping):
+                out[key] = merged_section([out.get(key, {}), value])
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                out.setdefault(key, value)
+            elif key in _MAXED:
+                out[key] = max(out.get(key, value), value)
+            else:
+                out[key] = out.get(key, 0) + value
+    if "planned" in out and "caught" in out:
+        planned, caught = sum(out["planned"].values()), sum(out["caught"].values())
+        out["detection_rate"] = round(caught / planned, 4) if planned else None
+    return out
 
 
 _SUMMED = (

@@ -51,3 +51,7 @@ def test_a_fleet_on_two_worker_processes_merges_into_one_passing_report(tmp_path
         row["count"] for row in report["metrics"]["routes"].values()
     )
     assert "2 worker processes" in done.stdout
+    # The workers' phones pin the OPRF root and the log key, as one process's do.
+    routes = report["metrics"]["routes"]
+    assert routes["POST /v1/oprf"]["count"] > 0
+    assert routes["GET /v1/kt/checkpoint"]["count"] > 0

@@ -6,7 +6,12 @@ import pytest
 
 from sealbox_tools.fleet.metrics import Metrics
 from sealbox_tools.fleet.runner import FleetConfig
-from sealbox_tools.fleet.workers import _merged_cpu, _merged_outcome, shard_configs
+from sealbox_tools.fleet.workers import (
+    _merged_cpu,
+    _merged_outcome,
+    merged_section,
+    shard_configs,
+)
 
 
 def test_shards_split_the_devices_and_are_reproducible() -> None:
@@ -80,3 +85,31 @@ def test_merged_outcome_and_cpu_add_up() -> None:
     assert cpu["server_s"] == 4.0
     assert cpu["server_share"] == 0.5
     assert cpu["kdf_share"] == 0.25
+
+
+def test_scenario_sections_are_merged_not_dropped() -> None:
+    groups = merged_section(
+        [
+            {"groups": 2, "largest_group": 8, "epochs": 7, "lost_epochs": 0, "wall_s": 3.5},
+            {"groups": 1, "largest_group": 30, "epochs": 4, "lost_epochs": 1, "wall_s": 9.0},
+        ]
+    )
+    assert groups == {
+        "groups": 3, "largest_group": 30, "epochs": 11, "lost_epochs": 1, "wall_s": 9.0
+    }  # fmt: skip
+    lying = merged_section(
+        [
+            {"lies_per_attack": 2, "planned": {"fork": 4, "substitute": 2},
+             "caught": {"fork": 4, "substitute": 2}, "detection_rate": 1.0, "false_alarms": 0},
+            {"lies_per_attack": 2, "planned": {"fork": 4, "substitute": 2},
+             "caught": {"fork": 2, "substitute": 2}, "detection_rate": 0.6667, "false_alarms": 1},
+        ]
+    )  # fmt: skip
+    assert lying["planned"] == {"fork": 8, "substitute": 4}
+    assert lying["caught"] == {"fork": 6, "substitute": 4}
+    assert lying["detection_rate"] == 0.8333  # recomputed, not added up
+    assert lying["false_alarms"] == 1
+    assert lying["lies_per_attack"] == 2
+    assert merged_section([{"not_run": "the devices pin no log key"}, {}]) == {
+        "not_run": "the devices pin no log key"
+    }
