@@ -127,7 +127,7 @@ class Device:
         self._cards = CardDirectory(
             api, self._session, self._store, ttl=card_cache_ttl, clock=clock, log=self._log
         )
-        self._messages = Messages(self._cards)
+        self._messages = Messages(self._cards, self._log)
         origins = StorageOrigins.for_transport(transport, storage_origins)
         transfer = BlobTransfer(api, objects=objects, origins=origins)
         self._transfers = Transfers(api, self._session, transfer, self._messages)
