@@ -195,3 +195,15 @@ def test_a_newer_consistent_checkpoint_advances_the_reader(phone) -> None:
     assert (_size(alice), _size(bob)) == (3, 2)
     assert bob.decrypt(alice.encrypt(b"news", to=["bob"])).plaintext == b"news"
     assert _size(bob) == 3  # gossip spread alice's fresher view
+
+
+def test_a_stored_file_across_the_fork_is_a_split_view(forked: dict[str, Any]) -> None:
+    devices = forked["devices"]
+    _serve(forked["b"])
+    blob = devices["dave"].upload(io.BytesIO(b"a file from dave"), to=["carol", "bob"])
+    assert devices["bob"].download(blob.blob_id, io.BytesIO()).identity == "dave"
+    _serve(forked["a"])
+    out = io.BytesIO()
+    with pytest.raises(SplitView):
+        devices["carol"].download(blob.blob_id, out)
+    assert out.getvalue() == b""  # refused before the first plaintext byte
