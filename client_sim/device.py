@@ -127,7 +127,7 @@ class Device:
         self._cards = CardDirectory(
             api, self._session, self._store, ttl=card_cache_ttl, clock=clock, log=self._log
         )
-        self._messages = Messages(self._cards)
+        self._messages = Messages(self._cards, self._log)
         origins = StorageOrigins.for_transport(transport, storage_origins)
         transfer = BlobTransfer(api, objects=objects, origins=origins)
         self._transfers = Transfers(api, self._session, transfer, self._messages)
@@ -318,7 +318,9 @@ class Device:
 
         ``context`` (what the data is for, such as a conversation and message
         id: 1-255 printable ASCII characters) is signed with it; see
-        :meth:`decrypt`.  The time of sealing and the readers are always signed.
+        :meth:`decrypt`.  The time of sealing and the readers are always signed,
+        and so is this device's latest log checkpoint when a log is pinned
+        (readers compare it with theirs: docs/spec/transparency.md).
 
         Raises:
             NoPrivateKey, InvalidInput, UsersNotFound, CardVerificationFailed,
@@ -372,6 +374,13 @@ class Device:
             SenderMismatch: signed by someone other than ``sender``.
             ContextMismatch: sealed with another context than ``context``.
             NoPrivateKey, CardVerificationFailed.
+            SplitView: (log pinned) the checkpoint the sender carried can't
+                be connected to this device's: the log forked between the
+                two; ``ours``/``theirs`` are both signed checkpoints.
+                Raised before any plaintext, also by the stream, file,
+                download and group variants.
+            LogVerificationFailed: (log pinned) the carried checkpoint names
+                this log but its signature fails.
         """
         state, _ = self._require_keys()
         return self._messages.open_bytes(bytes(data), state.bundles, sender, context=context)
@@ -439,6 +448,7 @@ class Device:
             sender: if given, the blob must be signed by this identity.
 
         Raises:
+            SplitView, LogVerificationFailed: as :meth:`decrypt`.
             DecryptionFailed, SenderMismatch, NoPrivateKey, ServerError
             (404 for a blob this identity may not read), ConnectionFailed.
         """

@@ -112,6 +112,8 @@ class Group:
 
         Raises:
             DecryptionFailed, ContextMismatch, NotAMember.
+            SplitView, LogVerificationFailed: as :meth:`Device.decrypt`
+                (the sender's carried log checkpoint).
         """
         state, _ = self._keys()
         return self._groups.open(state, self.group_id, bytes(data), context)

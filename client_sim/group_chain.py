@@ -193,9 +193,11 @@ def seal_for_epoch(
     chain: GroupChain,
     suffix: bytes = b"",
     sealed_at_ms: int | None = None,
+    checkpoint: str | None = None,
 ) -> None:
     """Sign ``src`` as ``sender`` for the head epoch of ``chain`` and encrypt it
-    to the epoch's one age key.
+    to the epoch's one age key (with the sender's log ``checkpoint``, if any,
+    in the signed header, as in any sealed message).
 
     Raises:
         ValueError: ``sender``'s card is not in the current roster, or this
@@ -216,6 +218,7 @@ def seal_for_epoch(
         context=group_context(epoch.group_id, epoch.number, suffix),
         sealed_at_ms=sealed_at_ms,
         age_recipients=[secret.age_identity().recipient()],
+        checkpoint=checkpoint,
     )
 
 

@@ -481,7 +481,14 @@ class Groups:
             raise NotAMember("this identity is not a member of the group")
         if suffix is None:
             suffix = b"" if context is None else b"/app/" + app_context(context)
-        seal_for_epoch(src, dst, sender=current, chain=chain, suffix=suffix)
+        seal_for_epoch(
+            src,
+            dst,
+            sender=current,
+            chain=chain,
+            suffix=suffix,
+            checkpoint=self._messages.checkpoint(),
+        )
 
     def open(
         self, state: KeystoreState, group_id: str, data: bytes, context: str | None

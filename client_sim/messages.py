@@ -13,6 +13,14 @@ signed with it): an app's own string for :meth:`Device.encrypt`, or the
 blob id for a stored file.  An opener that expects a context gets
 :class:`~client_sim.errors.ContextMismatch` for any other, before any
 plaintext is released.
+
+With the transparency log pinned, it also gossips: every message it seals
+carries the device's latest accepted log checkpoint in the signed header,
+and every message it opens has the sender's checkpoint compared with the
+device's own (:meth:`~client_sim.transparency.LogMonitor.compare`) before
+any plaintext is released, so a log that shows two people two different
+trees is caught by the first message between them
+(:class:`~client_sim.errors.SplitView`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from client_sim.errors import (
 from client_sim.group_chain import GroupChain, open_group_content
 from client_sim.identity import KeyBundle
 from client_sim.sealed import (
+    MAX_CHECKPOINT_NOTE,
     MAX_RECIPIENTS,
     HeaderCheck,
     SealedError,
@@ -47,6 +56,7 @@ from client_sim.sealed import (
     open_sealed_to_path,
     seal,
 )
+from client_sim.transparency import LogMonitor
 
 __all__ = ["Decrypted", "Messages", "Sender", "app_context", "canonical_identity", "expect_context"]
 
@@ -147,10 +157,32 @@ def _all_of(*checks: HeaderCheck | None) -> HeaderCheck:
 
 
 class Messages:
-    """Seals to verified cards and opens with sender verification, for one device."""
+    """Seals to verified cards and opens with sender verification, for one device.
 
-    def __init__(self, directory: CardDirectory) -> None:
+    ``log``: the device's transparency-log monitor when the app pins a log
+    key; then sealed messages carry and check checkpoints (see the module
+    docstring).  None: nothing is carried, and a carried checkpoint is
+    ignored (its shape is still checked by the format).
+    """
+
+    def __init__(self, directory: CardDirectory, log: LogMonitor | None = None) -> None:
         self._directory = directory
+        self._log = log
+
+    def checkpoint(self) -> str | None:
+        """The log checkpoint sealed messages carry: this device's latest
+        accepted one, or None (no log pinned, none accepted yet).
+
+        No request is made: it is what the device already verified.
+        """
+        if self._log is None:
+            return None
+        latest = self._log.latest()
+        if latest is None or len(latest.note.encode("utf-8")) > MAX_CHECKPOINT_NOTE:
+            # A Sealbox log's checkpoints always fit; a note that doesn't is
+            # left out rather than failing the message.
+            return None
+        return latest.note
 
     def recipients(self, current: KeyBundle, to: Iterable[str]) -> list[Card]:
         """This device's card, then the verified active cards of ``to`` (self left out).
@@ -179,9 +211,16 @@ class Messages:
         recipients: Sequence[Card],
         context: bytes = b"",
     ) -> None:
-        """Sign ``src`` as ``current`` with ``context`` and encrypt it to
-        ``recipients`` into ``dst``."""
-        seal(src, dst, sender=current, recipients=recipients, context=context)
+        """Sign ``src`` as ``current`` with ``context`` (and this device's log
+        checkpoint, :meth:`checkpoint`) and encrypt it to ``recipients`` into ``dst``."""
+        seal(
+            src,
+            dst,
+            sender=current,
+            recipients=recipients,
+            context=context,
+            checkpoint=self.checkpoint(),
+        )
 
     def seal_to(
         self, src: Any, dst: Any, current: KeyBundle, to: Iterable[str], context: str | None
@@ -304,8 +343,9 @@ class Messages:
         check: HeaderCheck | None,
         statuses: dict[str, tuple[str, int | None]],
     ) -> HeaderCheck:
-        """Every check of a header before plaintext is released: the app's
-        context, the caller's own check, and the sender card's status."""
+        """Every check of a header before plaintext is released: the sender's
+        log checkpoint against ours, the app's context, the caller's own
+        check, and the sender card's status."""
         expected = None if context is None else expect_context(app_context(context))
         current = bundles[0].card_id if bundles else None
 
@@ -328,7 +368,16 @@ class Messages:
                 # they backdate it, which the signed time can't rule out.
                 raise RetiredKeyUsed(card_id, state, changed_at, sealed_at)
 
-        return _all_of(expected, check, retired)
+        return _all_of(self._gossip, expected, check, retired)
+
+    def _gossip(self, header: SealedHeader) -> None:
+        # First, so that a fork is reported whatever else is wrong with the
+        # message: the note is signed by the log, so it is evidence on its
+        # own, even before the sender's signature (at the end) is checked.
+        # SplitView and LogVerificationFailed are DeviceErrors, not
+        # SealedErrors: they propagate as themselves.
+        if self._log is not None and header.checkpoint is not None:
+            self._log.compare(header.checkpoint)
 
     def _sender(
         self, verified: VerifiedSender, statuses: dict[str, tuple[str, int | None]]

@@ -7,9 +7,10 @@ check) who sent it, and the storage server sees a plain age file.
 
 The inner stream (what a plain ``age -d`` prints) is, in version 2::
 
-    header    = "SBSEALED" || version (2) || flags (0) || sender card id (32)
+    header    = "SBSEALED" || version (2) || flags || sender card id (32)
                 || sealed_at (u64, ms since the epoch) || lp8(context)
                 || n (u16) || n x (recipient card id (32) || lp8(identity)), ascending by id
+                [|| lp16(log checkpoint note), when flag bit 0 is set]
     body      = the plaintext, unchanged
     trailer   = plaintext length (u64) || Ed25519 signature (64)
     signature = Ed25519(lp16("sealbox/v1/sealed-signature") || header
@@ -20,8 +21,11 @@ the time of sealing and a *context*: what the message is for, such as the
 blob id it was sealed for (:func:`blob_context`).  A reader hands the parsed
 header to a check of its own before any plaintext is released, so a server
 that serves one blob's object under another blob's id, or under another
-reader set, is caught.  Version 1 streams (no time, no context, card ids
-only) are still read and reported as unbound.
+reader set, is caught.  A sender that pins the transparency log carries
+its latest checkpoint in the header, so readers compare the log they were
+shown with the sender's (:mod:`client_sim.sealed_checkpoint`).  Version 1
+streams (no time, no context, card ids only) are still read and reported
+as unbound.
 
 docs/spec/sealed.md has the byte-by-byte layout and the MUST-reject rules.
 
@@ -59,7 +63,9 @@ from client_sim.files import atomic_output
 from client_sim.identity import KeyBundle, age_identities_for, age_recipients_for
 from client_sim.sealed_framing import (
     BLOB_CONTEXT_LABEL,
+    CHECKPOINT_FLAG,
     CHUNK_SIZE,
+    MAX_CHECKPOINT_NOTE,
     MAX_CONTEXT,
     MAX_RECIPIENTS,
     RESERVED_CONTEXT_PREFIX,
@@ -92,6 +98,8 @@ from client_sim.sealed_framing import (
 
 __all__ = [
     "BLOB_CONTEXT_LABEL",
+    "CHECKPOINT_FLAG",
+    "MAX_CHECKPOINT_NOTE",
     "MAX_CONTEXT",
     "MAX_RECIPIENTS",
     "RESERVED_CONTEXT_PREFIX",
@@ -139,13 +147,15 @@ def seal(
     context: bytes = b"",
     sealed_at_ms: int | None = None,
     age_recipients: Sequence[age.Recipient] | None = None,
+    checkpoint: str | None = None,
 ) -> None:
     """Sign ``src`` as ``sender`` and age-encrypt the framed stream to ``recipients``.
 
     ``age_recipients``, when given, are what the age layer encrypts to
     instead of the recipient cards' keys: group content names the epoch's
     address as its one recipient and encrypts to the epoch's age key
-    (docs/spec/groups.md).
+    (docs/spec/groups.md).  ``checkpoint``, when given, is the sender's
+    latest transparency-log checkpoint, carried in the signed header.
 
     Every recipient card (id and identity), the ``context`` and the time of
     sealing are bound in the signed header; include the sender's own card in
@@ -154,10 +164,11 @@ def seal(
     :func:`client_sim.identity.age_recipients_for`).
 
     Raises:
-        ValueError: no recipients, more than :data:`MAX_RECIPIENTS`, or an
-            invalid context (see :class:`SealedWriter`).
+        ValueError: no recipients, more than :data:`MAX_RECIPIENTS`, an
+            invalid context or checkpoint (see :class:`SealedWriter`).
     """
-    framed_size(0, recipients, context=context)  # validate before anything is written
+    # Validate before anything is written.
+    framed_size(0, recipients, context=context, checkpoint=checkpoint)
     if age_recipients is None:
         age_recipients = age_recipients_for(cast(Sequence[Card], recipients))
     with (
@@ -168,6 +179,7 @@ def seal(
             recipients=recipients,
             context=context,
             sealed_at_ms=sealed_at_ms,
+            checkpoint=checkpoint,
         ) as framed,
     ):
         while chunk := src.read(CHUNK_SIZE):
@@ -307,6 +319,7 @@ def seal_bytes(
     recipients: Sequence[Card],
     context: bytes = b"",
     sealed_at_ms: int | None = None,
+    checkpoint: str | None = None,
 ) -> bytes:
     """:func:`seal` for a message held in memory."""
     out = io.BytesIO()
@@ -317,6 +330,7 @@ def seal_bytes(
         recipients=recipients,
         context=context,
         sealed_at_ms=sealed_at_ms,
+        checkpoint=checkpoint,
     )
     return out.getvalue()
 

@@ -21,10 +21,28 @@ from chalicelib.wire.binary import lp16, u8, u16, u64
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
 from chalicelib.wire.identity import is_identity
 from client_sim import _hazmat
+from client_sim.sealed_checkpoint import (
+    CHECKPOINT_FLAG,
+    KNOWN_FLAGS,
+    MAX_CHECKPOINT_NOTE,
+    checkpoint_field,
+    parse_checkpoint_note,
+)
+from client_sim.sealed_errors import (
+    ContextMismatch,
+    RecipientMismatch,
+    SealedDecryptionError,
+    SealedError,
+    SealedFormatError,
+    SignatureError,
+    UnknownSender,
+)
 
 __all__ = [
     "BLOB_CONTEXT_LABEL",
+    "CHECKPOINT_FLAG",
     "CHUNK_SIZE",
+    "MAX_CHECKPOINT_NOTE",
     "MAX_CONTEXT",
     "MAX_RECIPIENTS",
     "RESERVED_CONTEXT_PREFIX",
@@ -62,7 +80,8 @@ LEGACY_VERSION: Final = 1
 # The label is the same for both versions: the version byte sits inside the
 # signed header, so a version 1 signature can't pass for a version 2 one.
 SEALED_SIGNATURE_LABEL: Final = b"sealbox/v1/sealed-signature"
-# No flag is defined; every bit is reserved and must be zero.
+# Format 1 defines no flag: its flags byte must be zero.  Format 2 defines
+# bit 0 (CHECKPOINT_FLAG, client_sim.sealed_checkpoint); the rest are reserved.
 SEALED_FLAGS: Final = 0
 CARD_ID_SIZE: Final = 32
 MAX_RECIPIENTS: Final = 1024
@@ -104,65 +123,6 @@ def _valid_context(context: bytes) -> bool:
     # Printable ASCII without spaces: a context is shown to users and logged
     # by apps, so it can't carry terminal escapes or look like two words.
     return len(context) <= MAX_CONTEXT and all(0x21 <= b <= 0x7E for b in context)
-
-
-# --- errors -------------------------------------------------------------------
-
-
-class SealedError(Exception):
-    """Base of every failure to open a sealed message.
-
-    Messages are deliberately generic; the subclass says which check failed.
-    Whatever was already written to the destination MUST be discarded.
-    """
-
-
-class SealedFormatError(SealedError):
-    """The inner stream is not a sealed message this version can read."""
-
-
-class UnknownSender(SealedError):
-    """The header names a sender card that is not among the accepted cards.
-
-    Raised before any plaintext is written, when the card is neither among
-    the accepted cards nor found by the resolver.  ``card_id`` names it.
-    """
-
-    def __init__(self, card_id: str) -> None:
-        super().__init__("the message is signed by a card that is not among the accepted cards")
-        self.card_id = card_id
-
-
-class RecipientMismatch(SealedError):
-    """None of the opener's cards is among the recipients the sender signed.
-
-    This is what a forwarded message looks like: someone who could decrypt
-    it re-encrypted the signed inner stream to a new recipient.  Also raised
-    when the header pairs the opener's card with another identity.
-    """
-
-
-class ContextMismatch(SealedError):
-    """The message was sealed for another context than the one it is read in.
-
-    Raised by a reader's header check (:data:`HeaderCheck`), before any
-    plaintext is written: for example a blob whose object was sealed for
-    another blob id, by another sender than the blob's owner, or for another
-    set of readers than the blob record names.  ``reason`` says which
-    (``"context"``, ``"sender"``, ``"recipients"``, ``"unbound"``).
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class SignatureError(SealedError):
-    """The trailer is missing, truncated, followed by data, or does not verify."""
-
-
-class SealedDecryptionError(SealedError):
-    """The age layer could not decrypt the message (see ``__cause__``)."""
 
 
 # --- the sender side ------------------------------------------------------------
@@ -213,23 +173,31 @@ def _signed_message(header: bytes, length: int, digest: bytes) -> bytes:
 
 
 def _encode_header(
-    sender_card_id: str, sealed_at_ms: int, context: bytes, entries: list[tuple[bytes, str]]
+    sender_card_id: str,
+    sealed_at_ms: int,
+    context: bytes,
+    entries: list[tuple[bytes, str]],
+    checkpoint: str | None = None,
 ) -> bytes:
     if not _valid_context(context):
         raise ValueError(f"a context is at most {MAX_CONTEXT} printable ASCII bytes, no spaces")
     if not 0 <= sealed_at_ms <= _MAX_SEALED_AT:
         raise ValueError("sealed_at_ms is out of range")
+    # Without a checkpoint the header is byte for byte what it was before
+    # the flag was defined.
+    optional = b"" if checkpoint is None else checkpoint_field(checkpoint)
     return b"".join(
         (
             SEALED_MAGIC,
             u8(SEALED_VERSION),
-            u8(SEALED_FLAGS),
+            u8(SEALED_FLAGS if checkpoint is None else CHECKPOINT_FLAG),
             card_id_from_str(sender_card_id, field="sender"),
             u64(sealed_at_ms),
             u8(len(context)),
             context,
             u16(len(entries)),
             *(raw + u8(len(name)) + name.encode("ascii") for raw, name in entries),
+            optional,
         )
     )
 
@@ -256,10 +224,15 @@ class SealedWriter:
             :data:`MAX_CONTEXT` printable ASCII bytes.  Empty by default.
         sealed_at_ms: the time of sealing in ms since the Unix epoch;
             the device clock when omitted (vectors pass a fixed one).
+        checkpoint: the sender's latest accepted transparency-log
+            checkpoint (a signed note), carried in the signed header
+            (flag bit 0); None: no checkpoint, and the header is as before.
 
     Raises (from the constructor):
         ValueError: no recipient, more than :data:`MAX_RECIPIENTS`, an
-            invalid card id or identity, or an invalid context or time.
+            invalid card id or identity, an invalid context or time, or a
+            checkpoint that is not a checkpoint note of at most
+            :data:`MAX_CHECKPOINT_NOTE` bytes.
     """
 
     def __init__(
@@ -270,12 +243,14 @@ class SealedWriter:
         recipients: Iterable[Addressee],
         context: bytes = b"",
         sealed_at_ms: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         self._header = _encode_header(
             sender.card_id,
             _now_ms() if sealed_at_ms is None else sealed_at_ms,
             context,
             _recipient_entries(recipients),
+            checkpoint,
         )
         self._dst = dst
         self._sender = sender
@@ -325,18 +300,22 @@ class SealedWriter:
 
 
 def framed_size(
-    plaintext_size: int, recipients: Iterable[Addressee], *, context: bytes = b""
+    plaintext_size: int,
+    recipients: Iterable[Addressee],
+    *,
+    context: bytes = b"",
+    checkpoint: str | None = None,
 ) -> int:
     """Bytes of the framed inner stream of a plaintext of ``plaintext_size``
-    sealed to ``recipients`` with ``context`` (header + plaintext + trailer),
-    known before anything is signed.
+    sealed to ``recipients`` with ``context`` (and ``checkpoint``) (header +
+    plaintext + trailer), known before anything is signed.
 
     Raises:
         ValueError: as :class:`SealedWriter`, or a negative size.
     """
     if plaintext_size < 0:
         raise ValueError("invalid plaintext size")
-    header = _encode_header("A" * 43, 0, context, _recipient_entries(recipients))
+    header = _encode_header("A" * 43, 0, context, _recipient_entries(recipients), checkpoint)
     return len(header) + plaintext_size + TRAILER_SIZE
 
 
@@ -367,6 +346,7 @@ class FramingReader:
         recipients: Iterable[Addressee],
         context: bytes = b"",
         sealed_at_ms: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         if plaintext_size < 0:
             raise ValueError("invalid plaintext size")
@@ -374,7 +354,12 @@ class FramingReader:
         self._left = plaintext_size
         self._buffer = bytearray()
         self._writer = SealedWriter(
-            self, sender=sender, recipients=recipients, context=context, sealed_at_ms=sealed_at_ms
+            self,
+            sender=sender,
+            recipients=recipients,
+            context=context,
+            sealed_at_ms=sealed_at_ms,
+            checkpoint=checkpoint,
         )
         self.size = self._writer.header_size + plaintext_size + TRAILER_SIZE
         self._done = False
@@ -414,7 +399,9 @@ class SealedHeader:
     plaintext is released (the signature over it is checked at the end).
 
     ``sealed_at_ms`` and ``context`` are None, and every recipient identity
-    is None, in a version 1 (unbound) stream.
+    is None, in a version 1 (unbound) stream.  ``checkpoint`` is the
+    sender's transparency-log checkpoint (a signed note, its shape checked
+    but its log signature **not** verified), None when the header has none.
     """
 
     version: int
@@ -422,6 +409,7 @@ class SealedHeader:
     sealed_at_ms: int | None
     context: bytes | None
     recipients: tuple[tuple[str, str | None], ...]
+    checkpoint: str | None = None
 
     @property
     def recipient_card_ids(self) -> tuple[str, ...]:
@@ -502,6 +490,7 @@ class _RawHeader:
     sealed_at_ms: int | None
     context: bytes | None
     recipients: tuple[tuple[str, str | None], ...]
+    checkpoint: str | None
 
 
 def _read_header(src: ByteSource) -> _RawHeader:
@@ -512,7 +501,8 @@ def _read_header(src: ByteSource) -> _RawHeader:
     version = preamble[len(SEALED_MAGIC)]
     if version not in (LEGACY_VERSION, SEALED_VERSION):
         raise SealedFormatError("unsupported sealed message version")
-    if preamble[-1] != SEALED_FLAGS:
+    flags = preamble[-1]
+    if flags & ~(KNOWN_FLAGS if version == SEALED_VERSION else SEALED_FLAGS):
         raise SealedFormatError("unknown sealed message flags")
     parts = [preamble]
     sender_raw = _read_exact(src, CARD_ID_SIZE)
@@ -551,6 +541,19 @@ def _read_header(src: ByteSource) -> _RawHeader:
     # Strictly ascending: one canonical header per recipient set, no duplicates.
     if any(a[0] >= b[0] for a, b in itertools.pairwise(recipients)):
         raise SealedFormatError("recipient card ids are not strictly ascending")
+    checkpoint: str | None = None
+    if flags & CHECKPOINT_FLAG:
+        length_raw = _read_exact(src, 2)
+        length = int.from_bytes(length_raw, "big")
+        # Bounded before it is read: the header is held whole before output.
+        if not 1 <= length <= MAX_CHECKPOINT_NOTE:
+            raise SealedFormatError("invalid checkpoint length")
+        note = _read_exact(src, length)
+        try:
+            checkpoint = parse_checkpoint_note(note)
+        except ValueError as exc:
+            raise SealedFormatError("the checkpoint is not a signed checkpoint note") from exc
+        parts += [length_raw, note]
     return _RawHeader(
         bytes_=b"".join(parts),
         version=version,
@@ -558,6 +561,7 @@ def _read_header(src: ByteSource) -> _RawHeader:
         sealed_at_ms=sealed_at,
         context=context,
         recipients=tuple((card_id_to_str(raw), name) for raw, name in recipients),
+        checkpoint=checkpoint,
     )
 
 
@@ -598,8 +602,9 @@ def unframe(
         The verified sender, only after the signature verified.
 
     Raises:
-        SealedFormatError: bad magic, version, flags, time, context or
-            recipient list, or a stream that ends inside the header.
+        SealedFormatError: bad magic, version, flags, time, context,
+            recipient list or checkpoint field, or a stream that ends inside
+            the header.
         UnknownSender: the sender card is not in ``sender_cards``.
         RecipientMismatch: no opener card is among the bound recipients, or
             the opener's card is named with another identity.
@@ -638,6 +643,7 @@ def unframe(
         sealed_at_ms=raw.sealed_at_ms,
         context=raw.context,
         recipients=raw.recipients,
+        checkpoint=raw.checkpoint,
     )
     if check is not None:
         check(header)

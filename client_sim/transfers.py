@@ -92,7 +92,12 @@ class Transfers:
 
         def framed(stream: Readable, size: int) -> EncryptingReader:
             inner = FramingReader(
-                stream, size, sender=current, recipients=recipients, context=context
+                stream,
+                size,
+                sender=current,
+                recipients=recipients,
+                context=context,
+                checkpoint=self._messages.checkpoint(),
             )
             return EncryptingReader(inner, inner.size, age_keys)
 

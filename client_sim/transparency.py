@@ -126,6 +126,9 @@ class LogMonitor:
         self._max_age = max_age
         self._clock = clock
         self._state: _State | None = None
+        # (size, root) of peers' checkpoints proven to be prefixes of this
+        # device's view (see compare): never asked about again.
+        self._proven: set[tuple[int, bytes]] = set()
 
     @property
     def origin(self) -> str:
@@ -203,20 +206,59 @@ class LogMonitor:
             raise LogVerificationFailed("the log serves only stale checkpoints")
         return accepted
 
-    def compare(self, note: str) -> None:
-        """Check a peer's checkpoint (e.g. carried in a message) against ours.
+    def compare(self, note: str) -> Checkpoint | None:
+        """Check a peer's checkpoint (carried in a sealed message) against ours.
+
+        This is split-view detection by gossip (docs/spec/transparency.md):
+        the log signed ``note`` for someone else's device; if it can't be
+        connected to what it signed for this one, the log forked.  The note
+        authenticates itself (the log's signature), so it does not matter
+        who carried it.  A consistent note that is newer than ours becomes
+        ours, so gossip spreads freshness too -- unless it is dated too far
+        ahead (:data:`MAX_CHECKPOINT_AHEAD`, the bound of :meth:`accept`),
+        which leaves ours as it is.  A note already proven to be a prefix of
+        our view is not asked about again.
+
+        Returns:
+            The peer's checkpoint, or None for a note of another log (another
+            origin: nothing to compare, e.g. across a log key rotation).
 
         Raises:
-            LogVerificationFailed: it is not a valid checkpoint of this log.
+            LogVerificationFailed: it names this log's origin but is not
+                validly signed by the pinned key (a broken or hostile sender:
+                nobody else could have made it).
             SplitView: the two can't be connected: the log showed us
-                different trees.
+                different trees.  ``ours`` is this device's checkpoint,
+                ``theirs`` the peer's.
+            ServerError / ConnectionFailed: the consistency proof could not
+                be fetched (nothing is decided, nothing stored).
         """
+        if note.split("\n", 1)[0] != self.origin:
+            return None
         theirs = self._open(note)
         ours = self.latest()
-        if ours is None:
-            self.accept(note)
-            return
-        self._check_consistent(ours, theirs)
+        if ours is not None and (theirs.size, theirs.root) not in self._proven:
+            self._check_consistent(ours, theirs)
+        newer = ours is None or (
+            theirs.size > ours.size
+            or (theirs.size == ours.size and (theirs.timestamp or 0) > (ours.timestamp or 0))
+        )
+        if newer:
+            now = self._clock()
+            state = self._load()
+            if (theirs.timestamp or 0) > max(now, self._estimate(state, now)) + (
+                MAX_CHECKPOINT_AHEAD
+            ):
+                return theirs  # consistent, but not adopted: see accept()
+            state.checkpoint = note
+            if theirs.timestamp is not None and theirs.timestamp > state.log_time:
+                # The log's own signed time, whoever carried it.
+                state.log_time, state.log_time_seen_at = float(theirs.timestamp), now
+            self._save(state)
+        if len(self._proven) >= 1024:
+            self._proven.clear()
+        self._proven.add((theirs.size, theirs.root))
+        return theirs
 
     def _young(self, checkpoint: Checkpoint) -> bool:
         return checkpoint.timestamp is not None and (

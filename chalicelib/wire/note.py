@@ -53,6 +53,7 @@ __all__ = [
     "parse_signer_key",
     "parse_verifier_key",
     "sign_note",
+    "split_note",
 ]
 
 ED25519_SIGNATURE_TYPE: Final = 0x01
@@ -264,16 +265,19 @@ def _check_text(text: str) -> None:
         raise NoteMalformed("note holds control characters")
 
 
-def open_note(note: str | bytes, verifier: NoteVerifier) -> str:
-    """The text of ``note`` once a signature by ``verifier`` is checked.
+def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """The text of ``note`` and its signature lines (key name, key ID || signature),
+    checked for shape only: **nothing is verified**.
 
-    Signatures from other keys are ignored (they may be witnesses'
-    cosignatures or a rotated key's).
+    For a reader that must refuse a malformed note before it can (or
+    without being able to) check a signature; :func:`open_note` is the
+    one that verifies.
 
     Raises:
-        NoteMalformed: not a well-formed signed note.
-        NoteBadSignature: a signature names this key but does not verify.
-        NoteUnverified: no signature by this key.
+        NoteMalformed: not UTF-8, over :data:`MAX_NOTE_SIZE`, control
+            characters, no blank line before a signature block of 1 to
+            :data:`MAX_NOTE_SIGNATURES` well-formed lines, or a text that
+            does not end in a newline.
     """
     if isinstance(note, bytes):
         if len(note) > MAX_NOTE_SIZE:
@@ -297,10 +301,24 @@ def open_note(note: str | bytes, verifier: NoteVerifier) -> str:
         raise NoteMalformed("note has no signatures")
     if len(lines) > MAX_NOTE_SIGNATURES:
         raise NoteMalformed("note has too many signatures")
+    return text, [_parse_signature_line(line) for line in lines]
+
+
+def open_note(note: str | bytes, verifier: NoteVerifier) -> str:
+    """The text of ``note`` once a signature by ``verifier`` is checked.
+
+    Signatures from other keys are ignored (they may be witnesses'
+    cosignatures or a rotated key's).
+
+    Raises:
+        NoteMalformed: not a well-formed signed note (:func:`split_note`).
+        NoteBadSignature: a signature names this key but does not verify.
+        NoteUnverified: no signature by this key.
+    """
+    text, signatures = split_note(note)
     verified = False
     raw_text = text.encode("utf-8")
-    for line in lines:
-        name, sig = _parse_signature_line(line)
+    for name, sig in signatures:
         if name != verifier.name or int.from_bytes(sig[:4], "big") != verifier.key_id:
             continue  # another key: MUST be ignored (c2sp.org/signed-note)
         if not verifier.verify(raw_text, sig[4:]):

@@ -40,6 +40,7 @@ OWN_ERRORS = {
     "client_sim.identity",
     "client_sim.passwords",
     "client_sim.sealed",
+    "client_sim.sealed_errors",
     "client_sim.sealed_framing",
     "client_sim.age_cli",
     "client_sim.device_cli",

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.binary import lp16
+from chalicelib.wire.checkpoint import sign_checkpoint
+from chalicelib.wire.note import NoteSigner
 from client_sim import _hazmat, sealed
 from client_sim.sealed import (
     RecipientMismatch,
@@ -548,3 +550,75 @@ def test_memory_does_not_grow_with_size(tmp_path) -> None:
     # than a chunk or two of extra peak memory.
     assert large < small + 256 * 1024, (small, large)
     assert large < 1 << 20, large
+
+
+# --- the sender's log checkpoint (flag bit 0) -------------------------------------------
+
+LOG_SIGNER = NoteSigner.from_seed("log.example/kt", hashlib.sha256(b"framing log").digest())
+
+
+def _note(origin_size: int = 14) -> str:
+    signer = (
+        LOG_SIGNER
+        if origin_size == 14
+        else NoteSigner.from_seed("o" * origin_size, hashlib.sha256(b"o").digest())
+    )
+    return sign_checkpoint(signer.name, 7, b"\x01" * 32, SEALED_AT // 1000, signer)
+
+
+def test_a_carried_checkpoint_is_signed_reported_and_sized() -> None:
+    note = _note()
+    plain = frame(b"data")
+    carried = io.BytesIO()
+    with SealedWriter(
+        carried, sender=ALICE, recipients=RECIPIENTS, sealed_at_ms=SEALED_AT, checkpoint=note
+    ) as writer:
+        writer.write(b"data")
+    stream = carried.getvalue()
+    assert stream[9] == sealed.CHECKPOINT_FLAG
+    assert plain[9] == 0
+    assert len(stream) == len(plain) + 2 + len(note.encode())
+    assert len(stream) == sealed.framed_size(4, RECIPIENTS, checkpoint=note)
+    who = unframe(
+        io.BytesIO(stream), io.BytesIO(), sender_cards=[ALICE.card], opener_card_ids=[BOB.card_id]
+    )
+    assert who.header.checkpoint == note
+    plain_who = unframe(
+        io.BytesIO(plain), io.BytesIO(), sender_cards=[ALICE.card], opener_card_ids=[BOB.card_id]
+    )
+    assert plain_who.header.checkpoint is None
+    # The upload path's reader frames the same bytes.
+    reader = sealed.FramingReader(
+        io.BytesIO(b"data"),
+        4,
+        sender=ALICE,
+        recipients=RECIPIENTS,
+        sealed_at_ms=SEALED_AT,
+        checkpoint=note,
+    )
+    assert reader.size == len(stream)
+    assert reader.read() == stream
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "not a note\n",
+        _note().replace("\n\n", "\n"),
+        # well formed, but with witness cosignatures it is over the bound
+        _note(256) + "".join(f"\u2014 witness{i} {'A' * 96}\n" for i in range(4)),
+    ],
+    ids=["empty", "no-signature", "no-blank-line", "over-1024-bytes"],
+)
+def test_a_writer_refuses_a_checkpoint_that_is_not_one(bad: str) -> None:
+    with pytest.raises(ValueError, match="note"):
+        SealedWriter(io.BytesIO(), sender=ALICE, recipients=RECIPIENTS, checkpoint=bad)
+    with pytest.raises(ValueError, match="note"):
+        sealed.framed_size(0, RECIPIENTS, checkpoint=bad)
+
+
+def test_the_largest_sealbox_checkpoint_fits() -> None:
+    note = _note(256)
+    assert len(note.encode()) <= sealed.MAX_CHECKPOINT_NOTE
+    SealedWriter(io.BytesIO(), sender=ALICE, recipients=RECIPIENTS, checkpoint=note).close()

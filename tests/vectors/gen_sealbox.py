@@ -15,6 +15,7 @@ Most vectors are failure cases: each names the stable error (a card error
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
@@ -27,6 +28,8 @@ from typing import Any
 from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.binary import lp16
 from chalicelib.wire.cards import Card, CardContent, sign_card
+from chalicelib.wire.checkpoint import checkpoint_text, sign_checkpoint
+from chalicelib.wire.note import NoteSigner
 from client_sim.backup import KdfParams, seal_backup
 from client_sim.identity import KeyBundle
 from client_sim.keystore import DeviceKey, KeystoreState, encode_keystore
@@ -377,6 +380,24 @@ def card_vectors() -> dict[str, Any]:
 
 SEALED_AT_MS = CREATED_AT * 1000 + 123
 BLOB_A = b"sealbox/v1/blob-context/AAAAAAAAAAAAAAAAAAAAAA"
+# The transparency log whose checkpoints senders carry (flag bit 0), and
+# another log (another origin).
+LOG = NoteSigner.from_seed("sealbox.example/log", seed("log key"))
+OTHER_LOG = NoteSigner.from_seed("other.example/log", seed("other log key"))
+LOG_ROOT = hashlib.sha256(b"sealbox-vectors/log root").digest()
+
+
+def log_note(signer: NoteSigner = LOG, *, size: int = 42) -> str:
+    return sign_checkpoint(signer.name, size, LOG_ROOT, CREATED_AT, signer)
+
+
+def forged_log_note() -> str:
+    """LOG's checkpoint text under a signature line that names LOG's key but
+    was made by another key: shaped right, but the log signature fails."""
+    impostor = NoteSigner.from_seed(LOG.name, seed("not the log key"))
+    text = checkpoint_text(LOG.name, 42, LOG_ROOT, CREATED_AT)
+    signature = LOG.key_id.to_bytes(4, "big") + impostor.sign(text.encode())
+    return f"{text}\n\u2014 {LOG.name} {base64.b64encode(signature).decode()}\n"
 
 
 def frame(
@@ -385,13 +406,30 @@ def frame(
     sender: Any = ALICE,
     recipients: tuple[Any, ...] = (BOB, ALICE),
     context: bytes = b"",
+    checkpoint: str | None = None,
 ) -> bytes:
     out = io.BytesIO()
     with SealedWriter(
-        out, sender=sender, recipients=recipients, context=context, sealed_at_ms=SEALED_AT_MS
+        out,
+        sender=sender,
+        recipients=recipients,
+        context=context,
+        sealed_at_ms=SEALED_AT_MS,
+        checkpoint=checkpoint,
     ) as w:
         w.write(plaintext)
     return out.getvalue()
+
+
+def signed_stream(header: bytes, plaintext: bytes, *, sender: Any = ALICE) -> bytes:
+    """A stream with ``header`` as given, correctly signed (for headers no
+    writer makes)."""
+    length = len(plaintext).to_bytes(8, "big")
+    message = (
+        lp16(b"sealbox/v1/sealed-signature") + header + length + hashlib.sha512(plaintext).digest()
+    )
+    signature: bytes = sender.sign(message)
+    return header + plaintext + length + signature
 
 
 def frame_v1(
@@ -436,6 +474,7 @@ def sealed_vectors() -> dict[str, Any]:
         sender: KeyBundle | None = None,
         cards: list[Card] | None = None,
         expected_context: bytes | None = None,
+        checkpoint: tuple[str, str] | None = None,
     ) -> None:
         senders = [name_of[c.card_id] for c in cards] if cards is not None else default_senders
         v: Vector = {
@@ -450,6 +489,10 @@ def sealed_vectors() -> dict[str, Any]:
             assert plaintext is not None
             assert sender is not None
             v |= {"result": "valid", "plaintext": plaintext.hex(), "sender_card_id": sender.card_id}
+            if checkpoint is not None:
+                # The note the header carries, and what a device pinning
+                # log_key finds when it checks it.
+                v |= {"checkpoint": checkpoint[0], "checkpoint_log": checkpoint[1]}
         else:
             v |= {"result": "invalid", "error": error}
         vectors.append(v)
@@ -503,7 +546,13 @@ def sealed_vectors() -> dict[str, Any]:
     add("bad magic", mutate(good, 0, ord("X")), error="SealedFormatError")
     add("version 3", mutate(good, 8, 3), error="SealedFormatError")
     add("version 0", mutate(good, 8, 0), error="SealedFormatError")
-    add("reserved flag set", mutate(good, 9, 1), error="SealedFormatError")
+    add(
+        "flag bit 0 set but no checkpoint follows the recipients",
+        mutate(good, 9, 1),
+        error="SealedFormatError",
+    )
+    add("reserved flag bit 1 set", mutate(good, 9, 2), error="SealedFormatError")
+    add("reserved flag bit 7 set", mutate(good, 9, 0x80), error="SealedFormatError")
     add("sealing time with the top bit set", mutate(good, 42, 0x80), error="SealedFormatError")
     add("a space in the context", mutate(good, 52, 0x20), error="SealedFormatError")
     add("an escape byte in the context", mutate(good, 52, 0x1B), error="SealedFormatError")
@@ -557,6 +606,120 @@ def sealed_vectors() -> dict[str, Any]:
         "the sender's own card named as carol",
         frame(hello, recipients=(BOB, Named(ALICE.card_id, "carol"))),
         error="SealedFormatError",
+    )
+
+    # --- the sender's log checkpoint (flag bit 0) ---
+    note = log_note()
+    with_cp = frame(hello, context=BLOB_A, checkpoint=note)
+    cp_at = header_len  # the u16 length, right after the recipient entries
+    note_at = cp_at + 2
+    cp_header_len = note_at + len(note.encode())
+    assert with_cp[:cp_at] == mutate(good[:cp_at], 9, 1)
+    add(
+        "carries the sender's log checkpoint",
+        with_cp,
+        plaintext=hello,
+        sender=ALICE,
+        checkpoint=(note, "valid"),
+    )
+    add(
+        "carries a checkpoint of another log (a device ignores it)",
+        frame(hello, checkpoint=log_note(OTHER_LOG)),
+        plaintext=hello,
+        sender=ALICE,
+        checkpoint=(log_note(OTHER_LOG), "other_log"),
+    )
+    forged = forged_log_note()
+    add(
+        "carries a checkpoint whose log signature fails (a device refuses it)",
+        frame(hello, checkpoint=forged),
+        plaintext=hello,
+        sender=ALICE,
+        checkpoint=(forged, "bad_signature"),
+    )
+    big = sign_checkpoint(
+        "o" * 256, 2**63, LOG_ROOT, 2**63 - 1, NoteSigner.from_seed("o" * 256, seed("big"))
+    )
+    add(
+        "the largest checkpoint a Sealbox log signs (256-byte origin, 20-digit size)",
+        frame(b"", checkpoint=big),
+        plaintext=b"",
+        sender=ALICE,
+        checkpoint=(big, "other_log"),
+    )
+    pre = with_cp[:cp_at]  # the header up to the checkpoint, flag bit 0 set
+
+    def with_note(raw: bytes, *, length: int | None = None) -> bytes:
+        size = len(raw) if length is None else length
+        return signed_stream(pre + size.to_bytes(2, "big") + raw, hello)
+
+    add("checkpoint length 0", with_note(b""), error="SealedFormatError")
+    add(
+        "checkpoint length 1025",
+        with_note(note.encode() + b"x" * (1025 - len(note.encode()))),
+        error="SealedFormatError",
+    )
+    add(
+        "checkpoint length 65535, stream shorter",
+        with_note(note.encode(), length=0xFFFF),
+        error="SealedFormatError",
+    )
+    add(
+        "stream ends inside the checkpoint",
+        with_cp[: note_at + 10],
+        error="SealedFormatError",
+    )
+    add("stream ends inside the checkpoint length", with_cp[: cp_at + 1], error="SealedFormatError")
+    add(
+        "checkpoint that is not a signed note (no signature block)",
+        with_note(checkpoint_text(LOG.name, 42, LOG_ROOT, CREATED_AT).encode()),
+        error="SealedFormatError",
+    )
+    root_b64 = base64.b64encode(LOG_ROOT).decode()
+    add(
+        "checkpoint whose root is not base64",
+        with_note(note.replace(root_b64, "!" + root_b64[1:]).encode()),
+        error="SealedFormatError",
+    )
+    add(
+        "checkpoint with a leading zero in its size",
+        with_note(note.replace("\n42\n", "\n042\n").encode()),
+        error="SealedFormatError",
+    )
+    add(
+        "checkpoint that is not UTF-8",
+        with_note(note.encode().replace(b"\xe2\x80\x94", b"\xff\x80\x94")),
+        error="SealedFormatError",
+    )
+    add(
+        "checkpoint with a control character",
+        with_note(note.replace("sealbox.example", "sealbox\x1bexample", 1).encode()),
+        error="SealedFormatError",
+    )
+    add(
+        "flag bit 0 on a legacy format 1 stream",
+        mutate(frame_v1(hello), 9, 1),
+        error="SealedFormatError",
+    )
+    root_at = note_at + note.index(root_b64) + 5
+    swapped = b"A" if with_cp[root_at : root_at + 1] != b"A" else b"B"
+    add(
+        "checkpoint root changed after signing",
+        with_cp[:root_at] + swapped + with_cp[root_at + 1 :],
+        error="SignatureError",
+    )
+    add(
+        "checkpoint removed after signing (flag cleared, field cut)",
+        good[:cp_at] + with_cp[cp_header_len:],
+        error="SignatureError",
+    )
+    add(
+        "checkpoint added after signing",
+        mutate(good[:cp_at], 9, 1)
+        + len(note.encode()).to_bytes(2, "big")
+        + note.encode()
+        + good[cp_at:],
+        error="SignatureError",
     )
 
     # --- who may open it ---
@@ -678,6 +841,7 @@ def sealed_vectors() -> dict[str, Any]:
         "Writers make format 2; readers also accept format 1.",
         vectors,
         cards={name: bundle.card.to_json() for name, bundle in by_name.items()},
+        log_key=LOG.verifier.vkey,
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from chalicelib.wire import cards, safety
+from chalicelib.wire.checkpoint import open_log_checkpoint
+from chalicelib.wire.note import NoteBadSignature, NoteUnverified, parse_verifier_key
 from client_sim import backup, keystore, sealed
 from client_sim.identity import InvalidKeyBundle, KeyBundle
 from tests.conftest import VECTORS
@@ -137,6 +139,30 @@ def test_sealed_vectors(vector: dict[str, Any]) -> None:
     who = run()
     assert out.getvalue().hex() == vector["plaintext"]
     assert who.card_id == vector["sender_card_id"]
+    assert who.header.checkpoint == vector.get("checkpoint")
+    if "checkpoint" in vector:
+        _check_carried_checkpoint(vector["checkpoint"], vector["checkpoint_log"])
+
+
+LOG_VERIFIER = parse_verifier_key(SEALED["log_key"])
+CHECKPOINT_OUTCOMES: dict[str, type[Exception] | None] = {
+    "valid": None,
+    "other_log": NoteUnverified,
+    "bad_signature": NoteBadSignature,
+}
+
+
+def _check_carried_checkpoint(note: str, outcome: str) -> None:
+    """What a device pinning the vectors' log key finds in the carried note
+    (it ignores another log's and refuses a bad signature, spec: sealed.md)."""
+    error = CHECKPOINT_OUTCOMES[outcome]
+    if error is None:
+        assert open_log_checkpoint(note, LOG_VERIFIER, origin=LOG_VERIFIER.name).note == note
+        return
+    if outcome == "other_log":
+        assert note.split("\n", 1)[0] != LOG_VERIFIER.name
+    with pytest.raises(error):
+        open_log_checkpoint(note, LOG_VERIFIER, origin=LOG_VERIFIER.name)
 
 
 # --- keystore ---------------------------------------------------------------------------------
