@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.wire.oprf_keys import OprfKey
 from client_sim.transport import (
@@ -45,6 +45,9 @@ from client_sim.transport import (
     Transport,
 )
 from sealbox_tools.audit import Haystack, LogCapture, aws_haystacks, log_file_haystacks
+
+if TYPE_CHECKING:
+    from chalicelib.wiring import Container
 
 __all__ = ["Backend", "HttpBackend", "InProcessBackend", "SimClock", "aws_clients"]
 
@@ -120,6 +123,12 @@ class Backend(Protocol):
 
     def log_key(self) -> str | None:
         """The transparency log verifier key the devices pin, or None."""
+        ...
+
+    def operator(self) -> Container | None:
+        """What a compromised backend holds -- the stage's tables and secrets,
+        through its composition root -- for the ``lying`` scenario; None when
+        out of reach."""
         ...
 
     def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
@@ -249,6 +258,22 @@ class HttpBackend:
 
     def log_key(self) -> str | None:
         return self._log_key
+
+    def operator(self) -> Container | None:
+        # A stage `sealbox local` runs: its tables and secrets are reachable
+        # at --aws-endpoint under the names .chalice/config.json gives them.
+        if self._aws is None or self._stage is None:
+            return None
+        from chalicelib.config import Settings
+        from chalicelib.wiring import Container
+        from sealbox_tools.local_stack import stage_environment
+
+        try:
+            env = stage_environment(self._stage)
+        except KeyError:
+            return None
+        aws = self._aws
+        return Container(Settings.from_env(env), client_factory=lambda service: aws(service))
 
     def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
         return ()
@@ -515,6 +540,11 @@ class InProcessBackend:
 
     def log_key(self) -> str | None:
         return self._log_key
+
+    def operator(self) -> Container | None:
+        from chalicelib import wiring
+
+        return wiring.container()
 
     def oprf_audit_keys(self) -> tuple[OprfKey, ...]:
         return () if self._oprf_key is None else (self._oprf_key,)

@@ -75,7 +75,7 @@ def _mix(_: click.Context, __: click.Parameter, values: Sequence[str]) -> dict[s
 )
 @click.option(
     "--scenario",
-    type=click.Choice(["standard", "full", "hostile", "groups"]),
+    type=click.Choice(["standard", "full", "hostile", "groups", "lying"]),
     default="standard",
     show_default=True,
 )

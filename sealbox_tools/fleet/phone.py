@@ -98,6 +98,10 @@ class _TokenWatch:
         #: Called with (method, path) before each request: the groups
         #: scenario holds two admins' epoch appends here to race them.
         self.gate: Callable[[str, str], None] | None = None
+        #: Called with (method, path, reply) after each request, its result
+        #: going to the device: the ``lying`` scenario's compromised backend
+        #: answers this phone here (sealbox_tools/fleet/lying.py).
+        self.rewrite: Callable[[str, str, HttpReply], HttpReply] | None = None
 
     def request(
         self,
@@ -110,6 +114,8 @@ class _TokenWatch:
         if self.gate is not None:
             self.gate(method, path)
         reply = self._inner.request(method, path, body=body, headers=headers)
+        if self.rewrite is not None:
+            reply = self.rewrite(method, path, reply)
         if reply.status == 401 and b"invalid_token" in reply.body:
             self._metrics.count("token_refused")
         if reply.status == 409 and b"stale_epoch" in reply.body:

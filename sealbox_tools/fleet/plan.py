@@ -116,6 +116,9 @@ class ScenarioMix:
     groups: int = 0
     group_max: int = 8
     group_rounds: int = 3
+    #: Lies of each kind the ``lying`` scenario's compromised backend tells
+    #: (sealbox_tools/fleet/lying.py) once every phone has signed up.
+    lies: int = 0
     #: Simulated time between rounds (in process only: the server's clock
     #: is the simulation's).  Longer than an access token's 15 minutes, so
     #: a phone that slept through it meets an expired token.
@@ -168,6 +171,8 @@ class ScenarioMix:
             raise ValueError("round_gap_s must not be negative")
         if self.groups < 0 or self.group_max < 3 or self.group_rounds < 1:
             raise ValueError("need groups >= 0, group_max >= 3 and group_rounds >= 1")
+        if not 0 <= self.lies <= 100:
+            raise ValueError("lies must be in [0, 100]")
 
     def with_overrides(self, overrides: Mapping[str, str]) -> ScenarioMix:
         """A copy with fields set from text (``--mix name=value`` on the CLI).
@@ -230,6 +235,10 @@ SCENARIOS: Final[Mapping[str, ScenarioMix]] = {
     # groups live through sends, reads, racing admins, removals and a member
     # offline for several epochs; the one-to-one traffic is left out.
     "groups": ScenarioMix(rounds=1, sends_per_round=(0, 0), groups=3, group_max=8),
+    # A compromised backend lies about the key directory (docs/fleet.md):
+    # substituted cards, a hidden rotation, a forked log; every lie must be
+    # caught by the devices, with no alarm where there was none.
+    "lying": ScenarioMix(rounds=1, sends_per_round=(0, 0), lies=2),
 }
 
 

@@ -48,6 +48,7 @@ from sealbox_tools.fleet.cpu import (
 )
 from sealbox_tools.fleet.groups import run_groups
 from sealbox_tools.fleet.ledger import Ledger
+from sealbox_tools.fleet.lying import run_lying
 from sealbox_tools.fleet.metrics import Metrics
 from sealbox_tools.fleet.needles import Secrets
 from sealbox_tools.fleet.phone import Phone
@@ -64,7 +65,7 @@ class FleetConfig:
 
     Args:
         devices: how many simulated phones.
-        scenario: ``standard``, ``full``, ``hostile`` or ``groups``
+        scenario: ``standard``, ``full``, ``hostile``, ``groups`` or ``lying``
             (:data:`~sealbox_tools.fleet.plan.SCENARIOS`).
         overrides: scenario mix settings to change (``--mix name=value``).
         seed: the plan's seed: same seed, same plan.
@@ -237,6 +238,7 @@ def run_fleet(
             backend.tidy()
         # The groups scenario's groups live once every phone has signed up.
         group_report = run_groups(run, phones) if plan.mix.groups else None
+        lying_report = run_lying(run, phones) if plan.mix.lies else None
         for phone in phones:
             phone.harvest()
     cpu_total = time.process_time() - cpu_started
@@ -276,6 +278,8 @@ def run_fleet(
     }
     if group_report is not None:
         report["groups"] = group_report
+    if lying_report is not None:
+        report["lying"] = lying_report
     audit_report: AuditReport | None = None
     secrets_list = run.secrets.items()
     if config.audit:
