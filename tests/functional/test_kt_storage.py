@@ -133,3 +133,31 @@ def test_racing_publishers_across_a_bundle_boundary_all_land_once(api: ApiClient
         key = {"pk": {"S": f"identity#{bundle.identity}"}}
         item = client.get_item(TableName=CARDS_TABLE, Key=key)["Item"]
         assert identities[int(item["kt_index"]["N"])] == bundle.identity
+
+
+def test_a_stale_append_completing_a_bundle_and_a_tile_changes_nothing(
+    api: ApiClient, raw: Raw
+) -> None:
+    """Two appends planned on one head: the loser fails on the head *and* on
+    the bundle and tiles the winner stored, and leaves the table as it was."""
+    assert latest(raw).size == 0
+    log = wiring.container().kt_log
+    assert log is not None
+    tx = wiring.container().cards._store._tx  # type: ignore[attr-defined]
+    for i in range(255):
+        planned = log.plan(f"leaf {i:03d}".encode(), fresh=False)
+        assert tx.transact(log.append_items(planned))
+        log.committed(planned)
+    winner, loser = log.plan(b"winner"), log.plan(b"loser")
+    assert winner.completed_bundle is not None
+    assert winner.completed_tile is not None
+    assert tx.transact(log.append_items(winner))
+    before = _kt_items()
+    items = log.append_items(loser)
+    failed = tx.transact_failures(items)
+    # The head's size condition; attribute_not_exists on the bundle, the
+    # level-0 tile and the level-1 tile its root starts.
+    assert failed == set(range(len(items)))
+    assert len(items) == 4
+    assert _kt_items() == before
+    assert all_entries(raw)[-1] == b"winner"
