@@ -34,7 +34,7 @@ FULL = [
     ["bench.login", "--logins", "30"],
     ["bench.oprf", "--evaluations", "500", "--rounds", "3"],
     ["bench.directory", "--users", "60", "--rounds", "20"],
-    ["bench.kt", "--leaves", "100000", "--publishes", "60"],
+    ["bench.kt", "--leaves", "100000", "--publishes", "300"],
     ["bench.api_overhead", "--requests", "200"],
     ["bench.age_throughput", "--size", "256MiB", "--rss-sizes", "1MiB,1GiB", "--runs", "5"],
     ["bench.blobs", "--sizes", "100MiB,1GiB", "--rss-sizes", "1MiB,1GiB", "--runs", "3"],

@@ -4,17 +4,26 @@ The log lives in the stage's cards table, next to the cards whose changes it
 records (docs/spec/transparency.md has the design), under three key shapes:
 
 * ``kt#head``: ``size`` (N), ``frontier`` (B: the 32-byte hashes of the
-  perfect subtrees of the tree, concatenated) and ``checkpoint`` (S: the
-  signed note for that size);
-* ``kt#leaf#<index>``: ``leaf`` (B), ``index`` (N), written once
+  perfect subtrees of the tree, concatenated), ``edge`` (B: the leaf hashes
+  of the level-0 tile being filled, ``size % 256`` of them, concatenated),
+  ``pending`` (B: the leaves of the bundle being filled, ``size % 8`` of
+  them, each as a 2-byte big-endian length and the leaf), ``checkpoint``
+  (S: the signed note for that size), ``signed_at`` (N) and ``layout`` (N:
+  :data:`LOG_LAYOUT`; a head without it, or with another, is refused);
+* ``kt#bundle#<k>``: ``leaves`` (L of B), leaves ``8 k`` to ``8 k + 7``,
+  put once, whole, by the append that completes it
   (``attribute_not_exists``);
-* ``kt#tile#<level>#<index>``: ``h`` (L of B), the tile's hashes in order;
-  each append extends it with ``list_append`` under ``size(h) = position``.
+* ``kt#tile#<level>#<index>``: ``h`` (L of B), the tile's hashes in order.
+  A level-0 tile is put once, whole, by the append that completes it
+  (``attribute_not_exists``); a tile of level >= 1 is extended by the
+  append that completes each of its subtrees, with ``list_append`` under
+  ``size(h) = position``.
 
 :meth:`DynamoLogStore.append_items` gives the transaction items of one
-append; the card store adds them to the card change's transaction, so a card
-change and its log entry commit together or not at all.  The head item's
-condition (``size = n``) is what sequences appends.
+append: the head, plus a bundle every 8 appends and a tile every 256.  The
+card store adds them to the card change's transaction, so a card change and
+its log entry commit together or not at all.  The head item's condition
+(``size = n``) is what sequences appends.
 
 The signing key is a C2SP note signer key (``PRIVATE+KEY+<origin>+…``) kept
 in its own secret (never the app key's), read with ``VersionStage=AWSCURRENT``
@@ -27,21 +36,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import InternalError, ServiceUnavailable, SigningUnavailable
+from chalicelib.logs import log_event
 from chalicelib.services.transparency import (
+    LEAF_BUNDLE,
     MAX_ENTRIES_PAGE,
+    TILE_WIDTH,
     LogHead,
     PlannedAppend,
     TileKey,
     empty_head,
+    leaves_from_bundles,
     plan_append,
 )
 from chalicelib.storage.dynamo import translate
 from chalicelib.wire.checkpoint import sign_checkpoint
+from chalicelib.wire.ktleaf import MAX_LEAF_SIZE
 from chalicelib.wire.merkle import HASH_SIZE
 from chalicelib.wire.note import NoteError, NoteSigner, generate_signer, parse_signer_key
 
@@ -49,9 +64,22 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["HEAD_PK", "DynamoLogStore", "LogKeySource", "ensure_log_key"]
+__all__ = [
+    "HEAD_PK",
+    "LOG_LAYOUT",
+    "DynamoLogStore",
+    "LogKeySource",
+    "ensure_log_key",
+    "pack_leaves",
+    "unpack_leaves",
+]
 
 _log = logging.getLogger(__name__)
+
+#: The head item's layout: version 2 holds the unfinished tile's hashes
+#: (``edge``) and the unbundled leaves (``pending``).  Version 1 (one item per
+#: leaf, tiles extended in place) was never released.
+LOG_LAYOUT: Final = 2
 
 HEAD_PK: Final = "kt#head"
 _HEAD_KEY: Final = {"pk": {"S": HEAD_PK}}
@@ -62,8 +90,8 @@ CHECKPOINT_REFRESH: Final = 60
 _BACKOFF: Final = 0.05
 
 
-def _leaf_key(index: int) -> dict[str, Any]:
-    return {"pk": {"S": f"kt#leaf#{index}"}}
+def _bundle_key(index: int) -> dict[str, Any]:
+    return {"pk": {"S": f"kt#bundle#{index}"}}
 
 
 def _tile_key(key: TileKey) -> dict[str, Any]:
@@ -188,8 +216,14 @@ class DynamoLogStore:
             **_HEAD_KEY,
             "size": {"N": str(head.size)},
             "frontier": {"B": b"".join(head.frontier)},
+            "edge": {"B": b"".join(head.edge)},
+            # One binary value, not a list: every element of a list is one
+            # more value for botocore to validate and moto to model, on
+            # every append.
+            "pending": {"B": pack_leaves(head.pending)},
             "checkpoint": {"S": head.checkpoint},
             "signed_at": {"N": str(planned.signed_at)},
+            "layout": {"N": str(LOG_LAYOUT)},
         }
         if planned.index == 0:
             head_put: dict[str, Any] = {
@@ -203,48 +237,59 @@ class DynamoLogStore:
                 "ExpressionAttributeValues": {":n": {"N": str(planned.index)}},
             }
         items: list[dict[str, Any]] = [
-            {"Put": {"TableName": self._table, "Item": head_item, **head_put}},
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        **_leaf_key(planned.index),
-                        "leaf": {"B": planned.leaf},
-                        "index": {"N": str(planned.index)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": "pk"},
-                }
-            },
+            {"Put": {"TableName": self._table, "Item": head_item, **head_put}}
         ]
+        if planned.completed_bundle is not None:
+            number, leaves = planned.completed_bundle
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_bundle_key(number),
+                            "leaves": {"L": [{"B": leaf} for leaf in leaves]},
+                        },
+                        # Written once: stored leaves are never rewritten.
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": "pk"},
+                    }
+                }
+            )
+        puts: list[tuple[TileKey, Sequence[bytes]]] = []
+        if planned.completed_tile is not None:
+            puts.append(planned.completed_tile)
         for key, position, value in planned.tile_entries:
             if position == 0:
-                items.append(
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {**_tile_key(key), "h": {"L": [{"B": value}]}},
-                            "ConditionExpression": "attribute_not_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": "pk"},
-                        }
+                puts.append((key, [value]))
+                continue
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _tile_key(key),
+                        "UpdateExpression": "SET #h = list_append(#h, :v)",
+                        "ConditionExpression": "size(#h) = :pos",
+                        "ExpressionAttributeNames": {"#h": "h"},
+                        "ExpressionAttributeValues": {
+                            ":v": {"L": [{"B": value}]},
+                            ":pos": {"N": str(position)},
+                        },
                     }
-                )
-            else:
-                items.append(
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _tile_key(key),
-                            "UpdateExpression": "SET #h = list_append(#h, :v)",
-                            "ConditionExpression": "size(#h) = :pos",
-                            "ExpressionAttributeNames": {"#h": "h"},
-                            "ExpressionAttributeValues": {
-                                ":v": {"L": [{"B": value}]},
-                                ":pos": {"N": str(position)},
-                            },
-                        }
+                }
+            )
+        for key, hashes in puts:
+            # attribute_not_exists: a level-0 tile is written once, whole;
+            # a higher tile's first entry creates it.
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {**_tile_key(key), "h": {"L": [{"B": h} for h in hashes]}},
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": "pk"},
                     }
-                )
+                }
+            )
         return items
 
     # --- reads (chalicelib.services.transparency.LogReader) ---------------------------
@@ -271,7 +316,7 @@ class DynamoLogStore:
         # like a frozen one.  Not stored (a read must not write).
         signer = self._keys.signer()
         note = sign_checkpoint(signer.name, head.size, head.root, now, signer)
-        return LogHead(head.size, head.frontier, note)
+        return replace(head, checkpoint=note)
 
     def _stored_head(self) -> LogHead | None:
         item = self._get_head_item()
@@ -296,11 +341,24 @@ class DynamoLogStore:
             out[wanted[item["pk"]["S"]]] = hashes
         return out
 
+    def bundles(self, keys: Iterable[int]) -> dict[int, list[bytes]]:
+        wanted = {f"kt#bundle#{k}": k for k in keys}
+        if len(wanted) > MAX_ENTRIES_PAGE:
+            raise ValueError("too many bundles for one read")
+        items = self._batch_get([{"pk": {"S": pk}} for pk in wanted])
+        out: dict[int, list[bytes]] = {}
+        for item in items:
+            try:
+                out[wanted[item["pk"]["S"]]] = [bytes(v["B"]) for v in item["leaves"]["L"]]
+            except (KeyError, TypeError) as exc:
+                raise InternalError() from exc
+        return out
+
     def leaves(self, indexes: Sequence[int]) -> dict[int, bytes]:
+        """Leaves by index, of the current head (see :func:`leaves_from_bundles`)."""
         if len(indexes) > MAX_ENTRIES_PAGE:
             raise ValueError("too many leaves for one read")
-        items = self._batch_get([_leaf_key(i) for i in indexes])
-        return {int(item["index"]["N"]): bytes(item["leaf"]["B"]) for item in items}
+        return leaves_from_bundles(self, self.head(), indexes)
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -333,13 +391,64 @@ def _head_and_time(item: dict[str, Any]) -> tuple[LogHead, int]:
 
 
 def _head(item: dict[str, Any]) -> LogHead:
+    layout = item.get("layout", {}).get("N")
+    if layout != str(LOG_LAYOUT):
+        # A head this code can't read (a log written before the head held the
+        # edge and the pending leaves has no layout): an operator's problem,
+        # named in the log; clients see a 500 and nothing is written.
+        log_event(
+            "kt_head_layout_unsupported",
+            level=logging.ERROR,
+            reason=f"head layout {layout or 'missing'}, this code reads {LOG_LAYOUT}",
+        )
+        raise InternalError()
     try:
         raw = bytes(item["frontier"]["B"])
+        raw_edge = bytes(item["edge"]["B"])
+        pending = unpack_leaves(bytes(item["pending"]["B"]))
         size = int(item["size"]["N"])
         checkpoint = str(item["checkpoint"]["S"])
-    except (KeyError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise InternalError() from exc
-    frontier = tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))
-    if len(raw) % HASH_SIZE or len(frontier) != size.bit_count():
+    frontier, edge = _hashes(raw), _hashes(raw_edge)
+    if (
+        len(raw) % HASH_SIZE
+        or len(raw_edge) % HASH_SIZE
+        or len(frontier) != size.bit_count()
+        or len(edge) != size % TILE_WIDTH
+        or len(pending) != size % LEAF_BUNDLE
+    ):
         raise InternalError()
-    return LogHead(size, frontier, checkpoint)
+    return LogHead(size, frontier, checkpoint, edge, pending)
+
+
+def pack_leaves(leaves: Sequence[bytes]) -> bytes:
+    """``u16(len) || leaf`` for each leaf (leaves are at most MAX_LEAF_SIZE bytes)."""
+    out = bytearray()
+    for leaf in leaves:
+        if len(leaf) > MAX_LEAF_SIZE:
+            raise ValueError("leaf too long")
+        out += len(leaf).to_bytes(2, "big") + leaf
+    return bytes(out)
+
+
+def unpack_leaves(raw: bytes) -> tuple[bytes, ...]:
+    """The leaves :func:`pack_leaves` packed.
+
+    Raises:
+        InternalError: a truncated list.
+    """
+    leaves, at = [], 0
+    while at < len(raw):
+        if at + 2 > len(raw):
+            raise InternalError()
+        end = at + 2 + int.from_bytes(raw[at : at + 2], "big")
+        if end > len(raw):
+            raise InternalError()
+        leaves.append(raw[at + 2 : end])
+        at = end
+    return tuple(leaves)
+
+
+def _hashes(raw: bytes) -> tuple[bytes, ...]:
+    return tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))

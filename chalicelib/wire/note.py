@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -198,7 +199,13 @@ class NoteSigner:
 
     def sign(self, text: bytes) -> bytes:
         """The raw 64-byte Ed25519 signature of ``text``."""
-        return crypto.ed25519_private_from_raw(self.seed).sign(text)
+        return self._private.sign(text)
+
+    @functools.cached_property
+    def _private(self) -> crypto.Ed25519PrivateKey:
+        # Loaded once per signer: loading costs as much as a signature, and
+        # the log signs a checkpoint with every append.
+        return crypto.ed25519_private_from_raw(self.seed)
 
 
 def _split_key(text: str) -> tuple[str, int, bytes]:
@@ -258,10 +265,14 @@ def sign_note(text: str, signer: NoteSigner) -> str:
     return f"{text}\n{_SIG_PREFIX}{signer.name} {base64.b64encode(sig).decode()}\n"
 
 
+_CONTROL_RE: Final = re.compile("[\x00-\x09\x0b-\x1f\ufffd]")
+
+
 def _check_text(text: str) -> None:
     if not isinstance(text, str) or not text.endswith("\n"):
         raise NoteMalformed("note text must end with a newline")
-    if any(ord(c) < 0x20 and c != "\n" for c in text) or "\ufffd" in text:
+    # Control characters other than newline, or U+FFFD (a decoding error).
+    if _CONTROL_RE.search(text):
         raise NoteMalformed("note holds control characters")
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.storage.ktlog import pack_leaves as pack
+from chalicelib.storage.ktlog import unpack_leaves as unpack
 from chalicelib.wire import merkle
 from chalicelib.wire.cards import card_from_json
 from chalicelib.wire.checkpoint import Checkpoint, open_log_checkpoint
@@ -223,22 +225,25 @@ def test_operator_editing_a_logged_leaf_or_tile_is_caught(
     real = fresh_bundle("bob")
     api.publish_card(bob.access_token, real.card.to_json())
     before = latest(raw)
-    # Rewrite bob's leaf to name the operator's card: the auditor's rebuilt
-    # root no longer matches any signed checkpoint.
+    # Rewrite bob's leaf (still in the head's pending bundle) to name the
+    # operator's card: the auditor's rebuilt root no longer matches any
+    # signed checkpoint.
     fake = fresh_bundle("bob")
-    leaf_item = get_item("kt#leaf#1")
+    head = get_item("kt#head")
     from chalicelib.wire.ktleaf import LogLeaf
 
     forged = LogLeaf.publish(fake.card, time=0, rotation_signature=None).encode()
-    leaf_item["leaf"] = {"B": forged}
-    put_item(leaf_item)
+    pending = unpack(bytes(head["pending"]["B"]))
+    head["pending"] = {"B": pack([pending[0], forged, *pending[2:]])}
+    put_item(head)
     leaves = all_entries(raw)
+    assert leaves[1] == forged
     assert merkle.root_of([merkle.leaf_hash(leaf) for leaf in leaves]) != before.root
-    # Rewrite the tile entry of bob's leaf hash to match: a device's proof for
-    # alice's card (whose sibling it is) stops verifying.
-    tile = get_item("kt#tile#0#0")
-    tile["h"]["L"][1] = {"B": merkle.leaf_hash(forged)}
-    put_item(tile)
+    # Rewrite bob's leaf hash in the head's edge (the level-0 tile being
+    # filled) to match: a device's proof for alice's card (whose sibling it
+    # is) stops verifying.
+    head["edge"] = {"B": head["edge"]["B"][:32] + merkle.leaf_hash(forged)}
+    put_item(head)
     cards, cp = lookup(raw, alice, "alice")
     with pytest.raises(CardNotInLog):
         verify_card_in_log(card_from_json(cards[0]["card"]), cards[0], cp)

@@ -8,6 +8,8 @@ import boto3
 from click.testing import CliRunner
 
 from chalicelib import wiring
+from chalicelib.storage.ktlog import pack_leaves as pack
+from chalicelib.storage.ktlog import unpack_leaves as unpack
 from chalicelib.wire.cards import rotation_message
 from chalicelib.wire.ktleaf import LeafKind, LogLeaf
 from client_sim.api import ApiClient
@@ -76,9 +78,11 @@ def test_a_rewritten_log_contradicts_an_old_checkpoint(api: ApiClient) -> None:
     _history(api)
     old = api.kt_checkpoint()
     client = boto3.client("dynamodb")
-    item = client.get_item(TableName=CARDS_TABLE, Key={"pk": {"S": "kt#leaf#2"}})["Item"]
+    # Fewer than 8 leaves: they are still the head's pending list.
+    item = client.get_item(TableName=CARDS_TABLE, Key={"pk": {"S": "kt#head"}})["Item"]
     forged = LogLeaf.publish(fresh_bundle("bob").card, time=0, rotation_signature=None).encode()
-    item["leaf"] = {"B": forged}
+    leaves = unpack(bytes(item["pending"]["B"]))
+    item["pending"] = {"B": pack([*leaves[:2], forged, *leaves[3:]])}
     client.put_item(TableName=CARDS_TABLE, Item=item)
     report = audit_log(api, log_vkey(), checkpoints=[old])
     assert not report.ok
