@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.blobids import is_blob_id
 from chalicelib.wire.identity import is_identity
 from client_sim.errors import InvalidInput, ServerError
@@ -659,6 +659,23 @@ class ApiClient:
             expect=201,
         )  # fmt: skip
         return dict(out)
+
+    def share_group_history(self, access_token: str, group_id: str, share: bytes) -> str:
+        """``POST /v1/groups/{id}/history``: store a signed history share; its id."""
+        out = self._call(
+            "POST", _group_path(group_id, "history"), payload={"share": b64url_encode(share)},
+            bearer=access_token, expect=201,
+        )  # fmt: skip
+        return _parsed(lambda o: str(o["share_id"]), out, "history share")
+
+    def get_group_history(self, access_token: str, group_id: str) -> list[tuple[str, bytes]]:
+        """``GET /v1/groups/{id}/history``: ``(share id, share)`` stored for this identity."""
+        out = self._call("GET", _group_path(group_id, "history"), bearer=access_token)
+        return _parsed(
+            lambda o: [(str(i["share_id"]), b64url_decode(str(i["data"]))) for i in o["items"]],
+            out,
+            "history shares",
+        )
 
 
 def server_error(reply: HttpReply) -> ServerError:

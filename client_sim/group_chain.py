@@ -77,6 +77,8 @@ class GroupChain:
     secrets: dict[int, EpochSecret] = field(default_factory=dict)
     readers: dict[int, frozenset[bytes]] = field(default_factory=dict)
     key_ids: dict[int, bytes] = field(default_factory=dict)
+    #: Ids of the history shares already taken (docs/spec/groups.md, "History").
+    shares: set[str] = field(default_factory=set)
 
     @classmethod
     def start(

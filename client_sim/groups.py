@@ -15,8 +15,9 @@ O(1) bytes in the group's size.  The verified chain and the epoch secrets
 are kept in a sealed side file (:mod:`client_sim.group_state`).
 
 History: a member added at epoch ``n`` gets the secret of epoch ``n`` and
-later ones only; what was sealed before stays unreadable to it (the
-default, and the only choice this release offers).
+later ones only; what was sealed before stays unreadable to it.  That is the
+default; an admin may share chosen past epochs with one member
+(:class:`~client_sim.group_history.GroupHistory`, :attr:`Groups.history`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from client_sim.errors import (
     UsersNotFound,
 )
 from client_sim.group_chain import GroupChain, seal_for_epoch
+from client_sim.group_history import GroupHistory
 from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
 from client_sim.group_state import GroupState
 from client_sim.identity import KeyBundle
@@ -139,6 +141,10 @@ class Groups:
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = origins
         self._clock = clock
+        #: Sharing past epochs with a member, and taking such shares.
+        self.history = GroupHistory(
+            api, session, directory, state, sync=self.sync, fetch_epoch=self._fetch_epoch
+        )
 
     # --- membership ------------------------------------------------------------------
 
@@ -420,11 +426,18 @@ class Groups:
         wrap = self._wrap(state, gid, 0, roster)
         return GroupChain.start(epoch, roster, self._signer(epoch), state.bundles, wrap)
 
-    def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+    def _fetch_epoch(self, gid: str, number: int) -> Epoch:
+        """Epoch ``number`` as the server serves it, parsed (not yet verified)."""
         reply = self._session.authed(
             lambda token: self._api.get_group_epoch(token, gid, number, None)
         )
-        epoch = decode_epoch(b64url_decode(str(reply["data"])))
+        try:
+            return decode_epoch(b64url_decode(str(reply["data"])))
+        except (KeyError, TypeError) as exc:
+            raise ServerError.malformed("group epoch") from exc
+
+    def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+        epoch = self._fetch_epoch(gid, number)
         if epoch.number != number:
             raise GroupVerificationFailed("stale_epoch", "the server sent another epoch")
         after = check_successor(chain.head, chain.roster, epoch)
@@ -522,7 +535,14 @@ class Groups:
                 raise
             except DecryptionFailed:
                 pass  # perhaps sealed for an epoch this device hasn't fetched yet
-        return attempt(self.sync(state, gid))
+        try:
+            return attempt(self.sync(state, gid))
+        except DecryptionFailed:
+            # Perhaps sealed before this member joined, and an admin has
+            # since shared that epoch with it.
+            if not self.history.receive(state, gid):
+                raise
+        return attempt(self._state.load()[gid])
 
     # --- group blobs -----------------------------------------------------------------------
 

@@ -14,11 +14,14 @@ from chalicelib import wiring
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
 from chalicelib.services.groups import MAX_EPOCH_SIZE, GroupHead, StoredEpoch
 from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.group_history import MAX_SHARE_SIZE
 
 api = ApiBlueprint(__name__, wiring.authenticator)
 
 # The base64url epoch, the wraps id and the JSON around them.
 _EPOCH_MAX_BODY = MAX_EPOCH_SIZE * 4 // 3 + 1024
+# The base64url history share and the JSON around it.
+_SHARE_MAX_BODY = MAX_SHARE_SIZE * 4 // 3 + 1024
 
 
 @api.route("/v1/groups", methods=["GET"], auth=Auth.ACCESS)
@@ -80,6 +83,25 @@ def get_epoch(request: ApiRequest, group_id: str, epoch: str) -> ApiResponse:
         request.identity, group_id, epoch, query.get("card_id")
     )
     return ApiResponse(200, epoch_body(stored, wrap))
+
+
+@api.route(
+    "/v1/groups/{group_id}/history", methods=["POST"], auth=Auth.ACCESS, max_body=_SHARE_MAX_BODY
+)
+def share_history(request: ApiRequest, group_id: str) -> ApiResponse:
+    """Store a history share an admin signed for a current member."""
+    body = request.json(required=("share",))
+    share_id = wiring.container().groups.share_history(request.identity, group_id, body["share"])
+    return ApiResponse(201, {"share_id": share_id})
+
+
+@api.route("/v1/groups/{group_id}/history", methods=["GET"], auth=Auth.ACCESS)
+def get_history(request: ApiRequest, group_id: str) -> ApiResponse:
+    """The history shares stored for the caller."""
+    request.query(allowed=())
+    shares = wiring.container().groups.history(request.identity, group_id)
+    items = [{"share_id": sid, "data": b64url_encode(data)} for sid, data in shares]
+    return ApiResponse(200, {"items": items})
 
 
 # --- rendering ----------------------------------------------------------------------

@@ -38,7 +38,9 @@ from typing import Final, Protocol
 from chalicelib import crypto
 from chalicelib.errors import (
     InvalidEpoch,
+    InvalidHistoryShare,
     InvalidRequest,
+    MemberNotFound,
     NotAnAdmin,
     NotFound,
     SealboxError,
@@ -48,6 +50,12 @@ from chalicelib.errors import (
 )
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_history import (
+    MAX_SHARE_SIZE,
+    decode_share,
+    share_id,
+    verify_share_signature,
+)
 from chalicelib.wire.group_wraps import MAX_WRAPS_SIZE, split_wraps
 from chalicelib.wire.groups import (
     MAX_GROUP_MEMBERS,
@@ -141,6 +149,13 @@ class GroupStore(Protocol):
     def groups_of(self, identity: str) -> list[str]:
         """Group ids the member index lists for ``identity`` (may be stale:
         the head's roster is what decides)."""
+
+    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+        """Store a history share for ``member``, write-once (the same id again
+        changes nothing: ids are content hashes)."""
+
+    def shares(self, group_id: str, member: str) -> list[tuple[str, bytes]]:
+        """``(share id, share)`` of every history share stored for ``member``."""
 
 
 class WrapsStore(Protocol):
@@ -397,6 +412,69 @@ class GroupService:
             return stored, None
         offset, length = entry
         return stored, self._wraps.presign_range(stored.wraps_key, offset, length, self._ttl)
+
+    # --- history shares -----------------------------------------------------------------
+
+    def share_history(self, identity: str, group_id: object, share_b64: object) -> str:
+        """Store a history share an admin's device signed for a current member; its id.
+
+        The server checks what it can without any secret: the share parses and
+        is this group's; the caller is a current admin and signed it with the
+        card the current roster names for it; the share was made at the
+        current epoch; the member it names is a current member with that card.
+        The member's device checks the rest (docs/spec/groups.md, "History").
+
+        Raises:
+            InvalidRequest: bad group id or a share that is not a string.
+            InvalidHistoryShare: it doesn't parse, is another group's, or its
+                signature does not verify.
+            NotFound: the caller is not a current member.
+            NotAnAdmin: the caller is not an admin, or not the signer.
+            StaleEpoch: the share was not made at the group's current epoch.
+            MemberNotFound: the member is not a current member with that card.
+        """
+        gid = self._group_id(group_id)
+        if not isinstance(share_b64, str):
+            raise InvalidRequest("share must be a base64url string.")
+        try:
+            raw = b64url_decode(share_b64, max_len=MAX_SHARE_SIZE)
+            share = decode_share(raw)
+        except InvalidGroupObject as exc:
+            raise InvalidHistoryShare(f"The history share is malformed ({exc.code}).") from exc
+        except ValueError as exc:
+            raise InvalidHistoryShare("The share is not base64url or too large.") from exc
+        if group_id_to_str(share.group_id) != gid:
+            raise InvalidHistoryShare("The history share belongs to another group.")
+        head, me = self._member_head(identity, gid)
+        if not me.admin:
+            raise NotAnAdmin("Only an admin of the group can share its history.")
+        if share.at != head.number:
+            raise StaleEpoch()
+        signer = self._card(card_id_to_str(share.signer_card_id))
+        if share.signer_card_id != me.card_id or signer is None or signer.identity != identity:
+            raise NotAnAdmin("The share must be signed by the caller's card in the roster.")
+        try:
+            verify_share_signature(share, signer.ed25519_public_key)
+        except EpochChainError as exc:
+            raise InvalidHistoryShare("The history share signature does not verify.") from exc
+        member = next((m for m in head.members() if m.identity == share.member), None)
+        if member is None or member.card_id != share.member_card_id:
+            # A removed member, or a card the roster no longer names, gets nothing.
+            raise MemberNotFound()
+        sid = share_id(raw)
+        self._store.put_share(gid, share.member, sid, raw)
+        return sid
+
+    def history(self, identity: str, group_id: object) -> list[tuple[str, bytes]]:
+        """The history shares stored for the caller in a group it is a current member of.
+
+        Raises:
+            InvalidRequest: bad group id.
+            NotFound: not a current member.
+        """
+        gid = self._group_id(group_id)
+        self._member_head(identity, gid)
+        return self._store.shares(gid, identity)
 
     def groups(self, identity: str) -> list[GroupHead]:
         """The groups ``identity`` is a current member of (checked against each head)."""
