@@ -50,6 +50,7 @@ from chalicelib.errors import (
 )
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_delta import encode_delta
 from chalicelib.wire.group_history import (
     MAX_SHARE_SIZE,
     decode_share,
@@ -69,6 +70,7 @@ from chalicelib.wire.groups import (
     encode_roster,
     group_id_from_str,
     group_id_to_str,
+    roster_hash,
     verify_epoch_signature,
 )
 
@@ -111,6 +113,9 @@ class StoredEpoch:
     epoch: bytes
     wraps_key: str
     index: dict[str, tuple[int, int]]  # card id (base64url) -> (offset, length)
+    #: The delta form (chalicelib.wire.group_delta) against the previous
+    #: roster; None for epoch 0 and for epochs stored before deltas existed.
+    delta: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,8 @@ class GroupService:
         index = self._check_wraps(key, epoch, after)
         now = int(self._clock())
         head = GroupHead(gid, epoch.number, epoch.hash, encode_roster(after), now)
-        record = StoredEpoch(gid, epoch.number, raw, key, index)
+        delta = None if previous is None else encode_delta(epoch, roster)
+        record = StoredEpoch(gid, epoch.number, raw, key, index, delta)
         names_before = {m.identity for m in roster}
         names_after = {m.identity for m in after}
         if not self._store.append(
@@ -368,6 +374,11 @@ class GroupService:
         return {card_id_to_str(c): entry for c, entry in index.entries.items()}
 
     # --- reading --------------------------------------------------------------------
+
+    def roster_hash(self, head: GroupHead) -> bytes:
+        """The hash of the roster the server holds for ``head`` (what a device
+        compares with the roster hash its verified chain signs)."""
+        return roster_hash(group_id_from_str(head.group_id), head.members())
 
     def head(self, identity: str, group_id: object) -> tuple[GroupHead, StoredEpoch]:
         """The head of a group the caller is a member of, with its epoch.

@@ -6,8 +6,9 @@ One table, ``groups`` (``infra/resources.json``), hash key ``pk``, range key
 * the head, ``pk = <group id>``, ``sk = "head"``: the latest epoch number,
   its hash, the encoded roster after it (who may read), the time;
 * one item per epoch, ``pk = <group id>``, ``sk = "epoch#<20-digit
-  number>"``: the signed epoch, its wraps object's key and the wraps index
-  (card id, offset, length), so a member's ranged read is one lookup;
+  number>"``: the signed epoch, its delta form (every epoch after the first;
+  ``chalicelib.wire.group_delta``), its wraps object's key and the wraps
+  index (card id, offset, length), so a member's ranged read is one lookup;
 * one item per history share, ``pk = <group id>``, ``sk = "history#<member
   identity>#<share id>"``: the signed share, written once, served to that
   member only;
@@ -123,6 +124,7 @@ class DynamoGroupStore:
             epoch=bytes(item["epoch"]["B"]),
             wraps_key=item["wraps_key"]["S"],
             index=_decode_index(bytes(item["index"]["B"])),
+            delta=bytes(item["delta"]["B"]) if "delta" in item else None,
         )
 
     def append(
@@ -153,15 +155,18 @@ class DynamoGroupStore:
             head_put["ConditionExpression"] = "#n = :previous"
             head_put["ExpressionAttributeNames"] = {"#n": "number"}
             head_put["ExpressionAttributeValues"] = {":previous": {"N": str(before.number)}}
+        epoch_item: dict[str, Any] = {
+            "pk": {"S": epoch.group_id},
+            "sk": {"S": _epoch_sk(epoch.number)},
+            "epoch": {"B": epoch.epoch},
+            "wraps_key": {"S": epoch.wraps_key},
+            "index": {"B": _encode_index(epoch.index)},
+        }
+        if epoch.delta is not None:
+            epoch_item["delta"] = {"B": epoch.delta}
         epoch_put = {
             "TableName": self._table,
-            "Item": {
-                "pk": {"S": epoch.group_id},
-                "sk": {"S": _epoch_sk(epoch.number)},
-                "epoch": {"B": epoch.epoch},
-                "wraps_key": {"S": epoch.wraps_key},
-                "index": {"B": _encode_index(epoch.index)},
-            },
+            "Item": epoch_item,
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         try:
