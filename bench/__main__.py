@@ -41,7 +41,17 @@ FULL = [
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
     ["bench.fleet_workers", "--devices", "60", "--workers", "2", "--memory-devices", "100"],
     ["bench.chunk_randomness", "--chunks", "100000", "--bytes-chunks", "2600"],
-    ["bench.groups", "--members", "1000", "--rounds", "2", "--messages", "100"],
+    [
+        "bench.groups",
+        "--members",
+        "1000",
+        "--rounds",
+        "2",
+        "--messages",
+        "100",
+        "--transport-members",
+        "1000",
+    ],
 ]
 QUICK = [
     ["bench.api_overhead", "--requests", "60"],

@@ -526,3 +526,37 @@ def test_a_newcomer_catching_up_from_the_creation_still_reads_no_history(
     assert mine.decrypt(after).plaintext == b"after carol"
     with pytest.raises(DecryptionFailed):
         mine.decrypt(before)
+
+
+def test_a_following_member_moves_on_with_the_delta_and_its_own_wrap(
+    people: People, transport: ChaliceTransport, tmp_path: Path
+) -> None:
+    # Counted where the replies arrive (the bench's counting transports): a
+    # member that follows the group polls the head without the roster, gets
+    # the epoch's delta with its wrap's ranged GET, and the wrap.
+    from bench.group_transfer import Counted, CountingObjects, CountingTransport
+
+    counted = Counted()
+    follower = Device(
+        tmp_path / "follower",
+        CountingTransport(transport, counted),
+        kdf=PASSWORD_KDF_SIMULATION,
+        sleep=lambda _: None,
+        objects=CountingObjects(counted),
+        storage_origins=MOTO_STORAGE_ORIGINS,
+    )
+    follower.register("follower", PASSWORD)
+    group = people["alice"].create_group(["bob", "carol", "follower"])
+    follower.group(group.group_id).info()
+    group.remove_members(["carol"])
+    counted.reset()
+    info = follower.group(group.group_id).info()
+    assert info.members == ("alice", "bob", "follower")
+    moved = counted.summary()
+    assert moved["requests"] == [
+        "GET /v1/groups/{id}?roster=false",
+        "GET /v1/groups/{id}/epochs/1?card_id=…&form=delta",
+        "GET <presigned wrap range>",
+    ]
+    assert moved["epoch_and_wrap"] == 113 + 1169  # the delta of one removal, a PQ wrap
+    assert moved["head_poll"] == 32
