@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.wire.cards import card_id_from_str
+from chalicelib.wire.group_delta import encode_delta
 from chalicelib.wire.group_wraps import build_wraps
 from chalicelib.wire.groups import (
     KIND_MLKEM768X25519,
@@ -262,6 +263,50 @@ def _wraps_object_vectors() -> list[Vector]:
     return vectors
 
 
+def _delta_vectors() -> list[Vector]:
+    """Deltas (docs/spec/groups.md, "Delta"): what a member that holds
+    ``previous`` rebuilds with the epoch's key id (from its own wrap)."""
+    vectors: list[Vector] = []
+    e0 = _epoch(0, None, ALICE, [_member(ALICE, True), _member(BOB), _member(CAROL)])
+    e1 = _epoch(1, e0, ALICE, [_member(ALICE, True), _member(BOB)])
+    dave = make_bundle("dave")
+    e1_add = _epoch(1, e0, ALICE, [*e0[1], _member(dave, True)])
+
+    def add(comment: str, delta: bytes, epoch: Epoch, code: str | None, stage: str) -> None:
+        vector: Vector = {
+            "comment": comment,
+            "previous": e0[0].encoded.hex(),
+            "roster": encode_roster(e0[1]).hex(),
+            "key_id": epoch.key_id.hex(),
+            "delta": delta.hex(),
+        }
+        if code is None:
+            vector.update(result="valid", epoch=epoch.encoded.hex())
+        else:
+            vector.update(result="invalid", stage=stage, code=code)
+        vectors.append(vector)
+
+    removal = encode_delta(e1[0], e0[1])
+    add("removal of carol (113 bytes)", removal, e1[0], None, "")
+    add("adds dave as an admin", encode_delta(e1_add[0], e0[1]), e1_add[0], None, "")
+    add("version 2", b"\x02" + removal[1:], e1[0], "unsupported_version", "decode")
+    add("truncated", removal[:-1], e1[0], "truncated", "decode")
+    add("trailing byte", removal + b"\x00", e1[0], "trailing_data", "decode")
+    add("signer index past the roster", removal[:9] + b"\x00\x03" + removal[11:], e1[0],
+        "not_a_member", "decode")  # fmt: skip
+    add("unknown change operation", removal[:46] + b"\x03" + removal[47:], e1[0], "unknown_op",
+        "decode")  # fmt: skip
+    add("signer index names bob", removal[:9] + b"\x00\x01" + removal[11:], e1[0],
+        "bad_signature", "signature")  # fmt: skip
+    add("removes bob instead of carol", removal[:47] + b"\x00\x01" + removal[49:], e1[0],
+        "bad_signature", "signature")  # fmt: skip
+    add("removes alice, the last admin", removal[:47] + b"\x00\x00" + removal[49:], e1[0],
+        "no_admin", "rebuild")  # fmt: skip
+    other_key = dataclasses.replace(e1[0], key_id=_secret(7).key_id())
+    add("a wrap of another secret (key id)", removal, other_key, "bad_signature", "signature")
+    return vectors
+
+
 def group_vectors() -> dict[str, Any]:
     epochs = _epoch_vectors()
     doc = document(
@@ -271,5 +316,6 @@ def group_vectors() -> dict[str, Any]:
         cards={name: who.card.to_json() for name, who in {**PEOPLE, "bob1": BOB1}.items()},
         wraps=_wrap_vectors(),
         wraps_objects=_wraps_object_vectors(),
+        deltas=_delta_vectors(),
     )
     return doc

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chalicelib.wire.cards import card_from_json, card_id_from_str
+from chalicelib.wire.group_delta import decode_delta, expand_delta
 from chalicelib.wire.group_wraps import split_wraps
 from chalicelib.wire.groups import (
     EpochChainError,
@@ -83,7 +84,31 @@ def test_wraps_object_vectors(vector: dict[str, Any]) -> None:
     assert caught.value.code == vector["code"]
 
 
+def _rebuild(vector: dict[str, Any]) -> bytes:
+    """What a following member does with a delta: rebuild, then check as any epoch."""
+    previous = decode_epoch(bytes.fromhex(vector["previous"]))
+    roster = decode_roster(bytes.fromhex(vector["roster"]))
+    delta = decode_delta(bytes.fromhex(vector["delta"]), roster)
+    epoch = expand_delta(delta, previous, roster, bytes.fromhex(vector["key_id"]))
+    signer = next(c for c in CARDS.values() if card_id_from_str(c.card_id) == epoch.signer_card_id)
+    verify_epoch_signature(epoch, signer.ed25519_public_key)
+    check_successor(previous, roster, epoch)
+    return epoch.encoded
+
+
+@pytest.mark.parametrize("vector", _ids(DOC["deltas"]))
+def test_delta_vectors(vector: dict[str, Any]) -> None:
+    if vector["result"] == "valid":
+        assert _rebuild(vector).hex() == vector["epoch"]
+        return
+    decoding = vector["stage"] in ("decode", "rebuild")
+    expected = InvalidGroupObject if decoding else EpochChainError
+    with pytest.raises(expected) as caught:
+        _rebuild(vector)
+    assert getattr(caught.value, "code", None) == vector["code"]
+
+
 def test_group_vectors_are_mostly_failures() -> None:
-    for section in (DOC["tests"], DOC["wraps"], DOC["wraps_objects"]):
+    for section in (DOC["tests"], DOC["wraps"], DOC["wraps_objects"], DOC["deltas"]):
         results = [v["result"] for v in section]
         assert results.count("invalid") > results.count("valid")
