@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
 from chalicelib.wire.group_history import (
@@ -72,6 +73,9 @@ from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
 from client_sim.messages import canonical_identity
 from client_sim.session import Session
+
+#: How often a share is made anew when the group moved on before the server took it.
+SHARE_ATTEMPTS: Final = 5
 
 __all__ = ["GroupHistory", "PastEpoch", "accept_share", "make_share", "open_share", "walk_chain"]
 
@@ -290,7 +294,7 @@ class GroupHistory:
             StaleEpoch: the group kept changing.
         """
         name = canonical_identity(member)
-        for _ in range(5):
+        for _ in range(SHARE_ATTEMPTS):
             chain = self._sync(state, group_id)
             me = chain.member(current.identity)
             if me is None:
