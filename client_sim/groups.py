@@ -26,7 +26,6 @@ import io
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.wire.b64 import b64url_decode
@@ -65,7 +64,7 @@ from client_sim.errors import (
     StorageTransferFailed,
     UsersNotFound,
 )
-from client_sim.group_chain import GroupChain, seal_for_epoch
+from client_sim.group_chain import GroupChain, GroupInfo, seal_for_epoch
 from client_sim.group_history import GroupHistory
 from client_sim.group_keys import EpochSecret, epoch_kind_for, open_wrap, wrap_secret
 from client_sim.group_state import GroupState
@@ -76,29 +75,10 @@ from client_sim.origins import StorageOrigins
 from client_sim.session import Session
 from client_sim.transport import HttpObjectTransport, ObjectTransport
 
-__all__ = ["MAX_CHANGE_ATTEMPTS", "GroupInfo", "Groups"]
+__all__ = ["MAX_CHANGE_ATTEMPTS", "GroupInfo", "Groups"]  # GroupInfo: from group_chain
 
 #: How often a change is re-based and retried after another admin's won.
 MAX_CHANGE_ATTEMPTS: Final = 5
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    """What a member sees of a group: its id, epoch, members and admins."""
-
-    group_id: str
-    epoch: int
-    members: tuple[str, ...]
-    admins: tuple[str, ...]
-
-    @classmethod
-    def of(cls, chain: GroupChain) -> GroupInfo:
-        return cls(
-            group_id=group_id_to_str(chain.head.group_id),
-            epoch=chain.head.number,
-            members=tuple(m.identity for m in chain.roster),
-            admins=tuple(m.identity for m in chain.roster if m.admin),
-        )
 
 
 def _verification(exc: EpochChainError | InvalidGroupObject) -> GroupVerificationFailed:
