@@ -560,3 +560,22 @@ def test_a_following_member_moves_on_with_the_delta_and_its_own_wrap(
     ]
     assert moved["epoch_and_wrap"] == 113 + 1169  # the delta of one removal, a PQ wrap
     assert moved["head_poll"] == 32
+
+
+def test_an_epoch_stored_before_deltas_is_followed_in_full(people: People) -> None:
+    # Epoch items written before deltas existed have none: the server serves
+    # the full epoch and the member moves on as it did then.
+    alice, bob = people["alice"], people["bob"]
+    group = alice.create_group(["bob", "carol"])
+    bob.group(group.group_id).info()
+    group.remove_members(["carol"])
+    ddb = aws_client("dynamodb")
+    key = {"pk": {"S": group.group_id}, "sk": {"S": "epoch#00000000000000000001"}}
+    item = ddb.get_item(TableName=GROUPS_TABLE, Key=key)["Item"]
+    assert "delta" in item
+    del item["delta"]
+    ddb.put_item(TableName=GROUPS_TABLE, Item=item)
+    after = alice.group(group.group_id).encrypt(b"after carol left")
+    mine = bob.group(group.group_id)
+    assert mine.info().members == ("alice", "bob")
+    assert mine.decrypt(after).plaintext == b"after carol left"
