@@ -299,3 +299,42 @@ def test_share_history_verb_of_the_device_cli(
         "only an admin"
         in run("bob", "group", "share-history", group_id, "alice", "--from", "0", code=1).lower()
     )
+
+
+def test_the_server_refuses_malformed_shares_and_outsiders(
+    people: People, transport: ChaliceTransport
+) -> None:
+    group, _, _ = _group_with_history(people)
+    alice = people["alice"]
+    share = group.share_history("carol", from_epoch=0, to_epoch=0)
+    assert share == (0, 0)
+    [item] = _history_items(group.group_id)
+    genuine = bytes(item["share"]["B"])
+    for body, code in (
+        (b"not a share", "invalid_history_share"),
+        (genuine[:-1], "invalid_history_share"),
+        (genuine[:-1] + bytes([genuine[-1] ^ 1]), "invalid_history_share"),  # signature
+    ):
+        with pytest.raises(ServerError) as refused:
+            _post(alice, group.group_id, body)
+        assert (refused.value.status, refused.value.code) == (400, code)
+    # Another group's share posted here: refused before anything else.
+    other = alice.create_group(["carol"])
+    with pytest.raises(ServerError) as refused:
+        _post(alice, other.group_id, genuine)
+    assert refused.value.code == "invalid_history_share"
+    # The same share again is the same write-once item.
+    _post(alice, group.group_id, genuine)
+    assert len(_history_items(group.group_id)) == 1
+    # Someone outside the group sees neither route.
+    eve = people["eve"]
+    for call in (
+        lambda t: eve._api.get_group_history(t, group.group_id),
+        lambda t: eve._api.share_group_history(t, group.group_id, genuine),
+    ):
+        with pytest.raises(ServerError) as hidden:
+            eve._session.authed(call)
+        assert hidden.value.status == 404
+    # Bob, a member, is served only his own shares (none).
+    bob = people["bob"]
+    assert bob._session.authed(lambda t: bob._api.get_group_history(t, group.group_id)) == []
