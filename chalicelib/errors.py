@@ -459,3 +459,13 @@ class WrapsMissing(Conflict):
 class WrapsMismatch(InvalidRequest):
     code = "wraps_mismatch"
     default_message = "The wraps object is not the one the epoch signs for its members."
+
+
+class InvalidHistoryShare(InvalidRequest):
+    code = "invalid_history_share"
+    default_message = "The history share is malformed or does not verify."
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_message = "The share names someone who is not a current member with that card."

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.b64 import b64url_decode, b64url_encode
 from chalicelib.wire.blobids import is_blob_id
 from chalicelib.wire.identity import is_identity
 from client_sim.errors import InvalidInput, ServerError
@@ -627,17 +627,29 @@ class ApiClient:
         out = self._call("GET", "/v1/groups", bearer=access_token)
         return _parsed(lambda o: [dict(item) for item in o["items"]], out, "group listing")
 
-    def get_group(self, access_token: str, group_id: str) -> dict[str, Any]:
-        """``GET /v1/groups/{id}``: ``group_id``, ``epoch``, ``head`` and ``roster``."""
-        return dict(self._call("GET", _group_path(group_id), bearer=access_token))
+    def get_group(self, access_token: str, group_id: str, *, roster: bool = True) -> dict[str, Any]:
+        """``GET /v1/groups/{id}``: ``group_id``, ``epoch``, ``head`` and ``roster``;
+        without ``roster``, ``group_id``, ``epoch`` and ``roster_hash`` only."""
+        path = _group_path(group_id) + ("" if roster else "?roster=false")
+        return dict(self._call("GET", path, bearer=access_token))
 
     def get_group_epoch(
-        self, access_token: str, group_id: str, number: int, card_id: str | None
+        self,
+        access_token: str,
+        group_id: str,
+        number: int,
+        card_id: str | None,
+        *,
+        delta: bool = False,
     ) -> dict[str, Any]:
-        """``GET /v1/groups/{id}/epochs/{n}``: the epoch and the ranged GET of our wrap."""
+        """``GET /v1/groups/{id}/epochs/{n}``: the epoch and the ranged GET of our wrap
+        (with ``delta``, the epoch's delta form when the wrap is given)."""
         path = _group_path(group_id, "epochs", str(number))
-        if card_id is not None:
-            path += "?" + urlencode({"card_id": card_id})
+        query = {} if card_id is None else {"card_id": card_id}
+        if delta:
+            query["form"] = "delta"
+        if query:
+            path += "?" + urlencode(query)
         return dict(self._call("GET", path, bearer=access_token))
 
     def reserve_group_wraps(
@@ -659,6 +671,23 @@ class ApiClient:
             expect=201,
         )  # fmt: skip
         return dict(out)
+
+    def share_group_history(self, access_token: str, group_id: str, share: bytes) -> str:
+        """``POST /v1/groups/{id}/history``: store a signed history share; its id."""
+        out = self._call(
+            "POST", _group_path(group_id, "history"), payload={"share": b64url_encode(share)},
+            bearer=access_token, expect=201,
+        )  # fmt: skip
+        return _parsed(lambda o: str(o["share_id"]), out, "history share")
+
+    def get_group_history(self, access_token: str, group_id: str) -> list[tuple[str, bytes]]:
+        """``GET /v1/groups/{id}/history``: ``(share id, share)`` stored for this identity."""
+        out = self._call("GET", _group_path(group_id, "history"), bearer=access_token)
+        return _parsed(
+            lambda o: [(str(i["share_id"]), b64url_decode(str(i["data"]))) for i in o["items"]],
+            out,
+            "history shares",
+        )
 
 
 def server_error(reply: HttpReply) -> ServerError:

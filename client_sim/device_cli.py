@@ -640,6 +640,25 @@ def group_remove(options: _Options, group_id: str, identities: tuple[str, ...]) 
     _echo_group(options.device().group(group_id).remove_members(identities))
 
 
+@group_command.command("share-history")
+@click.argument("group_id")
+@click.argument("member")
+@click.option("--from", "from_epoch", type=int, required=True, help="First epoch to share.")
+@click.option("--to", "to_epoch", type=int, default=None, help="Last (default: the previous).")
+@pass_options
+@_reported
+def group_share_history(
+    options: _Options, group_id: str, member: str, from_epoch: int, to_epoch: int | None
+) -> None:
+    """Share past epochs with a member (by default members read no history)."""
+    first, last = (
+        options.device()
+        .group(group_id)
+        .share_history(member, from_epoch=from_epoch, to_epoch=to_epoch)
+    )
+    click.echo(f"shared epochs {first} to {last} with {member}")
+
+
 @group_command.command("leave")
 @click.argument("group_id")
 @pass_options

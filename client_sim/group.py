@@ -84,6 +84,38 @@ class Group:
         return self._groups.rekey(state, current, self.group_id)
 
     @reported
+    def share_history(
+        self, member: str, *, from_epoch: int, to_epoch: int | None = None
+    ) -> tuple[int, int]:
+        """Share the secrets of epochs ``from_epoch..to_epoch`` (default: up to the
+        one before the current epoch) with ``member``, a current member; the
+        range shared.  Without this a member reads nothing sealed before it
+        joined (the default).  The share is wrapped to the member's current
+        card, signed by this admin, and checked by the member's device.
+
+        Raises:
+            NotAMember, NotAnAdmin, MemberNotFound, StaleEpoch, InvalidInput
+            (a bad range, or an epoch this device holds no secret of).
+        """
+        state, current = self._keys()
+        return self._groups.history.share(
+            state, current, self.group_id, member, first=from_epoch, last=to_epoch
+        )
+
+    @reported
+    def receive_history(self) -> list[int]:
+        """Take the history shares admins made for this identity; the epochs gained.
+        (:meth:`decrypt` and :meth:`download` do it by themselves when content
+        is for an epoch this device holds no secret of.)
+
+        Raises:
+            NotAMember, GroupVerificationFailed (a share that doesn't verify is
+            refused; the others are kept).
+        """
+        state, _ = self._keys()
+        return self._groups.history.receive(state, self.group_id)
+
+    @reported
     def leave(self) -> None:
         """Leave the group (this device forgets it).  Raises NotAMember, StaleEpoch."""
         state, current = self._keys()

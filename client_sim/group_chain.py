@@ -38,6 +38,7 @@ from chalicelib.wire.groups import (
     EpochChainError,
     Member,
     check_successor,
+    group_id_to_str,
     roster_hash,
     verify_epoch_signature,
 )
@@ -50,6 +51,7 @@ from client_sim.sealed import HeaderCheck, SealedHeader, VerifiedSender
 __all__ = [
     "EpochAddress",
     "GroupChain",
+    "GroupInfo",
     "open_group_content",
     "seal_for_epoch",
 ]
@@ -77,6 +79,8 @@ class GroupChain:
     secrets: dict[int, EpochSecret] = field(default_factory=dict)
     readers: dict[int, frozenset[bytes]] = field(default_factory=dict)
     key_ids: dict[int, bytes] = field(default_factory=dict)
+    #: Ids of the history shares already taken (docs/spec/groups.md, "History").
+    shares: set[str] = field(default_factory=set)
 
     @classmethod
     def start(
@@ -173,6 +177,25 @@ class GroupChain:
     def current_secret(self) -> EpochSecret | None:
         """The secret of the head epoch, if this device holds it."""
         return self.secrets.get(self.head.number)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a member sees of a group: its id, epoch, members and admins."""
+
+    group_id: str
+    epoch: int
+    members: tuple[str, ...]
+    admins: tuple[str, ...]
+
+    @classmethod
+    def of(cls, chain: GroupChain) -> GroupInfo:
+        return cls(
+            group_id=group_id_to_str(chain.head.group_id),
+            epoch=chain.head.number,
+            members=tuple(m.identity for m in chain.roster),
+            admins=tuple(m.identity for m in chain.roster if m.admin),
+        )
 
 
 def _by_card(roster: Sequence[Member], card_id: bytes) -> Member | None:

@@ -77,6 +77,7 @@ def _item(chain: GroupChain) -> dict[str, Any]:
     return {
         "head": b64url_encode(chain.head.encoded),
         "roster": b64url_encode(encode_roster(chain.roster)),
+        "shares": sorted(chain.shares),
         "epochs": {
             str(n): {
                 "secret": b64url_encode(secret.to_bytes()),
@@ -92,6 +93,8 @@ def _item(chain: GroupChain) -> dict[str, Any]:
 def _chain(item: Any) -> GroupChain:
     head = decode_epoch(b64url_decode(item["head"]))
     chain = GroupChain(head=head, roster=decode_roster(b64url_decode(item["roster"])))
+    # Absent from files written before history shares existed.
+    chain.shares = {str(sid) for sid in item.get("shares", [])}
     for text, entry in item["epochs"].items():
         number = int(text)
         chain.secrets[number] = EpochSecret(

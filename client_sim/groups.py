@@ -15,8 +15,9 @@ O(1) bytes in the group's size.  The verified chain and the epoch secrets
 are kept in a sealed side file (:mod:`client_sim.group_state`).
 
 History: a member added at epoch ``n`` gets the secret of epoch ``n`` and
-later ones only; what was sealed before stays unreadable to it (the
-default, and the only choice this release offers).
+later ones only; what was sealed before stays unreadable to it.  That is the
+default; an admin may share chosen past epochs with one member
+(:class:`~client_sim.group_history.GroupHistory`, :attr:`Groups.history`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import io
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.blobids import derive_blob_id
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_delta import decode_delta, expand_delta
 from chalicelib.wire.group_wraps import build_wraps, parse_group_context
 from chalicelib.wire.groups import (
     Epoch,
@@ -63,8 +64,9 @@ from client_sim.errors import (
     StorageTransferFailed,
     UsersNotFound,
 )
-from client_sim.group_chain import GroupChain, seal_for_epoch
-from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
+from client_sim.group_chain import GroupChain, GroupInfo, seal_for_epoch
+from client_sim.group_history import GroupHistory
+from client_sim.group_keys import EpochSecret, epoch_kind_for, open_wrap, wrap_secret
 from client_sim.group_state import GroupState
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
@@ -73,29 +75,10 @@ from client_sim.origins import StorageOrigins
 from client_sim.session import Session
 from client_sim.transport import HttpObjectTransport, ObjectTransport
 
-__all__ = ["MAX_CHANGE_ATTEMPTS", "GroupInfo", "Groups"]
+__all__ = ["MAX_CHANGE_ATTEMPTS", "GroupInfo", "Groups"]  # GroupInfo: from group_chain
 
 #: How often a change is re-based and retried after another admin's won.
 MAX_CHANGE_ATTEMPTS: Final = 5
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    """What a member sees of a group: its id, epoch, members and admins."""
-
-    group_id: str
-    epoch: int
-    members: tuple[str, ...]
-    admins: tuple[str, ...]
-
-    @classmethod
-    def of(cls, chain: GroupChain) -> GroupInfo:
-        return cls(
-            group_id=group_id_to_str(chain.head.group_id),
-            epoch=chain.head.number,
-            members=tuple(m.identity for m in chain.roster),
-            admins=tuple(m.identity for m in chain.roster if m.admin),
-        )
 
 
 def _verification(exc: EpochChainError | InvalidGroupObject) -> GroupVerificationFailed:
@@ -139,6 +122,10 @@ class Groups:
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = origins
         self._clock = clock
+        #: Sharing past epochs with a member, and taking such shares.
+        self.history = GroupHistory(
+            api, session, directory, state, sync=self.sync, fetch_epoch=self._fetch_epoch
+        )
 
     # --- membership ------------------------------------------------------------------
 
@@ -367,26 +354,37 @@ class Groups:
                 or the server's head is older than one already verified.
         """
         gid = self._group_id(group_id)
+        chains = self._state.load()
+        chain = chains.get(gid)
+        # A device that follows the group polls the head without the roster
+        # (O(1) bytes); only a joining device needs the roster itself.
+        joining = chain is None
         try:
-            head = self._session.authed(lambda token: self._api.get_group(token, gid))
+            head = self._session.authed(
+                lambda token: self._api.get_group(token, gid, roster=joining)
+            )
         except ServerError as exc:
             if exc.status == 404:
                 raise NotAMember("this identity is not a member of the group") from exc
             raise
         try:
             number = int(head["epoch"])
-            chains = self._state.load()
-            chain = chains.get(gid)
             if chain is None:
                 chain = self._join(state, gid, head)
             elif number < chain.head.number:
                 raise GroupVerificationFailed("rollback", "the server's head is older than ours")
             for n in range(chain.head.number + 1, number + 1):
                 self._advance(state, chain, gid, n)
-            # The roster the server shows must be the one the signed chain
-            # leads to: an operator who edits it is caught here, not trusted.
-            served = decode_roster(b64url_decode(str(head["roster"])))
-            if sorted(served) != sorted(chain.roster):
+            # The roster the server holds (and authorizes reads by) must be
+            # the one the signed chain leads to: an operator who edits it is
+            # caught here, not trusted.
+            if joining:
+                served = decode_roster(b64url_decode(str(head["roster"])))
+                mismatch = sorted(served) != sorted(chain.roster)
+            else:
+                served_hash = b64url_decode(str(head["roster_hash"]))
+                mismatch = served_hash != chain.head.roster_hash
+            if mismatch:
                 raise GroupVerificationFailed(
                     "roster_mismatch", "the server's roster is not the one the epochs sign"
                 )
@@ -420,16 +418,62 @@ class Groups:
         wrap = self._wrap(state, gid, 0, roster)
         return GroupChain.start(epoch, roster, self._signer(epoch), state.bundles, wrap)
 
-    def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+    def _fetch_epoch(self, gid: str, number: int) -> Epoch:
+        """Epoch ``number`` as the server serves it, parsed (not yet verified)."""
         reply = self._session.authed(
             lambda token: self._api.get_group_epoch(token, gid, number, None)
         )
-        epoch = decode_epoch(b64url_decode(str(reply["data"])))
+        try:
+            return decode_epoch(b64url_decode(str(reply["data"])))
+        except (KeyError, TypeError) as exc:
+            raise ServerError.malformed("group epoch") from exc
+
+    def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+        if self._advance_by_delta(state, chain, gid, number):
+            return
+        epoch = self._fetch_epoch(gid, number)
         if epoch.number != number:
             raise GroupVerificationFailed("stale_epoch", "the server sent another epoch")
         after = check_successor(chain.head, chain.roster, epoch)
         wrap = self._wrap(state, gid, number, after)
         chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
+
+    def _advance_by_delta(
+        self, state: KeystoreState, chain: GroupChain, gid: str, number: int
+    ) -> bool:
+        """Move to epoch ``number`` by its delta and this device's own wrap: one
+        API request and one ranged GET, O(1) bytes whatever the group's size
+        (docs/spec/groups.md, "Delta").  False when the server offers no
+        delta for it, or the epoch moves this device to another card (the
+        caller then takes the full epoch)."""
+        mine = {card_id_from_str(b.card_id): b for b in state.bundles}
+        entry = next((m for m in chain.roster if m.card_id in mine), None)
+        if entry is None:
+            return False
+        card_id = card_id_to_str(entry.card_id)
+        reply = self._session.authed(
+            lambda token: self._api.get_group_epoch(token, gid, number, card_id, delta=True)
+        )
+        target = reply.get("wrap")
+        if reply.get("form") != "delta" or target is None:
+            return False
+        delta = decode_delta(b64url_decode(str(reply["data"])), chain.roster)
+        after = next((m for m in delta.roster_after(chain.roster) if m.card_id in mine), None)
+        if after is None or after.card_id != entry.card_id:
+            return False
+        wrap = self._get(str(target["url"]), dict(target["headers"]), int(target["length"]))
+        try:
+            secret = open_wrap(
+                wrap, mine[entry.card_id], group_id=chain.head.group_id, number=number,
+                epoch_kind=delta.kind,
+            )  # fmt: skip
+        except DecryptionFailed as exc:
+            raise EpochChainError("bad_wrap", "the wrap does not open") from exc
+        # The signature covers the full epoch, key id included: a delta or a
+        # wrap that doesn't rebuild the signed epoch is refused below.
+        epoch = expand_delta(delta, chain.head, chain.roster, secret.key_id())
+        chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
+        return True
 
     def _wrap(
         self, state: KeystoreState, gid: str, number: int, roster: Sequence[Member]
@@ -529,7 +573,14 @@ class Groups:
                 raise
             except DecryptionFailed:
                 pass  # perhaps sealed for an epoch this device hasn't fetched yet
-        return attempt(self.sync(state, gid))
+        try:
+            return attempt(self.sync(state, gid))
+        except DecryptionFailed:
+            # Perhaps sealed before this member joined, and an admin has
+            # since shared that epoch with it.
+            if not self.history.receive(state, gid):
+                raise
+        return attempt(self._state.load()[gid])
 
     # --- group blobs -----------------------------------------------------------------------
 

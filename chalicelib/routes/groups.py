@@ -11,14 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import wiring
+from chalicelib.errors import InvalidRequest
 from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
 from chalicelib.services.groups import MAX_EPOCH_SIZE, GroupHead, StoredEpoch
 from chalicelib.wire.b64 import b64url_encode
+from chalicelib.wire.group_history import MAX_SHARE_SIZE
 
 api = ApiBlueprint(__name__, wiring.authenticator)
 
 # The base64url epoch, the wraps id and the JSON around them.
 _EPOCH_MAX_BODY = MAX_EPOCH_SIZE * 4 // 3 + 1024
+# The base64url history share and the JSON around it.
+_SHARE_MAX_BODY = MAX_SHARE_SIZE * 4 // 3 + 1024
 
 
 @api.route("/v1/groups", methods=["GET"], auth=Auth.ACCESS)
@@ -31,8 +35,18 @@ def list_groups(request: ApiRequest) -> ApiResponse:
 
 @api.route("/v1/groups/{group_id}", methods=["GET"], auth=Auth.ACCESS)
 def get_group(request: ApiRequest, group_id: str) -> ApiResponse:
-    """The head epoch and full roster of a group the caller is a member of."""
-    head, stored = wiring.container().groups.head(request.identity, group_id)
+    """The head epoch and full roster of a group the caller is a member of
+    (``?roster=false``: only the head's number and the roster's hash)."""
+    query = request.query(allowed=("roster",))
+    full = _flag(query.get("roster"), "roster", default=True)
+    groups = wiring.container().groups
+    head, stored = groups.head(request.identity, group_id)
+    if not full:
+        # A member that follows the group polls this: its size must not
+        # grow with the group (the roster is what a joining device needs).
+        return ApiResponse(
+            200, {**head_summary(head), "roster_hash": b64url_encode(groups.roster_hash(head))}
+        )
     return ApiResponse(
         200,
         {
@@ -74,12 +88,39 @@ def append_epoch(request: ApiRequest, group_id: str) -> ApiResponse:
 
 @api.route("/v1/groups/{group_id}/epochs/{epoch}", methods=["GET"], auth=Auth.ACCESS)
 def get_epoch(request: ApiRequest, group_id: str, epoch: str) -> ApiResponse:
-    """One epoch, and a ranged GET of the caller's own wrap (``?card_id=``)."""
-    query = request.query(allowed=("card_id",))
+    """One epoch, and a ranged GET of the caller's own wrap (``?card_id=``);
+    with ``?form=delta`` the epoch's delta when the wrap is given and the
+    epoch has one (``form`` in the answer says which)."""
+    query = request.query(allowed=("card_id", "form"))
+    form = query.get("form", "full")
+    if form not in ("full", "delta"):
+        raise InvalidRequest("form must be full or delta.")
     stored, wrap = wiring.container().groups.epoch(
         request.identity, group_id, epoch, query.get("card_id")
     )
-    return ApiResponse(200, epoch_body(stored, wrap))
+    # The delta is only of use with the member's own wrap (its secret gives
+    # the key id the delta leaves out).
+    delta = stored.delta if form == "delta" and wrap is not None else None
+    return ApiResponse(200, epoch_body(stored, wrap, delta))
+
+
+@api.route(
+    "/v1/groups/{group_id}/history", methods=["POST"], auth=Auth.ACCESS, max_body=_SHARE_MAX_BODY
+)
+def share_history(request: ApiRequest, group_id: str) -> ApiResponse:
+    """Store a history share an admin signed for a current member."""
+    body = request.json(required=("share",))
+    share_id = wiring.container().groups.share_history(request.identity, group_id, body["share"])
+    return ApiResponse(201, {"share_id": share_id})
+
+
+@api.route("/v1/groups/{group_id}/history", methods=["GET"], auth=Auth.ACCESS)
+def get_history(request: ApiRequest, group_id: str) -> ApiResponse:
+    """The history shares stored for the caller."""
+    request.query(allowed=())
+    shares = wiring.container().groups.history(request.identity, group_id)
+    items = [{"share_id": sid, "data": b64url_encode(data)} for sid, data in shares]
+    return ApiResponse(200, {"items": items})
 
 
 # --- rendering ----------------------------------------------------------------------
@@ -89,11 +130,20 @@ def head_summary(head: GroupHead) -> dict[str, Any]:
     return {"group_id": head.group_id, "epoch": head.number, "updated_at": head.updated_at}
 
 
-def epoch_body(stored: StoredEpoch, wrap: Any) -> dict[str, Any]:
+def _flag(value: str | None, name: str, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise InvalidRequest(f"{name} must be true or false.")
+    return value == "true"
+
+
+def epoch_body(stored: StoredEpoch, wrap: Any, delta: bytes | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "group_id": stored.group_id,
         "epoch": stored.number,
-        "data": b64url_encode(stored.epoch),
+        "form": "full" if delta is None else "delta",
+        "data": b64url_encode(stored.epoch if delta is None else delta),
         "wrap": None,
     }
     if wrap is not None:

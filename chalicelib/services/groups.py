@@ -38,7 +38,9 @@ from typing import Final, Protocol
 from chalicelib import crypto
 from chalicelib.errors import (
     InvalidEpoch,
+    InvalidHistoryShare,
     InvalidRequest,
+    MemberNotFound,
     NotAnAdmin,
     NotFound,
     SealboxError,
@@ -48,6 +50,13 @@ from chalicelib.errors import (
 )
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_delta import encode_delta
+from chalicelib.wire.group_history import (
+    MAX_SHARE_SIZE,
+    decode_share,
+    share_id,
+    verify_share_signature,
+)
 from chalicelib.wire.group_wraps import MAX_WRAPS_SIZE, split_wraps
 from chalicelib.wire.groups import (
     MAX_GROUP_MEMBERS,
@@ -61,6 +70,7 @@ from chalicelib.wire.groups import (
     encode_roster,
     group_id_from_str,
     group_id_to_str,
+    roster_hash,
     verify_epoch_signature,
 )
 
@@ -103,6 +113,9 @@ class StoredEpoch:
     epoch: bytes
     wraps_key: str
     index: dict[str, tuple[int, int]]  # card id (base64url) -> (offset, length)
+    #: The delta form (chalicelib.wire.group_delta) against the previous
+    #: roster; None for epoch 0 and for epochs stored before deltas existed.
+    delta: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,13 @@ class GroupStore(Protocol):
     def groups_of(self, identity: str) -> list[str]:
         """Group ids the member index lists for ``identity`` (may be stale:
         the head's roster is what decides)."""
+
+    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+        """Store a history share for ``member``, write-once (the same id again
+        changes nothing: ids are content hashes)."""
+
+    def shares(self, group_id: str, member: str) -> list[tuple[str, bytes]]:
+        """``(share id, share)`` of every history share stored for ``member``."""
 
 
 class WrapsStore(Protocol):
@@ -318,7 +338,8 @@ class GroupService:
         index = self._check_wraps(key, epoch, after)
         now = int(self._clock())
         head = GroupHead(gid, epoch.number, epoch.hash, encode_roster(after), now)
-        record = StoredEpoch(gid, epoch.number, raw, key, index)
+        delta = None if previous is None else encode_delta(epoch, roster)
+        record = StoredEpoch(gid, epoch.number, raw, key, index, delta)
         names_before = {m.identity for m in roster}
         names_after = {m.identity for m in after}
         if not self._store.append(
@@ -353,6 +374,11 @@ class GroupService:
         return {card_id_to_str(c): entry for c, entry in index.entries.items()}
 
     # --- reading --------------------------------------------------------------------
+
+    def roster_hash(self, head: GroupHead) -> bytes:
+        """The hash of the roster the server holds for ``head`` (what a device
+        compares with the roster hash its verified chain signs)."""
+        return roster_hash(group_id_from_str(head.group_id), head.members())
 
     def head(self, identity: str, group_id: object) -> tuple[GroupHead, StoredEpoch]:
         """The head of a group the caller is a member of, with its epoch.
@@ -397,6 +423,69 @@ class GroupService:
             return stored, None
         offset, length = entry
         return stored, self._wraps.presign_range(stored.wraps_key, offset, length, self._ttl)
+
+    # --- history shares -----------------------------------------------------------------
+
+    def share_history(self, identity: str, group_id: object, share_b64: object) -> str:
+        """Store a history share an admin's device signed for a current member; its id.
+
+        The server checks what it can without any secret: the share parses and
+        is this group's; the caller is a current admin and signed it with the
+        card the current roster names for it; the share was made at the
+        current epoch; the member it names is a current member with that card.
+        The member's device checks the rest (docs/spec/groups.md, "History").
+
+        Raises:
+            InvalidRequest: bad group id or a share that is not a string.
+            InvalidHistoryShare: it doesn't parse, is another group's, or its
+                signature does not verify.
+            NotFound: the caller is not a current member.
+            NotAnAdmin: the caller is not an admin, or not the signer.
+            StaleEpoch: the share was not made at the group's current epoch.
+            MemberNotFound: the member is not a current member with that card.
+        """
+        gid = self._group_id(group_id)
+        if not isinstance(share_b64, str):
+            raise InvalidRequest("share must be a base64url string.")
+        try:
+            raw = b64url_decode(share_b64, max_len=MAX_SHARE_SIZE)
+            share = decode_share(raw)
+        except InvalidGroupObject as exc:
+            raise InvalidHistoryShare(f"The history share is malformed ({exc.code}).") from exc
+        except ValueError as exc:
+            raise InvalidHistoryShare("The share is not base64url or too large.") from exc
+        if group_id_to_str(share.group_id) != gid:
+            raise InvalidHistoryShare("The history share belongs to another group.")
+        head, me = self._member_head(identity, gid)
+        if not me.admin:
+            raise NotAnAdmin("Only an admin of the group can share its history.")
+        if share.at != head.number:
+            raise StaleEpoch()
+        signer = self._card(card_id_to_str(share.signer_card_id))
+        if share.signer_card_id != me.card_id or signer is None or signer.identity != identity:
+            raise NotAnAdmin("The share must be signed by the caller's card in the roster.")
+        try:
+            verify_share_signature(share, signer.ed25519_public_key)
+        except EpochChainError as exc:
+            raise InvalidHistoryShare("The history share signature does not verify.") from exc
+        member = next((m for m in head.members() if m.identity == share.member), None)
+        if member is None or member.card_id != share.member_card_id:
+            # A removed member, or a card the roster no longer names, gets nothing.
+            raise MemberNotFound()
+        sid = share_id(raw)
+        self._store.put_share(gid, share.member, sid, raw)
+        return sid
+
+    def history(self, identity: str, group_id: object) -> list[tuple[str, bytes]]:
+        """The history shares stored for the caller in a group it is a current member of.
+
+        Raises:
+            InvalidRequest: bad group id.
+            NotFound: not a current member.
+        """
+        gid = self._group_id(group_id)
+        self._member_head(identity, gid)
+        return self._store.shares(gid, identity)
 
     def groups(self, identity: str) -> list[GroupHead]:
         """The groups ``identity`` is a current member of (checked against each head)."""

@@ -6,8 +6,12 @@ One table, ``groups`` (``infra/resources.json``), hash key ``pk``, range key
 * the head, ``pk = <group id>``, ``sk = "head"``: the latest epoch number,
   its hash, the encoded roster after it (who may read), the time;
 * one item per epoch, ``pk = <group id>``, ``sk = "epoch#<20-digit
-  number>"``: the signed epoch, its wraps object's key and the wraps index
-  (card id, offset, length), so a member's ranged read is one lookup;
+  number>"``: the signed epoch, its delta form (every epoch after the first;
+  ``chalicelib.wire.group_delta``), its wraps object's key and the wraps
+  index (card id, offset, length), so a member's ranged read is one lookup;
+* one item per history share, ``pk = <group id>``, ``sk = "history#<member
+  identity>#<share id>"``: the signed share, written once, served to that
+  member only;
 * the member index, ``pk = "member#<identity>"``, ``sk = <group id>``: what
   ``GET /v1/groups`` lists.  Group ids never contain ``#``, identities
   never do either, so the kinds can't collide.
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HEAD_SK: Final = "head"
+HISTORY_PREFIX: Final = "history#"
 MEMBER_PREFIX: Final = "member#"
 WRAPS_PREFIX: Final = "groups/"
 _CANCELLED: Final = "TransactionCanceledException"
@@ -119,6 +124,7 @@ class DynamoGroupStore:
             epoch=bytes(item["epoch"]["B"]),
             wraps_key=item["wraps_key"]["S"],
             index=_decode_index(bytes(item["index"]["B"])),
+            delta=bytes(item["delta"]["B"]) if "delta" in item else None,
         )
 
     def append(
@@ -149,15 +155,18 @@ class DynamoGroupStore:
             head_put["ConditionExpression"] = "#n = :previous"
             head_put["ExpressionAttributeNames"] = {"#n": "number"}
             head_put["ExpressionAttributeValues"] = {":previous": {"N": str(before.number)}}
+        epoch_item: dict[str, Any] = {
+            "pk": {"S": epoch.group_id},
+            "sk": {"S": _epoch_sk(epoch.number)},
+            "epoch": {"B": epoch.epoch},
+            "wraps_key": {"S": epoch.wraps_key},
+            "index": {"B": _encode_index(epoch.index)},
+        }
+        if epoch.delta is not None:
+            epoch_item["delta"] = {"B": epoch.delta}
         epoch_put = {
             "TableName": self._table,
-            "Item": {
-                "pk": {"S": epoch.group_id},
-                "sk": {"S": _epoch_sk(epoch.number)},
-                "epoch": {"B": epoch.epoch},
-                "wraps_key": {"S": epoch.wraps_key},
-                "index": {"B": _encode_index(epoch.index)},
-            },
+            "Item": epoch_item,
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         try:
@@ -189,6 +198,46 @@ class DynamoGroupStore:
                 pending = out.get("UnprocessedItems", {}).get(self._table, [])
                 if not pending:
                     break
+
+    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": group_id},
+                    "sk": {"S": f"{HISTORY_PREFIX}{member}#{share_id}"},
+                    "share": {"B": share},
+                },
+                # Write-once: the id is the share's hash, so an existing item
+                # already holds these very bytes.
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    def shares(self, group_id: str, member: str) -> list[tuple[str, bytes]]:
+        prefix = f"{HISTORY_PREFIX}{member}#"
+        found: list[tuple[str, bytes]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": group_id}, ":prefix": {"S": prefix}},
+            "ConsistentRead": True,
+        }
+        while True:
+            out = self._call("query", **kwargs)
+            found.extend(
+                (item["sk"]["S"][len(prefix) :], bytes(item["share"]["B"]))
+                for item in out.get("Items", [])
+            )
+            last = out.get("LastEvaluatedKey")
+            if not last:
+                return found
+            kwargs["ExclusiveStartKey"] = last
 
     def groups_of(self, identity: str) -> list[str]:
         groups: list[str] = []

@@ -69,6 +69,8 @@ SEMANTICALLY_CHECKED = {
     ("PUT", "/v1/users/me/login-key"),
     # A schema-valid random epoch is not a signed epoch of the group.
     ("POST", "/v1/groups/{group_id}/epochs"),
+    # Nor a random history share one an admin of the group signed.
+    ("POST", "/v1/groups/{group_id}/history"),
     ("GET", "/v1/kt/consistency"),
 }
 

@@ -189,20 +189,29 @@ def test_operator_editing_the_stored_roster_is_caught(people: People) -> None:
     assert caught.value.code == "roster_mismatch"
 
 
-def test_operator_editing_a_stored_epoch_is_caught(people: People) -> None:
-    alice, bob = people["alice"], people["bob"]
+@pytest.mark.parametrize(("attribute", "offset"), [("epoch", -70), ("delta", 12)])
+def test_operator_editing_a_stored_epoch_is_caught(
+    people: People, attribute: str, offset: int
+) -> None:
+    # Members move by an epoch's delta and their own wrap; devices not in the
+    # roster yet (Dave, catching up from the creation) read the full epoch.
+    # Either form edited is refused by the device that reads it.
+    alice, bob, dave = people["alice"], people["bob"], people["dave"]
     group = alice.create_group(["bob", "carol"])
     bob.group(group.group_id).info()
     group.remove_members(["carol"])
+    if attribute == "epoch":
+        group.add_members(["dave"])
     ddb = aws_client("dynamodb")
     key = {"pk": {"S": group.group_id}, "sk": {"S": "epoch#00000000000000000001"}}
     item = ddb.get_item(TableName=GROUPS_TABLE, Key=key)["Item"]
-    raw = bytearray(item["epoch"]["B"])
-    raw[-70] ^= 0x01  # inside the changes
-    item["epoch"] = {"B": bytes(raw)}
+    raw = bytearray(item[attribute]["B"])
+    raw[offset] ^= 0x01  # the changes of the full epoch; the wraps digest of the delta
+    item[attribute] = {"B": bytes(raw)}
     ddb.put_item(TableName=GROUPS_TABLE, Item=item)
+    reader = dave if attribute == "epoch" else bob
     with pytest.raises(GroupVerificationFailed):
-        bob.group(group.group_id).info()
+        reader.group(group.group_id).info()
 
 
 def test_racing_admins_do_not_fork_the_group(people: People) -> None:
@@ -517,3 +526,56 @@ def test_a_newcomer_catching_up_from_the_creation_still_reads_no_history(
     assert mine.decrypt(after).plaintext == b"after carol"
     with pytest.raises(DecryptionFailed):
         mine.decrypt(before)
+
+
+def test_a_following_member_moves_on_with_the_delta_and_its_own_wrap(
+    people: People, transport: ChaliceTransport, tmp_path: Path
+) -> None:
+    # Counted where the replies arrive (the bench's counting transports): a
+    # member that follows the group polls the head without the roster, gets
+    # the epoch's delta with its wrap's ranged GET, and the wrap.
+    from bench.group_transfer import Counted, CountingObjects, CountingTransport
+
+    counted = Counted()
+    follower = Device(
+        tmp_path / "follower",
+        CountingTransport(transport, counted),
+        kdf=PASSWORD_KDF_SIMULATION,
+        sleep=lambda _: None,
+        objects=CountingObjects(counted),
+        storage_origins=MOTO_STORAGE_ORIGINS,
+    )
+    follower.register("follower", PASSWORD)
+    group = people["alice"].create_group(["bob", "carol", "follower"])
+    follower.group(group.group_id).info()
+    group.remove_members(["carol"])
+    counted.reset()
+    info = follower.group(group.group_id).info()
+    assert info.members == ("alice", "bob", "follower")
+    moved = counted.summary()
+    assert moved["requests"] == [
+        "GET /v1/groups/{id}?roster=false",
+        "GET /v1/groups/{id}/epochs/1?card_id=…&form=delta",
+        "GET <presigned wrap range>",
+    ]
+    assert moved["epoch_and_wrap"] == 113 + 1169  # the delta of one removal, a PQ wrap
+    assert moved["head_poll"] == 32
+
+
+def test_an_epoch_stored_before_deltas_is_followed_in_full(people: People) -> None:
+    # Epoch items written before deltas existed have none: the server serves
+    # the full epoch and the member moves on as it did then.
+    alice, bob = people["alice"], people["bob"]
+    group = alice.create_group(["bob", "carol"])
+    bob.group(group.group_id).info()
+    group.remove_members(["carol"])
+    ddb = aws_client("dynamodb")
+    key = {"pk": {"S": group.group_id}, "sk": {"S": "epoch#00000000000000000001"}}
+    item = ddb.get_item(TableName=GROUPS_TABLE, Key=key)["Item"]
+    assert "delta" in item
+    del item["delta"]
+    ddb.put_item(TableName=GROUPS_TABLE, Item=item)
+    after = alice.group(group.group_id).encrypt(b"after carol left")
+    mine = bob.group(group.group_id)
+    assert mine.info().members == ("alice", "bob")
+    assert mine.decrypt(after).plaintext == b"after carol left"

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.wire.cards import card_id_from_str
+from chalicelib.wire.group_delta import encode_delta
+from chalicelib.wire.group_history import decode_share, verify_share_signature
 from chalicelib.wire.group_wraps import build_wraps
 from chalicelib.wire.groups import (
     KIND_MLKEM768X25519,
@@ -32,6 +34,7 @@ from chalicelib.wire.groups import (
     sign_epoch,
 )
 from client_sim.errors import DecryptionFailed
+from client_sim.group_history import make_share, open_share
 from client_sim.group_keys import EpochSecret, open_wrap, wrap_secret
 from client_sim.identity import KeyBundle
 from tests.vectors.gen_sealbox import (
@@ -262,6 +265,103 @@ def _wraps_object_vectors() -> list[Vector]:
     return vectors
 
 
+def _delta_vectors() -> list[Vector]:
+    """Deltas (docs/spec/groups.md, "Delta"): what a member that holds
+    ``previous`` rebuilds with the epoch's key id (from its own wrap)."""
+    vectors: list[Vector] = []
+    e0 = _epoch(0, None, ALICE, [_member(ALICE, True), _member(BOB), _member(CAROL)])
+    e1 = _epoch(1, e0, ALICE, [_member(ALICE, True), _member(BOB)])
+    dave = make_bundle("dave")
+    e1_add = _epoch(1, e0, ALICE, [*e0[1], _member(dave, True)])
+
+    def add(comment: str, delta: bytes, epoch: Epoch, code: str | None, stage: str) -> None:
+        vector: Vector = {
+            "comment": comment,
+            "previous": e0[0].encoded.hex(),
+            "roster": encode_roster(e0[1]).hex(),
+            "key_id": epoch.key_id.hex(),
+            "delta": delta.hex(),
+        }
+        if code is None:
+            vector.update(result="valid", epoch=epoch.encoded.hex())
+        else:
+            vector.update(result="invalid", stage=stage, code=code)
+        vectors.append(vector)
+
+    removal = encode_delta(e1[0], e0[1])
+    add("removal of carol (113 bytes)", removal, e1[0], None, "")
+    add("adds dave as an admin", encode_delta(e1_add[0], e0[1]), e1_add[0], None, "")
+    add("version 2", b"\x02" + removal[1:], e1[0], "unsupported_version", "decode")
+    add("truncated", removal[:-1], e1[0], "truncated", "decode")
+    add("trailing byte", removal + b"\x00", e1[0], "trailing_data", "decode")
+    add("signer index past the roster", removal[:9] + b"\x00\x03" + removal[11:], e1[0],
+        "not_a_member", "decode")  # fmt: skip
+    add("unknown change operation", removal[:46] + b"\x03" + removal[47:], e1[0], "unknown_op",
+        "decode")  # fmt: skip
+    add("signer index names bob", removal[:9] + b"\x00\x01" + removal[11:], e1[0],
+        "bad_signature", "signature")  # fmt: skip
+    add("removes bob instead of carol", removal[:47] + b"\x00\x01" + removal[49:], e1[0],
+        "bad_signature", "signature")  # fmt: skip
+    add("removes alice, the last admin", removal[:47] + b"\x00\x00" + removal[49:], e1[0],
+        "no_admin", "rebuild")  # fmt: skip
+    other_key = dataclasses.replace(e1[0], key_id=_secret(7).key_id())
+    add("a wrap of another secret (key id)", removal, other_key, "bad_signature", "signature")
+    return vectors
+
+
+def _share_vectors() -> list[Vector]:
+    """History shares (docs/spec/groups.md, "History"): decode, signature, wrap.
+    The valid share's HPKE wrap is random: the stored one is kept while it
+    still verifies and opens to the expected secrets."""
+    path = OUT / "groups.json"
+    stored = {}
+    if path.exists():
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        stored = {v["comment"]: v["share"] for v in doc.get("shares", [])}
+    secrets = [_secret(1), _secret(2)]
+    comment = "epochs 1 and 2 for bob, by alice at epoch 3"
+
+    def fits(raw: bytes) -> bool:
+        try:
+            share = decode_share(raw)
+            verify_share_signature(share, ALICE.card.ed25519_public_key)
+            return open_share(share, BOB) == [s.to_bytes() for s in secrets]
+        except Exception:
+            return False
+
+    kept = stored.get(comment)
+    good = bytes.fromhex(kept) if kept is not None and fits(bytes.fromhex(kept)) else b""
+    if not good:
+        good = make_share(ALICE, _member(BOB), BOB.card, at=3, secrets=secrets).encoded
+    vectors: list[Vector] = []
+
+    def add(text: str, raw: bytes, signer: str, opener: str, code: str | None, stage: str) -> None:
+        vector: Vector = {"comment": text, "share": raw.hex(), "signer": signer, "opener": opener}
+        if code is None:
+            vector.update(result="valid", secrets=[s.to_bytes().hex() for s in secrets])
+        else:
+            vector.update(result="invalid", stage=stage, code=code)
+        vectors.append(vector)
+
+    add(comment, good, "alice", "bob", None, "")
+    add("opened by carol", good, "alice", "carol", "bad_share", "open")
+    add("claims bob signed it", good, "bob", "bob", "bad_signature", "signature")
+    shifted = bytearray(good)
+    shifted[108] -= 1  # first 1 -> 0
+    shifted[116] -= 1  # last 2 -> 1: the same count, another range
+    add("range relabelled 0 to 1", bytes(shifted), "alice", "bob", "bad_signature", "signature")
+    add("truncated", good[:-1], "alice", "bob", "truncated", "decode")
+    add("trailing byte", good + b"\x00", "alice", "bob", "trailing_data", "decode")
+    add("wrong magic", b"SBGSHARX" + good[8:], "alice", "bob", "bad_magic", "decode")
+    add("version 2", good[:8] + b"\x02" + good[9:], "alice", "bob", "unsupported_version",
+        "decode")  # fmt: skip
+    early = bytearray(good)
+    early[32] = 1  # at 3 -> 1: before the last epoch shared
+    add("made before the last epoch it shares", bytes(early), "alice", "bob", "invalid_range",
+        "decode")  # fmt: skip
+    return vectors
+
+
 def group_vectors() -> dict[str, Any]:
     epochs = _epoch_vectors()
     doc = document(
@@ -271,5 +371,7 @@ def group_vectors() -> dict[str, Any]:
         cards={name: who.card.to_json() for name, who in {**PEOPLE, "bob1": BOB1}.items()},
         wraps=_wrap_vectors(),
         wraps_objects=_wraps_object_vectors(),
+        deltas=_delta_vectors(),
+        shares=_share_vectors(),
     )
     return doc

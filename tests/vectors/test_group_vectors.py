@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from chalicelib.wire.cards import card_from_json, card_id_from_str
+from chalicelib.wire.group_delta import decode_delta, expand_delta
+from chalicelib.wire.group_history import decode_share, verify_share_signature
 from chalicelib.wire.group_wraps import split_wraps
 from chalicelib.wire.groups import (
     EpochChainError,
@@ -22,6 +24,7 @@ from chalicelib.wire.groups import (
     verify_epoch_signature,
 )
 from client_sim.errors import DecryptionFailed
+from client_sim.group_history import open_share
 from client_sim.group_keys import open_wrap
 from tests.vectors.gen_sealbox import OUT, make_bundle
 
@@ -83,7 +86,50 @@ def test_wraps_object_vectors(vector: dict[str, Any]) -> None:
     assert caught.value.code == vector["code"]
 
 
+def _rebuild(vector: dict[str, Any]) -> bytes:
+    """What a following member does with a delta: rebuild, then check as any epoch."""
+    previous = decode_epoch(bytes.fromhex(vector["previous"]))
+    roster = decode_roster(bytes.fromhex(vector["roster"]))
+    delta = decode_delta(bytes.fromhex(vector["delta"]), roster)
+    epoch = expand_delta(delta, previous, roster, bytes.fromhex(vector["key_id"]))
+    signer = next(c for c in CARDS.values() if card_id_from_str(c.card_id) == epoch.signer_card_id)
+    verify_epoch_signature(epoch, signer.ed25519_public_key)
+    check_successor(previous, roster, epoch)
+    return epoch.encoded
+
+
+@pytest.mark.parametrize("vector", _ids(DOC["deltas"]))
+def test_delta_vectors(vector: dict[str, Any]) -> None:
+    if vector["result"] == "valid":
+        assert _rebuild(vector).hex() == vector["epoch"]
+        return
+    decoding = vector["stage"] in ("decode", "rebuild")
+    expected = InvalidGroupObject if decoding else EpochChainError
+    with pytest.raises(expected) as caught:
+        _rebuild(vector)
+    assert getattr(caught.value, "code", None) == vector["code"]
+
+
+def _take(vector: dict[str, Any]) -> list[str]:
+    """What a member does with a served share's bytes: decode, signature, open."""
+    share = decode_share(bytes.fromhex(vector["share"]))
+    verify_share_signature(share, CARDS[vector["signer"]].ed25519_public_key)
+    return [s.hex() for s in open_share(share, make_bundle(vector["opener"]))]
+
+
+@pytest.mark.parametrize("vector", _ids(DOC["shares"]))
+def test_share_vectors(vector: dict[str, Any]) -> None:
+    if vector["result"] == "valid":
+        assert _take(vector) == vector["secrets"]
+        return
+    expected = InvalidGroupObject if vector["stage"] == "decode" else EpochChainError
+    with pytest.raises(expected) as caught:
+        _take(vector)
+    assert getattr(caught.value, "code", None) == vector["code"]
+
+
 def test_group_vectors_are_mostly_failures() -> None:
-    for section in (DOC["tests"], DOC["wraps"], DOC["wraps_objects"]):
+    sections = ("tests", "wraps", "wraps_objects", "deltas", "shares")
+    for section in (DOC[name] for name in sections):
         results = [v["result"] for v in section]
         assert results.count("invalid") > results.count("valid")
