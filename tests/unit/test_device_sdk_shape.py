@@ -44,6 +44,7 @@ OWN_ERRORS = {
     "client_sim.sealed_framing",
     "client_sim.age_cli",
     "client_sim.device_cli",
+    "client_sim.device_group_cli",
 }
 # The objects the facade delegates to: each has one job, none knows the facade.
 OBJECTS = [
