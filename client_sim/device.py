@@ -52,7 +52,11 @@ from client_sim.passwords import PASSWORD_KDF_V1, KdfParams
 from client_sim.session import Session
 from client_sim.store import PENDING_CARD, DeviceStatus, DeviceStore
 from client_sim.transfers import Transfers
-from client_sim.transparency import DEFAULT_MAX_CHECKPOINT_AGE, LogMonitor
+from client_sim.transparency import (
+    DEFAULT_MAX_CHECKPOINT_AGE,
+    DEFAULT_MONITOR_INTERVAL,
+    LogMonitor,
+)
 from client_sim.transport import HttpTransport, ObjectTransport, Transport
 
 __all__ = [
@@ -93,6 +97,11 @@ class Device:
             (docs/spec/passwords.md, version 2).  A server answer not
             certified by one of them raises ``OprfVerificationFailed``.
             None: the version-1 derivation (no OPRF).
+        log_key, log_max_age, log_monitor_interval: the transparency log's
+            verifier key, pinned in the app's configuration (None: no log
+            checks); how old a checkpoint may be; how often, besides at
+            every login, the device checks its own identity's log entries
+            before it looks cards up or seals (docs/spec/transparency.md).
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class Device:
         oprf_roots: Mapping[int, bytes] | None = None,
         log_key: str | None = None,
         log_max_age: float = DEFAULT_MAX_CHECKPOINT_AGE,
+        log_monitor_interval: float = DEFAULT_MONITOR_INTERVAL,
     ) -> None:
         kdf.check()
         self._home = Path(home)
@@ -128,6 +138,7 @@ class Device:
             api, self._session, self._store, ttl=card_cache_ttl, clock=clock, log=self._log
         )
         self._messages = Messages(self._cards, self._log)
+        self._monitor_interval = log_monitor_interval
         origins = StorageOrigins.for_transport(transport, storage_origins)
         transfer = BlobTransfer(api, objects=objects, origins=origins)
         self._transfers = Transfers(api, self._session, transfer, self._messages)
@@ -264,6 +275,13 @@ class Device:
             state.identity, own, active_card_id=state.current_card_id, watch=state.pins
         )
 
+    def _monitor_when_due(self) -> None:
+        # "At login and periodically": a device that stays logged in for days
+        # still checks its identity (and learns its contacts' newest entries)
+        # before it uses cards, at most once per interval.
+        if self._log is not None and self._log.monitoring_due(self._monitor_interval):
+            self.check_transparency_log()
+
     @reported
     def confirm_password(self, password: str) -> None:
         """Re-enter the password: destructive calls of the next 5 minutes (unregister,
@@ -296,6 +314,7 @@ class Device:
             # A lone string would be read as its characters.
             raise TypeError("identities must be a collection of strings, not a string")
         wanted = [canonical_identity(name) for name in identities]
+        self._monitor_when_due()
         return self._cards.find(wanted, refresh=refresh)
 
     @reported
@@ -344,6 +363,7 @@ class Device:
         if isinstance(to, str):
             raise TypeError("to must be a collection of identities, not a string")
         _, current = self._require_keys()
+        self._monitor_when_due()
         self._messages.seal_to(src, dst, current, to, context)
 
     @reported

@@ -55,6 +55,7 @@ from client_sim.keystore import Keystore, KeystoreCorrupted
 
 __all__ = [
     "DEFAULT_MAX_CHECKPOINT_AGE",
+    "DEFAULT_MONITOR_INTERVAL",
     "KT_STATE_FILE",
     "KT_STATE_LABEL",
     "KT_STATE_MAGIC",
@@ -72,6 +73,10 @@ MAX_KT_STATE_SIZE: Final = 256 * 1024
 #: How old (seconds, against the device's estimate of the log's time) a
 #: checkpoint may be before the device asks for a fresh one.
 DEFAULT_MAX_CHECKPOINT_AGE: Final = 600
+#: How often (seconds of the device's estimate of the log's time) a device
+#: checks its own identity's log entries when it looks cards up, besides at
+#: every login.
+DEFAULT_MONITOR_INTERVAL: Final = 3600
 #: How far (seconds) a checkpoint may be dated ahead of both the device's
 #: clock and its estimate of the log's time.  Generous on purpose: a phone
 #: whose clock is slow, or stood still while it slept, sees honest
@@ -93,6 +98,8 @@ class _State:
     # For each contact the device watches: the newest log entry it has seen
     # for that identity while monitoring (index, card id, kind).
     newest: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    # The estimate of the log's time at the last monitoring that passed.
+    monitored_at: float = 0.0
 
 
 class LogMonitor:
@@ -324,6 +331,11 @@ class LogMonitor:
 
     # --- self-monitoring ------------------------------------------------------------
 
+    def monitoring_due(self, interval: float) -> bool:
+        """True when the last monitoring that passed is ``interval`` seconds
+        old or more (by :meth:`log_now`), or there was none."""
+        return self.log_now() - self._load().monitored_at >= interval
+
     def monitor(
         self,
         identity: str,
@@ -396,6 +408,7 @@ class LogMonitor:
         checked = size - state.monitored
         state.monitored, state.frontier = size, frontier
         state.newest = {k: v for k, v in newest.items() if k in watched}
+        state.monitored_at = self.log_now()
         self._save(state)
         return checked
 
@@ -427,9 +440,12 @@ class LogMonitor:
                     str(who): (int(i), str(card), str(kind))
                     for who, (i, card, kind) in doc.get("newest", {}).items()
                 },
+                float(doc.get("monitored_at", 0.0)),
             )
             if len(state.frontier) != state.monitored.bit_count() or not (
-                math.isfinite(state.log_time) and math.isfinite(state.log_time_seen_at)
+                math.isfinite(state.log_time)
+                and math.isfinite(state.log_time_seen_at)
+                and math.isfinite(state.monitored_at)
             ):
                 return self._state
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -448,6 +464,7 @@ class LogMonitor:
                 "log_time": state.log_time,
                 "log_time_seen_at": state.log_time_seen_at,
                 "newest": {who: list(v) for who, v in sorted(state.newest.items())},
+                "monitored_at": state.monitored_at,
             },
             sort_keys=True,
         ).encode("utf-8")

@@ -63,8 +63,11 @@ def test_cards_are_proven_and_the_checkpoint_is_kept_sealed(phone, tmp_path: Pat
     state_file = tmp_path / "alice" / "keystore" / KT_STATE_FILE
     assert state_file.is_file()
     assert b"sealbox.invalid" not in state_file.read_bytes()  # sealed, not plain JSON
-    assert alice.check_transparency_log() == 2  # both publishes, none unexpected
-    assert alice.check_transparency_log() == 0  # nothing new since
+    # Sealing checked alice's identity first (never checked before): both
+    # publishes read, none unexpected; nothing new since.
+    assert alice.check_transparency_log() == 0
+    assert alice._log is not None
+    assert alice._log._load().monitored == 2
 
 
 def test_a_substituted_contact_card_is_refused(phone) -> None:
@@ -206,7 +209,9 @@ def test_a_phone_whose_clock_is_slow_still_uses_the_log(clocked_phone, phone) ->
     clock.offset = -1200.0
     sealed = alice.encrypt(b"hi", to=["bob"])  # looks bob up: a fresh checkpoint
     assert sealed
-    assert alice.check_transparency_log() == 2
+    assert alice.check_transparency_log() == 0  # sealing checked both publishes
+    assert alice._log is not None
+    assert alice._log._load().monitored == 2
 
 
 def test_a_phone_that_slept_is_carried_forward_and_then_held_to_fresh_views(
@@ -287,7 +292,7 @@ def test_a_rotation_hidden_from_a_contact_is_caught_after_its_monitoring(phone) 
     key = {"pk": {"S": "identity#bob"}}
     before = client.get_item(TableName=CARDS_TABLE, Key=key)["Item"]
     bob.rotate_private_key()
-    assert alice.check_transparency_log() == 3  # alice, bob, bob's rotation
+    assert alice.check_transparency_log() == 1  # bob's rotation (the lookup read the rest)
     client.put_item(TableName=CARDS_TABLE, Item=before)  # the rotation, hidden
     with pytest.raises(LogVerificationFailed, match="later rotate"):
         alice.find_users(["bob"], refresh=True)
@@ -300,3 +305,38 @@ def test_a_contact_that_did_not_monitor_is_not_alarmed_by_an_honest_rotation(pho
     bob.rotate_private_key()
     alice.check_transparency_log()  # reads the rotation: bob is watched
     assert alice.find_users(["bob"], refresh=True)["bob"].card_id == bob.whoami().card_id
+
+
+def test_a_device_that_stays_logged_in_checks_itself_again_when_due(
+    tmp_path: Path, transport: ChaliceTransport, phone
+) -> None:
+    """Self-monitoring "at login and periodically": no new login needed."""
+    clock = _Clock()
+    victim = Device(
+        tmp_path / "victim",
+        transport,
+        kdf=PASSWORD_KDF_SIMULATION,
+        log_key=log_vkey(),
+        log_monitor_interval=100,
+        clock=clock,
+        **moto_objects(),
+    )
+    victim.register("victim", PASSWORD)
+    phone("bob")
+    victim.find_users(["bob"])  # due (never checked): checks, all its own
+    store = wiring.container().cards._store
+    own = store.active("victim")
+    assert own is not None
+    assert store.revoke("victim", own.card_id, at=own.published_at + 1)
+    forged = fresh_bundle("victim")
+    assert store.publish(
+        CardRecord(forged.card, CardStatus.ACTIVE, published_at=own.published_at + 2),
+        replaces=None,
+    )
+    victim.find_users(["bob"], refresh=True)  # not due yet: no check
+    clock.offset = 120.0
+    with pytest.raises(UnexpectedKeyEvent) as info:
+        victim.find_users(["bob"], refresh=True)
+    assert info.value.card_id == forged.card_id
+    with pytest.raises(UnexpectedKeyEvent):
+        victim.encrypt(b"hi", to=["bob"])  # reported until dealt with
