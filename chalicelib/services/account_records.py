@@ -63,6 +63,9 @@ class FamilyRecord:
     # When the family last rotated (0: never): the token spent then may be
     # presented again for :data:`REFRESH_RETRY_GRACE` seconds (a lost reply).
     rotated_at: int = 0
+    # The generation of the token that last rotation spent (None: stored
+    # before it was recorded, read as the generation right before).
+    rotated_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,17 @@ class SessionStore(Protocol):
         """The stored family, expired or not (the service checks expiry)."""
 
     def rotate(
-        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+        self,
+        family: str,
+        generation: int,
+        token_hash: str,
+        session: SessionRecord,
+        at: int,
+        spent: int,
     ) -> bool:
         """In one transaction: advance ``family`` from ``generation`` to
-        ``session.generation`` (``rotated_at = at``) iff it is still at
+        ``session.generation`` (``rotated_at = at``, ``rotated_from =
+        spent``: the generation of the token presented) iff it is still at
         ``generation`` and not revoked, and store the new token.  False
         (nothing written) when the family moved or was revoked meanwhile."""
 

@@ -122,11 +122,17 @@ class IssuedSession:
 
 FAMILY_ID_BYTES = 16
 # A renewal whose reply was lost leaves the device holding the token it just
-# spent.  For this long after a rotation, presenting *that* token again (the
-# generation right before the family's) renews again instead of counting as
-# a reuse; the successor it was given stops working.  Anything older, or
-# later, is a reuse.  docs/access-tokens.md states what this costs.
+# spent.  For this long after a rotation, presenting *the token that rotation
+# spent* again renews again instead of counting as a reuse; the successor it
+# was given stops working.  A bad connection can lose several replies in a
+# row (the 200-phone fleet lost two: the second retry presented a token two
+# generations back and logged the phone out), so the same token may be
+# retried while each retry is within the grace of the one before, up to
+# REFRESH_RETRY_DEPTH generations back.  A token whose successor was itself
+# used, anything older, or later, is a reuse.  docs/access-tokens.md states
+# what this costs.
 REFRESH_RETRY_GRACE = 60
+REFRESH_RETRY_DEPTH = 3
 
 
 # --- the service ----------------------------------------------------------------
@@ -540,6 +546,7 @@ class AccountService:
             refresh_token_digest(new_token),
             successor,
             int(self._clock()),
+            session.generation,
         ):
             self._sessions.revoke(session.family, Revoked.REUSE)
             raise RefreshTokenReused()
@@ -562,10 +569,13 @@ class AccountService:
             raise RefreshTokenReused()
         if family.revoked is not Revoked.NO:
             raise Unauthorized()
-        if family.generation != session.generation and not (
-            # A retry after a lost reply: the token spent by the last
-            # rotation, presented again within the grace.
-            session.generation == family.generation - 1
+        behind = family.generation - session.generation
+        spent_last = family.generation - 1 if family.rotated_from is None else family.rotated_from
+        if behind != 0 and not (
+            # A retry after lost replies: the very token the last rotation
+            # spent, presented again within its grace.
+            session.generation == spent_last
+            and 1 <= behind <= REFRESH_RETRY_DEPTH
             and now < family.rotated_at + REFRESH_RETRY_GRACE
         ):
             self._sessions.revoke(session.family, Revoked.REUSE)

@@ -307,25 +307,34 @@ class DynamoSessionStore(_Table):
             expires_at=int(item["expires_at"]["N"]),
             revoked=Revoked(item["revoked"]["S"]),
             rotated_at=int(item.get("rotated_at", {"N": "0"})["N"]),
+            rotated_from=int(item["rotated_from"]["N"]) if "rotated_from" in item else None,
         )
 
     def rotate(
-        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+        self,
+        family: str,
+        generation: int,
+        token_hash: str,
+        session: SessionRecord,
+        at: int,
+        spent: int,
     ) -> bool:
         advance = {
             "Update": {
                 "TableName": self._table,
                 "Key": {"token_hash": {"S": _FAMILY_PREFIX + family}},
-                "UpdateExpression": "SET #g = :next, #t = :at",
+                "UpdateExpression": "SET #g = :next, #t = :at, #f = :from",
                 "ConditionExpression": "#g = :current AND #r = :live",
                 "ExpressionAttributeNames": {
                     "#g": "generation",
                     "#r": "revoked",
                     "#t": "rotated_at",
+                    "#f": "rotated_from",
                 },
                 "ExpressionAttributeValues": {
                     ":next": {"N": str(session.generation)},
                     ":at": {"N": str(at)},
+                    ":from": {"N": str(spent)},
                     ":current": {"N": str(generation)},
                     ":live": {"S": Revoked.NO.value},
                 },

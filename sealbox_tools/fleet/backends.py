@@ -589,7 +589,8 @@ class InProcessBackend:
         including the copies it makes of every item a query returns and of
         every object version in the bucket on each ``ListObjectVersions``;
         its ``responses`` mock keeps every presigned transfer, bodies
-        included.  The backend's state is untouched: its tables and buckets
+        included, once in its own call list and once in the list of the
+        registered response that matched it.  The backend's state is untouched: its tables and buckets
         hold their own references.  Without this a 100-device run kept
         400 MB of such copies.
         """
@@ -599,6 +600,10 @@ class InProcessBackend:
         with self._lock:
             reset_model_data()
             responses_mock.calls.reset()
+            # Each response moto registered keeps its own list of the calls
+            # it matched (every presigned download's body, read in full).
+            for registered in responses_mock.registered():
+                registered.calls.reset()
         gc.collect()
 
     def server_cpu_seconds(self) -> float | None:

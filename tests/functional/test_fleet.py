@@ -339,3 +339,29 @@ def test_a_run_without_the_audit_says_so(tmp_path) -> None:
     assert result.passed
     assert result.report["audit"]["skipped"] is True
     assert "privacy audit: skipped" in summary_text(result.report)
+
+
+def test_tidy_drops_the_bodies_moto_keeps_of_presigned_transfers() -> None:
+    """moto's ``responses`` mock keeps every intercepted call, body and all,
+    in its own list and in the matching registered response's: between
+    phases the backend empties both (memory per phone, issue 16)."""
+    from moto.core.models import responses_mock
+
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        bucket = stage_environment(backend.stage)["SEALBOX_BLOBS_BUCKET"]
+        s3 = backend.client("s3")
+        s3.put_object(Bucket=bucket, Key="tidy-probe", Body=b"x" * 100_000)
+        url = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "tidy-probe"}, ExpiresIn=60
+        )
+        with backend.objects().get(url) as response:
+            assert response.status == 200
+
+        def kept() -> int:
+            return len(responses_mock.calls) + sum(
+                len(r.calls) for r in responses_mock.registered()
+            )
+
+        assert kept() >= 2  # the call list and the matched response's
+        backend.tidy()
+        assert kept() == 0

@@ -18,7 +18,12 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.errors import RefreshTokenReused
-from chalicelib.services.accounts import REFRESH_RETRY_GRACE, Revoked, refresh_token_digest
+from chalicelib.services.accounts import (
+    REFRESH_RETRY_DEPTH,
+    REFRESH_RETRY_GRACE,
+    Revoked,
+    refresh_token_digest,
+)
 from chalicelib.storage.dynamo import DynamoSessionStore
 from chalicelib.wire.b64 import b64url_encode
 from client_sim.api import ApiClient
@@ -148,6 +153,31 @@ def test_a_lost_reply_is_retried_within_the_grace_and_leaves_one_live_token(cloc
     clock.advance(REFRESH_RETRY_GRACE - 1)
     retried = api.access_token(spent).refresh_token  # the device retries with what it has
     assert _live(spent, lost, retried) == [retried]
+    assert api.access_token(retried).refresh_token
+
+
+def test_lost_replies_are_retried_only_to_a_bounded_depth(clock, api) -> None:
+    """The 200-phone fleet's bad network lost two renewal replies in a row;
+    the second retry presented a token two generations back and the phone
+    was logged out."""
+    spent = _login(api)
+    # The renewal and REFRESH_RETRY_DEPTH retries, every reply lost, each
+    # within the grace of the one before: all renew.
+    for _ in range(REFRESH_RETRY_DEPTH + 1):
+        assert api.access_token(spent).refresh_token
+        clock.advance(REFRESH_RETRY_GRACE - 1)
+    # One more is beyond the depth: a reuse, and the family is gone.
+    assert _refused(api, spent) == (401, "refresh_token_reused")
+
+
+def test_two_lost_replies_then_the_retry_gets_through(clock, api) -> None:
+    spent = _login(api)
+    first_lost = api.access_token(spent).refresh_token
+    clock.advance(10)
+    second_lost = api.access_token(spent).refresh_token
+    clock.advance(10)
+    retried = api.access_token(spent).refresh_token
+    assert _live(spent, first_lost, second_lost, retried) == [retried]
     assert api.access_token(retried).refresh_token
 
 

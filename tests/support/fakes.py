@@ -99,13 +99,21 @@ class MemorySessions:
         return self.families.get(family)
 
     def rotate(
-        self, family: str, generation: int, token_hash: str, session: SessionRecord, at: int
+        self,
+        family: str,
+        generation: int,
+        token_hash: str,
+        session: SessionRecord,
+        at: int,
+        spent: int,
     ) -> bool:
         stored = self.families.get(family)
         if stored is None or stored.generation != generation or stored.revoked is not Revoked.NO:
             return False
         assert token_hash not in self.items
-        self.families[family] = replace(stored, generation=session.generation, rotated_at=at)
+        self.families[family] = replace(
+            stored, generation=session.generation, rotated_at=at, rotated_from=spent
+        )
         self.items[token_hash] = session
         return True
 
