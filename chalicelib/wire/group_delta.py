@@ -32,7 +32,6 @@ from typing import Final
 from chalicelib.wire.binary import Reader, Truncated, u8, u16, u64
 from chalicelib.wire.groups import (
     ADMIN_FLAG,
-    CARD_ID_SIZE,
     HASH_SIZE,
     OP_REMOVE,
     OP_SET,
@@ -42,6 +41,7 @@ from chalicelib.wire.groups import (
     InvalidGroupObject,
     Member,
     apply_changes,
+    read_entry,
     roster_hash,
 )
 
@@ -137,16 +137,8 @@ def decode_delta(data: bytes, roster: Sequence[Member]) -> EpochDelta:
                 continue
             if op != OP_SET:
                 raise InvalidGroupObject("unknown change operation", "unknown_op")
-            raw = reader.take(reader.u8())
-            card_id = reader.take(CARD_ID_SIZE)
-            flags = reader.u8()
-            if flags & ~ADMIN_FLAG:
-                raise InvalidGroupObject("reserved member flag set", "reserved_flag")
-            try:
-                identity = raw.decode("ascii")
-            except UnicodeDecodeError as exc:
-                raise InvalidGroupObject("an identity is not ASCII", "invalid_identity") from exc
-            changes.append(Change(identity, OP_SET, card_id, bool(flags & ADMIN_FLAG)))
+            identity, card_id, admin = read_entry(reader)
+            changes.append(Change(identity, OP_SET, card_id, admin))
         signature = reader.take(SIGNATURE_SIZE)
         if reader.remaining:
             raise InvalidGroupObject("bytes after the signature", "trailing_data")

@@ -211,7 +211,12 @@ def _entry(identity: str, card_id: bytes, admin: bool) -> bytes:
     return u8(len(identity)) + identity.encode("ascii") + card_id + u8(ADMIN_FLAG * admin)
 
 
-def _read_entry(reader: Reader) -> tuple[str, bytes, bool]:
+def read_entry(reader: Reader) -> tuple[str, bytes, bool]:
+    """One roster entry (identity, card id, admin flag); the delta format reads them too.
+
+    Raises:
+        InvalidGroupObject: a reserved flag, or an identity that is not ASCII.
+    """
     raw = reader.take(reader.u8())
     card_id = reader.take(CARD_ID_SIZE)
     flags = reader.u8()
@@ -242,7 +247,7 @@ def decode_roster(data: bytes) -> tuple[Member, ...]:
     """
     reader = Reader(bytes(data))
     try:
-        members = tuple(Member(*_read_entry(reader)) for _ in range(reader.u16()))
+        members = tuple(Member(*read_entry(reader)) for _ in range(reader.u16()))
     except Truncated as exc:
         raise InvalidGroupObject("the roster is truncated", "truncated") from exc
     if reader.remaining:
@@ -438,7 +443,7 @@ def decode_epoch(data: bytes) -> Epoch:
         changes = []
         for _ in range(reader.u16()):
             op = reader.u8()
-            changes.append(Change(*_reorder(op, _read_entry(reader))))
+            changes.append(Change(*_reorder(op, read_entry(reader))))
         signature = reader.take(SIGNATURE_SIZE)
         if reader.remaining:
             raise InvalidGroupObject("bytes after the signature", "trailing_data")

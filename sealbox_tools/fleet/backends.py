@@ -590,9 +590,9 @@ class InProcessBackend:
         every object version in the bucket on each ``ListObjectVersions``;
         its ``responses`` mock keeps every presigned transfer, bodies
         included, once in its own call list and once in the list of the
-        registered response that matched it.  The backend's state is untouched: its tables and buckets
-        hold their own references.  Without this a 100-device run kept
-        400 MB of such copies.
+        registered response that matched it.  The backend's state is
+        untouched: its tables and buckets hold their own references.
+        Without this a 100-device run kept 400 MB of such copies.
         """
         from moto.core.model_instances import reset_model_data
         from moto.core.models import responses_mock
