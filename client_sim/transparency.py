@@ -102,6 +102,13 @@ class _State:
     monitored_at: float = 0.0
 
 
+def _newer(new: Checkpoint, old: Checkpoint) -> bool:
+    """``new`` is a larger tree than ``old``, or the same size signed later."""
+    return new.size > old.size or (
+        new.size == old.size and (new.timestamp or 0) > (old.timestamp or 0)
+    )
+
+
 class LogMonitor:
     """Checks checkpoints, card proofs and this identity's log entries for one device.
 
@@ -159,20 +166,13 @@ class LogMonitor:
         new = self._open(note)
         now = self._clock()
         state = self._load()
-        if new.timestamp is not None and new.timestamp > (
-            max(now, self._estimate(state, now)) + MAX_CHECKPOINT_AHEAD
-        ):
+        if self._too_far_ahead(state, new, now):
             raise LogVerificationFailed("the log's checkpoint is dated too far in the future")
-        changed = False
-        if new.timestamp is not None and new.timestamp > state.log_time:
-            state.log_time, state.log_time_seen_at = float(new.timestamp), now
-            changed = True
+        changed = self._saw_time(state, new, now)
         if state.checkpoint:
             old = self._open(state.checkpoint)
             self._check_consistent(old, new)
-            if new.size < old.size or (
-                new.size == old.size and (new.timestamp or 0) <= (old.timestamp or 0)
-            ):
+            if not _newer(new, old):
                 if changed:
                     self._save(state)
                 return new
@@ -195,6 +195,19 @@ class LogMonitor:
         """
         now = self._clock()
         return max(now, self._estimate(self._load(), now))
+
+    def _too_far_ahead(self, state: _State, checkpoint: Checkpoint, now: float) -> bool:
+        return checkpoint.timestamp is not None and checkpoint.timestamp > (
+            max(now, self._estimate(state, now)) + MAX_CHECKPOINT_AHEAD
+        )
+
+    @staticmethod
+    def _saw_time(state: _State, checkpoint: Checkpoint, now: float) -> bool:
+        """Record the log's signed time if it is the newest seen; True if so."""
+        if checkpoint.timestamp is None or checkpoint.timestamp <= state.log_time:
+            return False
+        state.log_time, state.log_time_seen_at = float(checkpoint.timestamp), now
+        return True
 
     @staticmethod
     def _estimate(state: _State, now: float) -> float:
@@ -246,21 +259,13 @@ class LogMonitor:
         ours = self.latest()
         if ours is not None and (theirs.size, theirs.root) not in self._proven:
             self._check_consistent(ours, theirs)
-        newer = ours is None or (
-            theirs.size > ours.size
-            or (theirs.size == ours.size and (theirs.timestamp or 0) > (ours.timestamp or 0))
-        )
-        if newer:
+        if ours is None or _newer(theirs, ours):
             now = self._clock()
             state = self._load()
-            if (theirs.timestamp or 0) > max(now, self._estimate(state, now)) + (
-                MAX_CHECKPOINT_AHEAD
-            ):
+            if self._too_far_ahead(state, theirs, now):
                 return theirs  # consistent, but not adopted: see accept()
             state.checkpoint = note
-            if theirs.timestamp is not None and theirs.timestamp > state.log_time:
-                # The log's own signed time, whoever carried it.
-                state.log_time, state.log_time_seen_at = float(theirs.timestamp), now
+            self._saw_time(state, theirs, now)  # the log's signed time, whoever carried it
             self._save(state)
         if len(self._proven) >= 1024:
             self._proven.clear()
