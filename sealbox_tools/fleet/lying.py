@@ -82,6 +82,15 @@ def phones_needed(lies: int) -> int:
     return 2 * lies + lies + 2 * lies + (1 + side) + side
 
 
+def _is_lookup(method: str, path: str, reply: HttpReply) -> bool:
+    """A successful ``GET /v1/cards?identity=…`` answer."""
+    return method == "GET" and path.startswith("/v1/cards?") and reply.status == 200
+
+
+def _proof(index: int, hashes: list[bytes]) -> list[str]:
+    return [b64url_encode(h) for h in merkle.inclusion_proof(index, hashes)]
+
+
 def _json_reply(reply: HttpReply, doc: Any) -> HttpReply:
     headers = {**reply.headers, "content-type": "application/json"}
     return HttpReply(200, headers, json.dumps(doc).encode("utf-8"))
@@ -146,7 +155,7 @@ class LyingDirectory:
         fake = KeyBundle.generate(victim)
 
         def rewrite(method: str, path: str, reply: HttpReply) -> HttpReply:
-            if method != "GET" or not path.startswith("/v1/cards?") or reply.status != 200:
+            if not _is_lookup(method, path, reply):
                 return reply
             doc = reply.json()
             for entry in doc.get("cards", []):
@@ -161,7 +170,7 @@ class LyingDirectory:
         """Passes answers through, keeping ``identity``'s entry from lookups."""
 
         def rewrite(method: str, path: str, reply: HttpReply) -> HttpReply:
-            if method == "GET" and path.startswith("/v1/cards?") and reply.status == 200:
+            if _is_lookup(method, path, reply):
                 for entry in reply.json().get("cards", []):
                     if entry.get("card", {}).get("identity") == identity:
                         into.clear()
@@ -176,13 +185,11 @@ class LyingDirectory:
         real log (the old card *is* in it)."""
 
         def rewrite(method: str, path: str, reply: HttpReply) -> HttpReply:
-            if method != "GET" or not path.startswith("/v1/cards?") or reply.status != 200:
+            if not _is_lookup(method, path, reply):
                 return reply
             hashes = [merkle.leaf_hash(leaf) for leaf in self.real_leaves()]
             hidden = dict(old_entry)
-            hidden["log_proof"] = [
-                b64url_encode(h) for h in merkle.inclusion_proof(hidden["log_index"], hashes)
-            ]
+            hidden["log_proof"] = _proof(hidden["log_index"], hashes)
             doc = reply.json()
             others = [e for e in doc.get("cards", []) if e["card"]["identity"] != victim]
             doc["cards"] = [*others, hidden]
@@ -208,11 +215,10 @@ class LyingDirectory:
         fake_raw = fake_leaf.encode()
         fake_card = fake.card.to_json()
 
-        def view() -> tuple[list[bytes], list[bytes], str]:
+        def view() -> tuple[list[bytes], list[bytes]]:
             real = self.real_leaves()
             leaves = [*real[:at], fake_raw, *real[at:]]
-            hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
-            return leaves, hashes, self._sign(hashes)
+            return leaves, [merkle.leaf_hash(leaf) for leaf in leaves]
 
         def moved(index: int) -> int:
             return index if index < at else index + 1
@@ -229,9 +235,7 @@ class LyingDirectory:
                 entry["log_index"] = moved(entry["log_index"])
             index = entry.get("log_index")
             if isinstance(index, int) and index < len(hashes):
-                entry["log_proof"] = [
-                    b64url_encode(h) for h in merkle.inclusion_proof(index, hashes)
-                ]
+                entry["log_proof"] = _proof(index, hashes)
 
         def rewrite(method: str, path: str, reply: HttpReply) -> HttpReply:
             # The log routes are answered from the fork whatever the real log
@@ -241,16 +245,16 @@ class LyingDirectory:
             url = urlsplit(path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/v1/kt/checkpoint":
-                return _json_reply(reply, {"checkpoint": view()[2]})
+                return _json_reply(reply, {"checkpoint": self._sign(view()[1])})
             if url.path == "/v1/kt/consistency":
-                _, hashes, _ = view()
+                _, hashes = view()
                 old, new = int(query["from"]), int(query["to"])
                 if not 0 < old <= new <= len(hashes):
                     return reply  # the real log's refusal, as good as the fork's
                 proof = merkle.consistency_proof(old, hashes[:new])
                 return _json_reply(reply, {"proof": [b64url_encode(h) for h in proof]})
             if url.path == "/v1/kt/entries":
-                leaves, _, _ = view()
+                leaves, _ = view()
                 start, limit = int(query["start"]), int(query.get("limit", "100"))
                 page = leaves[start : start + limit]
                 doc: dict[str, Any] = {
@@ -263,12 +267,12 @@ class LyingDirectory:
                     doc["next"] = start + len(page)
                 return _json_reply(reply, doc)
             if url.path.startswith("/v1/cards") and reply.status == 200:
-                _, hashes, note = view()
+                _, hashes = view()
                 doc = reply.json()
                 for entry in doc.get("cards", [doc]):
                     proven(entry, hashes)
                 if "checkpoint" in doc:
-                    doc["checkpoint"] = note
+                    doc["checkpoint"] = self._sign(hashes)
                 return _json_reply(reply, doc)
             return reply
 
