@@ -101,7 +101,7 @@ class Device:
             verifier key, pinned in the app's configuration (None: no log
             checks); how old a checkpoint may be; how often, besides at
             every login, the device checks its own identity's log entries
-            before it looks cards up or seals (docs/spec/transparency.md).
+            before find_users and encrypt* (docs/spec/transparency.md).
     """
 
     def __init__(
