@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from chalicelib import crypto
 from chalicelib.errors import (
@@ -83,6 +83,8 @@ __all__ = [
     "WrapTarget",
     "WrapsStore",
 ]
+
+_Obj = TypeVar("_Obj")
 
 #: Largest encoded epoch: every member added (or removed) in one epoch.
 MAX_EPOCH_SIZE: Final = 256 + 2 * MAX_GROUP_MEMBERS * (2 + 64 + 32 + 1) + 64
@@ -294,15 +296,9 @@ class GroupService:
             raise InvalidRequest("Invalid wraps id.") from exc
         if wraps_id != wraps_id.lower():
             raise InvalidRequest("Invalid wraps id.")
-        if not isinstance(epoch_b64, str):
-            raise InvalidRequest("epoch must be a base64url string.")
-        try:
-            raw = b64url_decode(epoch_b64, max_len=MAX_EPOCH_SIZE)
-            epoch = decode_epoch(raw)
-        except InvalidGroupObject as exc:
-            raise InvalidEpoch(f"The epoch is malformed ({exc.code}).") from exc
-        except ValueError as exc:
-            raise InvalidEpoch("The epoch is not base64url or too large.") from exc
+        raw, epoch = _decoded(
+            epoch_b64, ("epoch", "epoch", "epoch"), MAX_EPOCH_SIZE, decode_epoch, InvalidEpoch
+        )
         if group_id_to_str(epoch.group_id) != gid:
             raise InvalidEpoch("The epoch belongs to another group.")
 
@@ -445,15 +441,13 @@ class GroupService:
             MemberNotFound: the member is not a current member with that card.
         """
         gid = self._group_id(group_id)
-        if not isinstance(share_b64, str):
-            raise InvalidRequest("share must be a base64url string.")
-        try:
-            raw = b64url_decode(share_b64, max_len=MAX_SHARE_SIZE)
-            share = decode_share(raw)
-        except InvalidGroupObject as exc:
-            raise InvalidHistoryShare(f"The history share is malformed ({exc.code}).") from exc
-        except ValueError as exc:
-            raise InvalidHistoryShare("The share is not base64url or too large.") from exc
+        raw, share = _decoded(
+            share_b64,
+            ("share", "history share", "share"),
+            MAX_SHARE_SIZE,
+            decode_share,
+            InvalidHistoryShare,
+        )
         if group_id_to_str(share.group_id) != gid:
             raise InvalidHistoryShare("The history share belongs to another group.")
         head, me = self._member_head(identity, gid)
@@ -500,3 +494,31 @@ class GroupService:
         """Whether ``identity`` is in the group's current roster (group blobs ask this)."""
         head = self._store.head(group_id)
         return head is not None and any(m.identity == identity for m in head.members())
+
+
+def _decoded(
+    value: object,
+    names: tuple[str, str, str],
+    max_size: int,
+    decode: Callable[[bytes], _Obj],
+    invalid: type[SealboxError],
+) -> tuple[bytes, _Obj]:
+    """A signed group object sent as base64url: its bytes and what they decode to.
+
+    ``names``: the field's name, and the object's name in the "malformed"
+    and the "not base64url" messages.
+
+    Raises:
+        InvalidRequest: not a string.
+        ``invalid``: not base64url, too large, or malformed.
+    """
+    field, malformed, encoded = names
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{field} must be a base64url string.")
+    try:
+        raw = b64url_decode(value, max_len=max_size)
+        return raw, decode(raw)
+    except InvalidGroupObject as exc:
+        raise invalid(f"The {malformed} is malformed ({exc.code}).") from exc
+    except ValueError as exc:
+        raise invalid(f"The {encoded} is not base64url or too large.") from exc
