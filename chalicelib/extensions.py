@@ -27,7 +27,10 @@ Rules :func:`install` enforces, so an extension can't weaken the API:
   :func:`blueprint`), and every route on it must have come through its
   ``route`` decorator (a plain Chalice route would skip the token check);
 * an extension may not declare a path Sealbox's own routes serve (no
-  extra method on ``/v1/blobs``, no replacing ``/v1/me``).
+  extra method on ``/v1/blobs``, no replacing ``/v1/me``);
+* what a route declares with ``openapi=`` must be publishable: installed
+  routes appear in the served ``/openapi.json``, their security, path
+  parameters and error responses stated by Sealbox (:mod:`chalicelib.openapi`).
 
 Nothing here talks to AWS, and an extension module must not either at
 import time (it is imported when the Lambda container starts).
@@ -38,10 +41,11 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from chalice.app import Chalice
 
-from chalicelib import wiring
+from chalicelib import openapi, wiring
 from chalicelib.http import (
     ApiBlueprint,
     ApiRequest,
@@ -104,12 +108,14 @@ def install(app: Chalice, modules: Iterable[str]) -> tuple[str, ...]:
     """Register each module's ``api`` blueprint on ``app``; return the new ones.
 
     Idempotent: a module already installed is skipped.  Paths the new
-    routes add get the same 405 answers as Sealbox's own paths.
+    routes add get the same 405 answers as Sealbox's own paths, and their
+    operations join the document ``GET /openapi.json`` serves.
 
     Raises:
         ExtensionError: a module without an ``api`` made by :func:`blueprint`,
             a route that did not come through ``api.route`` (so nobody
-            checked its ``auth=``), or a path Sealbox itself serves.
+            checked its ``auth=``), a path Sealbox itself serves, or an
+            ``openapi=`` that can't be published (the module is not installed).
         ImportError: a module that can't be imported.
     """
     done = list(installed(app))
@@ -138,8 +144,9 @@ def install_from_environment(app: Chalice) -> tuple[str, ...]:
 
 
 def _register_checked(name: str, api: ApiBlueprint, app: Chalice) -> None:
-    """Register ``api`` on ``app``; undo it and raise if a route skips the
-    auth check or lands on a path Sealbox serves.
+    """Register ``api`` on ``app`` and publish its operations; undo it and
+    raise if a route skips the auth check, lands on a path Sealbox serves or
+    declares an ``openapi=`` that can't be published.
 
     Registering for real and rolling back, rather than trying the blueprint
     on a scratch app first: Chalice consumes a blueprint's route arguments
@@ -172,10 +179,34 @@ def _register_checked(name: str, api: ApiBlueprint, app: Chalice) -> None:
     for path, method, entry in added:
         if path in before:
             problem = f"{path} is a path Sealbox serves"
-        elif not isinstance(getattr(entry.view_function, "sealbox_auth", None), Auth):
+        elif not isinstance(_auth_of(entry), Auth):
             problem = f"{method} {path} was not declared with api.route(auth=...)"
         if problem:
             break
+    if problem is None:
+        try:
+            document = openapi.with_operations(
+                openapi.served_document(app),
+                {
+                    (path, method.lower()): openapi.extension_operation(
+                        path,
+                        method,
+                        security=_auth_of(entry).value,
+                        declared=getattr(entry.view_function, "sealbox_openapi", None),
+                        module=name,
+                    )
+                    for path, method, entry in added
+                },
+            )
+        except openapi.ExtensionDocError as exc:
+            problem = f"openapi= {exc}"
     if problem:
         rollback()
         raise ExtensionError(f"extension {name}: {problem}")
+    openapi.serve(app, document)
+
+
+def _auth_of(entry: Any) -> Any:
+    """The ``Auth`` an ``api.route`` view was declared with (``None`` for a
+    view that didn't come through it)."""
+    return getattr(entry.view_function, "sealbox_auth", None)

@@ -230,8 +230,16 @@ class ApiBlueprint:
         auth: Auth,
         max_body: int = DEFAULT_MAX_BODY,
         content_types: Collection[str] = ("application/json",),
+        openapi: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., ApiResponse]], Callable[..., Response]]:
         """Register ``view`` for ``path``; ``auth`` is checked before it runs.
+
+        ``openapi`` is for app teams' extension routes: the OpenAPI
+        operation fields (summary, parameters, request body, responses)
+        that :mod:`chalicelib.extensions` publishes in ``/openapi.json``
+        next to what Sealbox states itself (see
+        :func:`chalicelib.openapi.extension_operation`).  Sealbox's own
+        routes are documented in the hand-written document instead.
 
         ``content_types`` are the request ``Content-Type`` values accepted
         (415 otherwise), checked here right after the credential rather than
@@ -275,6 +283,7 @@ class ApiBlueprint:
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
             handler.sealbox_auth = auth  # type: ignore[attr-defined]
+            handler.sealbox_openapi = openapi  # type: ignore[attr-defined]
             # Chalice would answer 415 before the credential is looked at;
             # _check_content_type does the same check after it.
             self.blueprint.route(path, methods=methods, content_types=["*/*"])(handler)

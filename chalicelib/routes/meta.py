@@ -10,5 +10,6 @@ api = ApiBlueprint(__name__, wiring.authenticator)
 
 @api.route("/openapi.json", methods=["GET"], auth=Auth.NONE)
 def openapi_document(request: ApiRequest) -> ApiResponse:
-    """The OpenAPI 3.1 document of every route."""
-    return ApiResponse(200, openapi.document(), headers={"Cache-Control": "public, max-age=300"})
+    """The OpenAPI 3.1 document of every route, extensions' included."""
+    served = openapi.served_document(api.blueprint.current_app)
+    return ApiResponse(200, served, headers={"Cache-Control": "public, max-age=300"})

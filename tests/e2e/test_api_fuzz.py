@@ -10,43 +10,16 @@ come from a real account on the stack.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import (
-    negative_data_rejection,
-    positive_data_acceptance,
-    unsupported_method,
-)
 
 from chalicelib.openapi import DOCUMENT_PATH
-from client_sim.api import ApiClient
-from client_sim.passwords import PASSWORD_KDF_SIMULATION, derive_password_keys
-from client_sim.transport import HttpTransport
 from tests.e2e.conftest import RunningStack
+from tests.e2e.fuzzing import FUZZ_SETTINGS, call_and_validate, make_credentials, schema_config
 
-# 413 is how Sealbox rejects an oversized body, and how it answers a valid
-# reservation over the caller's storage quota (schemathesis's default lists
-# don't include it).
-REJECTION_STATUSES = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
-ACCEPTANCE_STATUSES = ["2xx", "3xx", 401, 403, 404, 409, 413, 429, "5xx"]
-schema = schemathesis.openapi.from_path(
-    str(DOCUMENT_PATH),
-    config=schemathesis.config.SchemathesisConfig.from_dict(
-        {
-            "checks": {
-                "negative_data_rejection": {"expected-statuses": REJECTION_STATUSES},
-                "positive_data_acceptance": {"expected-statuses": ACCEPTANCE_STATUSES},
-            }
-        }
-    ),
-)
-# The methods chalice local's request handler implements (do_GET, ...).
-DEV_SERVER_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+schema = schemathesis.openapi.from_path(str(DOCUMENT_PATH), config=schema_config())
 # Operations whose inputs carry structure no schema can state: a
 # schema-valid random card has no valid self-signature (nor a random group
 # epoch a valid signature and chain), a random backup
@@ -77,79 +50,13 @@ SEMANTICALLY_CHECKED = {
 
 @pytest.fixture(scope="module")
 def credentials(local_stack: RunningStack) -> dict[str, str]:
-    api = ApiClient(HttpTransport(local_stack.url))
-    keys = derive_password_keys("fuzz-user", "fuzzing-password-123", PASSWORD_KDF_SIMULATION)
-    api.register("fuzz-user", keys.login_key_b64)
-    session = api.login("fuzz-user", keys.login_key_b64)
-    issued = api.access_token(session.refresh_token)
-    return {
-        # Rotated by the renewal above; the fuzzer's own renewals spend it
-        # (and a second one revokes it), so refresh routes are fuzzed for
-        # their refusals after the first call.
-        "refreshToken": issued.refresh_token,
-        "accessToken": issued.access_token,
-    }
-
-
-def removes_authorization(case: Any) -> bool:
-    """Whether this negative case's mutation is the missing credentials.
-
-    schemathesis models a security scheme as a required ``Authorization``
-    header; a negative case may drop it *and* mutate a query parameter into
-    something still valid on the wire (``identity=false`` is a valid
-    username).  Adding the credentials back would undo the one mutation that
-    made the request invalid, and a correct 200 would be reported as
-    "schema-violating request accepted".
-    """
-    data = getattr(getattr(case.meta, "phase", None), "data", None)
-    for mutation in getattr(data, "mutations", None) or ():
-        if (
-            mutation.parameter_location == ParameterLocation.HEADER
-            and (mutation.parameter or "").lower() == "authorization"
-        ):
-            return True
-    return False
-
-
-def auth_headers(case: Any, credentials: dict[str, str]) -> dict[str, str]:
-    requirements = case.operation.definition.raw.get("security") or []
-    for requirement in requirements:
-        for scheme in requirement:
-            return {"Authorization": f"Bearer {credentials[scheme]}"}
-    return {}
+    return make_credentials(local_stack.url, "fuzz-user")
 
 
 @schema.parametrize()
-@settings(
-    max_examples=int(os.environ.get("SEALBOX_FUZZ_EXAMPLES", "30")),
-    # The suite (and CI) replays the same examples every run, so main stays
-    # green on its merits; SEALBOX_FUZZ_EXPLORE=1 draws new ones each run.
-    derandomize=os.environ.get("SEALBOX_FUZZ_EXPLORE") != "1",
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ_SETTINGS
 def test_api_conforms_to_its_document(
     case: Any, local_stack: RunningStack, credentials: dict[str, str]
 ) -> None:
-    if case.method.upper() not in DEV_SERVER_METHODS:
-        # chalice local's development server (http.server) answers other
-        # methods (TRACE, QUERY, ...) with its own 501 before the app sees
-        # them; on AWS, API Gateway refuses them.  Undeclared methods are
-        # covered for the app itself by tests/functional/test_methods.py.
-        return
-    excluded = [unsupported_method]
-    if (case.method.upper(), case.operation.path) in SEMANTICALLY_CHECKED:
-        excluded.append(positive_data_acceptance)
-    if removes_authorization(case):
-        # As generated, without credentials: it must be refused.  Then with
-        # them, so the rest of the mutation still reaches the handler, which
-        # must not fail or answer off the document (whether what is left is
-        # still invalid once serialized, only the server can tell).
-        case.call_and_validate(base_url=local_stack.url, headers={}, excluded_checks=excluded)
-        excluded.append(negative_data_rejection)
-    case.call_and_validate(
-        base_url=local_stack.url,
-        headers=auth_headers(case, credentials),
-        excluded_checks=excluded,
-    )
+    semantic = (case.method.upper(), case.operation.path) in SEMANTICALLY_CHECKED
+    call_and_validate(case, local_stack.url, credentials, semantic=semantic)

@@ -166,6 +166,88 @@ def test_the_documented_extension_installs(module) -> None:
     assert set(app.routes["/v1/notes"]) >= {"GET", "POST"}
 
 
+# A route documented by its team: kept, with Sealbox's security and errors.
+DOCUMENTED = """
+from chalicelib.extensions import ApiRequest, ApiResponse, Auth, blueprint
+
+api = blueprint(__name__)
+
+@api.route(
+    "/v1/x-docs/{doc}",
+    methods=["PUT"],
+    auth=Auth.ACCESS,
+    openapi={"summary": "Replace a doc.", "responses": {"204": {"description": "Stored."}}},
+)
+def put_doc(request: ApiRequest, doc: str) -> ApiResponse:
+    return ApiResponse(204)
+"""
+
+# A team that tries to document its guarded route as public.
+MISDOCUMENTED = (
+    GOOD
+    + """
+@api.route("/v1/x-public", methods=["GET"], auth=Auth.ACCESS, openapi={"security": []})
+def claims_public(request: ApiRequest) -> ApiResponse:
+    return ApiResponse(200, {})
+"""
+)
+
+
+def test_installed_routes_join_the_served_openapi_document(module) -> None:
+    from chalicelib import openapi
+
+    app = sealbox_like_app()
+    good, documented = module(GOOD), module(DOCUMENTED)
+    extensions.install(app, [good])
+    extensions.install(app, [documented])
+    paths = openapi.served_document(app)["paths"]
+    # Sealbox's own routes are still all there, and the served copy is not
+    # the shared document (installing never edits Sealbox's own).
+    assert set(openapi.document()["paths"]) < set(paths)
+    assert "/v1/x-notes" not in openapi.document()["paths"]
+    listing = paths["/v1/x-notes"]["get"]
+    assert listing["security"] == [{"accessToken": []}]
+    assert listing["x-sealbox-extension"] == good
+    change = paths["/v1/x-notes/{note}"]
+    assert set(change) == {"post", "delete"}  # the declared methods, not the 405s
+    assert change["post"]["parameters"][0]["name"] == "note"
+    put = paths["/v1/x-docs/{doc}"]["put"]
+    assert put["summary"] == "Replace a doc."
+    assert {"204", "400", "401", "413", "415", "500", "503"} == set(put["responses"])
+
+
+def test_a_route_documented_as_what_it_is_not_is_refused(module) -> None:
+    from chalicelib import openapi
+
+    app = sealbox_like_app()
+    with pytest.raises(extensions.ExtensionError, match="may not set"):
+        extensions.install(app, [module(MISDOCUMENTED)])
+    # Nothing installed, nothing published.
+    assert set(app.routes) == {"/v1/me"}
+    assert extensions.installed(app) == ()
+    assert openapi.served_document(app) is openapi.document()
+
+
+def test_the_openapi_route_serves_the_apps_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalice.test import Client
+
+    from app import app
+    from chalicelib import openapi
+
+    served = openapi.with_operations(
+        openapi.document(),
+        {
+            ("/v1/x-served", "get"): openapi.extension_operation(
+                "/v1/x-served", "get", security="access", declared=None, module="m"
+            )
+        },
+    )
+    monkeypatch.setattr(app, "sealbox_openapi_document", served, raising=False)
+    with Client(app) as client:
+        body = client.http.get("/openapi.json").json_body
+    assert body["paths"]["/v1/x-served"]["get"]["x-sealbox-extension"] == "m"
+
+
 def test_sealbox_itself_loads_no_extension() -> None:
     from app import app
 

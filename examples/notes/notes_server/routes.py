@@ -21,7 +21,47 @@ MAX_NOTES = 200
 _PAGE = "100"
 
 
-@api.route("/v1/notes", methods=["GET"], auth=Auth.ACCESS)
+# Published in /openapi.json beside Sealbox's own routes; Sealbox adds the
+# security requirement, the error responses and any path parameters.
+_NOTE = {
+    "type": "object",
+    "required": ["id", "author", "mine", "shared_with", "size", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string"},
+        "author": {"type": "string"},
+        "mine": {"type": "boolean"},
+        "shared_with": {"type": "array", "items": {"type": "string"}},
+        "size": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "integer"},
+    },
+}
+LIST_NOTES_DOC = {
+    "operationId": "listNotes",
+    "summary": "The caller's notes and the notes shared with it, newest first.",
+    "tags": ["notes"],
+    "responses": {
+        "200": {
+            "description": "At most 200 notes of each kind (own and shared).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["identity", "notes"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "identity": {"type": "string"},
+                            "notes": {"type": "array", "items": _NOTE},
+                        },
+                    }
+                }
+            },
+        }
+    },
+}
+
+
+@api.route("/v1/notes", methods=["GET"], auth=Auth.ACCESS, openapi=LIST_NOTES_DOC)
 def list_notes(request: ApiRequest) -> ApiResponse:
     """The caller's notes and the notes shared with it, newest first."""
     request.query(allowed=())  # no parameters: an unknown one is a 400

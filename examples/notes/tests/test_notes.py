@@ -69,3 +69,13 @@ def test_a_fleet_passes_on_the_same_backend(
     outcome = sealbox_fleet(devices=8, mix={"rounds": 1})
     outcome.assert_passed()
     assert outcome.ledger.delivered() == outcome.outcome["deliveries_expected"]
+
+
+def test_the_notes_route_is_in_the_apis_document(sealbox_phone: PhoneFactory) -> None:
+    # Installed extensions are published in /openapi.json next to
+    # Sealbox's routes, behind the same token check.
+    document = sealbox_phone("erin").call("GET", "/openapi.json")
+    listing = document["paths"]["/v1/notes"]["get"]
+    assert listing["operationId"] == "listNotes"
+    assert listing["security"] == [{"accessToken": []}]
+    assert "401" in listing["responses"]
