@@ -11,6 +11,11 @@ invariant 5), so the local stack runs moto with every DynamoDB request
 serialized: what the code sees locally is what AWS promises.  Other
 services are untouched.
 
+With moto's request recorder on (``MOTO_ENABLE_RECORDING``, used by
+``bench.locust_rate``), each request's line is written whole: moto appends
+a request's JSON and its newline in two writes, which concurrent requests
+interleave into lines nobody can read back.
+
 Run as ``python -m sealbox_tools.moto_server`` with moto's own arguments.
 """
 
@@ -19,9 +24,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["main", "serialize_dynamodb"]
+__all__ = ["main", "serialize_dynamodb", "serialize_recorder"]
 
 _lock = threading.Lock()
+_recorder_lock = threading.Lock()
 
 
 def serialize_dynamodb() -> None:
@@ -40,8 +46,25 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def serialize_recorder() -> None:
+    """Make moto's recorder write one request's line at a time (idempotent)."""
+    from moto.moto_api._internal.recorder.models import Recorder
+
+    original = Recorder._record_request
+    if getattr(original, "sealbox_serialized", False):
+        return
+
+    def record_request(self: Any, request: Any, body: bytes | None = None) -> None:
+        with _recorder_lock:
+            original(self, request, body)
+
+    record_request.sealbox_serialized = True  # type: ignore[attr-defined]
+    Recorder._record_request = record_request  # type: ignore[method-assign]
+
+
 def main() -> None:
     serialize_dynamodb()
+    serialize_recorder()
     from moto.server import main as moto_main
 
     moto_main()
