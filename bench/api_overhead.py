@@ -57,7 +57,8 @@ def run(requests: int) -> dict[str, Any]:
     from client_sim.device import Device
     from client_sim.passwords import PASSWORD_KDF_SIMULATION
     from client_sim.transport import ChaliceTransport
-    from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
+    from sealbox_tools.local_stack import PROJECT_DIR, stage_environment
+    from sealbox_tools.provisioning import provision
 
     logging.getLogger("sealbox.api").setLevel(logging.WARNING)
     env = stage_environment("test")

@@ -66,7 +66,8 @@ def run(users: int, rounds: int, profile: str) -> dict[str, Any]:
     from client_sim.device import Device
     from client_sim.passwords import PASSWORD_KDF_SIMULATION
     from client_sim.transport import ChaliceTransport
-    from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
+    from sealbox_tools.local_stack import PROJECT_DIR, stage_environment
+    from sealbox_tools.provisioning import provision
 
     # After importing the app, which sets its own level: one access-log
     # line per request would drown the report.

@@ -118,7 +118,8 @@ def on_moto(publishes: int, rounds: int = 3, chunk: int = 10) -> dict[str, Any]:
     from chalicelib.wire.note import parse_verifier_key
     from client_sim.identity import KeyBundle
     from sealbox_tools.fleet._moto import scaled_moto
-    from sealbox_tools.local_stack import provision, stage_environment
+    from sealbox_tools.local_stack import stage_environment
+    from sealbox_tools.provisioning import provision
 
     logging.getLogger("sealbox.api").setLevel(logging.WARNING)
     env = stage_environment("test")

@@ -48,7 +48,8 @@ def run(logins: int, profile: str) -> dict[str, Any]:
     from chalicelib import wiring
     from chalicelib.config import Settings
     from chalicelib.storage.appkeys import ensure_app_key
-    from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
+    from sealbox_tools.local_stack import PROJECT_DIR, stage_environment
+    from sealbox_tools.provisioning import provision
 
     env = {**stage_environment("test"), "SEALBOX_ARGON2_PROFILE": profile}
     results: dict[str, list[float]] = {"known": [], "wrong": [], "unknown": []}

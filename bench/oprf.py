@@ -98,7 +98,8 @@ def bench_flows(rounds: int, kdf_name: str) -> dict[str, Any]:
     from client_sim.device import Device
     from client_sim.passwords import PASSWORD_KDF_SIMULATION, PASSWORD_KDF_V1
     from client_sim.transport import ChaliceTransport, InProcessObjectTransport
-    from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
+    from sealbox_tools.local_stack import PROJECT_DIR, stage_environment
+    from sealbox_tools.provisioning import provision
 
     # One access-log line per request would drown the report.
     logging.getLogger("sealbox.api").setLevel(logging.WARNING)

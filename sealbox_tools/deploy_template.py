@@ -35,7 +35,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sealbox_tools.local_stack import POLICIES_PATH, PROJECT_DIR, TEMPLATE_PATH
+from sealbox_tools.local_stack import POLICIES_PATH, PROJECT_DIR
+from sealbox_tools.provisioning import TEMPLATE_PATH
 
 #: Function logical id (as ``chalice package`` names it) -> key in
 #: ``infra/policies.json`` and the suffix of the deployed function name.

@@ -17,7 +17,7 @@ from typing import Any
 
 from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
-from sealbox_tools.local_stack import load_template
+from sealbox_tools.provisioning import load_template
 
 __all__ = ["GatewayResponse", "gateway_response", "install"]
 

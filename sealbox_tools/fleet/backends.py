@@ -371,7 +371,7 @@ class InProcessBackend:
         kt: have the devices pin the transparency log's key (on by
             default, as an app ships it).
         provisioner: creates the stage's resources in the backend's moto,
-            given a client factory (default: :func:`local_stack.provision`
+            given a client factory (default: :func:`provisioning.provision`
             from infra/resources.json; the deploy rehearsal passes one that
             creates the packaged stack with moto's CloudFormation).
     """
@@ -436,7 +436,8 @@ class InProcessBackend:
         from chalicelib.storage.appkeys import ensure_app_key
         from chalicelib.storage.ktlog import ensure_log_key
         from sealbox_tools.fleet._moto import scaled_moto
-        from sealbox_tools.local_stack import PROJECT_DIR, provision, stage_environment
+        from sealbox_tools.local_stack import PROJECT_DIR, stage_environment
+        from sealbox_tools.provisioning import provision
 
         self._stack.enter_context(_scoped_environment(self.region))
         self._stack.enter_context(mock_aws())

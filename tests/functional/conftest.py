@@ -25,7 +25,8 @@ from chalicelib.storage.oprfkeys import ensure_oprf_key
 from client_sim.api import ApiClient
 from client_sim.transport import ChaliceTransport, HttpReply
 from sealbox_tools import local_gateway
-from sealbox_tools.local_stack import ProvisionReport, provision, stage_environment
+from sealbox_tools.local_stack import stage_environment
+from sealbox_tools.provisioning import ProvisionReport, provision
 from tests.conftest import ROOT
 from tests.support.aws import moto_aws
 from tests.support.fakes import FakeClock

@@ -35,7 +35,7 @@ from chalicelib.config import BlobSettings, Settings
 from chalicelib.errors import BlobRejected, NotFound
 from chalicelib.services.blobs import BlobService, BlobState
 from client_sim import age
-from sealbox_tools.local_stack import ProvisionReport
+from sealbox_tools.provisioning import ProvisionReport
 from tests.functional.blob_helpers import BUCKET, usage, versions
 from tests.functional.conftest import STAGE_ENV, aws_client
 

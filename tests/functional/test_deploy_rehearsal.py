@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from sealbox_tools.deploy_template import package
-from sealbox_tools.local_stack import LOCAL_ACCOUNT_ID, stage_environment
+from sealbox_tools.local_stack import stage_environment
+from sealbox_tools.provisioning import LOCAL_ACCOUNT_ID
 
 pytestmark = [
     pytest.mark.functional,

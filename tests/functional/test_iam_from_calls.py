@@ -29,12 +29,12 @@ from sealbox_tools.deploy_template import deployed_policies
 from sealbox_tools.fleet.backends import InProcessBackend
 from sealbox_tools.fleet.runner import FleetConfig, run_fleet
 from sealbox_tools.iam import Call, Place, denied, unused
-from sealbox_tools.local_stack import (
+from sealbox_tools.local_stack import stage_environment
+from sealbox_tools.provisioning import (
     INFRA_DIR,
     LOCAL_ACCOUNT_ID,
     load_template,
     resolve,
-    stage_environment,
     template_parameters,
 )
 from sealbox_tools.pytest_plugin.backend import without_pytest_log_capture

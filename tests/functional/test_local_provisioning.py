@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sealbox_tools.local_stack import LOCAL_SKIPS, MERGED_INTO_CHALICE, load_template
+from sealbox_tools.provisioning import LOCAL_SKIPS, MERGED_INTO_CHALICE, load_template
 from tests.functional.conftest import aws_client
 
 

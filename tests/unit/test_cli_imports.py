@@ -54,6 +54,7 @@ def test_sealbox_age_loads_neither_the_device_sdk_nor_the_tooling() -> None:
             "client_sim.transport",
             "sealbox_tools.fleet",
             "sealbox_tools.local_stack",
+            "sealbox_tools.provisioning",
             "sealbox_tools.demo",
             "chalicelib",
             "boto3",

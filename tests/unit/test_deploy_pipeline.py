@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sealbox_tools.deploy_rules import naming_problems, retention_problems
-from sealbox_tools.local_stack import INFRA_DIR, PROJECT_DIR
+from sealbox_tools.local_stack import PROJECT_DIR
+from sealbox_tools.provisioning import INFRA_DIR
 from tests.conftest import require_oracle
 from tests.oracles import harness
 

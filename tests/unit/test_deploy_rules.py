@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sealbox_tools.deploy_rules import naming_problems, retention_problems
-from sealbox_tools.local_stack import load_template
+from sealbox_tools.provisioning import load_template
 
 pytestmark = pytest.mark.unit
 

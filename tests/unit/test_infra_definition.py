@@ -9,15 +9,13 @@ import pytest
 
 from sealbox_tools.deploy_template import NAME_PROPERTIES, deployed_policies
 from sealbox_tools.local_gateway import gateway_response
-from sealbox_tools.local_stack import (
+from sealbox_tools.local_stack import PROJECT_DIR, render_policies, stage_environment
+from sealbox_tools.provisioning import (
     LOCAL_ACCOUNT_ID,
     LOCAL_SKIPS,
-    PROJECT_DIR,
     TemplateError,
     load_template,
-    render_policies,
     resolve,
-    stage_environment,
     template_parameters,
 )
 
