@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.results import ratio, record
+
+#: Issue 16's memory goal: peak resident memory per phone.
+MIB_PER_PHONE_BUDGET = 1.0
+
 
 def fleet(devices: int, workers: int, scenario: str, audit: bool) -> dict[str, Any]:
     from sealbox_tools.fleet.runner import FleetConfig
@@ -58,6 +63,34 @@ def fleet(devices: int, workers: int, scenario: str, audit: bool) -> dict[str, A
 def peak_rss_children_mib() -> float:
     # Linux reports ru_maxrss in KiB: the largest of the finished children.
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _ratios(out: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    """Issue 16's goals: the speed-up of ``workers`` processes, memory per phone."""
+    t = out["throughput"]
+    entries = [
+        ratio(
+            "fleet_workers_speedup",
+            f"in-process fleet, --workers {workers} vs 1, {t['one']['devices']} devices",
+            t["speedup"],
+            ours=f"{t['many']['requests_per_s']:.0f} req/s",
+            baseline=f"--workers 1 {t['one']['requests_per_s']:.0f} req/s",
+            goal=">= 1.7",
+        )
+    ]
+    if "memory" in out:
+        m = out["memory"]
+        entries.append(
+            ratio(
+                "fleet_memory_per_phone",
+                f"in-process fleet, peak RSS per phone ({m['devices']} phones, audit on)",
+                m["mib_per_phone"] / MIB_PER_PHONE_BUDGET,
+                ours=f"{m['mib_per_phone']:.2f} MiB/phone",
+                baseline=f"budget {MIB_PER_PHONE_BUDGET:.0f} MiB/phone",
+                goal="<= 1.0",
+            )
+        )
+    return entries
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             "earlier_peak_mib": round(before, 1),
             "passed": run["passed"],
         }
+    out["ratios"] = _ratios(out, args.workers)
+    record("fleet_workers", out)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return
