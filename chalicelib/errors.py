@@ -129,6 +129,14 @@ class MethodNotAllowed(SealboxError):
         super().__init__(headers={"Allow": ", ".join(allow)})
 
 
+class NotAcceptable(SealboxError):
+    """A binary route asked for without ``Accept: application/octet-stream``."""
+
+    status = 406
+    code = "not_acceptable"
+    default_message = "This route answers application/octet-stream: send it in Accept."
+
+
 class Conflict(SealboxError):
     status = 409
     code = "conflict"

@@ -64,6 +64,7 @@ from client_sim.errors import (
     StorageTransferFailed,
     UsersNotFound,
 )
+from client_sim.group_catchup import CatchUp
 from client_sim.group_chain import GroupChain, GroupInfo, seal_for_epoch
 from client_sim.group_history import GroupHistory
 from client_sim.group_keys import EpochSecret, epoch_kind_for, open_wrap, wrap_secret
@@ -98,6 +99,9 @@ class Groups:
         objects, origins: how presigned storage URLs are reached, and where
             they may point (for wraps objects).
         clock: for epoch timestamps.
+        compact: follow by binary catch-up frames (the default); False
+            follows by the JSON routes (a head poll, then each epoch's delta
+            and a ranged GET of this device's wrap).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Groups:
         objects: ObjectTransport | None = None,
         origins: StorageOrigins,
         clock: Callable[[], float] = time.time,
+        compact: bool = True,
     ) -> None:
         self._api = api
         self._session = session
@@ -122,6 +127,9 @@ class Groups:
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = origins
         self._clock = clock
+        #: Follow by catch-up frames (see ``compact``).
+        self.compact = compact
+        self._catch_up = CatchUp(api, session, signer=self._signer, advance_full=self._advance_full)
         #: Sharing past epochs with a member, and taking such shares.
         self.history = GroupHistory(
             api, session, directory, state, sync=self.sync, fetch_epoch=self._fetch_epoch
@@ -356,6 +364,10 @@ class Groups:
         gid = self._group_id(group_id)
         chains = self._state.load()
         chain = chains.get(gid)
+        if chain is not None and self.compact and self._follow_compact(state, chain, gid):
+            chains[gid] = chain
+            self._state.save(chains)
+            return chain
         # A device that follows the group polls the head without the roster
         # (O(1) bytes); only a joining device needs the roster itself.
         joining = chain is None
@@ -396,6 +408,19 @@ class Groups:
         self._state.save(chains)
         return chain
 
+    def _follow_compact(self, state: KeystoreState, chain: GroupChain, gid: str) -> bool:
+        """Move ``chain`` on by catch-up frames (:mod:`client_sim.group_catchup`);
+        False when this device holds no card of its roster (then the JSON
+        routes decide)."""
+        try:
+            return self._catch_up.follow(state, chain, gid)
+        except ServerError as exc:
+            if exc.status == 404:
+                raise NotAMember("this identity is not a member of the group") from exc
+            raise
+        except (EpochChainError, InvalidGroupObject) as exc:
+            raise _verification(exc) from exc
+
     def _join(self, state: KeystoreState, gid: str, head: dict[str, Any]) -> GroupChain:
         """Start following a group at its creation (epoch 0); :meth:`sync` then
         advances through every later epoch.
@@ -429,8 +454,11 @@ class Groups:
             raise ServerError.malformed("group epoch") from exc
 
     def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
-        if self._advance_by_delta(state, chain, gid, number):
-            return
+        if not self._advance_by_delta(state, chain, gid, number):
+            self._advance_full(state, chain, gid, number)
+
+    def _advance_full(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+        """Move to epoch ``number`` by its full form and this device's wrap."""
         epoch = self._fetch_epoch(gid, number)
         if epoch.number != number:
             raise GroupVerificationFailed("stale_epoch", "the server sent another epoch")

@@ -50,6 +50,14 @@ from chalicelib.errors import (
 )
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_catchup import (
+    MAX_CATCHUP_EPOCHS,
+    MAX_CATCHUP_SIZE,
+    NONCE_SIZE,
+    CatchUpEntry,
+    encode_catchup,
+    roster_check,
+)
 from chalicelib.wire.group_delta import encode_delta
 from chalicelib.wire.group_history import (
     MAX_SHARE_SIZE,
@@ -176,6 +184,10 @@ class WrapsStore(Protocol):
 
     def presign_range(self, key: str, offset: int, length: int, ttl: int) -> WrapTarget:
         """A presigned GET of ``length`` bytes from ``offset``."""
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        """Exactly ``length`` bytes from ``offset`` (None if the object is absent).
+        Raises InternalError if the object is shorter."""
 
     def delete(self, key: str) -> None:
         """Delete the object (absent is fine)."""
@@ -419,6 +431,60 @@ class GroupService:
             return stored, None
         offset, length = entry
         return stored, self._wraps.presign_range(stored.wraps_key, offset, length, self._ttl)
+
+    def catch_up(
+        self, identity: str, group_id: object, after: object, card_id: object, nonce: object
+    ) -> bytes:
+        """The catch-up frame (chalicelib.wire.group_catchup) for a member that
+        holds epoch ``after``: the deltas of the epochs after it, each with the
+        caller's wrap for ``card_id`` read from the epoch's write-once wraps
+        object, up to the head or to the first epoch that has no delta or no
+        wrap for that card (the device takes that one in full), at most
+        :data:`MAX_CATCHUP_EPOCHS` epochs and about :data:`MAX_CATCHUP_SIZE`
+        bytes.  When the frame reaches the head it carries the roster check of
+        the roster the server holds under the device's ``nonce``.
+
+        Raises:
+            InvalidRequest: bad id, number, card id or nonce.
+            NotFound: not a current member (the same answer as a group that
+                doesn't exist), or ``after`` is past the head.
+        """
+        gid, n = self._group_id(group_id), self._number(after)
+        try:
+            wanted = card_id_to_str(card_id_from_str(card_id))
+        except ValueError as exc:
+            raise InvalidRequest("Invalid card id.") from exc
+        try:
+            salt = b64url_decode(nonce, max_len=NONCE_SIZE) if isinstance(nonce, str) else b""
+        except ValueError:
+            salt = b""
+        if len(salt) != NONCE_SIZE:
+            raise InvalidRequest(f"nonce must be {NONCE_SIZE} bytes, base64url.")
+        head, _ = self._member_head(identity, gid)
+        if n > head.number:
+            raise NotFound("No such epoch.")
+        card = self._card(wanted)
+        # Wraps are per card; nobody reads another member's.
+        mine = card is not None and card.identity == identity
+        entries: list[CatchUpEntry] = []
+        size = 0
+        number = n + 1
+        while mine and number <= head.number and len(entries) < MAX_CATCHUP_EPOCHS:
+            if size >= MAX_CATCHUP_SIZE:
+                break
+            stored = self._store.epoch(gid, number)
+            entry = None if stored is None else stored.index.get(wanted)
+            if stored is None or stored.delta is None or entry is None:
+                break
+            wrap = self._wraps.read_range(stored.wraps_key, *entry)
+            if wrap is None:
+                break
+            entries.append(CatchUpEntry(stored.delta, wrap))
+            size += len(stored.delta) + len(wrap) + 4
+            number += 1
+        at_head = n + len(entries) == head.number
+        check = roster_check(salt, self.roster_hash(head)) if at_head else None
+        return encode_catchup(entries, check)
 
     # --- history shares -----------------------------------------------------------------
 

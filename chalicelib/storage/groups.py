@@ -315,6 +315,31 @@ class S3WrapsStore:
             url=str(url), headers={"Range": byte_range}, expires_in=ttl, length=length
         )
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        byte_range = f"bytes={offset}-{offset + length - 1}"
+        try:
+            out = self._client.get_object(
+                Bucket=self._bucket, Key=self._check(key), Range=byte_range
+            )
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        body = out["Body"]
+        try:
+            data: bytes = body.read(length + 1)
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        finally:
+            body.close()
+        if len(data) != length:
+            # The index was checked against the object when the epoch was
+            # appended; a write-once object that no longer matches it is ours.
+            raise InternalError()
+        return data
+
     def delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self._bucket, Key=self._check(key))
