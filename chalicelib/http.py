@@ -293,15 +293,16 @@ BINARY_TYPE = "application/octet-stream"
 
 def require_binary_accept(request: ApiRequest) -> None:
     """Refuse a request for a binary answer whose ``Accept`` doesn't name
-    ``application/octet-stream``: Chalice (locally and on AWS) would turn the
-    answer into its own 400, and API Gateway would hand such a client base64.
+    ``application/octet-stream`` first: API Gateway decodes a base64 body
+    only for a client whose *first* Accept type is a binary media type (any
+    other gets the base64 text), and Chalice answers its own 400 without a
+    matching one.
 
     Raises:
         NotAcceptable: it doesn't.
     """
     header = str(request.raw.headers.get("accept") or "")
-    parts = {part.split(";")[0].strip().lower() for part in header.split(",")}
-    if BINARY_TYPE not in parts:
+    if header.split(",")[0].split(";")[0].strip().lower() != BINARY_TYPE:
         raise NotAcceptable()
 
 
