@@ -474,6 +474,11 @@ class InvalidHistoryShare(InvalidRequest):
     default_message = "The history share is malformed or does not verify."
 
 
+class HistoryShareLimit(Conflict):
+    code = "history_share_limit"
+    default_message = "This member already has the most history shares a group may give one member."
+
+
 class MemberNotFound(NotFound):
     code = "member_not_found"
     default_message = "The share names someone who is not a current member with that card."

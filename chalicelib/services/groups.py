@@ -84,6 +84,7 @@ from chalicelib.wire.groups import (
 
 __all__ = [
     "MAX_EPOCH_SIZE",
+    "MAX_HISTORY_SHARES",
     "GroupHead",
     "GroupService",
     "GroupStore",
@@ -96,6 +97,10 @@ _Obj = TypeVar("_Obj")
 
 #: Largest encoded epoch: every member added (or removed) in one epoch.
 MAX_EPOCH_SIZE: Final = 256 + 2 * MAX_GROUP_MEMBERS * (2 + 64 + 32 + 1) + 64
+#: History shares kept per member per group, ever: a hostile or buggy admin
+#: can't grow a member's list (and its GET) without limit.  One share covers
+#: up to 1024 epochs, so this is room enough (docs/spec/groups.md, History).
+MAX_HISTORY_SHARES: Final = 32
 _WRAPS_ID_BYTES: Final = 16
 _URL_TTL: Final = 300
 
@@ -165,9 +170,16 @@ class GroupStore(Protocol):
         """Group ids the member index lists for ``identity`` (may be stale:
         the head's roster is what decides)."""
 
-    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+    def put_share(
+        self, group_id: str, member: str, share_id: str, share: bytes, *, limit: int
+    ) -> None:
         """Store a history share for ``member``, write-once (the same id again
-        changes nothing: ids are content hashes)."""
+        changes nothing: ids are content hashes), and count it, in one
+        conditional write: a member holds at most ``limit`` shares per group.
+
+        Raises:
+            HistoryShareLimit: ``member`` already has ``limit`` shares (nothing stored).
+        """
 
     def shares(self, group_id: str, member: str) -> list[tuple[str, bytes]]:
         """``(share id, share)`` of every history share stored for ``member``."""
@@ -505,6 +517,8 @@ class GroupService:
             NotAnAdmin: the caller is not an admin, or not the signer.
             StaleEpoch: the share was not made at the group's current epoch.
             MemberNotFound: the member is not a current member with that card.
+            HistoryShareLimit: the member already has :data:`MAX_HISTORY_SHARES`
+                shares in this group.
         """
         gid = self._group_id(group_id)
         raw, share = _decoded(
@@ -533,7 +547,7 @@ class GroupService:
             # A removed member, or a card the roster no longer names, gets nothing.
             raise MemberNotFound()
         sid = share_id(raw)
-        self._store.put_share(gid, share.member, sid, raw)
+        self._store.put_share(gid, share.member, sid, raw, limit=MAX_HISTORY_SHARES)
         return sid
 
     def history(self, identity: str, group_id: object) -> list[tuple[str, bytes]]:
