@@ -31,7 +31,6 @@ from typing import Any, Final
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.blobids import derive_blob_id
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
-from chalicelib.wire.group_delta import decode_delta, expand_delta
 from chalicelib.wire.group_wraps import build_wraps, parse_group_context
 from chalicelib.wire.groups import (
     Epoch,
@@ -67,7 +66,7 @@ from client_sim.errors import (
 from client_sim.group_catchup import CatchUp
 from client_sim.group_chain import GroupChain, GroupInfo, seal_for_epoch
 from client_sim.group_history import GroupHistory
-from client_sim.group_keys import EpochSecret, epoch_kind_for, open_wrap, wrap_secret
+from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
 from client_sim.group_state import GroupState
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
@@ -129,7 +128,9 @@ class Groups:
         self._clock = clock
         #: Follow by catch-up frames (see ``compact``).
         self.compact = compact
-        self._catch_up = CatchUp(api, session, signer=self._signer, advance_full=self._advance_full)
+        self._catch_up = CatchUp(
+            api, session, signer=self._signer, advance_full=self._advance_full, get=self._get
+        )
         #: Sharing past epochs with a member, and taking such shares.
         self.history = GroupHistory(
             api, session, directory, state, sync=self.sync, fetch_epoch=self._fetch_epoch
@@ -454,7 +455,7 @@ class Groups:
             raise ServerError.malformed("group epoch") from exc
 
     def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
-        if not self._advance_by_delta(state, chain, gid, number):
+        if not self._catch_up.by_json_delta(state, chain, gid, number):
             self._advance_full(state, chain, gid, number)
 
     def _advance_full(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
@@ -465,43 +466,6 @@ class Groups:
         after = check_successor(chain.head, chain.roster, epoch)
         wrap = self._wrap(state, gid, number, after)
         chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
-
-    def _advance_by_delta(
-        self, state: KeystoreState, chain: GroupChain, gid: str, number: int
-    ) -> bool:
-        """Move to epoch ``number`` by its delta and this device's own wrap: one
-        API request and one ranged GET, O(1) bytes whatever the group's size
-        (docs/spec/groups.md, "Delta").  False when the server offers no
-        delta for it, or the epoch moves this device to another card (the
-        caller then takes the full epoch)."""
-        mine = {card_id_from_str(b.card_id): b for b in state.bundles}
-        entry = next((m for m in chain.roster if m.card_id in mine), None)
-        if entry is None:
-            return False
-        card_id = card_id_to_str(entry.card_id)
-        reply = self._session.authed(
-            lambda token: self._api.get_group_epoch(token, gid, number, card_id, delta=True)
-        )
-        target = reply.get("wrap")
-        if reply.get("form") != "delta" or target is None:
-            return False
-        delta = decode_delta(b64url_decode(str(reply["data"])), chain.roster)
-        after = next((m for m in delta.roster_after(chain.roster) if m.card_id in mine), None)
-        if after is None or after.card_id != entry.card_id:
-            return False
-        wrap = self._get(str(target["url"]), dict(target["headers"]), int(target["length"]))
-        try:
-            secret = open_wrap(
-                wrap, mine[entry.card_id], group_id=chain.head.group_id, number=number,
-                epoch_kind=delta.kind,
-            )  # fmt: skip
-        except DecryptionFailed as exc:
-            raise EpochChainError("bad_wrap", "the wrap does not open") from exc
-        # The signature covers the full epoch, key id included: a delta or a
-        # wrap that doesn't rebuild the signed epoch is refused below.
-        epoch = expand_delta(delta, chain.head, chain.roster, secret.key_id())
-        chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
-        return True
 
     def _wrap(
         self, state: KeystoreState, gid: str, number: int, roster: Sequence[Member]
