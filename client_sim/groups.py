@@ -23,10 +23,11 @@ default; an admin may share chosen past epochs with one member
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.blobids import derive_blob_id
@@ -48,6 +49,7 @@ from chalicelib.wire.groups import (
 )
 from client_sim import _hazmat, sealed
 from client_sim.api import ApiClient, BlobInfo
+from client_sim.blob_stream import spooled_ciphertext
 from client_sim.blobs import BlobTransfer
 from client_sim.directory import CardDirectory
 from client_sim.errors import (
@@ -577,28 +579,33 @@ class Groups:
     # --- group blobs -----------------------------------------------------------------------
 
     def upload(
-        self, state: KeystoreState, current: KeyBundle, group_id: str, data: bytes,
-        idempotency_key: str | None,
+        self, state: KeystoreState, current: KeyBundle, group_id: str,
+        source: str | os.PathLike[str] | IO[bytes], idempotency_key: str | None,
     ) -> BlobInfo:  # fmt: skip
-        """Seal ``data`` for the group's current epoch and store it as a group blob
-        (readable by the group's current members; the server checks membership).
+        """Seal ``source`` (a path or a binary stream) for the group's current
+        epoch and store it as a group blob its current members may read, in
+        constant memory (the ciphertext is spooled, to disk past a megabyte).
 
         The blob id is derived from the key before sealing and signed into
         the content (``/blob/<id>`` after the group context), as for any blob.
+
+        Raises:
+            SourceChanged: the file changed size while it was read (nothing stored).
         """
         gid = self._group_id(group_id)
         key = idempotency_key or secrets.token_urlsafe(18)
         blob_id = derive_blob_id(current.identity, key)
-        out = io.BytesIO()
-        self.seal(
-            state, current, gid, io.BytesIO(data), out, None, suffix=b"/blob/" + blob_id.encode()
-        )
-        ciphertext = out.getvalue()
-        return self._session.authed(
-            lambda token: self._transfer.upload(
-                token, io.BytesIO(ciphertext), len(ciphertext), [], key, blob_id=blob_id, group=gid
+        suffix = b"/blob/" + blob_id.encode()
+
+        def seal(stream: Any, out: Any) -> None:
+            self.seal(state, current, gid, stream, out, None, suffix=suffix)
+
+        with spooled_ciphertext(source, seal) as ciphertext:
+            return self._session.authed(
+                lambda token: self._transfer.upload(
+                    token, *ciphertext(), [], key, blob_id=blob_id, group=gid
+                )
             )
-        )
 
     def download(self, state: KeystoreState, group_id: str, blob_id: str) -> Decrypted:
         """Fetch a group blob, decrypt it and verify it was sealed for this blob
