@@ -53,6 +53,7 @@ from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
 from chalicelib.wire.group_catchup import (
     MAX_CATCHUP_EPOCHS,
     MAX_CATCHUP_SIZE,
+    MAX_PART,
     NONCE_SIZE,
     CatchUpEntry,
     encode_catchup,
@@ -451,7 +452,8 @@ class GroupService:
         holds epoch ``after``: the deltas of the epochs after it, each with the
         caller's wrap for ``card_id`` read from the epoch's write-once wraps
         object, up to the head or to the first epoch that has no delta or no
-        wrap for that card (the device takes that one in full), at most
+        wrap for that card, or a delta too long for a frame (the device
+        takes that one in full), at most
         :data:`MAX_CATCHUP_EPOCHS` epochs and about :data:`MAX_CATCHUP_SIZE`
         bytes.  When the frame reaches the head it carries the roster check of
         the roster the server holds under the device's ``nonce``.
@@ -488,6 +490,8 @@ class GroupService:
             entry = None if stored is None else stored.index.get(wanted)
             if stored is None or stored.delta is None or entry is None:
                 break
+            if len(stored.delta) > MAX_PART or entry[1] > MAX_PART:
+                break  # e.g. hundreds of members added at once: taken in full
             wrap = self._wraps.read_range(stored.wraps_key, *entry)
             if wrap is None:
                 break

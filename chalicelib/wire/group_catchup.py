@@ -41,6 +41,7 @@ __all__ = [
     "CATCHUP_VERSION",
     "MAX_CATCHUP_EPOCHS",
     "MAX_CATCHUP_SIZE",
+    "MAX_PART",
     "NONCE_SIZE",
     "ROSTER_CHECK_LABEL",
     "ROSTER_CHECK_SIZE",
@@ -62,7 +63,9 @@ ROSTER_CHECK_SIZE: Final = 8
 ROSTER_CHECK_LABEL: Final = b"sealbox/v1/group-roster-check"
 STATUS_AT_HEAD: Final = 0
 STATUS_MORE: Final = 1
-_MAX_PART: Final = 0xFFFF
+#: A delta or wrap longer than this can't be put in a frame (its length is a
+#: u16): the server stops the frame before such an epoch.
+MAX_PART: Final = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def encode_catchup(entries: Sequence[CatchUpEntry], check: bytes | None) -> byte
     out += u8(STATUS_MORE) if check is None else u8(STATUS_AT_HEAD) + check
     for entry in entries:
         for part in (entry.delta, entry.wrap):
-            if not 0 < len(part) <= _MAX_PART:
+            if not 0 < len(part) <= MAX_PART:
                 raise ValueError("a frame part is 1 to 65535 bytes")
             out += u16(len(part)) + part
     return bytes(out)
