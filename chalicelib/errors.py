@@ -129,6 +129,14 @@ class MethodNotAllowed(SealboxError):
         super().__init__(headers={"Allow": ", ".join(allow)})
 
 
+class NotAcceptable(SealboxError):
+    """A binary route asked for without ``Accept: application/octet-stream``."""
+
+    status = 406
+    code = "not_acceptable"
+    default_message = "This route answers application/octet-stream: send it in Accept."
+
+
 class Conflict(SealboxError):
     status = 409
     code = "conflict"
@@ -464,6 +472,11 @@ class WrapsMismatch(InvalidRequest):
 class InvalidHistoryShare(InvalidRequest):
     code = "invalid_history_share"
     default_message = "The history share is malformed or does not verify."
+
+
+class HistoryShareLimit(Conflict):
+    code = "history_share_limit"
+    default_message = "This member already has the most history shares a group may give one member."
 
 
 class MemberNotFound(NotFound):

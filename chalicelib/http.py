@@ -25,6 +25,7 @@ from chalicelib.errors import (
     InvalidEncoding,
     InvalidRequest,
     MethodNotAllowed,
+    NotAcceptable,
     PayloadTooLarge,
     SealboxError,
     Unauthorized,
@@ -69,9 +70,13 @@ class Principal:
 
 @dataclass(frozen=True)
 class ApiResponse:
+    """What a view answers: a JSON ``body``, or raw ``data`` sent as
+    ``application/octet-stream`` (the request must accept it: DESIGN §8)."""
+
     status: int
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,24 @@ class ApiBlueprint:
         return decorator
 
 
+BINARY_TYPE = "application/octet-stream"
+
+
+def require_binary_accept(request: ApiRequest) -> None:
+    """Refuse a request for a binary answer whose ``Accept`` doesn't name
+    ``application/octet-stream`` first: API Gateway decodes a base64 body
+    only for a client whose *first* Accept type is a binary media type (any
+    other gets the base64 text), and Chalice answers its own 400 without a
+    matching one.
+
+    Raises:
+        NotAcceptable: it doesn't.
+    """
+    header = str(request.raw.headers.get("accept") or "")
+    if header.split(",")[0].split(";")[0].strip().lower() != BINARY_TYPE:
+        raise NotAcceptable()
+
+
 def _check_content_type(request: Request, accepted: frozenset[str]) -> None:
     """Chalice's rule, applied after authentication: the ``Content-Type``
     (``application/json`` when absent) must name one of ``accepted``.
@@ -365,6 +388,11 @@ def _method_not_allowed_view(app: Chalice, path: str, allow: list[str]) -> Calla
 
 def render(result: ApiResponse) -> Response:
     headers: dict[str, str | list[str]] = {**_DEFAULT_HEADERS, **result.headers}
+    if result.data is not None:
+        # Bytes with a binary type: Chalice base64-encodes them for API
+        # Gateway, which decodes them for a client whose Accept matches.
+        headers["Content-Type"] = BINARY_TYPE
+        return Response(body=result.data, status_code=result.status, headers=headers)
     if result.body is None:
         headers.pop("Content-Type", None)
         return Response(body="", status_code=result.status, headers=headers)

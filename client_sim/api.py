@@ -221,6 +221,9 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+_OCTETS = "application/octet-stream"
+
+
 class ApiClient:
     """The HTTP contract as Python calls, over any :class:`Transport`."""
 
@@ -651,6 +654,26 @@ class ApiClient:
         if query:
             path += "?" + urlencode(query)
         return dict(self._call("GET", path, bearer=access_token))
+
+    def group_catchup(
+        self, access_token: str, group_id: str, after: int, card_id: str, nonce: bytes
+    ) -> bytes:
+        """``GET /v1/groups/{id}/catchup``: the binary catch-up frame after epoch
+        ``after`` for our card ``card_id`` (parsed and checked by the caller).
+
+        Raises:
+            ServerError: a refusal, or a reply that is not an octet stream.
+        """
+        query = {"after": str(after), "card_id": card_id, "nonce": b64url_encode(nonce)}
+        path = _group_path(group_id, "catchup") + "?" + urlencode(query)
+        headers = {"Authorization": f"Bearer {access_token}", "Accept": _OCTETS}
+        reply = self.transport.request("GET", path, headers=headers)
+        if reply.status != 200:
+            raise server_error(reply)
+        kind = str(reply.headers.get("content-type", "")).split(";")[0].strip().lower()
+        if kind != _OCTETS:
+            raise ServerError.malformed("catch-up frame")
+        return reply.body
 
     def reserve_group_wraps(
         self, access_token: str, group_id: str, number: int, size: int

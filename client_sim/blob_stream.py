@@ -23,7 +23,14 @@ from client_sim.errors import SourceChanged
 from client_sim.files import sized_source
 from client_sim.transport import Readable
 
-__all__ = ["EncryptingReader", "Restart", "Window", "age_file_size", "ciphertext_of"]
+__all__ = [
+    "EncryptingReader",
+    "Restart",
+    "Window",
+    "age_file_size",
+    "ciphertext_of",
+    "spooled_ciphertext",
+]
 
 _CHUNK = 64 * 1024
 _TAG = 16
@@ -202,6 +209,54 @@ def ciphertext_of(
         finally:
             if made:
                 made[-1].close()
+
+
+class _Counting:
+    """A reader that counts the bytes it hands out."""
+
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self.count += len(data)
+        return data
+
+
+@contextlib.contextmanager
+def spooled_ciphertext(
+    source: str | os.PathLike[str] | IO[bytes] | Readable,
+    encrypt: Callable[[Readable, BinaryIO], None],
+) -> Iterator[Restart]:
+    """The ciphertext of ``source``, encrypted whole (``encrypt(stream, spool)``)
+    into a spooled temporary file first, in constant memory: for a format
+    whose size isn't known before it is written (group content, whose
+    sealer syncs the group first).  Only ciphertext can touch the disk, and
+    a restart (each attempt of the upload) rewinds the spool.
+
+    Raises:
+        SourceChanged: a file or seekable stream that gave more or fewer
+            bytes than it measured when it was opened (nothing is yielded).
+    """
+    with (
+        sized_source(source) as (stream, measured),
+        tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool,
+    ):
+        counting = _Counting(stream)
+        encrypt(counting, cast(BinaryIO, spool))
+        if measured is not None and counting.count != measured:
+            raise SourceChanged(
+                f"the file changed while it was being encrypted: {counting.count} bytes "
+                f"read, {measured} expected"
+            )
+        total = spool.tell()
+
+        def rewind() -> tuple[Readable, int]:
+            spool.seek(0)
+            return cast(Readable, spool), total
+
+        yield rewind
 
 
 def _position(stream: Any) -> int | None:

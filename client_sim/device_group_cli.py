@@ -128,12 +128,9 @@ def group_leave(options: _Options, group_id: str) -> None:
 def group_encrypt(
     options: _Options, group_id: str, src: Path, dst: Path, context: str | None
 ) -> None:
-    """Sign SRC and encrypt it for the group's current epoch into DST."""
-    from client_sim.files import atomic_output
-
-    data = options.device().group(group_id).encrypt(src.read_bytes(), context=context)
-    with atomic_output(dst) as out:
-        out.write(data)
+    """Sign SRC and encrypt it for the group's current epoch into DST
+    (in constant memory; DST appears only when complete)."""
+    options.device().group(group_id).encrypt_file(src, dst, context=context)
 
 
 @group_command.command("decrypt")

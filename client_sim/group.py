@@ -8,10 +8,13 @@ public method reports server refusals like the facade's (``reported``).
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable
+from typing import IO
 
 from client_sim.api import BlobInfo
 from client_sim.errors import NotAMember, reported
+from client_sim.files import atomic_output
 from client_sim.groups import GroupInfo, Groups
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
@@ -151,17 +154,50 @@ class Group:
         return self._groups.open(state, self.group_id, bytes(data), context)
 
     @reported
-    def upload(self, data: bytes, *, idempotency_key: str | None = None) -> BlobInfo:
-        """Seal ``data`` for the group's current epoch and store it as a group blob
-        that the group's current members may download (its id is in the result).
+    def upload(
+        self,
+        source: bytes | str | os.PathLike[str] | IO[bytes],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BlobInfo:
+        """Seal ``source`` (bytes, a file path or a binary stream) for the
+        group's current epoch and store it as a group blob that the group's
+        current members may download (its id is in the result).  A path or a
+        stream is sealed and sent in constant memory (the ciphertext is
+        spooled, to disk past a megabyte), as :meth:`Device.upload` does.
 
         Raises:
-            NotAMember, ServerError (quota, size), StorageTransferFailed.
+            NotAMember, ServerError (quota, size), StorageTransferFailed,
+            SourceChanged (the file changed size while it was read; nothing
+            stored).
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError("data must be bytes")
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = io.BytesIO(bytes(source))
+        elif not isinstance(source, str | os.PathLike) and not hasattr(source, "read"):
+            raise TypeError("source must be bytes, a path or a binary stream")
         state, current = self._keys()
-        return self._groups.upload(state, current, self.group_id, bytes(data), idempotency_key)
+        return self._groups.upload(state, current, self.group_id, source, idempotency_key)
+
+    @reported
+    def encrypt_stream(self, src: IO[bytes], dst: IO[bytes], *, context: str | None = None) -> None:
+        """:meth:`encrypt` in constant memory, from ``src`` to ``dst``.  On
+        failure ``dst`` may hold a partial, unusable file (no signature):
+        :meth:`encrypt_file` discards it for you.
+
+        Raises:
+            NotAMember, InvalidInput (a bad context), GroupVerificationFailed.
+        """
+        state, current = self._keys()
+        self._groups.seal(state, current, self.group_id, src, dst, context)
+
+    @reported
+    def encrypt_file(
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+        context: str | None = None,
+    ) -> None:  # fmt: skip
+        """Encrypt the file ``src`` to ``dst``; ``dst`` appears only when complete."""
+        with open(src, "rb") as source, atomic_output(dst) as out:
+            self.encrypt_stream(source, out, context=context)
 
     @reported
     def download(self, blob_id: str) -> Decrypted:

@@ -23,15 +23,15 @@ default; an admin may share chosen past epochs with one member
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.blobids import derive_blob_id
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
-from chalicelib.wire.group_delta import decode_delta, expand_delta
 from chalicelib.wire.group_wraps import build_wraps, parse_group_context
 from chalicelib.wire.groups import (
     Epoch,
@@ -49,6 +49,7 @@ from chalicelib.wire.groups import (
 )
 from client_sim import _hazmat, sealed
 from client_sim.api import ApiClient, BlobInfo
+from client_sim.blob_stream import spooled_ciphertext
 from client_sim.blobs import BlobTransfer
 from client_sim.directory import CardDirectory
 from client_sim.errors import (
@@ -64,9 +65,10 @@ from client_sim.errors import (
     StorageTransferFailed,
     UsersNotFound,
 )
+from client_sim.group_catchup import CatchUp
 from client_sim.group_chain import GroupChain, GroupInfo, seal_for_epoch
 from client_sim.group_history import GroupHistory
-from client_sim.group_keys import EpochSecret, epoch_kind_for, open_wrap, wrap_secret
+from client_sim.group_keys import EpochSecret, epoch_kind_for, wrap_secret
 from client_sim.group_state import GroupState
 from client_sim.identity import KeyBundle
 from client_sim.keystore import KeystoreState
@@ -98,6 +100,9 @@ class Groups:
         objects, origins: how presigned storage URLs are reached, and where
             they may point (for wraps objects).
         clock: for epoch timestamps.
+        compact: follow by binary catch-up frames (the default); False
+            follows by the JSON routes (a head poll, then each epoch's delta
+            and a ranged GET of this device's wrap).
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class Groups:
         objects: ObjectTransport | None = None,
         origins: StorageOrigins,
         clock: Callable[[], float] = time.time,
+        compact: bool = True,
     ) -> None:
         self._api = api
         self._session = session
@@ -122,6 +128,11 @@ class Groups:
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = origins
         self._clock = clock
+        #: Follow by catch-up frames (see ``compact``).
+        self.compact = compact
+        self._catch_up = CatchUp(
+            api, session, signer=self._signer, advance_full=self._advance_full, get=self._get
+        )
         #: Sharing past epochs with a member, and taking such shares.
         self.history = GroupHistory(
             api, session, directory, state, sync=self.sync, fetch_epoch=self._fetch_epoch
@@ -356,6 +367,10 @@ class Groups:
         gid = self._group_id(group_id)
         chains = self._state.load()
         chain = chains.get(gid)
+        if chain is not None and self.compact and self._follow_compact(state, chain, gid):
+            chains[gid] = chain
+            self._state.save(chains)
+            return chain
         # A device that follows the group polls the head without the roster
         # (O(1) bytes); only a joining device needs the roster itself.
         joining = chain is None
@@ -396,6 +411,19 @@ class Groups:
         self._state.save(chains)
         return chain
 
+    def _follow_compact(self, state: KeystoreState, chain: GroupChain, gid: str) -> bool:
+        """Move ``chain`` on by catch-up frames (:mod:`client_sim.group_catchup`);
+        False when this device holds no card of its roster (then the JSON
+        routes decide)."""
+        try:
+            return self._catch_up.follow(state, chain, gid)
+        except ServerError as exc:
+            if exc.status == 404:
+                raise NotAMember("this identity is not a member of the group") from exc
+            raise
+        except (EpochChainError, InvalidGroupObject) as exc:
+            raise _verification(exc) from exc
+
     def _join(self, state: KeystoreState, gid: str, head: dict[str, Any]) -> GroupChain:
         """Start following a group at its creation (epoch 0); :meth:`sync` then
         advances through every later epoch.
@@ -429,51 +457,17 @@ class Groups:
             raise ServerError.malformed("group epoch") from exc
 
     def _advance(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
-        if self._advance_by_delta(state, chain, gid, number):
-            return
+        if not self._catch_up.by_json_delta(state, chain, gid, number):
+            self._advance_full(state, chain, gid, number)
+
+    def _advance_full(self, state: KeystoreState, chain: GroupChain, gid: str, number: int) -> None:
+        """Move to epoch ``number`` by its full form and this device's wrap."""
         epoch = self._fetch_epoch(gid, number)
         if epoch.number != number:
             raise GroupVerificationFailed("stale_epoch", "the server sent another epoch")
         after = check_successor(chain.head, chain.roster, epoch)
         wrap = self._wrap(state, gid, number, after)
         chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
-
-    def _advance_by_delta(
-        self, state: KeystoreState, chain: GroupChain, gid: str, number: int
-    ) -> bool:
-        """Move to epoch ``number`` by its delta and this device's own wrap: one
-        API request and one ranged GET, O(1) bytes whatever the group's size
-        (docs/spec/groups.md, "Delta").  False when the server offers no
-        delta for it, or the epoch moves this device to another card (the
-        caller then takes the full epoch)."""
-        mine = {card_id_from_str(b.card_id): b for b in state.bundles}
-        entry = next((m for m in chain.roster if m.card_id in mine), None)
-        if entry is None:
-            return False
-        card_id = card_id_to_str(entry.card_id)
-        reply = self._session.authed(
-            lambda token: self._api.get_group_epoch(token, gid, number, card_id, delta=True)
-        )
-        target = reply.get("wrap")
-        if reply.get("form") != "delta" or target is None:
-            return False
-        delta = decode_delta(b64url_decode(str(reply["data"])), chain.roster)
-        after = next((m for m in delta.roster_after(chain.roster) if m.card_id in mine), None)
-        if after is None or after.card_id != entry.card_id:
-            return False
-        wrap = self._get(str(target["url"]), dict(target["headers"]), int(target["length"]))
-        try:
-            secret = open_wrap(
-                wrap, mine[entry.card_id], group_id=chain.head.group_id, number=number,
-                epoch_kind=delta.kind,
-            )  # fmt: skip
-        except DecryptionFailed as exc:
-            raise EpochChainError("bad_wrap", "the wrap does not open") from exc
-        # The signature covers the full epoch, key id included: a delta or a
-        # wrap that doesn't rebuild the signed epoch is refused below.
-        epoch = expand_delta(delta, chain.head, chain.roster, secret.key_id())
-        chain.advance(epoch, self._signer(epoch), state.bundles, wrap)
-        return True
 
     def _wrap(
         self, state: KeystoreState, gid: str, number: int, roster: Sequence[Member]
@@ -585,28 +579,33 @@ class Groups:
     # --- group blobs -----------------------------------------------------------------------
 
     def upload(
-        self, state: KeystoreState, current: KeyBundle, group_id: str, data: bytes,
-        idempotency_key: str | None,
+        self, state: KeystoreState, current: KeyBundle, group_id: str,
+        source: str | os.PathLike[str] | IO[bytes], idempotency_key: str | None,
     ) -> BlobInfo:  # fmt: skip
-        """Seal ``data`` for the group's current epoch and store it as a group blob
-        (readable by the group's current members; the server checks membership).
+        """Seal ``source`` (a path or a binary stream) for the group's current
+        epoch and store it as a group blob its current members may read, in
+        constant memory (the ciphertext is spooled, to disk past a megabyte).
 
         The blob id is derived from the key before sealing and signed into
         the content (``/blob/<id>`` after the group context), as for any blob.
+
+        Raises:
+            SourceChanged: the file changed size while it was read (nothing stored).
         """
         gid = self._group_id(group_id)
         key = idempotency_key or secrets.token_urlsafe(18)
         blob_id = derive_blob_id(current.identity, key)
-        out = io.BytesIO()
-        self.seal(
-            state, current, gid, io.BytesIO(data), out, None, suffix=b"/blob/" + blob_id.encode()
-        )
-        ciphertext = out.getvalue()
-        return self._session.authed(
-            lambda token: self._transfer.upload(
-                token, io.BytesIO(ciphertext), len(ciphertext), [], key, blob_id=blob_id, group=gid
+        suffix = b"/blob/" + blob_id.encode()
+
+        def seal(stream: Any, out: Any) -> None:
+            self.seal(state, current, gid, stream, out, None, suffix=suffix)
+
+        with spooled_ciphertext(source, seal) as ciphertext:
+            return self._session.authed(
+                lambda token: self._transfer.upload(
+                    token, *ciphertext(), [], key, blob_id=blob_id, group=gid
+                )
             )
-        )
 
     def download(self, state: KeystoreState, group_id: str, blob_id: str) -> Decrypted:
         """Fetch a group blob, decrypt it and verify it was sealed for this blob

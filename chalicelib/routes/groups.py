@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib import wiring
 from chalicelib.errors import InvalidRequest
-from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth
+from chalicelib.http import ApiBlueprint, ApiRequest, ApiResponse, Auth, require_binary_accept
 from chalicelib.services.groups import MAX_EPOCH_SIZE, GroupHead, StoredEpoch
 from chalicelib.wire.b64 import b64url_encode
 from chalicelib.wire.group_history import MAX_SHARE_SIZE
@@ -102,6 +102,23 @@ def get_epoch(request: ApiRequest, group_id: str, epoch: str) -> ApiResponse:
     # the key id the delta leaves out).
     delta = stored.delta if form == "delta" and wrap is not None else None
     return ApiResponse(200, epoch_body(stored, wrap, delta))
+
+
+@api.route("/v1/groups/{group_id}/catchup", methods=["GET"], auth=Auth.ACCESS)
+def catch_up(request: ApiRequest, group_id: str) -> ApiResponse:
+    """The catch-up frame (``application/octet-stream``) for a member that
+    holds epoch ``after``: the next epochs' deltas with the caller's wraps
+    inline, and a check of the server's roster under the caller's ``nonce``
+    (docs/spec/groups.md, "Catch-up")."""
+    query = request.query(allowed=("after", "card_id", "nonce"))
+    require_binary_accept(request)
+    missing = [name for name in ("after", "card_id", "nonce") if name not in query]
+    if missing:
+        raise InvalidRequest(f"{missing[0]} is required.")
+    frame = wiring.container().groups.catch_up(
+        request.identity, group_id, query["after"], query["card_id"], query["nonce"]
+    )
+    return ApiResponse(200, data=frame)
 
 
 @api.route(

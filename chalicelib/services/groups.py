@@ -50,6 +50,15 @@ from chalicelib.errors import (
 )
 from chalicelib.wire.b64 import b64url_decode
 from chalicelib.wire.cards import Card, card_id_from_str, card_id_to_str
+from chalicelib.wire.group_catchup import (
+    MAX_CATCHUP_EPOCHS,
+    MAX_CATCHUP_SIZE,
+    MAX_PART,
+    NONCE_SIZE,
+    CatchUpEntry,
+    encode_catchup,
+    roster_check,
+)
 from chalicelib.wire.group_delta import encode_delta
 from chalicelib.wire.group_history import (
     MAX_SHARE_SIZE,
@@ -76,6 +85,7 @@ from chalicelib.wire.groups import (
 
 __all__ = [
     "MAX_EPOCH_SIZE",
+    "MAX_HISTORY_SHARES",
     "GroupHead",
     "GroupService",
     "GroupStore",
@@ -88,6 +98,10 @@ _Obj = TypeVar("_Obj")
 
 #: Largest encoded epoch: every member added (or removed) in one epoch.
 MAX_EPOCH_SIZE: Final = 256 + 2 * MAX_GROUP_MEMBERS * (2 + 64 + 32 + 1) + 64
+#: History shares kept per member per group, ever: a hostile or buggy admin
+#: can't grow a member's list (and its GET) without limit.  One share covers
+#: up to 1024 epochs, so this is room enough (docs/spec/groups.md, History).
+MAX_HISTORY_SHARES: Final = 32
 _WRAPS_ID_BYTES: Final = 16
 _URL_TTL: Final = 300
 
@@ -157,9 +171,16 @@ class GroupStore(Protocol):
         """Group ids the member index lists for ``identity`` (may be stale:
         the head's roster is what decides)."""
 
-    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+    def put_share(
+        self, group_id: str, member: str, share_id: str, share: bytes, *, limit: int
+    ) -> None:
         """Store a history share for ``member``, write-once (the same id again
-        changes nothing: ids are content hashes)."""
+        changes nothing: ids are content hashes), and count it, in one
+        conditional write: a member holds at most ``limit`` shares per group.
+
+        Raises:
+            HistoryShareLimit: ``member`` already has ``limit`` shares (nothing stored).
+        """
 
     def shares(self, group_id: str, member: str) -> list[tuple[str, bytes]]:
         """``(share id, share)`` of every history share stored for ``member``."""
@@ -176,6 +197,10 @@ class WrapsStore(Protocol):
 
     def presign_range(self, key: str, offset: int, length: int, ttl: int) -> WrapTarget:
         """A presigned GET of ``length`` bytes from ``offset``."""
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        """Exactly ``length`` bytes from ``offset`` (None if the object is absent).
+        Raises InternalError if the object is shorter."""
 
     def delete(self, key: str) -> None:
         """Delete the object (absent is fine)."""
@@ -420,6 +445,63 @@ class GroupService:
         offset, length = entry
         return stored, self._wraps.presign_range(stored.wraps_key, offset, length, self._ttl)
 
+    def catch_up(
+        self, identity: str, group_id: object, after: object, card_id: object, nonce: object
+    ) -> bytes:
+        """The catch-up frame (chalicelib.wire.group_catchup) for a member that
+        holds epoch ``after``: the deltas of the epochs after it, each with the
+        caller's wrap for ``card_id`` read from the epoch's write-once wraps
+        object, up to the head or to the first epoch that has no delta or no
+        wrap for that card, or a delta too long for a frame (the device
+        takes that one in full), at most
+        :data:`MAX_CATCHUP_EPOCHS` epochs and about :data:`MAX_CATCHUP_SIZE`
+        bytes.  When the frame reaches the head it carries the roster check of
+        the roster the server holds under the device's ``nonce``.
+
+        Raises:
+            InvalidRequest: bad id, number, card id or nonce.
+            NotFound: not a current member (the same answer as a group that
+                doesn't exist), or ``after`` is past the head.
+        """
+        gid, n = self._group_id(group_id), self._number(after)
+        try:
+            wanted = card_id_to_str(card_id_from_str(card_id))
+        except ValueError as exc:
+            raise InvalidRequest("Invalid card id.") from exc
+        try:
+            salt = b64url_decode(nonce, max_len=NONCE_SIZE) if isinstance(nonce, str) else b""
+        except ValueError:
+            salt = b""
+        if len(salt) != NONCE_SIZE:
+            raise InvalidRequest(f"nonce must be {NONCE_SIZE} bytes, base64url.")
+        head, _ = self._member_head(identity, gid)
+        if n > head.number:
+            raise NotFound("No such epoch.")
+        card = self._card(wanted)
+        # Wraps are per card; nobody reads another member's.
+        mine = card is not None and card.identity == identity
+        entries: list[CatchUpEntry] = []
+        size = 0
+        number = n + 1
+        while mine and number <= head.number and len(entries) < MAX_CATCHUP_EPOCHS:
+            if size >= MAX_CATCHUP_SIZE:
+                break
+            stored = self._store.epoch(gid, number)
+            entry = None if stored is None else stored.index.get(wanted)
+            if stored is None or stored.delta is None or entry is None:
+                break
+            if len(stored.delta) > MAX_PART or entry[1] > MAX_PART:
+                break  # e.g. hundreds of members added at once: taken in full
+            wrap = self._wraps.read_range(stored.wraps_key, *entry)
+            if wrap is None:
+                break
+            entries.append(CatchUpEntry(stored.delta, wrap))
+            size += len(stored.delta) + len(wrap) + 4
+            number += 1
+        at_head = n + len(entries) == head.number
+        check = roster_check(salt, self.roster_hash(head)) if at_head else None
+        return encode_catchup(entries, check)
+
     # --- history shares -----------------------------------------------------------------
 
     def share_history(self, identity: str, group_id: object, share_b64: object) -> str:
@@ -439,6 +521,8 @@ class GroupService:
             NotAnAdmin: the caller is not an admin, or not the signer.
             StaleEpoch: the share was not made at the group's current epoch.
             MemberNotFound: the member is not a current member with that card.
+            HistoryShareLimit: the member already has :data:`MAX_HISTORY_SHARES`
+                shares in this group.
         """
         gid = self._group_id(group_id)
         raw, share = _decoded(
@@ -467,7 +551,7 @@ class GroupService:
             # A removed member, or a card the roster no longer names, gets nothing.
             raise MemberNotFound()
         sid = share_id(raw)
-        self._store.put_share(gid, share.member, sid, raw)
+        self._store.put_share(gid, share.member, sid, raw, limit=MAX_HISTORY_SHARES)
         return sid
 
     def history(self, identity: str, group_id: object) -> list[tuple[str, bytes]]:

@@ -11,7 +11,9 @@ One table, ``groups`` (``infra/resources.json``), hash key ``pk``, range key
   index (card id, offset, length), so a member's ranged read is one lookup;
 * one item per history share, ``pk = <group id>``, ``sk = "history#<member
   identity>#<share id>"``: the signed share, written once, served to that
-  member only;
+  member only; and per member a count, ``sk = "history-count#<member
+  identity>"``, ``shares`` (a number), written in the same transaction as
+  each new share and conditioned on staying under the limit;
 * the member index, ``pk = "member#<identity>"``, ``sk = <group id>``: what
   ``GET /v1/groups`` lists.  Group ids never contain ``#``, identities
   never do either, so the kinds can't collide.
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.errors import InternalError, InvalidRequest
+from chalicelib.errors import HistoryShareLimit, InternalError, InvalidRequest
 from chalicelib.services.groups import GroupHead, StoredEpoch, WrapTarget
 from chalicelib.storage.dynamo import _code, translate
 from chalicelib.wire.cards import card_id_from_str, card_id_to_str
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 HEAD_SK: Final = "head"
 HISTORY_PREFIX: Final = "history#"
+HISTORY_COUNT_PREFIX: Final = "history-count#"
 MEMBER_PREFIX: Final = "member#"
 WRAPS_PREFIX: Final = "groups/"
 _CANCELLED: Final = "TransactionCanceledException"
@@ -199,22 +202,47 @@ class DynamoGroupStore:
                 if not pending:
                     break
 
-    def put_share(self, group_id: str, member: str, share_id: str, share: bytes) -> None:
+    def put_share(
+        self, group_id: str, member: str, share_id: str, share: bytes, *, limit: int
+    ) -> None:
+        # One transaction: the share, write-once, and the member's count,
+        # conditioned on being under the limit, so racing admins can't pass
+        # it either.  An existing share (the same bytes: the id is their
+        # hash) cancels the whole transaction and is not counted again.
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": {"S": group_id},
+                        "sk": {"S": f"{HISTORY_PREFIX}{member}#{share_id}"},
+                        "share": {"B": share},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": group_id}, "sk": {"S": f"{HISTORY_COUNT_PREFIX}{member}"}},
+                    "UpdateExpression": "ADD shares :one",
+                    "ConditionExpression": "attribute_not_exists(shares) OR shares < :limit",
+                    "ExpressionAttributeValues": {
+                        ":one": {"N": "1"},
+                        ":limit": {"N": str(limit)},
+                    },
+                }
+            },
+        ]
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": group_id},
-                    "sk": {"S": f"{HISTORY_PREFIX}{member}#{share_id}"},
-                    "share": {"B": share},
-                },
-                # Write-once: the id is the share's hash, so an existing item
-                # already holds these very bytes.
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return
+            if _code(exc) == _CANCELLED:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return  # already stored: write-once
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                    raise HistoryShareLimit() from exc
             raise translate(exc) from exc
         except BotoCoreError as exc:
             raise translate(exc) from exc
@@ -314,6 +342,31 @@ class S3WrapsStore:
         return WrapTarget(
             url=str(url), headers={"Range": byte_range}, expires_in=ttl, length=length
         )
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        byte_range = f"bytes={offset}-{offset + length - 1}"
+        try:
+            out = self._client.get_object(
+                Bucket=self._bucket, Key=self._check(key), Range=byte_range
+            )
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        body = out["Body"]
+        try:
+            data: bytes = body.read(length + 1)
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        finally:
+            body.close()
+        if len(data) != length:
+            # The index was checked against the object when the epoch was
+            # appended; a write-once object that no longer matches it is ours.
+            raise InternalError()
+        return data
 
     def delete(self, key: str) -> None:
         try:

@@ -25,6 +25,14 @@ group is using at the same time -- and lives every group through
    sent before it joined: history is not shared by default
    (``history_refused``).
 
+After the last change an admin **shares history** with the member that
+joined last: the epochs from the second epoch anything was sent in up to
+the one before it joined (``Group.share_history``).  The ledger then expects
+that member to read exactly what was sent in the shared epochs (counted as
+``history_delivered`` too), and it must be refused everything sent before
+the first shared epoch (``history_refused``); a share for a removed member
+is refused by the server (``history_share_to_removed_refused``).
+
 One member of each group (not an admin) is offline from the first round to
 the end and then catches up through every epoch it missed, reading what was
 sent to it meanwhile.  A last round of sends follows the last change, so the
@@ -46,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.wire.b64 import b64url_encode
-from client_sim.errors import DecryptionFailed, NotAMember, ServerError
+from client_sim.errors import DecryptionFailed, MemberNotFound, NotAMember, ServerError
 from client_sim.group import Group
 from sealbox_tools.fleet.ledger import make_content
 from sealbox_tools.fleet.phone import GaveUp, error_kind
@@ -92,6 +100,8 @@ class _Group:
     items: list[_Item] = field(default_factory=list)
     read: set[tuple[int, str]] = field(default_factory=set)
     tried: set[tuple[int, str]] = field(default_factory=set)
+    #: (reader, message id) that a history share made readable
+    shared: set[tuple[int, str]] = field(default_factory=set)
     epochs_made: int = 0
     lost_epochs: int = 0
     missed_epochs: int = 0
@@ -147,6 +157,7 @@ def run_groups(run: Run, phones: Sequence[Phone]) -> dict[str, Any]:
         "rebased": run.metrics.snapshot()["events"].get("group_rebased", 0),
         "missed_epochs_caught_up": sum(g.missed_epochs for g in groups),
         "removed_members": sum(len(g.removed) for g in groups),
+        "history_shared_reads": sum(len(g.shared) for g in groups),
         "wall_s": round(time.perf_counter() - started, 3),
     }
 
@@ -195,6 +206,7 @@ def _live(run: Run, g: _Group, rng: random.Random) -> None:
             _reads(run, g)
             _race(run, g, rng)
             _attempts(run, g)
+        _share_history(run, g)
         _sends(run, g, rng)
         if g.sleeper is not None:
             g.phones[g.sleeper].network.offline = False
@@ -296,6 +308,8 @@ def _reads(run: Run, g: _Group) -> None:
             outcome = run.ledger.judge(phone.identity, plaintext, signer, blob_id=str(where))
             run.metrics.count(outcome)
             run.metrics.count("group_delivered" if outcome == "delivered" else f"group_{outcome}")
+            if outcome == "delivered" and (who, item.message_id) in g.shared:
+                run.metrics.count("history_delivered")
 
 
 def _race(run: Run, g: _Group, rng: random.Random) -> None:
@@ -362,6 +376,48 @@ def _attempts(run: Run, g: _Group) -> None:
         if older and (who, older[0].message_id) not in g.tried:
             g.tried.add((who, older[0].message_id))
             _must_refuse(run, g, who, older[0], "history")
+
+
+def _share_history(run: Run, g: _Group) -> None:
+    """An admin shares past epochs with the member that joined last; the
+    ledger expects it to read exactly what was sent in them, and it tries
+    (and must be refused) everything sent before the first shared epoch."""
+    admin = g.admins[0]
+    present = [(since, who) for who, since in g.joined.items() if who in g.members]
+    if not present:
+        return
+    since, who = max(present)
+    sent_in = sorted({item.epoch for item in g.items if item.epoch < since})
+    if len(sent_in) < 2:
+        run.metrics.count("history_share_skipped")
+        return
+    first, last = sent_in[1], since - 1
+    name = g.phones[who].identity
+    g.phones[admin]._try(
+        "group_share_history",
+        lambda: _handle(g, admin).share_history(name, from_epoch=first, to_epoch=last),
+    )
+    run.metrics.count("history_shared")
+    run.metrics.count("history_shared_epochs", last - first + 1)
+    for item in g.items:
+        if first <= item.epoch <= last and who not in item.recipients:
+            run.ledger.shared(item.message_id, [name], None)
+            item.recipients = item.recipients | {who}
+            g.shared.add((who, item.message_id))
+    for item in g.items:
+        if item.epoch < first and (who, item.message_id) not in g.tried:
+            g.tried.add((who, item.message_id))
+            _must_refuse(run, g, who, item, "history")
+    for gone in sorted(g.removed):
+        share = functools.partial(
+            _handle(g, admin).share_history, g.phones[gone].identity, from_epoch=0, to_epoch=0
+        )
+        try:
+            g.phones[admin]._try("group_share_history", share)
+        except MemberNotFound:
+            run.metrics.count("history_share_to_removed_refused")
+            continue
+        run.fail_named("group_share_history", "shared_with_removed")
 
 
 def _must_refuse(run: Run, g: _Group, who: int, item: _Item, what: str) -> None:

@@ -45,6 +45,10 @@ SEMANTICALLY_CHECKED = {
     # Nor a random history share one an admin of the group signed.
     ("POST", "/v1/groups/{group_id}/history"),
     ("GET", "/v1/kt/consistency"),
+    # A frame is served only to a request whose Accept names
+    # application/octet-stream first (a header OpenAPI parameters can't
+    # declare), and only for an `after` at most the group's head.
+    ("GET", "/v1/groups/{group_id}/catchup"),
 }
 
 

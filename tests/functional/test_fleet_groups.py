@@ -1,7 +1,8 @@
 """The fleet's ``groups`` scenario in process on moto: every group delivery
 judged by the ledger, racing admins with no lost epoch, removed members
 refused everything sent after their removal, a member offline for several
-epochs catching up, and a privacy audit (epoch keys included) at 0 hits."""
+epochs catching up, history shared with an added member (exactly the shared
+epochs readable), and a privacy audit (epoch keys included) at 0 hits."""
 
 from __future__ import annotations
 
@@ -55,9 +56,18 @@ def test_groups_live_through_races_removals_and_an_offline_member(tmp_path: Path
     assert groups["removed_members"] == raced
     assert events["removed_member_refused"] > raced
     assert events.get("removed_member_readable", 0) == 0
-    # Members added mid-run can't read what was sent before they joined.
+    # Members added mid-run can't read what was sent before they joined...
     assert events["history_refused"] > 0
     assert events.get("history_readable", 0) == 0
+    # ... unless an admin shares it: in each group the last joiner read
+    # exactly what was sent in the shared epochs (the ledger expected it as a
+    # recipient of those, and of nothing before the first shared epoch, which
+    # it tried and was refused: history_readable above), and a share for a
+    # removed member is refused.
+    assert events["history_shared"] == 3
+    assert events["history_delivered"] == groups["history_shared_reads"] > 0
+    assert events["history_share_to_removed_refused"] == groups["removed_members"]
+    assert "history_share_skipped" not in events
     # One member per group slept through every change and caught up.
     assert events["group_member_offline"] == 3
     assert groups["missed_epochs_caught_up"] == groups["epochs"] - 3

@@ -338,3 +338,28 @@ def test_the_server_refuses_malformed_shares_and_outsiders(
     # Bob, a member, is served only his own shares (none).
     bob = people["bob"]
     assert bob._session.authed(lambda t: bob._api.get_group_history(t, group.group_id)) == []
+
+
+def test_an_admin_cannot_grow_a_members_share_list_without_limit(people: People) -> None:
+    """A hostile or buggy admin posting share after share: the server keeps
+    at most MAX_HISTORY_SHARES per member per group (a conditional count),
+    refuses the next with 409 history_share_limit and stores nothing of it;
+    the same share again is still the same id (write-once, not counted)."""
+    from chalicelib.services.groups import MAX_HISTORY_SHARES
+
+    alice, dave = people["alice"], people["dave"]
+    group = alice.create_group(["bob"])
+    group.add_members(["carol"])
+    group.add_members(["dave"])
+    for _ in range(MAX_HISTORY_SHARES):
+        group.share_history("carol", from_epoch=0, to_epoch=0)
+    stored = _history_items(group.group_id)
+    assert len(stored) == MAX_HISTORY_SHARES
+    _post(alice, group.group_id, bytes(stored[0]["share"]["B"]))  # idempotent, not counted
+    with pytest.raises(ServerError) as refused:
+        group.share_history("carol", from_epoch=0, to_epoch=0)
+    assert (refused.value.status, refused.value.code) == (409, "history_share_limit")
+    assert len(_history_items(group.group_id)) == MAX_HISTORY_SHARES
+    # Another member's list is its own.
+    group.share_history("dave", from_epoch=0, to_epoch=1)
+    assert dave.group(group.group_id).receive_history() == [0, 1]

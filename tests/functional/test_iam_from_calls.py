@@ -116,7 +116,8 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 def exercise_groups(backend: InProcessBackend, home: Path) -> None:
     """The group routes the ``full`` fleet doesn't reach: create, add, remove
-    (new epochs and wraps objects), a group blob up and down, listing."""
+    (new epochs and wraps objects), a catch-up frame, a history share, a
+    group blob up and down, listing."""
     from client_sim.device import Device
     from client_sim.passwords import PASSWORD_KDF_SIMULATION
 
@@ -136,8 +137,11 @@ def exercise_groups(backend: InProcessBackend, home: Path) -> None:
 
     alice, bob, carol = phone("alice"), phone("bob"), phone("carol")
     group = alice.create_group(["iam-bob"])
+    bob.group(group.group_id).info()  # follows epoch 0
     group.add_members(["iam-carol"])
     group.remove_members(["iam-carol"])
+    bob.group(group.group_id).info()  # moves on by a catch-up frame (wraps read inline)
+    group.share_history("iam-bob", from_epoch=0, to_epoch=0)  # a counted history share
     info = group.upload(b"group blob")
     assert bob.group(group.group_id).download(info.blob_id).plaintext == b"group blob"
     assert [g.group_id for g in carol.list_groups()] == []

@@ -184,6 +184,20 @@ def test_the_event_source_reads_the_stacks_queue(template: dict[str, Any]) -> No
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["BlobEventsQueue", "Arn"]}
 
 
+def test_the_api_hands_binary_answers_to_clients_that_accept_them(
+    template: dict[str, Any],
+) -> None:
+    """The catch-up frame (``GET /v1/groups/{id}/catchup``) is bytes: API
+    Gateway decodes the function's base64 only for a media type in the API's
+    binary media types, and only for a client whose first Accept type is one."""
+    apis = of_type(template, "AWS::Serverless::Api")
+    assert apis
+    for api in apis.values():
+        body = api["Properties"]["DefinitionBody"]
+        assert "application/octet-stream" in body["x-amazon-apigateway-binary-media-types"]
+        assert "get" in body["paths"]["/v1/groups/{group_id}/catchup"]
+
+
 def test_the_stage_is_pinned(template: dict[str, Any]) -> None:
     assert template["Parameters"]["Stage"]["AllowedValues"] == [STAGE]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +63,60 @@ def test_an_upload_body_shorter_than_declared_fails_instead_of_hanging() -> None
     with pytest.raises(ConnectionFailed):
         body.read(10)
     assert _ExactBody(io.BytesIO(b"abcdef"), 5).read() == b"abcde"
+
+
+# --- spooled_ciphertext (group blobs) ----------------------------------------------------
+
+
+class _Zeros:
+    def __init__(self, size: int) -> None:
+        self._left = size
+
+    def read(self, n: int = -1, /) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        self._left -= n
+        return bytes(n)
+
+
+def _copy(src: Any, dst: Any) -> None:
+    while chunk := src.read(64 * 1024):
+        dst.write(chunk)
+
+
+def test_spooled_ciphertext_rewinds_for_every_attempt_in_flat_memory() -> None:
+    import tracemalloc
+
+    from client_sim.blob_stream import spooled_ciphertext
+
+    def peak(size: int) -> int:
+        tracemalloc.start()
+        try:
+            with spooled_ciphertext(_Zeros(size), _copy) as ciphertext:
+                for _ in range(2):  # a retry sends it again from the start
+                    stream, total = ciphertext()
+                    assert total == size
+                    read = 0
+                    while chunk := stream.read(64 * 1024):
+                        read += len(chunk)
+                    assert read == size
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(1 << 20), peak(16 << 20)
+    assert large < small + (512 << 10), (small, large)
+
+
+def test_spooled_ciphertext_refuses_a_source_that_changed_size(tmp_path: Path) -> None:
+    from client_sim.blob_stream import spooled_ciphertext
+
+    path = tmp_path / "grows"
+    path.write_bytes(b"x" * 1000)
+
+    def grow_then_copy(src: Any, dst: Any) -> None:
+        with path.open("ab") as more:
+            more.write(b"y" * 10)
+        _copy(src, dst)
+
+    with pytest.raises(SourceChanged), spooled_ciphertext(path, grow_then_copy):
+        pass
