@@ -70,3 +70,14 @@ def test_files_interoperate_with_keygen_output(tmp_path: Path, armor: bool) -> N
     assert enc.returncode == 0, enc.stderr
     dec = _sealbox("age", "-d", "-i", str(key), str(tmp_path / "f.age"))
     assert dec.stdout == b"z" * 99
+
+
+def test_usage_errors_and_help_are_still_clicks() -> None:
+    # The console script parses plain `sealbox age` lines itself and leaves
+    # everything else to click: same usage error, status 2, same help.
+    bogus = _sealbox("age", "--bogus")
+    assert bogus.returncode == 2
+    assert b"No such option '--bogus'" in bogus.stderr
+    shown = _sealbox("age", "--help")
+    assert shown.returncode == 0
+    assert b"-r, --recipient RECIPIENT" in shown.stdout
