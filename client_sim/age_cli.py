@@ -32,7 +32,7 @@ import getpass
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn, cast
 
 from client_sim import age
 from client_sim.age import Stanza
@@ -93,6 +93,27 @@ def _open_output(path: str | None) -> Iterator[BinaryIO]:
         except OSError as exc:
             _fail(f"failed to create output file {path!r}: {exc.strerror}")
         yield handle
+
+
+@contextlib.contextmanager
+def _behind(dst: BinaryIO) -> Iterator[BinaryIO]:
+    """``dst`` written from a second thread, when it is a file or a pipe.
+
+    Sealing or opening the next chunks overlaps with writing the last ones
+    (both run outside the global lock; whole-process ``sealbox age`` is
+    compared with Go's age in bench.age_throughput).  The same errors
+    surface, at the latest when the block ends; leaving the block with an
+    exception drops what was not written (the output is discarded then).
+    """
+    from client_sim.pipeline import WriteBehind, write_behind
+
+    out = write_behind(dst)
+    if not isinstance(out, WriteBehind):
+        yield dst
+        return
+    with out:
+        # The age writer takes a binary file; WriteBehind has its write and flush.
+        yield cast(BinaryIO, out)
 
 
 def _stdout_is_terminal(path: str | None) -> bool:
@@ -355,13 +376,11 @@ def _encrypt(
         targets += [i.recipient() for i in _identities_from(identity_files)]
         if not targets:
             _fail("missing recipients: use -r, -R, -i or -p")
-    with _open_input(input_path) as src, _open_output(output) as dst:
+    with _open_input(input_path) as src, _open_output(output) as dst, _behind(dst) as out:
         try:
-            writer = age.encrypt_writer(dst, targets, armor=armor)
+            writer = age.encrypt_writer(out, targets, armor=armor)
         except ValueError as exc:
             _fail(str(exc))
-        # In line: a write-behind thread measured slower here (page-cache
-        # writes are cheap, handing blocks between threads is not).
         with writer:
             writer.write_from(src)
 
@@ -386,8 +405,9 @@ def _decrypt(
         identities = [_PromptingScryptIdentity()]
     with _open_input(input_path) as src, _open_output(output) as dst:
         reader = age.decrypt_reader(src, identities)
-        while chunk := reader.read1(_COPY_SIZE):
-            dst.write(chunk)
+        with _behind(dst) as out:
+            while chunk := reader.read1(_COPY_SIZE):
+                out.write(chunk)
 
 
 # --- sealbox age-keygen --------------------------------------------------------------
