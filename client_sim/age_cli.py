@@ -27,8 +27,6 @@ without importing click at all when the arguments are plain ones
 from __future__ import annotations
 
 import contextlib
-import datetime
-import getpass
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -136,6 +134,8 @@ def _read_passphrase(*, confirm: bool) -> str:
         os.close(os.open("/dev/tty", os.O_RDWR))
     except OSError:
         _fail(f"no terminal to read a passphrase from; set {PASSPHRASE_ENV}")
+    import getpass  # only here: a plain `sealbox age -r` never asks (start-up)
+
     passphrase = getpass.getpass("Enter passphrase: ")
     if not passphrase:
         _fail("empty passphrase")
@@ -414,6 +414,8 @@ def _decrypt(
 
 
 def _created_line() -> str:
+    import datetime  # only age-keygen needs it (start-up of `sealbox age`)
+
     now = datetime.datetime.now().astimezone().replace(microsecond=0)
     stamp = now.isoformat()
     if now.utcoffset() == datetime.timedelta(0):
