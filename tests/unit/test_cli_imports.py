@@ -105,8 +105,8 @@ def test_the_console_script_runs_sealbox_age_without_click(tmp_path: Path) -> No
     assert status == 0
     assert (tmp_path / "out").read_bytes().startswith(b"age-encryption.org/v1\n")
     assert "client_sim.age_cli" in loaded
-    # Nor what only age-keygen or a passphrase prompt needs.
     assert under(loaded, "click", "sealbox_tools.cli", "client_sim.age_click") == []
+    # Nor what only age-keygen or a passphrase prompt needs.
     assert under(loaded, "datetime", "getpass") == []
     status, loaded = modules_after_launcher(["age", "--help"], tmp_path)
     assert status == 0
