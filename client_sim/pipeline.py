@@ -321,16 +321,27 @@ class WriteBehind:
             self.close()
 
 
+# writev refuses more buffers than this in one call (EINVAL); POSIX
+# guarantees at least 16, Linux allows 1024.
+_IOV_MAX = (
+    max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
+    if "SC_IOV_MAX" in getattr(os, "sysconf_names", {})
+    else 16
+)
+
+
 def _writev_all(fd: int, parts: list[bytes]) -> None:
-    """Write every byte of ``parts`` to ``fd`` (``os.writev`` may write fewer)."""
-    views = [memoryview(part) for part in parts]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
+    """Write every byte of ``parts`` to ``fd``, at most ``_IOV_MAX`` buffers a
+    call (``os.writev`` may also write fewer bytes than it was given)."""
+    views = [memoryview(part) for part in parts if part]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while first < len(views) and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
 
 
 def write_behind(dst: IO[bytes]) -> WriteBehind | IO[bytes]:

@@ -124,3 +124,31 @@ def test_in_memory_destinations_are_written_in_line() -> None:
     assert write_behind(dst) is dst
     with pytest.raises(ValueError, match="positive"):
         WriteBehind(io.BytesIO(), batch=0)
+
+
+def test_many_small_writes_in_one_batch(tmp_path: Path) -> None:
+    # A batch of more pieces than one writev call takes (IOV_MAX, 1024 on
+    # Linux): small writes, like a text stream's lines, must still all arrive.
+    pieces = [os.urandom(100) for _ in range(3 * WRITE_BATCH // 100)]
+    with (tmp_path / "out").open("wb") as dst, WriteBehind(dst) as out:
+        for piece in pieces:
+            out.write(piece)
+    assert (tmp_path / "out").read_bytes() == b"".join(pieces)
+
+
+def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # writev may write fewer bytes than it was given (a signal, a full
+    # device); the rest must follow, in order, with nothing repeated.
+    import client_sim.pipeline
+
+    real_writev = os.writev
+
+    def stingy_writev(fd: int, buffers: list[memoryview]) -> int:
+        return real_writev(fd, [bytes(buffers[0][:1000])])
+
+    monkeypatch.setattr(client_sim.pipeline.os, "writev", stingy_writev)
+    data = [os.urandom(2500), os.urandom(10), os.urandom(1000), os.urandom(70000)]
+    with (tmp_path / "out").open("wb") as dst, WriteBehind(dst, batch=1) as out:
+        for piece in data:
+            out.write(piece)
+    assert (tmp_path / "out").read_bytes() == b"".join(data)
