@@ -123,10 +123,10 @@ class BlobTransfer:
     (:mod:`client_sim.pipeline`): sealing runs a few blocks ahead of the
     upload, and the download is received a few blocks ahead of decryption.
     ``None`` (the default) does it where it measured faster: downloads are
-    received ahead (1.4 x at 100 MiB and 2.5 x at 1 GiB against the local
-    stack), uploads are sealed in line (the kernel's socket buffers already
-    let sealing and sending overlap, and a thread measured no faster at
-    100 MiB).  ``True`` reads ahead both ways, ``False`` neither;
+    received ahead (against the local stack on a shared machine: 1.4 x and
+    1.8 x at 100 MiB; 2.5 x and, in one noisy run, 0.9 x at 1 GiB), uploads
+    are sealed in line (the kernel's socket buffers already let sealing and
+    sending overlap; a thread measured 0.94 x to 1.3 x).  ``True`` reads ahead both ways, ``False`` neither;
     ``python -m bench.blobs`` measures in line against both ways in one run.
     Errors and the all-or-nothing destination are the same either way.
     """
