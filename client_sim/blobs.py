@@ -123,11 +123,12 @@ class BlobTransfer:
     (:mod:`client_sim.pipeline`): sealing runs a few blocks ahead of the
     upload, and the download is received a few blocks ahead of decryption.
     ``None`` (the default) does it where it measured faster: downloads are
-    received ahead (against the local stack on a shared machine: 1.4 x and
-    1.8 x at 100 MiB; 2.5 x and, in one noisy run, 0.9 x at 1 GiB), uploads
+    received ahead (against the local stack on a shared machine: 1.4 x,
+    1.8 x and 0.9 x at 100 MiB; 2.5 x, 0.9 x and 1.1 x at 1 GiB), uploads
     are sealed in line (the kernel's socket buffers already let sealing and
-    sending overlap; a thread measured 0.94 x to 1.3 x).  ``True`` reads ahead both ways, ``False`` neither;
-    ``python -m bench.blobs`` measures in line against both ways in one run.
+    sending overlap; a thread measured 0.94 x to 1.3 x).  ``True`` reads
+    ahead both ways, ``False`` neither; ``python -m bench.blobs`` measures
+    in line against both ways in one run.
     Errors and the all-or-nothing destination are the same either way.
     """
 
