@@ -139,14 +139,12 @@ def test_many_small_writes_in_one_batch(tmp_path: Path) -> None:
 def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # writev may write fewer bytes than it was given (a signal, a full
     # device); the rest must follow, in order, with nothing repeated.
-    import client_sim.pipeline
-
     real_writev = os.writev
 
     def stingy_writev(fd: int, buffers: list[memoryview]) -> int:
         return real_writev(fd, [bytes(buffers[0][:1000])])
 
-    monkeypatch.setattr(client_sim.pipeline.os, "writev", stingy_writev)
+    monkeypatch.setattr(os, "writev", stingy_writev)  # the os module pipeline calls
     data = [os.urandom(2500), os.urandom(10), os.urandom(1000), os.urandom(70000)]
     with (tmp_path / "out").open("wb") as dst, WriteBehind(dst, batch=1) as out:
         for piece in data:
