@@ -16,26 +16,28 @@ With ``-o``, output goes to a temporary file in the same directory that is
 renamed into place only on success, so nothing partial is ever left there.
 Passphrases come from the terminal (no echo; asked twice when encrypting)
 or, for scripts, from the ``SEALBOX_PASSPHRASE`` environment variable.
+
+This module is the commands' logic and imports no command-line framework:
+:mod:`client_sim.age_click` declares them for click (help, every spelling
+of every flag, usage errors), and :func:`run_age_fast` runs ``sealbox age``
+without importing click at all when the arguments are plain ones
+(``sealbox_tools.launcher``; start-up is most of what a small file costs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import getpass
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO, NoReturn
-
-import click
+from typing import Any, BinaryIO, NoReturn, cast
 
 from client_sim import age
 from client_sim.age import Stanza
 from client_sim.age._keys import MAX_KEY_FILE_SIZE
 from client_sim.files import atomic_output, umask_mode
 
-__all__ = ["age_command", "age_keygen_command"]
+__all__ = ["parse_age_args", "run_age", "run_age_fast", "run_age_keygen"]
 
 PASSPHRASE_ENV = "SEALBOX_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
 _COPY_SIZE = 64 * 1024
@@ -50,7 +52,9 @@ def _fail(message: str) -> NoReturn:
 
 
 def _report(message: str) -> NoReturn:
-    click.echo(f"sealbox: error: {message}", err=True)
+    # What click.echo(..., err=True) did: one line on stderr, flushed.
+    sys.stderr.write(f"sealbox: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(1)
 
 
@@ -89,6 +93,27 @@ def _open_output(path: str | None) -> Iterator[BinaryIO]:
         yield handle
 
 
+@contextlib.contextmanager
+def _behind(dst: BinaryIO) -> Iterator[BinaryIO]:
+    """``dst`` written from a second thread, when it is a file or a pipe.
+
+    Sealing or opening the next chunks overlaps with writing the last ones
+    (both run outside the global lock; whole-process ``sealbox age`` is
+    compared with Go's age in bench.age_throughput).  The same errors
+    surface, at the latest when the block ends; leaving the block with an
+    exception drops what was not written (the output is discarded then).
+    """
+    from client_sim.pipeline import WriteBehind, write_behind
+
+    out = write_behind(dst)
+    if not isinstance(out, WriteBehind):
+        yield dst
+        return
+    with out:
+        # The age writer takes a binary file; WriteBehind has its write and flush.
+        yield cast(BinaryIO, out)
+
+
 def _stdout_is_terminal(path: str | None) -> bool:
     return (path is None or path == "-") and sys.stdout.buffer.isatty()
 
@@ -109,6 +134,8 @@ def _read_passphrase(*, confirm: bool) -> str:
         os.close(os.open("/dev/tty", os.O_RDWR))
     except OSError:
         _fail(f"no terminal to read a passphrase from; set {PASSPHRASE_ENV}")
+    import getpass  # only here: a plain `sealbox age -r` never asks (start-up)
+
     passphrase = getpass.getpass("Enter passphrase: ")
     if not passphrase:
         _fail("empty passphrase")
@@ -171,42 +198,7 @@ def _recipients_from(
 # --- sealbox age ----------------------------------------------------------------------
 
 
-@click.command(
-    "age",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    short_help="Encrypt and decrypt files with age (age-compatible flags).",
-)
-@click.option("-e", "--encrypt", "encrypt_flag", is_flag=True, help="Encrypt (the default).")
-@click.option("-d", "--decrypt", "decrypt_flag", is_flag=True, help="Decrypt.")
-@click.option("-o", "--output", metavar="OUTPUT", help="Write the result to OUTPUT.")
-@click.option("-a", "--armor", is_flag=True, help="Encrypt to a PEM encoded format.")
-@click.option("-p", "--passphrase", is_flag=True, help="Encrypt with a passphrase.")
-@click.option(
-    "-r",
-    "--recipient",
-    "recipients",
-    multiple=True,
-    metavar="RECIPIENT",
-    help="Encrypt to RECIPIENT (age1... or age1pq1...). Repeatable.",
-)
-@click.option(
-    "-R",
-    "--recipients-file",
-    "recipient_files",
-    multiple=True,
-    metavar="PATH",
-    help="Encrypt to the recipients listed at PATH. Repeatable.",
-)
-@click.option(
-    "-i",
-    "--identity",
-    "identity_files",
-    multiple=True,
-    metavar="PATH",
-    help="Use the identity file at PATH. Repeatable.",
-)
-@click.argument("input_path", required=False, metavar="[INPUT]")
-def age_command(
+def run_age(
     encrypt_flag: bool,
     decrypt_flag: bool,
     output: str | None,
@@ -217,14 +209,10 @@ def age_command(
     identity_files: tuple[str, ...],
     input_path: str | None,
 ) -> None:
-    """Encrypt INPUT (default stdin) to OUTPUT (default stdout), or decrypt it.
+    """``sealbox age`` with parsed arguments (the parameters of its click command).
 
-    \b
-    sealbox age [-e] (-r RECIPIENT | -R PATH | -i PATH)... [-a] [-o OUTPUT] [INPUT]
-    sealbox age -p [-a] [-o OUTPUT] [INPUT]
-    sealbox age -d [-i PATH]... [-o OUTPUT] [INPUT]
-
-    Passphrases are read from the terminal, or from SEALBOX_PASSPHRASE.
+    Returns on success; every failure prints one ``sealbox: error:`` line
+    and raises ``SystemExit(1)``.
     """
     try:
         if encrypt_flag and decrypt_flag:
@@ -245,6 +233,126 @@ def age_command(
         _report("decryption failed: the file is damaged, altered, or not an age file")
     except OSError as exc:
         _report(f"i/o error: {exc.strerror or exc}")
+
+
+# --- sealbox age without click ------------------------------------------------------
+
+# The flags of the click command (client_sim.age_click), by spelling.
+_FLAGS = {
+    "-e": "encrypt_flag",
+    "--encrypt": "encrypt_flag",
+    "-d": "decrypt_flag",
+    "--decrypt": "decrypt_flag",
+    "-a": "armor",
+    "--armor": "armor",
+    "-p": "passphrase",
+    "--passphrase": "passphrase",
+}
+_SINGLE = {"-o": "output", "--output": "output"}
+_MULTIPLE = {
+    "-r": "recipients",
+    "--recipient": "recipients",
+    "-R": "recipient_files",
+    "--recipients-file": "recipient_files",
+    "-i": "identity_files",
+    "--identity": "identity_files",
+}
+
+
+def parse_age_args(argv: Sequence[str]) -> dict[str, Any] | None:
+    """The parameters click would give ``sealbox age argv``, or None.
+
+    None means "ask click": help, ``--``, an unknown option, a flag given a
+    value, a missing value, or a second positional argument.  For anything
+    else the result equals the click command's parameters (a property test
+    holds the two parsers together); like click, an option's value is the
+    next argument whatever it looks like, short flags combine (``-da``), a
+    short option takes the rest of its cluster as its value (``-oout``), a
+    long one may use ``=``, a repeated ``-o`` keeps the last value, and
+    ``-`` is an ordinary argument.
+    """
+    params: dict[str, Any] = {
+        "encrypt_flag": False,
+        "decrypt_flag": False,
+        "output": None,
+        "armor": False,
+        "passphrase": False,
+        "input_path": None,
+    }
+    lists: dict[str, list[str]] = {name: [] for name in set(_MULTIPLE.values())}
+    args = list(argv)
+    index = 0
+
+    def take(name: str, value: str) -> None:
+        if name in lists:
+            lists[name].append(value)
+        else:
+            params[name] = value
+
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg in ("-h", "--help", "--"):
+            return None
+        if arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            if name in _FLAGS and not equals:
+                params[_FLAGS[name]] = True
+                continue
+            target = _SINGLE.get(name) or _MULTIPLE.get(name)
+            if target is None:
+                return None
+            if not equals:
+                if index >= len(args):
+                    return None
+                value = args[index]
+                index += 1
+            take(target, value)
+            continue
+        if arg.startswith("-") and arg != "-":
+            for position in range(1, len(arg)):
+                short = "-" + arg[position]
+                if short in _FLAGS:
+                    params[_FLAGS[short]] = True
+                    continue
+                target = _SINGLE.get(short) or _MULTIPLE.get(short)
+                if target is None:
+                    return None
+                value = arg[position + 1 :]
+                if not value:
+                    if index >= len(args):
+                        return None
+                    value = args[index]
+                    index += 1
+                take(target, value)
+                break
+            continue
+        if params["input_path"] is not None:
+            return None
+        params["input_path"] = arg
+    params.update({name: tuple(values) for name, values in lists.items()})
+    return params
+
+
+def run_age_fast(argv: Sequence[str]) -> int | None:
+    """Run ``sealbox age argv`` without click; None when click must parse it.
+
+    Returns the exit status (0, or 1 after the one-line error).  Like
+    click's standalone mode, an interrupt or EOF on a prompt prints
+    ``Aborted!`` and returns 1.
+    """
+    params = parse_age_args(argv)
+    if params is None:
+        return None
+    try:
+        run_age(**params)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except (EOFError, KeyboardInterrupt):
+        sys.stderr.write("\nAborted!\n")
+        sys.stderr.flush()
+        return 1
+    return 0
 
 
 def _encrypt(
@@ -268,13 +376,11 @@ def _encrypt(
         targets += [i.recipient() for i in _identities_from(identity_files)]
         if not targets:
             _fail("missing recipients: use -r, -R, -i or -p")
-    with _open_input(input_path) as src, _open_output(output) as dst:
+    with _open_input(input_path) as src, _open_output(output) as dst, _behind(dst) as out:
         try:
-            writer = age.encrypt_writer(dst, targets, armor=armor)
+            writer = age.encrypt_writer(out, targets, armor=armor)
         except ValueError as exc:
             _fail(str(exc))
-        # In line: a write-behind thread measured slower here (page-cache
-        # writes are cheap, handing blocks between threads is not).
         with writer:
             writer.write_from(src)
 
@@ -299,14 +405,17 @@ def _decrypt(
         identities = [_PromptingScryptIdentity()]
     with _open_input(input_path) as src, _open_output(output) as dst:
         reader = age.decrypt_reader(src, identities)
-        while chunk := reader.read1(_COPY_SIZE):
-            dst.write(chunk)
+        with _behind(dst) as out:
+            while chunk := reader.read1(_COPY_SIZE):
+                out.write(chunk)
 
 
 # --- sealbox age-keygen --------------------------------------------------------------
 
 
 def _created_line() -> str:
+    import datetime  # only age-keygen needs it (start-up of `sealbox age`)
+
     now = datetime.datetime.now().astimezone().replace(microsecond=0)
     stamp = now.isoformat()
     if now.utcoffset() == datetime.timedelta(0):
@@ -314,23 +423,11 @@ def _created_line() -> str:
     return f"# created: {stamp}"
 
 
-@click.command(
-    "age-keygen",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    short_help="Generate an age identity (age-keygen compatible).",
-)
-@click.option("--pq", is_flag=True, help="Generate a post-quantum hybrid identity.")
-@click.option("-o", "--output", metavar="OUTPUT", help="Write the identity to OUTPUT (0600).")
-@click.option(
-    "-y", "convert", is_flag=True, help="Print the recipients of the identity file INPUT."
-)
-@click.argument("input_path", required=False, metavar="[INPUT]")
-def age_keygen_command(pq: bool, output: str | None, convert: bool, input_path: str | None) -> None:
-    """Generate a new identity, or with -y convert INPUT's identities to recipients.
+def run_age_keygen(pq: bool, output: str | None, convert: bool, input_path: str | None) -> None:
+    """``sealbox age-keygen`` with parsed arguments (see :mod:`client_sim.age_click`).
 
-    \b
-    sealbox age-keygen [--pq] [-o OUTPUT]
-    sealbox age-keygen -y [-o OUTPUT] [INPUT]
+    Returns on success; every failure prints one ``sealbox: error:`` line
+    and raises ``SystemExit(1)``.
     """
     try:
         if convert:
@@ -349,14 +446,16 @@ def age_keygen_command(pq: bool, output: str | None, convert: bool, input_path: 
         text = f"{_created_line()}\n# public key: {recipient}\n{identity.secret_string()}\n"
         _write_new_or_stdout(output, text, mode=0o600)
         if output is not None or not sys.stdout.isatty():
-            click.echo(f"Public key: {recipient}", err=True)
+            sys.stderr.write(f"Public key: {recipient}\n")
+            sys.stderr.flush()
     except _CLIError as exc:
         _report(str(exc))
 
 
 def _write_new_or_stdout(output: str | None, text: str, *, mode: int) -> None:
     if output is None or output == "-":
-        click.echo(text, nl=False)
+        sys.stdout.write(text)
+        sys.stdout.flush()
         return
     try:
         # O_EXCL: never overwrite an existing key file (age-keygen refuses too).

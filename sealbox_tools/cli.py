@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 # library and click, not for the device SDK, the fleet or the local stack
 # (bench.age_throughput compares its whole-process time with the age CLI).
 _LAZY_COMMANDS = {
-    "age": ("client_sim.age_cli", "age_command"),
-    "age-keygen": ("client_sim.age_cli", "age_keygen_command"),
+    "age": ("client_sim.age_click", "age_command"),
+    "age-keygen": ("client_sim.age_click", "age_keygen_command"),
     "device": ("client_sim.device_cli", "device_command"),
     "fleet": ("sealbox_tools.fleet.cli", "fleet_command"),
     "audit": ("sealbox_tools.fleet.cli", "audit_command"),

@@ -70,3 +70,53 @@ def test_files_interoperate_with_keygen_output(tmp_path: Path, armor: bool) -> N
     assert enc.returncode == 0, enc.stderr
     dec = _sealbox("age", "-d", "-i", str(key), str(tmp_path / "f.age"))
     assert dec.stdout == b"z" * 99
+
+
+def test_usage_errors_and_help_are_still_clicks() -> None:
+    # The console script parses plain `sealbox age` lines itself and leaves
+    # everything else to click: same usage error, status 2, same help.
+    bogus = _sealbox("age", "--bogus")
+    assert bogus.returncode == 2
+    assert b"No such option '--bogus'" in bogus.stderr
+    shown = _sealbox("age", "--help")
+    assert shown.returncode == 0
+    assert b"-r, --recipient RECIPIENT" in shown.stdout
+
+
+@pytest.mark.parametrize("decrypt", [False, True])
+def test_a_write_failing_midway_leaves_nothing_at_the_output(tmp_path: Path, decrypt: bool) -> None:
+    # The output is written from a second thread (client_sim.pipeline.WriteBehind):
+    # a file-size limit makes the kernel refuse a write halfway through, and
+    # the command must still fail with the one-line i/o error and leave
+    # neither the output nor its temporary file behind.
+    import resource
+
+    identity = age.X25519Identity.generate()
+    key = tmp_path / "key.txt"
+    key.write_text(identity.secret_string() + "\n")
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(4 * 1024 * 1024))
+    enc = tmp_path / "plain.age"
+    enc.write_bytes(age.encrypt_bytes(plain.read_bytes(), [identity.recipient()]))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def limit_file_size() -> None:  # python ignores SIGXFSZ: the write gets EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+
+    args = (
+        ["-d", "-i", str(key), str(enc)]
+        if decrypt
+        else ["-r", str(identity.recipient()), str(plain)]
+    )
+    done = subprocess.run(
+        [SEALBOX, "age", "-o", str(out_dir / "result"), *args],
+        capture_output=True,
+        timeout=60,
+        preexec_fn=limit_file_size,  # only a resource limit, before exec
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.decode().startswith("sealbox: error: i/o error: File too large")
+    assert done.stderr.count(b"\n") == 1
+    assert list(out_dir.iterdir()) == []

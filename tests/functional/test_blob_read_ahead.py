@@ -166,3 +166,45 @@ def test_the_read_ahead_window_reads_only_what_it_is_given() -> None:
     source: Readable = Trickle(data)
     with ReadAhead(source, block=65536) as ahead:
         assert ahead.read(len(data) + 1) == data
+
+
+@pytest.mark.parametrize(
+    ("read_ahead", "threads"),
+    [
+        (None, ["sealbox-download"]),  # the default: downloads ahead, uploads in line
+        (True, ["sealbox-upload", "sealbox-download"]),
+        (False, []),
+    ],
+)
+def test_which_transfers_read_ahead(
+    alice: User,
+    transport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    read_ahead: bool | None,
+    threads: list[str],
+) -> None:
+    import client_sim.blobs
+    from client_sim.pipeline import ReadAhead
+
+    started: list[str] = []
+
+    class Recording(ReadAhead):
+        def __init__(self, src: Any, **kwargs: Any) -> None:
+            started.append(kwargs["name"])
+            super().__init__(src, **kwargs)
+
+    monkeypatch.setattr(client_sim.blobs, "ReadAhead", Recording)
+    client = BlobClient(
+        transport,
+        lambda: alice.token,
+        objects=alice.objects,
+        storage_origins=MOTO_STORAGE_ORIGINS,
+        read_ahead=read_ahead,
+    )
+    source = tmp_path / "in.bin"
+    source.write_bytes(bytes(300_000))  # above the inline limit: a presigned PUT
+    info = client.upload(source, recipients=[alice.recipient()])
+    client.download(info.blob_id, tmp_path / "out.bin", identities=[alice.key])
+    assert (tmp_path / "out.bin").read_bytes() == bytes(300_000)
+    assert started == threads

@@ -79,3 +79,36 @@ def test_every_verb_is_still_listed_and_reachable() -> None:
         shown = CliRunner().invoke(main, [verb, "--help"])
         assert shown.exit_code == 0, (verb, shown.output)
     assert CliRunner().invoke(main, ["no-such-verb"]).exit_code == 2
+
+
+def modules_after_launcher(argv: list[str], tmp_path: Path) -> tuple[int, list[str]]:
+    """Exit status and modules loaded once the console script ran ``sealbox <argv>``."""
+    code = (
+        "import sys, json, atexit\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        f"sys.argv = ['sealbox', *{argv!r}]\n"
+        "from sealbox_tools.launcher import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
+    return done.returncode, loaded
+
+
+def test_the_console_script_runs_sealbox_age_without_click(tmp_path: Path) -> None:
+    from client_sim import age
+
+    (tmp_path / "in").write_bytes(b"plain")
+    recipient = str(age.X25519Identity.generate().recipient())
+    status, loaded = modules_after_launcher(["age", "-r", recipient, "-o", "out", "in"], tmp_path)
+    assert status == 0
+    assert (tmp_path / "out").read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert "client_sim.age_cli" in loaded
+    assert under(loaded, "click", "sealbox_tools.cli", "client_sim.age_click") == []
+    # Nor what only age-keygen or a passphrase prompt needs.
+    assert under(loaded, "datetime", "getpass") == []
+    status, loaded = modules_after_launcher(["age", "--help"], tmp_path)
+    assert status == 0
+    assert "click" in loaded  # help (and every usage error) is still click's
