@@ -17,7 +17,10 @@ devices took 27 times as long as 20, and a gigabyte of memory):
 * ``ListObjectVersions`` deep-copies every version of every object in the
   bucket (value included) before it filters by prefix.  The backend lists
   one blob's versions to delete them.  Patched: moto sees only the keys
-  under the requested prefix, which it would have kept anyway.
+  under the requested prefix, which it would have kept anyway.  And the
+  copies are views: moto copies only to set ``is_latest`` on them, which a
+  view of the stored version holds for itself (the privacy audit lists the
+  whole bucket, page by page: each page copied every stored byte again).
 * ``Query`` on a table's own key sorts *every item of the table* to find
   one partition.  Every inbox listing is such a query.  Patched: moto sees
   only the queried partition, the one it would have kept anyway.
@@ -66,6 +69,39 @@ class _TablesByReference:
     def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
         if isinstance(value, self._table_type):
             return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+class _Version:
+    """A stored object version as a listing shows it: moto's own object,
+    with an ``is_latest`` of its own (what moto sets on its deep copy).
+
+    Everything else is read from the stored version; ``isinstance`` sees its
+    class (a delete marker is told from a key that way).
+    """
+
+    def __init__(self, stored: Any) -> None:
+        self._stored = stored
+        self.is_latest = getattr(stored, "is_latest", False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stored, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # what isinstance reads
+        return type(self._stored)
+
+
+class _VersionsAsViews:
+    """The ``copy`` module for moto's S3 models: a deep copy of a list of
+    stored versions (its only use there) is a list of :class:`_Version`."""
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if isinstance(value, list):
+            return [_Version(version) for version in value]
         return copy.deepcopy(value, memo)
 
     def __getattr__(self, name: str) -> Any:
@@ -137,6 +173,7 @@ def _patch() -> None:
     from moto.core.model_instances import reset_model_data
     from moto.dynamodb import models as ddb
     from moto.dynamodb.models.table import Table
+    from moto.s3 import models as s3
     from moto.s3.models import S3Backend
 
     transact = ddb.DynamoDBBackend.transact_write_items
@@ -197,7 +234,9 @@ def _patch() -> None:
         list_versions=list_versions,
         query=query,
         new=vars(BaseModel)["__new__"],
+        s3_copy=vars(s3)["copy"],
     )
+    vars(s3)["copy"] = _VersionsAsViews()
     BaseModel.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
     reset_model_data()  # what was tracked before (the stage's provisioning)
     ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
@@ -211,8 +250,10 @@ def _unpatch() -> None:
     from moto.core.models import responses_mock
     from moto.dynamodb import models as ddb
     from moto.dynamodb.models.table import Table
+    from moto.s3 import models as s3
     from moto.s3.models import S3Backend
 
+    vars(s3)["copy"] = _saved["s3_copy"]
     Table.query = _saved["query"]  # type: ignore[method-assign]
     ddb.DynamoDBBackend.transact_write_items = _saved["transact"]  # type: ignore[method-assign]
     vars(ddb)["copy"] = _saved["copy"]

@@ -91,25 +91,34 @@ def listing_outcome() -> list[Any]:
         for body in (b"one", b"two"):
             client.put_object(Bucket="bucket", Key=name, Body=body)
     client.delete_object(Bucket="bucket", Key="blobs/ab")
-    answers = []
+    answers: list[Any] = []
     for kwargs in (
         {"Prefix": "blobs/a"},
         {"Prefix": "blobs/", "Delimiter": "/"},
         {"Prefix": "blobs/", "MaxKeys": 2},
         {"Prefix": "nothing"},
         {},
+        {"MaxKeys": 3},
     ):
         pages = client.get_paginator("list_object_versions").paginate(Bucket="bucket", **kwargs)
         answers.append(
             [
                 (
-                    [(v["Key"], v["IsLatest"], v["Size"]) for v in page.get("Versions", [])],
+                    [
+                        (v["Key"], v["IsLatest"], v["Size"], v["ETag"], v["StorageClass"])
+                        for v in page.get("Versions", [])
+                    ],
                     [(m["Key"], m["IsLatest"]) for m in page.get("DeleteMarkers", [])],
                     [p["Prefix"] for p in page.get("CommonPrefixes", [])],
                 )
                 for page in pages
             ]
         )
+    # Listing copied nothing it should have: every stored version still reads.
+    for page in client.get_paginator("list_object_versions").paginate(Bucket="bucket"):
+        for v in page.get("Versions", []):
+            body = client.get_object(Bucket="bucket", Key=v["Key"], VersionId=v["VersionId"])
+            answers.append((v["Key"], body["Body"].read()))
     return answers
 
 
@@ -249,3 +258,25 @@ def test_moto_records_no_presigned_transfers_in_a_fleet(monkeypatch: pytest.Monk
     with moto_aws(monkeypatch):
         # Recording again once the fleet's context is gone.
         assert presigned_round_trip(body) >= 2
+
+
+def test_version_listings_copy_no_stored_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The audit lists the whole bucket page by page; moto deep-copied every
+    # stored version, value included, for every page.
+    from moto.s3.models import FakeKey
+
+    copied: list[str] = []
+    real = FakeKey.__getstate__
+
+    def spy(self: Any) -> dict[str, Any]:
+        copied.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(FakeKey, "__getstate__", spy)
+    with moto_aws(monkeypatch):
+        listing_outcome()
+        assert copied  # what moto does on its own
+    copied.clear()
+    with moto_aws(monkeypatch), scaled_moto():
+        listing_outcome()
+    assert copied == []
