@@ -123,6 +123,10 @@ class Haystack:
     name: str
     data: bytes = field(repr=False)
     blob: bool = False
+    #: A piece of a long haystack after its first (a captured log, read a
+    #: chunk at a time): its first ``overlap`` bytes end the previous piece,
+    #: so a needle across the seam is still found; counted once.
+    overlap: int = 0
 
 
 def is_age_file(data: bytes) -> bool:
@@ -214,22 +218,27 @@ class NeedleIndex:
         self._short: dict[bytes, list[tuple[bytes, str]]] = {}
         self._long: dict[bytes, list[tuple[bytes, str]]] = {}
         self.count = 0
-        windows: list[bytes] = []
+        long_forms = 0
         for item in needles:
             self.count += 1
             for form in item.forms:
                 if len(form) >= LONG:
                     self._long.setdefault(form[:PREFIX], []).append((form, item.label))
-                    windows.extend(form[o : o + PREFIX] for o in range(STRIDE))
+                    long_forms += 1
                 else:
                     self._short.setdefault(form[:PREFIX], []).append((form, item.label))
         # About 64 bits per window keeps false yeses near 1%; 2^16 to 2^28 bits.
-        bits = 1 << min(max((len(windows) * 64).bit_length(), 16), 28)
+        bits = 1 << min(max((long_forms * STRIDE * 64).bit_length(), 16), 28)
         self._mask = bits - 1
         self._bitmap = bytearray(bits // 8)
-        for window in windows:
-            h = hash(window) & self._mask
-            self._bitmap[h >> 3] |= 1 << (h & 7)
+        # Windows hashed as they are cut, not listed first: a 1,000-phone
+        # fleet's needles have over a million windows, which as a list of
+        # byte strings were part of the audit's peak memory.
+        for entries in self._long.values():
+            for form, _ in entries:
+                for o in range(STRIDE):
+                    h = hash(form[o : o + PREFIX]) & self._mask
+                    self._bitmap[h >> 3] |= 1 << (h & 7)
 
     def find(self, data: bytes) -> set[str]:
         """Labels of every needle that occurs in ``data``, or in ``data`` with
@@ -284,11 +293,18 @@ def audit(
     """Search every haystack for every needle; check blobs are age files."""
     index = NeedleIndex(needles)
     report = AuditReport(needles=index.count)
+    previous: set[tuple[str, str, str]] = set()
     for stack in haystacks:
-        report.scanned[stack.kind] = report.scanned.get(stack.kind, 0) + 1
-        report.scanned_bytes[stack.kind] = report.scanned_bytes.get(stack.kind, 0) + len(stack.data)
+        if not stack.overlap:
+            report.scanned[stack.kind] = report.scanned.get(stack.kind, 0) + 1
+            previous = set()
+        new_bytes = len(stack.data) - stack.overlap
+        report.scanned_bytes[stack.kind] = report.scanned_bytes.get(stack.kind, 0) + new_bytes
         for label in sorted(index.find(stack.data)):
-            report.hits.append((stack.kind, stack.name, label))
+            hit = (stack.kind, stack.name, label)
+            if hit not in previous:  # one hit per haystack, however many pieces
+                report.hits.append(hit)
+                previous.add(hit)
         if is_blob(stack):
             report.blobs_checked += 1
             if not (is_age_file(stack.data) or _is_wraps_object(stack)):
@@ -363,7 +379,9 @@ class LogCapture(logging.Handler):
     repetitive lines (a 150-phone run: 361,000 lines, 48 MB of text), which
     as Python strings were about a third of the run's memory.  Each
     logger's lines are encoded at once and deflated every
-    :data:`LOG_CHUNK` bytes; :meth:`haystacks` inflates one logger at a time.
+    :data:`LOG_CHUNK` bytes; :meth:`haystacks` inflates one chunk at a time
+    (a whole logger's text, inflated and joined, was the peak of a fleet's
+    audit: about a megabyte per phone).
     """
 
     def __init__(self) -> None:
@@ -396,16 +414,32 @@ class LogCapture(logging.Handler):
             self.count += 1
 
     def haystacks(self) -> Iterator[Haystack]:
-        """One haystack per logger: its records, one per line."""
+        """One haystack per logger: its records, one per line, given in
+        pieces of about :data:`LOG_CHUNK` bytes.
+
+        Each piece after a logger's first starts with the last
+        :data:`LOG_OVERLAP` bytes of the one before (its ``overlap``): a
+        needle form up to that long is found wherever it lies, as in the
+        whole text.  Only one piece is inflated at a time.
+        """
         with self._guard:
             snapshot = {name: (list(c), bytes(t)) for name, (c, t) in self._records.items()}
         for name, (chunks, tail) in sorted(snapshot.items()):
-            text = b"".join([*(zlib.decompress(chunk) for chunk in chunks), tail])
-            yield Haystack("log", name, text.removesuffix(b"\n"))
+            carried = b""
+            pieces = len(chunks) + (1 if tail or not chunks else 0)
+            for n in range(pieces):
+                text = zlib.decompress(chunks[n]) if n < len(chunks) else tail
+                if n == pieces - 1:
+                    text = text.removesuffix(b"\n")  # as the whole text ended
+                yield Haystack("log", name, carried + text, overlap=len(carried))
+                carried = text[-LOG_OVERLAP:]
 
 
 #: Bytes of log lines kept plain per logger before they are deflated.
 LOG_CHUNK = 256 * 1024
+#: Bytes a log piece repeats from the one before: longer than any needle
+#: form (a secret's longest encoding is a few hundred bytes).
+LOG_OVERLAP = 16 * 1024
 
 
 def log_file_haystacks(paths: Iterable[Path]) -> Iterator[Haystack]:

@@ -17,10 +17,24 @@ devices took 27 times as long as 20, and a gigabyte of memory):
 * ``ListObjectVersions`` deep-copies every version of every object in the
   bucket (value included) before it filters by prefix.  The backend lists
   one blob's versions to delete them.  Patched: moto sees only the keys
-  under the requested prefix, which it would have kept anyway.
+  under the requested prefix, which it would have kept anyway.  And the
+  copies are views: moto copies only to set ``is_latest`` on them, which a
+  view of the stored version holds for itself (the privacy audit lists the
+  whole bucket, page by page: each page copied every stored byte again).
 * ``Query`` on a table's own key sorts *every item of the table* to find
   one partition.  Every inbox listing is such a query.  Patched: moto sees
   only the queried partition, the one it would have kept anyway.
+
+Two more keep memory for nobody, in proportion to the traffic (measured
+with ``bench.fleet_memory``):
+
+* every moto model object ever made (each item copy a query returns, each
+  object version ``ListObjectVersions`` copies, value included) is appended
+  to its class's ``instances_tracked``, for moto's dashboard.  Patched: not
+  tracked.  The backend's state holds its own references.
+* moto's ``responses`` mock records every presigned transfer, request and
+  response bodies included, twice (its call list and the matched
+  response's).  Patched: nothing recorded while the context lasts.
 
 ``tests/functional/test_fleet_moto.py`` checks each against moto's own
 results: a failed transaction of puts, updates and deletes leaves every
@@ -36,7 +50,7 @@ import contextlib
 import copy
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["scaled_moto"]
 
@@ -61,6 +75,39 @@ class _TablesByReference:
         return getattr(copy, name)
 
 
+class _Version:
+    """A stored object version as a listing shows it: moto's own object,
+    with an ``is_latest`` of its own (what moto sets on its deep copy).
+
+    Everything else is read from the stored version; ``isinstance`` sees its
+    class (a delete marker is told from a key that way).
+    """
+
+    def __init__(self, stored: Any) -> None:
+        self._stored = stored
+        self.is_latest = getattr(stored, "is_latest", False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stored, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # what isinstance reads
+        return type(self._stored)
+
+
+class _VersionsAsViews:
+    """The ``copy`` module for moto's S3 models: a deep copy of a list of
+    stored versions (its only use there) is a list of :class:`_Version`."""
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if isinstance(value, list):
+            return [_Version(version) for version in value]
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
 class _KeysUnder:
     """A bucket's key store, showing only the names under ``prefix``."""
 
@@ -77,6 +124,43 @@ class _KeysUnder:
         return getattr(self._keys, name)
 
 
+class _NoCalls:
+    """A ``responses`` call list that records nothing (moto's mock keeps
+    every presigned transfer's bodies in one otherwise)."""
+
+    def add(self, request: Any, response: Any) -> None:
+        """Not recorded."""
+
+    def add_call(self, call: Any) -> None:
+        """Not recorded."""
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return [][index]
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    # moto's BaseModel.__new__ without its ``instances_tracked.append``.
+    return object.__new__(cls)
+
+
+def _record_no_calls() -> None:
+    """moto's ``responses`` mock and its registered responses record nothing."""
+    from moto.core.models import responses_mock
+
+    responses_mock._calls = cast(Any, _NoCalls())
+    for registered in responses_mock.registered():
+        registered._calls = cast(Any, _NoCalls())
+
+
 def _item_key(table: Any, op: dict[str, Any]) -> dict[str, Any]:
     if "Key" in op:
         return dict(op["Key"])
@@ -85,8 +169,11 @@ def _item_key(table: Any, op: dict[str, Any]) -> dict[str, Any]:
 
 
 def _patch() -> None:
+    from moto.core.common_models import BaseModel
+    from moto.core.model_instances import reset_model_data
     from moto.dynamodb import models as ddb
     from moto.dynamodb.models.table import Table
+    from moto.s3 import models as s3
     from moto.s3.models import S3Backend
 
     transact = ddb.DynamoDBBackend.transact_write_items
@@ -142,8 +229,16 @@ def _patch() -> None:
             self.items = items
 
     _saved.update(
-        transact=transact, copy=vars(ddb)["copy"], list_versions=list_versions, query=query
+        transact=transact,
+        copy=vars(ddb)["copy"],
+        list_versions=list_versions,
+        query=query,
+        new=vars(BaseModel)["__new__"],
+        s3_copy=vars(s3)["copy"],
     )
+    vars(s3)["copy"] = _VersionsAsViews()
+    BaseModel.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
+    reset_model_data()  # what was tracked before (the stage's provisioning)
     ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     vars(ddb)["copy"] = _TablesByReference(Table)
     S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
@@ -151,27 +246,42 @@ def _patch() -> None:
 
 
 def _unpatch() -> None:
+    from moto.core.common_models import BaseModel
+    from moto.core.models import responses_mock
     from moto.dynamodb import models as ddb
     from moto.dynamodb.models.table import Table
+    from moto.s3 import models as s3
     from moto.s3.models import S3Backend
 
+    vars(s3)["copy"] = _saved["s3_copy"]
     Table.query = _saved["query"]  # type: ignore[method-assign]
     ddb.DynamoDBBackend.transact_write_items = _saved["transact"]  # type: ignore[method-assign]
     vars(ddb)["copy"] = _saved["copy"]
     S3Backend.list_object_versions = _saved["list_versions"]  # type: ignore[method-assign]
+    BaseModel.__new__ = _saved["new"]  # type: ignore[method-assign]
     _saved.clear()
+    import responses
+
+    # Recording again (a mock_aws started later registers its responses afresh).
+    responses_mock._calls = responses.CallList()
+    for registered in responses_mock.registered():
+        if isinstance(registered._calls, _NoCalls):
+            registered._calls = responses.CallList()
 
 
 @contextlib.contextmanager
 def scaled_moto() -> Iterator[None]:
     """Within the context, moto's transactions, version listings and
-    queries cost what they touch, not what is stored.  Re-entrant; the patches go when
-    the outermost context exits."""
+    queries cost what they touch, not what is stored, and moto keeps no
+    model objects or transfers for its dashboard and call lists.
+    Re-entrant; the patches go when the outermost context exits."""
     global _depth
     with _lock:
         _depth += 1
         if _depth == 1:
             _patch()
+        # On every entry: a mock_aws started since registered new responses.
+        _record_no_calls()
     try:
         yield
     finally:

@@ -587,13 +587,15 @@ class InProcessBackend:
         """Drop what moto remembers for nobody, then collect garbage.
 
         moto keeps every model object it ever made (for its dashboard),
-        including the copies it makes of every item a query returns and of
-        every object version in the bucket on each ``ListObjectVersions``;
-        its ``responses`` mock keeps every presigned transfer, bodies
-        included, once in its own call list and once in the list of the
-        registered response that matched it.  The backend's state is
-        untouched: its tables and buckets hold their own references.
-        Without this a 100-device run kept 400 MB of such copies.
+        including the copies it makes of every item a query returns; its
+        ``responses`` mock keeps every presigned transfer, bodies included,
+        once in its own call list and once in the list of the registered
+        response that matched it.  Inside the backend's ``scaled_moto``
+        neither is recorded any more (sealbox_tools.fleet._moto): this
+        empties what was recorded before it, or by a mock started since.
+        The backend's state is untouched: its tables and buckets hold their
+        own references.  Without either, a 100-device run kept 400 MB of
+        such copies.
         """
         from moto.core.model_instances import reset_model_data
         from moto.core.models import responses_mock

@@ -341,10 +341,10 @@ def test_a_run_without_the_audit_says_so(tmp_path) -> None:
     assert "privacy audit: skipped" in summary_text(result.report)
 
 
-def test_tidy_drops_the_bodies_moto_keeps_of_presigned_transfers() -> None:
-    """moto's ``responses`` mock keeps every intercepted call, body and all,
-    in its own list and in the matching registered response's: between
-    phases the backend empties both (memory per phone, issue 16)."""
+def test_the_in_process_backend_keeps_no_bodies_of_presigned_transfers() -> None:
+    """moto's ``responses`` mock kept every intercepted call, body and all,
+    in its own list and in the matching registered response's: inside the
+    in-process backend nothing is recorded (memory per phone, issue 16)."""
     from moto.core.models import responses_mock
 
     with without_pytest_log_capture(), InProcessBackend() as backend:
@@ -356,12 +356,37 @@ def test_tidy_drops_the_bodies_moto_keeps_of_presigned_transfers() -> None:
         )
         with backend.objects().get(url) as response:
             assert response.status == 200
+            assert response.read() == b"x" * 100_000
 
         def kept() -> int:
             return len(responses_mock.calls) + sum(
                 len(r.calls) for r in responses_mock.registered()
             )
 
-        assert kept() >= 2  # the call list and the matched response's
+        assert kept() == 0
         backend.tidy()
         assert kept() == 0
+
+
+def test_a_fleet_and_its_audit_leave_no_copies_in_moto(tmp_path) -> None:
+    """A whole run, audit included, leaves no model object moto made for its
+    dashboard (every item copy a query or scan returned, every version copy
+    of the audit's bucket listing, value included), no recorded transfer
+    and no upload's encryption buffer (memory per phone, issue 16)."""
+    import gc
+
+    from moto.core.models import responses_mock
+
+    from client_sim.blob_stream import EncryptingReader
+    from tests.functional.test_fleet_moto import tracked_models
+
+    config = FleetConfig(devices=6, overrides={"rounds": "1"}, seed=20240601, retry_backoff=0.0)
+    with without_pytest_log_capture(), InProcessBackend() as backend:
+        result = run_fleet(config, backend, work_dir=tmp_path / "phones")
+        gc.collect()
+        # Read while moto's mock is still on (stopping it forgets everything).
+        models, calls = tracked_models(), len(responses_mock.calls)
+        readers = sum(isinstance(o, EncryptingReader) for o in gc.get_objects())
+    assert result.passed, result.report["verdict"]
+    assert result.report["metrics"]["events"]["sent_file"] > 0  # uploads happened
+    assert (models, calls, readers) == (0, 0, 0)

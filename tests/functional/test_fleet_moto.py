@@ -91,25 +91,34 @@ def listing_outcome() -> list[Any]:
         for body in (b"one", b"two"):
             client.put_object(Bucket="bucket", Key=name, Body=body)
     client.delete_object(Bucket="bucket", Key="blobs/ab")
-    answers = []
+    answers: list[Any] = []
     for kwargs in (
         {"Prefix": "blobs/a"},
         {"Prefix": "blobs/", "Delimiter": "/"},
         {"Prefix": "blobs/", "MaxKeys": 2},
         {"Prefix": "nothing"},
         {},
+        {"MaxKeys": 3},
     ):
         pages = client.get_paginator("list_object_versions").paginate(Bucket="bucket", **kwargs)
         answers.append(
             [
                 (
-                    [(v["Key"], v["IsLatest"], v["Size"]) for v in page.get("Versions", [])],
+                    [
+                        (v["Key"], v["IsLatest"], v["Size"], v["ETag"], v["StorageClass"])
+                        for v in page.get("Versions", [])
+                    ],
                     [(m["Key"], m["IsLatest"]) for m in page.get("DeleteMarkers", [])],
                     [p["Prefix"] for p in page.get("CommonPrefixes", [])],
                 )
                 for page in pages
             ]
         )
+    # Listing copied nothing it should have: every stored version still reads.
+    for page in client.get_paginator("list_object_versions").paginate(Bucket="bucket"):
+        for v in page.get("Versions", []):
+            body = client.get_object(Bucket="bucket", Key=v["Key"], VersionId=v["VersionId"])
+            answers.append((v["Key"], body["Body"].read()))
     return answers
 
 
@@ -171,12 +180,18 @@ def test_patched_moto_answers_like_moto(monkeypatch: pytest.MonkeyPatch, scenari
 
 
 def test_the_patches_are_removed_and_reentrant() -> None:
+    from moto.core.common_models import BaseModel
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.s3.models import S3Backend
 
     def current() -> tuple[Any, ...]:
-        return (DynamoDBBackend.transact_write_items, S3Backend.list_object_versions, Table.query)
+        return (
+            DynamoDBBackend.transact_write_items,
+            S3Backend.list_object_versions,
+            Table.query,
+            vars(BaseModel)["__new__"],
+        )
 
     original = current()
     with scaled_moto():
@@ -186,3 +201,82 @@ def test_the_patches_are_removed_and_reentrant() -> None:
         assert current() == patched
     assert all(a is not b for a, b in zip(patched, original, strict=True))
     assert current() == original
+
+
+def tracked_models() -> int:
+    """How many model objects moto keeps for its dashboard."""
+    from moto.core.model_instances import model_data
+
+    return sum(
+        len(getattr(model, "instances_tracked", ()))
+        for models in model_data.values()
+        for model in models.values()
+    )
+
+
+def presigned_round_trip(body: bytes) -> int:
+    """A presigned PUT and GET through moto's ``responses`` mock; the
+    number of calls the mock then remembers."""
+    import requests
+    from moto.core.models import responses_mock
+
+    client = s3()
+    client.create_bucket(Bucket="transfers")
+    put = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "transfers", "Key": "k"}, ExpiresIn=60
+    )
+    assert requests.put(put, data=body, timeout=5).status_code == 200
+    get = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "transfers", "Key": "k"}, ExpiresIn=60
+    )
+    assert requests.get(get, timeout=5).content == body
+    return len(responses_mock.calls) + sum(len(r.calls) for r in responses_mock.registered())
+
+
+def test_moto_keeps_no_model_objects_in_a_fleet(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every item copy a query returns and every version a listing copies
+    # (value included) stayed reachable until the next tidy: in a phase of
+    # a 1,000-phone fleet, that is the phase's whole traffic.
+    with moto_aws(monkeypatch):
+        listing_outcome()
+        query_outcome()
+        assert tracked_models() > 0  # what moto does on its own
+    with moto_aws(monkeypatch), scaled_moto():
+        listing_outcome()
+        query_outcome()
+        assert tracked_models() == 0
+
+
+def test_moto_records_no_presigned_transfers_in_a_fleet(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's responses mock kept every transfer's request and response,
+    # bodies included, in two lists.
+    body = b"ciphertext " * 1000
+    with moto_aws(monkeypatch):
+        assert presigned_round_trip(body) >= 2  # what moto does on its own
+    with moto_aws(monkeypatch), scaled_moto():
+        assert presigned_round_trip(body) == 0
+    with moto_aws(monkeypatch):
+        # Recording again once the fleet's context is gone.
+        assert presigned_round_trip(body) >= 2
+
+
+def test_version_listings_copy_no_stored_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The audit lists the whole bucket page by page; moto deep-copied every
+    # stored version, value included, for every page.
+    from moto.s3.models import FakeKey
+
+    copied: list[str] = []
+    real = FakeKey.__getstate__
+
+    def spy(self: Any) -> dict[str, Any]:
+        copied.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(FakeKey, "__getstate__", spy)
+    with moto_aws(monkeypatch):
+        listing_outcome()
+        assert copied  # what moto does on its own
+    copied.clear()
+    with moto_aws(monkeypatch), scaled_moto():
+        listing_outcome()
+    assert copied == []
