@@ -8,6 +8,8 @@ anything else -- ``--help``, a usage error -- lands here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from client_sim.age_cli import run_age, run_age_keygen
@@ -50,17 +52,7 @@ __all__ = ["age_command", "age_keygen_command"]
     help="Use the identity file at PATH. Repeatable.",
 )
 @click.argument("input_path", required=False, metavar="[INPUT]")
-def age_command(
-    encrypt_flag: bool,
-    decrypt_flag: bool,
-    output: str | None,
-    armor: bool,
-    passphrase: bool,
-    recipients: tuple[str, ...],
-    recipient_files: tuple[str, ...],
-    identity_files: tuple[str, ...],
-    input_path: str | None,
-) -> None:
+def age_command(**params: Any) -> None:
     """Encrypt INPUT (default stdin) to OUTPUT (default stdout), or decrypt it.
 
     \b
@@ -70,17 +62,8 @@ def age_command(
 
     Passphrases are read from the terminal, or from SEALBOX_PASSPHRASE.
     """
-    run_age(
-        encrypt_flag,
-        decrypt_flag,
-        output,
-        armor,
-        passphrase,
-        recipients,
-        recipient_files,
-        identity_files,
-        input_path,
-    )
+    # The options above name run_age's parameters (one signature, not two).
+    run_age(**params)
 
 
 @click.command(

@@ -312,14 +312,9 @@ class S3WrapsStore:
         return str(url), headers
 
     def read(self, key: str, max_size: int) -> bytes | None:
-        try:
-            out = self._client.get_object(Bucket=self._bucket, Key=self._check(key))
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        out = self._get(key)
+        if out is None:
+            return None
         body = out["Body"]
         try:
             if int(out.get("ContentLength", 0)) > max_size:
@@ -333,6 +328,25 @@ class S3WrapsStore:
             raise InvalidRequest("The wraps object is too large.")
         return data
 
+    def _get(self, key: str, byte_range: str | None = None) -> Any:
+        """``GetObject`` of ``key`` (of ``byte_range`` only, if given); None when absent.
+
+        Raises:
+            InternalError, ServiceUnavailable: any other failure (:func:`translate`).
+        """
+        try:
+            if byte_range is None:
+                return self._client.get_object(Bucket=self._bucket, Key=self._check(key))
+            return self._client.get_object(
+                Bucket=self._bucket, Key=self._check(key), Range=byte_range
+            )
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
     def presign_range(self, key: str, offset: int, length: int, ttl: int) -> WrapTarget:
         byte_range = f"bytes={offset}-{offset + length - 1}"
         params = {"Bucket": self._bucket, "Key": self._check(key), "Range": byte_range}
@@ -344,17 +358,9 @@ class S3WrapsStore:
         )
 
     def read_range(self, key: str, offset: int, length: int) -> bytes | None:
-        byte_range = f"bytes={offset}-{offset + length - 1}"
-        try:
-            out = self._client.get_object(
-                Bucket=self._bucket, Key=self._check(key), Range=byte_range
-            )
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        out = self._get(key, f"bytes={offset}-{offset + length - 1}")
+        if out is None:
+            return None
         body = out["Body"]
         try:
             data: bytes = body.read(length + 1)
