@@ -92,7 +92,9 @@ class Recording:
         return self._count
 
 
-def _spawn_locust(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn_locust(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``locust -f sealbox_tools/locustfile.py ARGS`` in its own process group,
+    output to ``log``, with no AWS settings of ours (nor moto's recorder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("MOTO_ENABLE_RECORDING", None)
     with log.open("wb") as out:
@@ -131,7 +133,7 @@ def stack_under_locust(
         port = free_port()
         common = ["--sealbox-storage-origin", stack.aws_endpoint, "--sealbox-seed", "bench"]
         procs.append(
-            _spawn_locust(
+            spawn_locust(
                 [
                     "--headless",
                     "--master",
@@ -156,9 +158,7 @@ def stack_under_locust(
             )
         )
         procs += [
-            _spawn_locust(
-                ["--worker", "--master-port", str(port), *common], work / f"worker{n}.log"
-            )
+            spawn_locust(["--worker", "--master-port", str(port), *common], work / f"worker{n}.log")
             for n in range(2)
         ]
         started = _wait_for_spawning(work / "master.log", procs[0])

@@ -11,31 +11,13 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench.locust_rate import spawn_locust
 from sealbox_tools.local_stack import free_port
-from tests.conftest import ROOT
 from tests.e2e.conftest import RunningStack
-
-LOCUST = str(Path(sys.executable).with_name("locust"))
-LOCUSTFILE = str(ROOT / "sealbox_tools" / "locustfile.py")
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [LOCUST, "-f", LOCUSTFILE, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 @pytest.mark.slow
@@ -44,7 +26,7 @@ def test_locust_master_and_two_workers_verify_every_delivery(
 ) -> None:
     port = free_port()
     origin = ["--sealbox-storage-origin", local_stack.aws_endpoint, "--sealbox-seed", "e2e"]
-    master = _spawn(
+    master = spawn_locust(
         [
             "--headless",
             "--master",
@@ -68,7 +50,7 @@ def test_locust_master_and_two_workers_verify_every_delivery(
         tmp_path / "master.log",
     )
     workers = [
-        _spawn(["--worker", "--master-port", str(port), *origin], tmp_path / f"worker{n}.log")
+        spawn_locust(["--worker", "--master-port", str(port), *origin], tmp_path / f"worker{n}.log")
         for n in range(2)
     ]
     try:
