@@ -24,6 +24,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from sealbox_tools.moto_multipart import assemble_by_streaming
+
 __all__ = ["main", "serialize_dynamodb", "serialize_recorder"]
 
 _lock = threading.Lock()
@@ -65,6 +67,7 @@ def serialize_recorder() -> None:
 def main() -> None:
     serialize_dynamodb()
     serialize_recorder()
+    assemble_by_streaming()
     from moto.server import main as moto_main
 
     moto_main()
