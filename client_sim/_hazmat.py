@@ -254,6 +254,35 @@ class ChaCha20Poly1305Key:
             raise InvalidTag
         return self._aead.decrypt(nonce, ciphertext, None)
 
+    def open_into(
+        self, nonce: bytes, ciphertext: bytes | bytearray | memoryview, out: memoryview
+    ) -> int:
+        """Decrypt ``ciphertext`` (with its tag) into ``out``; the plaintext length.
+
+        ``out`` must hold at least ``len(ciphertext) - 16`` bytes.  Saves the
+        allocation :meth:`open` makes for every chunk.  The decryption writes
+        into ``out`` before the tag is checked, so when the tag fails those
+        bytes are overwritten with zeros before :class:`InvalidTag` leaves
+        here: ``out`` never keeps unauthenticated plaintext.
+
+        Raises:
+            InvalidTag: as for :meth:`open` (``out`` then holds zeros).
+            ValueError: wrong nonce size, or ``out`` too small.
+        """
+        if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
+            raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
+        if len(ciphertext) < CHACHA20_POLY1305_TAG_SIZE:
+            raise InvalidTag
+        size = len(ciphertext) - CHACHA20_POLY1305_TAG_SIZE
+        if len(out) < size:
+            raise ValueError("output buffer too small")
+        target = out[:size]
+        try:
+            return int(self._aead.decrypt_into(nonce, ciphertext, None, target))
+        except InvalidTag:
+            target[:] = bytes(size)
+            raise
+
 
 # --- X25519 -----------------------------------------------------------------------
 

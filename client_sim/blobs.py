@@ -588,5 +588,8 @@ def _storage_code(reply: HttpReply) -> str | None:
 
 
 def _copy(reader: age.AgeReader, out: BinaryIO) -> None:
-    while chunk := reader.read1(_COPY_BLOCK):
-        out.write(chunk)
+    # Chunks are opened straight into one reused buffer (AgeReader.readinto).
+    buffer = bytearray(_COPY_BLOCK)
+    view = memoryview(buffer)
+    while filled := reader.readinto(buffer):
+        out.write(view[:filled])

@@ -324,6 +324,13 @@ class _HttpObjectResponse:
         except (OSError, http.client.HTTPException) as exc:
             raise ConnectionFailed("object storage: the download was interrupted") from exc
 
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        """Read into ``buffer`` (what it received; 0 at the end), as :meth:`read`."""
+        try:
+            return self._response.readinto(buffer)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConnectionFailed("object storage: the download was interrupted") from exc
+
     def close(self) -> None:
         self._response.close()
         self._connection.close()

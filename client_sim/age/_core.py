@@ -313,10 +313,37 @@ class AgeReader(io.BufferedIOBase):
         return out
 
     def readinto(self, buffer: WriteableBuffer, /) -> int:
+        """Fill ``buffer`` like :meth:`read` would; the number of bytes.
+
+        Whole chunks are opened straight into ``buffer`` (no chunk is
+        allocated or copied) while it has room for one.  When a chunk fails
+        after others filled the buffer in this call, those authentic bytes
+        are returned and the next read raises; the failed chunk's bytes are
+        zeros, never unauthenticated plaintext.
+
+        Raises:
+            DecryptionError: the payload failed authentication.
+        """
+        if self.closed:
+            raise ValueError("read from a closed AgeReader")
         view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        if self._offset < len(self._chunk) or len(view) < CHUNK_SIZE:
+            # Plaintext already opened goes first; a small buffer takes part of a chunk.
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        if self._failed:
+            raise DecryptionError
+        filled = 0
+        while len(view) - filled >= CHUNK_SIZE and not self._decryptor.done:
+            try:
+                filled += self._decryptor.next_chunk_into(view[filled:])
+            except DecryptionError:
+                self._failed = True
+                if filled:
+                    return filled
+                raise
+        return filled
 
 
 def _encrypt_writer(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["ByteSource", "Readable"]
+__all__ = ["BlockSource", "ByteSource", "Readable"]
 
 _READ_SIZE = 64 * 1024
+# BlockSource reads up to this much per call once a stream proves long.
+_BLOCK_SIZE = 1024 * 1024
 
 
 class Readable(Protocol):
@@ -97,6 +99,17 @@ class ByteSource:
             n -= len(data)
         return b"".join(parts)
 
+    def detach(self) -> tuple[bytes, Readable, bool]:
+        """Hand over what is buffered, the source and whether it ended.
+
+        For a reader that takes over the rest of the stream (the payload's
+        :class:`BlockSource`); this object must not be read again.
+        """
+        rest = bytes(self._buf[self._pos :])
+        self._buf = bytearray()
+        self._pos = 0
+        return rest, self._src, self._eof
+
     def skip(self, n: int) -> None:
         """Consume ``n`` bytes that a :meth:`peek` already returned."""
         self._pos += n
@@ -122,3 +135,72 @@ class ByteSource:
                 self._pos = len(self._buf)
                 return out
             self._fill(start + 1)
+
+
+class BlockSource:
+    """Reads of at most ``max_request`` bytes, served as views of one buffer.
+
+    For the long run of equal reads that is an age payload: the source is
+    read up to a block (1 MiB) per call -- with ``readinto`` straight into
+    the buffer when the source has it (files, sockets) -- instead of once per
+    64 KiB chunk, and nothing is copied on the way out.  The buffer starts
+    at two requests (small files stay small) and grows to a block once a
+    fill finds it too small for what the source has; it is never resized
+    afterwards, so memory stays flat in the stream's length.
+
+    A view returned by :meth:`read_view` is valid only until the next call
+    on this object, which may overwrite it.
+    """
+
+    __slots__ = ("_buf", "_end", "_eof", "_long", "_max", "_readinto", "_src", "_start", "_view")
+
+    def __init__(self, head: bytes, src: Readable, eof: bool, *, max_request: int) -> None:
+        self._src = src
+        self._readinto = getattr(src, "readinto", None)
+        self._max = max_request
+        self._buf = bytearray(max(2 * max_request, len(head) + max_request))
+        self._view = memoryview(self._buf)
+        self._view[: len(head)] = head
+        self._start = 0
+        self._end = len(head)
+        self._eof = eof
+        self._long = False
+
+    def read_view(self, n: int) -> memoryview:
+        """Up to ``n`` (at most ``max_request``) bytes; fewer only at the end."""
+        if n > self._max:
+            raise ValueError("read larger than the reader's max_request")
+        if self._end - self._start < n and not self._eof:
+            self._fill(n)
+        start = self._start
+        self._start = min(start + n, self._end)
+        return self._view[start : self._start]
+
+    def at_end(self) -> bool:
+        """True when nothing follows what was read."""
+        if self._start == self._end and not self._eof:
+            self._fill(1)
+        return self._start == self._end
+
+    def _fill(self, want: int) -> None:
+        rest = self._end - self._start
+        if self._long and len(self._buf) < _BLOCK_SIZE + self._max:
+            # The last fill found the buffer too small: read a block at a time.
+            bigger = bytearray(_BLOCK_SIZE + self._max)
+            bigger[:rest] = self._view[self._start : self._end]
+            self._buf, self._view = bigger, memoryview(bigger)
+        elif self._start:
+            self._view[:rest] = self._view[self._start : self._end]
+        self._start, self._end = 0, rest
+        while self._end < want and not self._eof:
+            room = self._view[self._end :]
+            if self._readinto is not None:
+                got = self._readinto(room) or 0
+            else:
+                data = self._src.read(len(room))
+                got = len(data)
+                room[:got] = data
+            if not got:
+                self._eof = True
+            self._end += got
+        self._long = self._end == len(self._buf)

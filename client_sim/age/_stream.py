@@ -10,8 +10,11 @@ the file size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from client_sim import _hazmat
-from client_sim.age._io import ByteSource
+from client_sim.age._io import BlockSource, ByteSource
 from client_sim.age.errors import DecryptionError
 
 __all__ = ["CHUNK_SIZE", "ENCRYPTED_CHUNK_SIZE", "StreamDecryptor", "StreamEncryptor"]
@@ -22,6 +25,7 @@ ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + _TAG_SIZE
 # The counter has 11 bytes; a file would need 2**88 chunks to wrap it, but we
 # refuse rather than ever reuse a nonce.
 _MAX_COUNTER = (1 << 88) - 1
+_R = TypeVar("_R")
 
 
 def _nonce(counter: int, last: bool) -> bytes:
@@ -66,13 +70,18 @@ class StreamDecryptor:
     after an authentic chunk (the stream ends without a final chunk, or data
     follows the final chunk), that chunk is returned and the next call
     raises.  This is exactly what the CCTV vectors expect an API to release.
+
+    The decryptor takes the rest of the stream over from ``src`` (which
+    must not be read again): the payload is read a block at a time and each
+    chunk is opened from a view of that block (:class:`BlockSource`).
     """
 
     __slots__ = ("_cipher", "_counter", "_done", "_src", "_trailing")
 
     def __init__(self, key: bytes, src: ByteSource) -> None:
         self._cipher = _hazmat.ChaCha20Poly1305Key(key)
-        self._src = src
+        head, raw, eof = src.detach()
+        self._src = BlockSource(head, raw, eof, max_request=ENCRYPTED_CHUNK_SIZE)
         self._counter = 0
         self._done = False
         self._trailing = False
@@ -82,7 +91,7 @@ class StreamDecryptor:
         """True once the final chunk has been authenticated and nothing follows."""
         return self._done and not self._trailing
 
-    def _open(self, data: bytes, last: bool) -> bytes | None:
+    def _open(self, data: memoryview, last: bool) -> bytes | None:
         try:
             return self._cipher.open(_nonce(self._counter, last), data)
         except _hazmat.InvalidTag:
@@ -91,28 +100,47 @@ class StreamDecryptor:
     def next_chunk(self) -> bytes:
         """The next authenticated plaintext chunk; ``b""`` once the end has
         been reached (and for the one chunk of an empty payload)."""
+        return self._next(self._open, b"")
+
+    def next_chunk_into(self, out: memoryview) -> int:
+        """Open the next chunk into ``out`` (at least CHUNK_SIZE bytes); its
+        length, 0 once the end has been reached (and for the one chunk of an
+        empty payload).  Same errors and order as :meth:`next_chunk`; when a
+        chunk fails, the part of ``out`` it was opened into holds zeros."""
+
+        def open_into(data: memoryview, last: bool) -> int | None:
+            try:
+                return self._cipher.open_into(_nonce(self._counter, last), data, out)
+            except _hazmat.InvalidTag:
+                return None
+
+        if len(out) < CHUNK_SIZE:
+            raise ValueError("the output buffer must hold a whole chunk")
+        return self._next(open_into, 0)
+
+    def _next(self, open_one: Callable[[memoryview, bool], _R | None], end: _R) -> _R:
         if self._trailing:
             raise DecryptionError
         if self._done:
-            return b""
-        data = self._src.read(ENCRYPTED_CHUNK_SIZE)
-        plain: bytes | None
-        if len(data) < ENCRYPTED_CHUNK_SIZE:
-            # A short chunk ended at EOF, so it can only be the final one; it
-            # is empty only when the whole payload is (and EOF right after a
-            # non-final chunk is a truncation).
-            if len(data) < _TAG_SIZE or (len(data) == _TAG_SIZE and self._counter):
-                raise DecryptionError
-            last = True
-            plain = self._open(data, last=True)
-        else:
-            # A full-size chunk is normally not the last; if it does not
-            # authenticate as such, it may be a full-size final chunk.
-            last = False
-            plain = self._open(data, last=False)
-            if plain is None:
+            return end
+        plain: _R | None
+        with self._src.read_view(ENCRYPTED_CHUNK_SIZE) as data:
+            if len(data) < ENCRYPTED_CHUNK_SIZE:
+                # A short chunk ended at EOF, so it can only be the final one; it
+                # is empty only when the whole payload is (and EOF right after a
+                # non-final chunk is a truncation).
+                if len(data) < _TAG_SIZE or (len(data) == _TAG_SIZE and self._counter):
+                    raise DecryptionError
                 last = True
-                plain = self._open(data, last=True)
+                plain = open_one(data, True)
+            else:
+                # A full-size chunk is normally not the last; if it does not
+                # authenticate as such, it may be a full-size final chunk.
+                last = False
+                plain = open_one(data, False)
+                if plain is None:
+                    last = True
+                    plain = open_one(data, True)
         if plain is None:
             raise DecryptionError
         self._counter += 1
@@ -120,5 +148,5 @@ class StreamDecryptor:
             self._done = True
             # Anything after the final chunk is an error, reported by the
             # next call (after this authentic chunk has been released).
-            self._trailing = bool(self._src.peek(1))
+            self._trailing = not self._src.at_end()
         return plain

@@ -29,13 +29,19 @@ def _file(chunks: list[tuple[bytes, int, bool]], trailing: bytes = b"") -> bytes
     return out + trailing
 
 
-def _released(blob: bytes) -> tuple[bytes, bool]:
-    """(plaintext released before any error, whether the file was accepted)."""
+def _released(blob: bytes, read: str = "read1") -> tuple[bytes, bool]:
+    """(plaintext released before any error, whether the file was accepted),
+    read a chunk at a time (``read1``) or opened into a buffer (``readinto``)."""
     reader = age.decrypt_reader(io.BytesIO(blob), [KEY])
     got = bytearray()
+    buffer = bytearray(3 * CHUNK_SIZE + 5)
     try:
-        while chunk := reader.read1():
-            got += chunk
+        if read == "readinto":
+            while filled := reader.readinto(buffer):
+                got += buffer[:filled]
+        else:
+            while chunk := reader.read1():
+                got += chunk
     except age.DecryptionError:
         return bytes(got), False
     return bytes(got), True
@@ -44,10 +50,12 @@ def _released(blob: bytes) -> tuple[bytes, bool]:
 A, B = b"a" * CHUNK_SIZE, b"b" * CHUNK_SIZE
 
 
-def test_builder_control_cases_decrypt() -> None:
-    assert _released(_file([(A, 0, False), (b"end", 1, True)])) == (A + b"end", True)
-    assert _released(_file([(A, 0, False), (B, 1, True)])) == (A + B, True)  # full final chunk
-    assert _released(_file([(b"", 0, True)])) == (b"", True)  # empty payload
+@pytest.mark.parametrize("read", ["read1", "readinto"])
+def test_builder_control_cases_decrypt(read: str) -> None:
+    assert _released(_file([(A, 0, False), (b"end", 1, True)]), read) == (A + b"end", True)
+    # A full final chunk, and an empty payload.
+    assert _released(_file([(A, 0, False), (B, 1, True)]), read) == (A + B, True)
+    assert _released(_file([(b"", 0, True)]), read) == (b"", True)
 
 
 @pytest.mark.parametrize(
@@ -67,10 +75,11 @@ def test_builder_control_cases_decrypt() -> None:
         ([(b"x", 1, True)], b"", b""),  # counter not starting at zero
     ],
 )
+@pytest.mark.parametrize("read", ["read1", "readinto"])
 def test_payload_violations(
-    chunks: list[tuple[bytes, int, bool]], trailing: bytes, released: bytes
+    chunks: list[tuple[bytes, int, bool]], trailing: bytes, released: bytes, read: str
 ) -> None:
-    got, ok = _released(_file(chunks, trailing))
+    got, ok = _released(_file(chunks, trailing), read)
     assert not ok
     assert got == released  # only chunks authentic at their position
 

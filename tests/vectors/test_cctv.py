@@ -47,10 +47,11 @@ def test_vector_count_is_exact():
     assert len(vectors) == EXPECTED_VECTOR_COUNT
 
 
+@pytest.mark.parametrize("read", ["read1", "readinto"])
 @pytest.mark.parametrize("name", _vector_names())
-def test_cctv_vector(name: str):
+def test_cctv_vector(name: str, read: str):
     vector = _load(name)
-    outcome, released = run_vector(vector)
+    outcome, released = run_vector(vector, read=read)
     assert outcome in ACCEPTED[vector.expect], (vector.expect, outcome)
     if vector.payload is not None:
         assert hashlib.sha256(released).hexdigest() == vector.payload

@@ -35,10 +35,11 @@ def test_mostly_failure_cases() -> None:
     assert sum(e != "success" for e in expects) > 3 * sum(e == "success" for e in expects)
 
 
+@pytest.mark.parametrize("read", ["read1", "readinto"])
 @pytest.mark.parametrize("name", NAMES)
-def test_sealbox_vector(name: str) -> None:
+def test_sealbox_vector(name: str, read: str) -> None:
     vector = parse_vector(name, (DATA / name).read_bytes())
-    outcome, released = run_vector(vector)
+    outcome, released = run_vector(vector, read=read)
     assert outcome in ACCEPTED[vector.expect], (vector.expect, outcome)
     if vector.payload is not None:
         assert hashlib.sha256(released).hexdigest() == vector.payload

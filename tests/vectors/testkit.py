@@ -61,11 +61,14 @@ def parse_vector(name: str, raw: bytes) -> Vector:
     return vector
 
 
-def run_vector(vector: Vector) -> tuple[str, bytes]:
+def run_vector(vector: Vector, *, read: str = "read1") -> tuple[str, bytes]:
     """Decrypt as an application would; returns (outcome, released plaintext).
 
     Outcomes: ``success``, ``no match``, ``open failure`` (decrypt_reader
     raised the opaque error) and ``payload failure`` (reading raised it).
+    ``read`` is how the plaintext is taken: ``read1`` (a chunk at a time) or
+    ``readinto`` (chunks opened straight into a 1 MiB buffer, what blob
+    downloads use).
     """
     identities: list[age.Identity] = [age.parse_identity(i) for i in vector.identities]
     identities += [age.ScryptIdentity(p) for p in vector.passphrases]
@@ -80,9 +83,14 @@ def run_vector(vector: Vector) -> tuple[str, bytes]:
         return "no match", b""
     except age.DecryptionError:
         return "open failure", b""
+    buffer = bytearray(1024 * 1024)
     try:
-        while chunk := reader.read1():
-            released += chunk
+        if read == "readinto":
+            while filled := reader.readinto(buffer):
+                released += buffer[:filled]
+        else:
+            while chunk := reader.read1():
+                released += chunk
     except age.DecryptionError:
         return "payload failure", bytes(released)
     return "success", bytes(released)
