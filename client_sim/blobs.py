@@ -571,6 +571,9 @@ class _ReadAheadResponse:
     def read(self, size: int = -1, /) -> bytes:
         return self._ahead.read(size)
 
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        return self._ahead.readinto(buffer)
+
     def close(self) -> None:
         self._ahead.close()
         self._response.close()

@@ -36,7 +36,7 @@ import threading
 from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = [
     "DEFAULT_BLOCK",
@@ -173,6 +173,27 @@ class ReadAhead:
             want -= len(part)
             parts.append(part)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        """Copy up to ``len(buffer)`` bytes into ``buffer``; 0 at the end.
+
+        What is left of the current block (one copy, no joined bytes in
+        between); fewer than asked only at a block's end, like a socket.
+
+        Raises:
+            As :meth:`read`.
+        """
+        if self._stop.is_set():
+            raise ValueError("read from a closed ReadAhead")
+        view = memoryview(buffer).cast("B")
+        if not view:
+            return 0
+        if len(self._current) == self._offset and not self._next():
+            return 0
+        taken = min(len(view), len(self._current) - self._offset)
+        view[:taken] = memoryview(self._current)[self._offset : self._offset + taken]
+        self._offset += taken
+        return taken
 
     def close(self) -> None:
         """Stop the thread (it finishes its current ``src.read``) and drop what it read."""

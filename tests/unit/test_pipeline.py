@@ -112,3 +112,38 @@ def test_read_ahead_refuses_nonsense_sizes() -> None:
         ReadAhead(io.BytesIO(b""), block=0)
     with pytest.raises(ValueError, match="positive"):
         ReadAhead(io.BytesIO(b""), depth=0)
+
+
+@pytest.mark.parametrize("block", [7, 4096, 65536])
+@pytest.mark.parametrize("size", [1, 1000, 65536])
+def test_read_ahead_readinto_delivers_exactly_the_stream(block: int, size: int) -> None:
+    data = DATA if size >= 1000 else DATA[:5003]
+    out = bytearray()
+    buffer = bytearray(size)
+    with ReadAhead(io.BytesIO(data), block=block, depth=3) as ahead:
+        while filled := ahead.readinto(buffer):
+            assert filled <= size
+            out += buffer[:filled]
+        assert ahead.readinto(buffer) == 0
+        assert ahead.readinto(bytearray()) == 0
+    assert bytes(out) == data
+
+
+def test_read_ahead_readinto_raises_the_sources_error_after_the_data_before_it() -> None:
+    error = Boom("source failed")
+    buffer = bytearray(300)
+    with ReadAhead(FailingSource(DATA[:5000], error), block=4096, depth=2) as ahead:
+        got = bytearray()
+
+        def drain() -> None:
+            while filled := ahead.readinto(buffer):
+                got.extend(buffer[:filled])
+
+        with pytest.raises(Boom) as raised:
+            drain()
+        assert raised.value is error
+        assert bytes(got) == DATA[:5000]
+        with pytest.raises(Boom):
+            ahead.readinto(buffer)
+    with pytest.raises(ValueError, match="closed"):
+        ahead.readinto(buffer)
