@@ -1,5 +1,8 @@
 """moto's server for the local stack, with DynamoDB requests applied one at a time.
 
+(It also completes S3 multipart uploads without holding the object in
+memory: :mod:`sealbox_tools.moto_multipart`.)
+
 DynamoDB applies every item write atomically and isolates transactions:
 two ``UpdateItem ... ADD`` on one item both count, and of two
 ``TransactWriteItems`` whose conditions name the same item version exactly
