@@ -66,7 +66,7 @@ from client_sim.errors import (
     SourceChanged,
     StorageTransferFailed,
 )
-from client_sim.files import atomic_output
+from client_sim.files import WRITEBACK_EVERY, atomic_output, start_writeback
 from client_sim.origins import StorageOrigins
 from client_sim.pipeline import ReadAhead
 from client_sim.transport import (
@@ -81,6 +81,7 @@ from client_sim.transport import (
 __all__ = [
     "DEFAULT_INLINE_MAX",
     "SERVER_INLINE_MAX",
+    "UPLOAD_AHEAD_MIN",
     "BlobClient",
     "BlobTransfer",
     "EncryptingReader",
@@ -95,11 +96,13 @@ DEFAULT_INLINE_MAX = 64 * 1024
 SERVER_INLINE_MAX = 256 * 1024
 _CHUNK = 64 * 1024
 _COPY_BLOCK = 16 * _CHUNK
-# Blocks a download reads ahead (256 KiB each): on by default, so its memory
-# is every download's.  With 8 the device's peak RSS at 1 GiB was 1.7 MiB
-# above that at 1 MiB (bench.blobs: 1.048, the goal is <= 1.05); 4 still
-# keeps the socket a megabyte ahead of decryption.
-_DOWNLOAD_AHEAD = 4
+# Blocks a transfer reads ahead (256 KiB each).  With 8 the device's peak
+# RSS at 1 GiB was 1.7 MiB above that at 1 MiB (bench.blobs: 1.048, the goal
+# is <= 1.05); 4 still keeps a megabyte ready.
+_AHEAD_DEPTH = 4
+#: By default (``read_ahead=None``), uploads larger than this (one multipart
+#: part) are sealed on a second thread; below it the thread measured even.
+UPLOAD_AHEAD_MIN = 16 * 1024 * 1024
 _S3_CODE_RE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
 #: Turns identities into the age recipients to encrypt to (from their cards).
@@ -122,14 +125,16 @@ class BlobTransfer:
     ``read_ahead`` moves the ciphertext on a second thread
     (:mod:`client_sim.pipeline`): sealing runs a few blocks ahead of the
     upload, and the download is received a few blocks ahead of decryption.
-    ``None`` (the default) does it where it measured faster: downloads are
-    received ahead (against the local stack on a shared machine: 1.4 x,
-    1.8 x and 0.9 x at 100 MiB; 2.5 x, 0.9 x and 1.1 x at 1 GiB), uploads
-    are sealed in line (the kernel's socket buffers already let sealing and
-    sending overlap; a thread measured 0.94 x to 1.3 x).  ``True`` reads
-    ahead both ways, ``False`` neither; ``python -m bench.blobs`` measures
-    in line against both ways in one run.
-    Errors and the all-or-nothing destination are the same either way.
+    ``None`` (the default) does it where it measured faster against the
+    local stack: uploads larger than one part (16 MiB) are sealed ahead
+    (read-ahead / in line: 1.25 x at 32 MiB, 1.07 x and 1.25 x at 100 MiB,
+    1.48 x and 1.77 x at 1 GiB; 0.97 x to 1.08 x below), downloads are
+    received in line, where the payload reader fills its buffer straight
+    from the socket (read-ahead / in line: 0.87 x at 100 MiB, 0.98 x at
+    1 GiB -- the thread's extra copy costs more than the overlap gains).
+    ``True`` reads ahead both ways, ``False`` neither; ``python -m
+    bench.blobs`` measures in line against both ways in one run.  Errors and
+    the all-or-nothing destination are the same either way.
     """
 
     def __init__(
@@ -143,8 +148,7 @@ class BlobTransfer:
     ) -> None:
         if not 0 <= inline_max <= SERVER_INLINE_MAX:
             raise ValueError(f"inline_max must be 0..{SERVER_INLINE_MAX}")
-        self._upload_ahead = bool(read_ahead)
-        self._download_ahead = read_ahead is None or read_ahead
+        self._read_ahead = read_ahead
         self.api = api
         self._objects = objects if objects is not None else HttpObjectTransport()
         self._origins = (
@@ -197,10 +201,14 @@ class BlobTransfer:
         # URL points elsewhere.
         for target in reservation.targets:
             self._origins.check(target.url)
-        # With read_ahead=True, the ciphertext is produced on a second
-        # thread a few blocks ahead of the socket; its errors
-        # (SourceChanged) come out of read() here all the same.
-        with self._ahead(ciphertext, "sealbox-upload") as ahead:
+        # Read ahead (read_ahead=True, or by default above one part), the
+        # ciphertext is produced on a second thread a few blocks ahead of
+        # the socket; its errors (SourceChanged) come out of read() here
+        # all the same.
+        ahead_of_upload = bool(self._read_ahead) or (
+            self._read_ahead is None and size > UPLOAD_AHEAD_MIN
+        )
+        with self._ahead(ciphertext, "sealbox-upload", ahead_of_upload) as ahead:
             for target in reservation.targets:
                 try:
                     self._put(target, ahead)
@@ -217,11 +225,11 @@ class BlobTransfer:
         return self.api.commit_blob(token, reservation.blob_id)
 
     @contextlib.contextmanager
-    def _ahead(self, ciphertext: Readable, name: str) -> Iterator[Readable]:
-        if not self._upload_ahead:
+    def _ahead(self, ciphertext: Readable, name: str, enabled: bool) -> Iterator[Readable]:
+        if not enabled:
             yield ciphertext
             return
-        with ReadAhead(ciphertext, name=name) as ahead:
+        with ReadAhead(ciphertext, name=name, depth=_AHEAD_DEPTH) as ahead:
             yield ahead
 
     def _put(self, target: UploadTarget, ciphertext: Readable) -> None:
@@ -267,13 +275,13 @@ class BlobTransfer:
             if response.status != 200:
                 self._refuse_redirect(response.status, response.headers)
                 raise StorageTransferFailed("download", response.status, None)
-            # Read ahead (the default), a second thread receives a few
+            # Read ahead (read_ahead=True), a second thread receives a few
             # blocks ahead while the caller decrypts and writes; it stops
             # (and is joined) before the response closes.
-            if not self._download_ahead:
+            if not self._read_ahead:
                 yield response
                 return
-            with ReadAhead(response, name="sealbox-download", depth=_DOWNLOAD_AHEAD) as ahead:
+            with ReadAhead(response, name="sealbox-download", depth=_AHEAD_DEPTH) as ahead:
                 yield _ReadAheadResponse(response, ahead)
 
     def header(self, info: BlobInfo) -> bytes:
@@ -505,7 +513,7 @@ class BlobClient:
             plaintext = age.decrypt_reader(response, identities)
             if isinstance(out, str | os.PathLike):
                 with atomic_output(Path(out)) as handle:
-                    _copy(plaintext, handle)
+                    _copy(plaintext, handle, durable=True)
             else:
                 _copy(plaintext, out)
         return info
@@ -590,9 +598,17 @@ def _storage_code(reply: HttpReply) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _copy(reader: age.AgeReader, out: BinaryIO) -> None:
+def _copy(reader: age.AgeReader, out: BinaryIO, *, durable: bool = False) -> None:
+    """Decrypt ``reader`` into ``out``; with ``durable`` (``out`` is a file
+    that will be fsynced), each 8 MiB written is handed to the disk at once."""
     # Chunks are opened straight into one reused buffer (AgeReader.readinto).
     buffer = bytearray(_COPY_BLOCK)
     view = memoryview(buffer)
+    written = handed = 0
     while filled := reader.readinto(buffer):
         out.write(view[:filled])
+        written += filled
+        if durable and written - handed >= WRITEBACK_EVERY:
+            out.flush()
+            start_writeback(out.fileno(), handed, written - handed)
+            handed = written

@@ -17,13 +17,44 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-__all__ = ["PRIVATE", "atomic_output", "atomic_write", "sized_source", "umask_mode"]
+__all__ = [
+    "PRIVATE",
+    "WRITEBACK_EVERY",
+    "atomic_output",
+    "atomic_write",
+    "sized_source",
+    "start_writeback",
+    "umask_mode",
+]
 
 #: The mode of a file only its owner may read (keys, tokens, plaintext).
 PRIVATE = 0o600
 # Temporary files are named ``.<name>.<random>.tmp`` beside their target, so
 # a crash leaves something recognisable that never shadows the real name.
 _TMP_SUFFIX = ".tmp"
+
+
+#: A long write to a durable file hands each this many bytes to the disk as it goes.
+WRITEBACK_EVERY = 8 * 1024 * 1024
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes of ``fd`` at ``offset``
+    to disk now, without waiting for it.
+
+    For a file that ends with an fsync (:func:`atomic_output`): written
+    pages would otherwise wait in memory until the fsync writes them all at
+    once, after the last byte arrived; started as they are written, the
+    disk works while the rest is still coming.  On Linux
+    ``POSIX_FADV_DONTNEED`` starts writeback of the range's dirty pages
+    (pages still dirty or being written stay cached).  It is only a hint: a
+    system without it, or a file it does not apply to, is left alone.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    with contextlib.suppress(OSError):  # a hint: never worth failing the write for
+        advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def umask_mode() -> int:

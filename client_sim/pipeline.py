@@ -5,10 +5,11 @@ and receives run outside Python's global lock, so a thread that only reads
 (the network, or the encrypting reader of an upload) can keep a few blocks
 ready while the caller seals, opens or writes.  :class:`ReadAhead` wraps a
 readable: a thread reads blocks from it into a bounded queue and
-:meth:`ReadAhead.read` serves them.  ``BlobTransfer`` receives downloads
-through it by default (and sends uploads with ``read_ahead=True``);
-``python -m bench.blobs`` measures it against the same transfer in line,
-in the same run.
+:meth:`ReadAhead.read` (or :meth:`ReadAhead.readinto`) serves them.
+``BlobTransfer`` seals uploads larger than one part through it by default
+(and receives downloads through it with ``read_ahead=True``); ``python -m
+bench.blobs`` measures it against the same transfer in line, in the same
+run.
 
 At most ``depth`` blocks are in flight, so memory stays flat in the
 stream's length.  Failure semantics are those of the wrapped stream: an

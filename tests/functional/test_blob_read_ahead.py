@@ -169,11 +169,13 @@ def test_the_read_ahead_window_reads_only_what_it_is_given() -> None:
 
 
 @pytest.mark.parametrize(
-    ("read_ahead", "threads"),
+    ("read_ahead", "size", "threads"),
     [
-        (None, ["sealbox-download"]),  # the default: downloads ahead, uploads in line
-        (True, ["sealbox-upload", "sealbox-download"]),
-        (False, []),
+        # The default: uploads larger than a part sealed ahead, downloads in line.
+        (None, 300_000, []),
+        (None, 16 * MIB + 1, ["sealbox-upload"]),
+        (True, 300_000, ["sealbox-upload", "sealbox-download"]),
+        (False, 16 * MIB + 1, []),
     ],
 )
 def test_which_transfers_read_ahead(
@@ -182,6 +184,7 @@ def test_which_transfers_read_ahead(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     read_ahead: bool | None,
+    size: int,
     threads: list[str],
 ) -> None:
     import client_sim.blobs
@@ -203,8 +206,40 @@ def test_which_transfers_read_ahead(
         read_ahead=read_ahead,
     )
     source = tmp_path / "in.bin"
-    source.write_bytes(bytes(300_000))  # above the inline limit: a presigned PUT
+    source.write_bytes(bytes(size))  # above the inline limit: presigned URLs
     info = client.upload(source, recipients=[alice.recipient()])
     client.download(info.blob_id, tmp_path / "out.bin", identities=[alice.key])
-    assert (tmp_path / "out.bin").read_bytes() == bytes(300_000)
+    assert (tmp_path / "out.bin").read_bytes() == bytes(size)
     assert started == threads
+
+
+@pytest.mark.parametrize("read_ahead", [None, True])
+def test_a_long_download_hands_each_8_mib_to_the_disk_as_it_goes(
+    alice: User, transport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: bool | None
+) -> None:
+    import client_sim.blobs
+
+    handed: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        client_sim.blobs,
+        "start_writeback",
+        lambda fd, offset, length: handed.append((offset, length)),
+    )
+    client = BlobClient(
+        transport,
+        lambda: alice.token,
+        objects=alice.objects,
+        storage_origins=MOTO_STORAGE_ORIGINS,
+        read_ahead=read_ahead,
+    )
+    source = tmp_path / "in.bin"
+    source.write_bytes(bytes(20 * MIB + 5))
+    info = client.upload(source, recipients=[alice.recipient()])
+    client.download(info.blob_id, tmp_path / "out.bin", identities=[alice.key])
+    assert (tmp_path / "out.bin").read_bytes() == bytes(20 * MIB + 5)
+    assert handed == [(0, 8 * MIB), (8 * MIB, 8 * MIB)]
+    # Into a file object of the caller's, nothing is handed (it may not be fsynced).
+    handed.clear()
+    with (tmp_path / "mine.bin").open("wb") as mine:
+        client.download(info.blob_id, mine, identities=[alice.key])
+    assert handed == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from client_sim import files
 from client_sim.files import PRIVATE, atomic_output, atomic_write, sized_source, umask_mode
 
 pytestmark = pytest.mark.unit
@@ -110,3 +111,23 @@ def test_sized_source_says_none_for_a_pipe() -> None:
     with sized_source(pipe) as (stream, size):
         assert size is None
         assert stream is pipe  # type: ignore[comparison-overlap]
+
+
+def test_start_writeback_asks_the_kernel_for_the_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int, int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda *args: calls.append(args), raising=False)
+    with (tmp_path / "f").open("wb") as out:
+        files.start_writeback(out.fileno(), 8, 100)
+        assert calls == [(out.fileno(), 8, 100, os.POSIX_FADV_DONTNEED)]
+
+
+def test_start_writeback_is_only_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: int) -> None:
+        raise OSError(29, "Illegal seek")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse, raising=False)
+    files.start_writeback(0, 0, 1)  # a pipe or a file it does not apply to: nothing raised
+    monkeypatch.delattr(os, "posix_fadvise", raising=False)
+    files.start_writeback(0, 0, 1)  # a system without it
