@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from client_sim import _hazmat
-from client_sim.age import armor as _armor
 from client_sim.age._format import (
     Stanza,
     parse_header,
@@ -17,11 +16,19 @@ from client_sim.age._format import (
 from client_sim.age._io import ByteSource, Readable
 from client_sim.age._stream import CHUNK_SIZE, StreamDecryptor, StreamEncryptor
 from client_sim.age.errors import DecryptionError, NoIdentityMatch
-from client_sim.age.pq import POSTQUANTUM_LABEL
-from client_sim.age.scrypt import DEFAULT_MAX_WORK_FACTOR, ScryptIdentity
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from client_sim.age.armor import ArmorWriter
+
+# Armor, the hybrid and the passphrase types are imported where they are
+# used: a plain X25519 `sealbox age` never needs them, and every module it
+# imports is start-up time (tests/unit/test_cli_imports.py).
+
+#: The decrypting side's default ceiling for a scrypt stanza's work factor
+#: (4 GiB of scrypt memory, age's default); the scrypt module re-exports it.
+DEFAULT_MAX_WORK_FACTOR = 22
 
 __all__ = [
     "AgeReader",
@@ -115,6 +122,8 @@ def _wrap_all(recipients: Sequence[Recipient], file_key: bytes, rand: _hazmat.Ra
         stanzas.extend(wrapped)
         label_sets.append(frozenset(labels))
     if any(labels != label_sets[0] for labels in label_sets):
+        from client_sim.age.pq import POSTQUANTUM_LABEL
+
         if any(POSTQUANTUM_LABEL in labels for labels in label_sets):
             raise ValueError(
                 "incompatible recipients: can't mix post-quantum and classic recipients"
@@ -139,7 +148,7 @@ class AgeWriter(io.BufferedIOBase):
     """
 
     def __init__(
-        self, out: BinaryIO | _armor.ArmorWriter, encryptor: StreamEncryptor, dst: BinaryIO
+        self, out: BinaryIO | ArmorWriter, encryptor: StreamEncryptor, dst: BinaryIO
     ) -> None:
         super().__init__()
         self._out = out
@@ -217,7 +226,8 @@ class AgeWriter(io.BufferedIOBase):
                 self._finished = True
                 self._out.write(self._encryptor.seal(self._buf, last=True))
                 self._buf.clear()
-                if isinstance(self._out, _armor.ArmorWriter):
+                if self._out is not self._dst:
+                    # The armor layer: close() writes its trailer, not dst's.
                     self._out.close()
                 if hasattr(self._dst, "flush"):
                     self._dst.flush()
@@ -330,7 +340,11 @@ def _encrypt_writer(
     mac_key = _hazmat.hkdf_sha256(file_key, salt=b"", info=_HEADER_INFO)
     mac = _hazmat.hmac_sha256(mac_key, header)
     nonce = rand(_NONCE_SIZE)
-    out: BinaryIO | _armor.ArmorWriter = _armor.ArmorWriter(dst) if armor else dst
+    out: BinaryIO | ArmorWriter = dst
+    if armor:
+        from client_sim.age.armor import ArmorWriter
+
+        out = ArmorWriter(dst)
     out.write(header + serialize_mac_line(mac) + nonce)
     payload_key = _hazmat.hkdf_sha256(file_key, salt=nonce, info=_PAYLOAD_INFO)
     return AgeWriter(out, StreamEncryptor(payload_key), dst)
@@ -359,6 +373,8 @@ def _unwrap_file_key(
     # every identity type, not only by the scrypt identity.
     if len(stanzas) != 1 and any(s.type == "scrypt" for s in stanzas):
         raise DecryptionError
+    from client_sim.age.scrypt import ScryptIdentity  # decrypting only (start-up)
+
     for identity in identities:
         if isinstance(identity, ScryptIdentity):
             identity = identity._capped(max_scrypt_work_factor)
@@ -404,9 +420,11 @@ def decrypt_reader(
         ValueError, TypeError: bad arguments.
     """
     _check_identities(identities, max_scrypt_work_factor)
+    from client_sim.age import armor  # decrypting only (start-up of encryption)
+
     source = ByteSource(src)
-    if _armor.looks_armored(source):
-        source = ByteSource(_armor.ArmorReader(source))
+    if armor.looks_armored(source):
+        source = ByteSource(armor.ArmorReader(source))
     header = parse_header(source)
     file_key = _unwrap_file_key(header.stanzas, identities, max_scrypt_work_factor)
     mac_key = _hazmat.hkdf_sha256(file_key, salt=b"", info=_HEADER_INFO)
