@@ -27,12 +27,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 # the serialization package (PEM, SSH, PKCS#12) would add megabytes to the
 # resident size of every `sealbox age` process.
 #
-# Only what a plain X25519 `sealbox age` needs is imported here (X25519,
-# HKDF, HMAC, ChaCha20-Poly1305).  HPKE, ML-KEM, Ed25519, scrypt and Argon2id
-# are imported inside the functions that use them ("lazy" below): every
-# module imported is start-up time of every `sealbox age` process, which is
-# compared whole with Go's age (bench.age_throughput), and
-# tests/unit/test_cli_imports.py keeps them out of a plain encryption.
+# Only what a plain X25519 `sealbox age` needs is imported here.  HPKE,
+# ML-KEM, Ed25519, scrypt and Argon2id are imported where they are used
+# ("lazy" below): every module is start-up time of a `sealbox age` process
+# (bench.age_throughput; tests/unit/test_cli_imports.py keeps them out).
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives import hpke
 
@@ -249,6 +247,20 @@ class ChaCha20Poly1305Key:
         if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
             raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
         return self._aead.encrypt(nonce, plaintext, None)
+
+    def seal_into(
+        self, nonce: bytes, plaintext: bytes | bytearray | memoryview, out: memoryview
+    ) -> None:
+        """:meth:`seal` into ``out`` (exactly 16 bytes longer than ``plaintext``,
+        not overlapping it): the age stream seals into the batches it writes,
+        with no allocation and zero-fill per chunk.
+
+        Raises:
+            ValueError: wrong nonce size, or ``out`` is not exactly that size.
+        """
+        if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
+            raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
+        self._aead.encrypt_into(nonce, plaintext, None, out)
 
     def open(self, nonce: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of ``ciphertext`` (with its tag), only if it authenticates.
