@@ -23,9 +23,12 @@ caller's ``write`` hands its bytes over in batches and a thread writes them
 with ``os.writev`` (a write to the page cache or a pipe also runs outside
 the global lock, so it overlaps with sealing or opening the next chunks).
 ``sealbox age`` writes its output through it (``python -m
-bench.age_throughput`` measures the whole process against the age CLI).
-A failed write is raised again by the caller's next ``write``, ``flush``
-or ``close``; nothing is written after it.
+bench.age_throughput`` measures the whole process against the age CLI);
+when encrypting, the age writer seals its chunks straight into buffers that
+WriteBehind lends (:meth:`WriteBehind.claim_batch`), so no chunk is
+allocated or copied on its way to the file.  A failed write is raised again
+by the caller's next ``write``, ``flush``, ``claim_batch``,
+``submit_batch`` or ``close``; nothing is written after it.
 """
 
 from __future__ import annotations

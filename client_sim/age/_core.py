@@ -50,9 +50,12 @@ FILE_KEY_SIZE = 16
 _NONCE_SIZE = 16
 _HEADER_INFO = b"header"
 _PAYLOAD_INFO = b"payload"
-# Plaintext is read 4 chunks at a time: large enough that the writer seals
-# most chunks straight from the read buffer, small enough to stay in cache
-# (bench.age_throughput measured 256 KiB ahead of 64 KiB and 1 MiB).
+# Plaintext is read 16 chunks at a time: the writer seals every chunk but
+# the last of each read straight from the read buffer (that one waits, and
+# is copied, until it is known not to be the final chunk).  With chunks
+# sealed into lent buffers, ``sealbox age -r`` on 256 MiB measured 1 MiB
+# reads about 1.5 % less CPU than 256 KiB ones (bench.age_throughput's
+# command), for 0.8 MiB more peak RSS.
 _COPY_SIZE = 16 * CHUNK_SIZE
 _SEALED_CHUNK_SIZE = CHUNK_SIZE + _hazmat.CHACHA20_POLY1305_TAG_SIZE
 
