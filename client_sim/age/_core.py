@@ -177,7 +177,9 @@ class AgeWriter(io.BufferedIOBase):
     *aborts* instead: no final chunk is written, so the truncated output
     fails to decrypt rather than passing for a complete shorter file.  A
     writer that is garbage-collected without ``close()`` is aborted the same
-    way.
+    way.  A destination that is a :class:`BatchSink` gets the sealed chunks
+    in the buffers it lends, a batch at a time (an abort drops the batch
+    not yet submitted); any other gets one ``bytes`` object per chunk.
     """
 
     def __init__(
