@@ -9,23 +9,30 @@ primitive; everything composes what ``cryptography`` provides.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
-from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 # No serialization import: raw public bytes come from public_bytes_raw(), and
 # the serialization package (PEM, SSH, PKCS#12) would add megabytes to the
 # resident size of every `sealbox age` process.
+#
+# Only what a plain X25519 `sealbox age` needs is imported here.  HPKE,
+# ML-KEM, Ed25519, scrypt and Argon2id are imported where they are used
+# ("lazy" below): every module is start-up time of a `sealbox age` process
+# (bench.age_throughput; tests/unit/test_cli_imports.py keeps them out).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hpke
 
 __all__ = [
     "AT_REST_KEY_SIZE",
@@ -241,6 +248,20 @@ class ChaCha20Poly1305Key:
             raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
         return self._aead.encrypt(nonce, plaintext, None)
 
+    def seal_into(
+        self, nonce: bytes, plaintext: bytes | bytearray | memoryview, out: memoryview
+    ) -> None:
+        """:meth:`seal` into ``out`` (exactly 16 bytes longer than ``plaintext``,
+        not overlapping it): the age stream seals into the batches it writes,
+        with no allocation and zero-fill per chunk.
+
+        Raises:
+            ValueError: wrong nonce size, or ``out`` is not exactly that size.
+        """
+        if len(nonce) != CHACHA20_POLY1305_NONCE_SIZE:
+            raise ValueError("ChaCha20-Poly1305 nonces are 12 bytes")
+        self._aead.encrypt_into(nonce, plaintext, None, out)
+
     def open(self, nonce: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of ``ciphertext`` (with its tag), only if it authenticates.
 
@@ -354,6 +375,8 @@ def scrypt_derive(
         raise ValueError(f"scrypt maximum work factor must be 1..{SCRYPT_MAX_LOG_N}")
     if not 1 <= log_n <= max_log_n:
         raise ValueError(f"scrypt work factor must be 1..{max_log_n}")
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # lazy (see the imports)
+
     kdf = Scrypt(salt=salt, length=32, n=1 << log_n, r=r, p=p)
     return kdf.derive(passphrase)
 
@@ -367,11 +390,15 @@ _MLKEM768_CIPHERTEXT_SIZE = 1088
 MLKEM768X25519_PUBLIC_KEY_SIZE = _MLKEM768_PUBLIC_KEY_SIZE + X25519_KEY_SIZE  # 1216
 MLKEM768X25519_ENC_SIZE = _MLKEM768_CIPHERTEXT_SIZE + X25519_KEY_SIZE  # 1120
 
-# The one HPKE suite the hybrid recipients use: KEM MLKEM768-X25519, HKDF-SHA256,
-# ChaCha20-Poly1305 (c2sp.org/age, "mlkem768x25519 recipient stanza").
-_HPKE_SUITE = hpke.Suite(
-    hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305
-)
+
+@functools.cache
+def _hpke_suite() -> hpke.Suite:
+    # The one HPKE suite the hybrid recipients use: KEM MLKEM768-X25519,
+    # HKDF-SHA256, ChaCha20-Poly1305 (c2sp.org/age, "mlkem768x25519 recipient
+    # stanza").  Built on first use: hpke is imported lazily (see the imports).
+    from cryptography.hazmat.primitives import hpke
+
+    return hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
 
 class MLKEM768X25519Private:
@@ -408,6 +435,9 @@ def mlkem768x25519_from_seed(seed: bytes) -> MLKEM768X25519Private:
     Raises:
         ValueError: ``seed`` is not 32 bytes.
     """
+    from cryptography.hazmat.primitives import hpke  # lazy (see the imports)
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
     if len(seed) != MLKEM768X25519_SEED_SIZE:
         raise ValueError("MLKEM768-X25519 seeds are 32 bytes")
     expanded = shake256(seed, _MLKEM768_SEED_SIZE + X25519_KEY_SIZE)
@@ -419,6 +449,9 @@ def mlkem768x25519_from_seed(seed: bytes) -> MLKEM768X25519Private:
 
 
 def _hybrid_public(public: bytes) -> hpke.MLKEM768X25519PublicKey:
+    from cryptography.hazmat.primitives import hpke  # lazy (see the imports)
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
     if len(public) != MLKEM768X25519_PUBLIC_KEY_SIZE:
         raise ValueError("MLKEM768-X25519 public keys are 1216 bytes")
     kem_part = mlkem.MLKEM768PublicKey.from_public_bytes(public[:_MLKEM768_PUBLIC_KEY_SIZE])
@@ -446,7 +479,7 @@ def mlkem768x25519_seal(public: bytes, plaintext: bytes, *, info: bytes) -> tupl
     Raises:
         ValueError: ``public`` is not a valid hybrid public key.
     """
-    sealed = _HPKE_SUITE.encrypt(plaintext, _hybrid_public(public), info=info)
+    sealed = _hpke_suite().encrypt(plaintext, _hybrid_public(public), info=info)
     return sealed[:MLKEM768X25519_ENC_SIZE], sealed[MLKEM768X25519_ENC_SIZE:]
 
 
@@ -470,7 +503,7 @@ def mlkem768x25519_open(
         raise ValueError("MLKEM768-X25519 encapsulated keys are 1120 bytes")
     x25519_shared_secret(private._x25519_secret, enc[_MLKEM768_CIPHERTEXT_SIZE:])
     try:
-        return _HPKE_SUITE.decrypt(enc + ciphertext, private._key, info=info)
+        return _hpke_suite().decrypt(enc + ciphertext, private._key, info=info)
     except InvalidTag:
         raise
     except ValueError:
@@ -482,10 +515,15 @@ def mlkem768x25519_open(
 
 X25519_HPKE_ENC_SIZE = 32
 
-# Group epoch wraps to classical cards: RFC 9180 base mode, DHKEM(X25519,
-# HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305 -- the same KDF and AEAD as the
-# hybrid suite above, so the two kinds of wrap differ only in their KEM.
-_HPKE_X25519_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+@functools.cache
+def _hpke_x25519_suite() -> hpke.Suite:
+    # Group epoch wraps to classical cards: RFC 9180 base mode, DHKEM(X25519,
+    # HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305 -- the same KDF and AEAD as
+    # the hybrid suite above, so the two kinds of wrap differ only in their KEM.
+    from cryptography.hazmat.primitives import hpke  # lazy (see the imports)
+
+    return hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
 
 def x25519_hpke_seal(public: bytes, plaintext: bytes, *, info: bytes) -> tuple[bytes, bytes]:
@@ -501,7 +539,7 @@ def x25519_hpke_seal(public: bytes, plaintext: bytes, *, info: bytes) -> tuple[b
     if len(public) != X25519_KEY_SIZE:
         raise ValueError("X25519 public keys are 32 bytes")
     peer = x25519.X25519PublicKey.from_public_bytes(public)
-    sealed = _HPKE_X25519_SUITE.encrypt(plaintext, peer, info=info)
+    sealed = _hpke_x25519_suite().encrypt(plaintext, peer, info=info)
     return sealed[:X25519_HPKE_ENC_SIZE], sealed[X25519_HPKE_ENC_SIZE:]
 
 
@@ -521,7 +559,7 @@ def x25519_hpke_open(secret: bytes, enc: bytes, ciphertext: bytes, *, info: byte
     x25519_shared_secret(secret, enc)
     private = x25519.X25519PrivateKey.from_private_bytes(secret)
     try:
-        return _HPKE_X25519_SUITE.decrypt(enc + ciphertext, private, info=info)
+        return _hpke_x25519_suite().decrypt(enc + ciphertext, private, info=info)
     except InvalidTag:
         raise
     except ValueError:
@@ -541,6 +579,8 @@ def argon2id(
     9106 itself forbids, so a hostile parameter set from a backup file is
     stopped before it gets here.
     """
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id  # lazy (see the imports)
+
     return Argon2id(
         salt=salt,
         length=length,
@@ -586,6 +626,8 @@ def ed25519_public_key_of(seed: bytes) -> bytes:
     """
     if len(seed) != ED25519_SEED_SIZE:
         raise ValueError("Ed25519 seeds are 32 bytes")
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # lazy (see the imports)
+
     key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     return key.public_key().public_bytes_raw()
 
@@ -602,6 +644,8 @@ def ed25519_sign_with_seed(seed: bytes, message: bytes) -> bytes:
     """
     if len(seed) != ED25519_SEED_SIZE:
         raise ValueError("Ed25519 seeds are 32 bytes")
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # lazy (see the imports)
+
     return ed25519.Ed25519PrivateKey.from_private_bytes(seed).sign(message)
 
 
@@ -620,6 +664,8 @@ def ed25519_verify_raw(public_key: bytes, signature: bytes, message: bytes) -> N
     """
     if len(public_key) != ED25519_PUBLIC_KEY_SIZE or len(signature) != ED25519_SIGNATURE_BYTES:
         raise InvalidSignature("Ed25519 keys are 32 bytes and signatures 64 bytes")
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # lazy (see the imports)
+
     try:
         key = ed25519.Ed25519PublicKey.from_public_bytes(public_key)
     except ValueError as exc:

@@ -99,7 +99,8 @@ def _behind(dst: BinaryIO) -> Iterator[BinaryIO]:
 
     Sealing or opening the next chunks overlaps with writing the last ones
     (both run outside the global lock; whole-process ``sealbox age`` is
-    compared with Go's age in bench.age_throughput).  The same errors
+    compared with Go's age in bench.age_throughput).  Encrypting, the age
+    writer seals into the buffers WriteBehind lends (``age.BatchSink``).  The same errors
     surface, at the latest when the block ends; leaving the block with an
     exception drops what was not written (the output is discarded then).
     """

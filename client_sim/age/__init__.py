@@ -27,6 +27,8 @@ docs/spec/age.md lists what is implemented, the limits, and the tests.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from client_sim.age._core import (
     AgeReader,
     AgeWriter,
@@ -49,15 +51,40 @@ from client_sim.age._keys import (
     parse_recipients_file,
 )
 from client_sim.age.errors import AgeError, DecryptionError, InvalidKey, NoIdentityMatch
-from client_sim.age.pq import HybridIdentity, HybridRecipient
-from client_sim.age.scrypt import (
-    DEFAULT_MAX_WORK_FACTOR as DEFAULT_MAX_SCRYPT_WORK_FACTOR,
-)
-from client_sim.age.scrypt import (
-    DEFAULT_WORK_FACTOR as DEFAULT_SCRYPT_WORK_FACTOR,
-)
-from client_sim.age.scrypt import ScryptIdentity, ScryptRecipient
 from client_sim.age.x25519 import X25519Identity, X25519Recipient
+
+if TYPE_CHECKING:
+    from client_sim.age.pq import HybridIdentity, HybridRecipient
+    from client_sim.age.scrypt import (
+        DEFAULT_MAX_WORK_FACTOR as DEFAULT_MAX_SCRYPT_WORK_FACTOR,
+    )
+    from client_sim.age.scrypt import (
+        DEFAULT_WORK_FACTOR as DEFAULT_SCRYPT_WORK_FACTOR,
+    )
+    from client_sim.age.scrypt import ScryptIdentity, ScryptRecipient
+
+# The post-quantum and passphrase types load on first use: a plain X25519
+# `sealbox age` never needs them, and every module it imports is start-up
+# time (tests/unit/test_cli_imports.py).
+_SCRYPT_NAMES = {
+    "ScryptIdentity": "ScryptIdentity",
+    "ScryptRecipient": "ScryptRecipient",
+    "DEFAULT_SCRYPT_WORK_FACTOR": "DEFAULT_WORK_FACTOR",
+    "DEFAULT_MAX_SCRYPT_WORK_FACTOR": "DEFAULT_MAX_WORK_FACTOR",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("HybridIdentity", "HybridRecipient"):
+        from client_sim.age import pq
+
+        return getattr(pq, name)
+    if name in _SCRYPT_NAMES:
+        from client_sim.age import scrypt
+
+        return getattr(scrypt, _SCRYPT_NAMES[name])
+    raise AttributeError(f"module 'client_sim.age' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MAX_SCRYPT_WORK_FACTOR",

@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
 
 from client_sim.age._io import ByteSource
 from client_sim.age.errors import DecryptionError
@@ -83,25 +84,63 @@ def is_valid_argument(arg: str) -> bool:
     return bool(arg) and all(33 <= ord(c) <= 126 for c in arg)
 
 
-@dataclass(frozen=True)
 class Stanza:
     """One recipient stanza: ``-> type args...`` and a binary body.
 
     ``type`` is the first argument (``X25519``, ``scrypt``,
     ``mlkem768x25519``, or any other string an implementation defines).
+    Immutable, compared and hashed by value; ``repr`` leaves the body out
+    (it is a wrapped file key).
+
+    A plain class rather than a frozen dataclass: importing ``dataclasses``
+    (and the ``inspect`` tree it pulls in) and generating the methods was a
+    measurable share of a ``sealbox age`` process's start-up
+    (``python -X importtime``; tests/unit/test_cli_imports.py keeps it out).
+
+    Raises:
+        TypeError: (constructor) a field has the wrong type.
+        ValueError: (constructor) an argument is not non-empty visible ASCII.
     """
 
-    type: str
-    args: tuple[str, ...] = ()
-    body: bytes = field(default=b"", repr=False)
+    __slots__ = ("args", "body", "type")
+    __match_args__ = ("type", "args", "body")
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.type, str) or not isinstance(self.args, tuple):
+    type: str
+    args: tuple[str, ...]
+    body: bytes
+
+    def __init__(self, type: str, args: tuple[str, ...] = (), body: bytes = b"") -> None:
+        if not isinstance(type, str) or not isinstance(args, tuple):
             raise TypeError("Stanza(type: str, args: tuple[str, ...], body: bytes)")
-        if not isinstance(self.body, bytes):
+        if not isinstance(body, bytes):
             raise TypeError("Stanza body must be bytes")
-        if not all(isinstance(a, str) and is_valid_argument(a) for a in (self.type, *self.args)):
+        if not all(isinstance(a, str) and is_valid_argument(a) for a in (type, *args)):
             raise ValueError("stanza arguments must be non-empty visible ASCII")
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "body", body)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Stanza is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Stanza is immutable")
+
+    def __repr__(self) -> str:
+        return f"Stanza(type={self.type!r}, args={self.args!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__ or not isinstance(other, Stanza):
+            return NotImplemented
+        return (self.type, self.args, self.body) == (other.type, other.args, other.body)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.args, self.body))
+
+    def __reduce__(self) -> tuple[Callable[..., Stanza], tuple[str, tuple[str, ...], bytes]]:
+        # copy and pickle rebuild through __init__ (the default would set the
+        # slots one by one, which __setattr__ refuses).
+        return (self.__class__, (self.type, self.args, self.body))
 
     def serialize(self) -> bytes:
         """The stanza as it appears in a header, with its final short line."""
@@ -116,13 +155,21 @@ class Stanza:
         return bytes(out)
 
 
-@dataclass(frozen=True)
 class Header:
-    """A parsed header: its stanzas, its MAC, and the exact MAC'd bytes."""
+    """A parsed header: its stanzas, its MAC, and the exact MAC'd bytes.
 
-    stanzas: tuple[Stanza, ...]
-    mac: bytes = field(repr=False)
-    mac_input: bytes = field(repr=False)
+    Internal (the parser's result); ``repr`` shows the stanzas only.
+    """
+
+    __slots__ = ("mac", "mac_input", "stanzas")
+
+    def __init__(self, stanzas: tuple[Stanza, ...], mac: bytes, mac_input: bytes) -> None:
+        self.stanzas = stanzas
+        self.mac = mac
+        self.mac_input = mac_input
+
+    def __repr__(self) -> str:
+        return f"Header(stanzas={self.stanzas!r})"
 
 
 def serialize_header_without_mac(stanzas: tuple[Stanza, ...] | list[Stanza]) -> bytes:

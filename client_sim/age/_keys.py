@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from client_sim.age.errors import InvalidKey
-from client_sim.age.pq import HybridIdentity, HybridRecipient
 from client_sim.age.x25519 import X25519Identity, X25519Recipient
+
+if TYPE_CHECKING:
+    from client_sim.age.pq import HybridIdentity, HybridRecipient
 
 __all__ = [
     "parse_identities_file",
@@ -27,6 +31,9 @@ def parse_recipient(text: str) -> X25519Recipient | HybridRecipient:
     if not isinstance(text, str):
         raise TypeError("a recipient must be a str")
     if text.startswith("age1pq1"):
+        # Imported only for a hybrid key: start-up of a plain `sealbox age`.
+        from client_sim.age.pq import HybridRecipient
+
         return HybridRecipient.parse(text)
     if text.startswith("age1"):
         return X25519Recipient.parse(text)
@@ -44,6 +51,8 @@ def parse_identity(text: str) -> X25519Identity | HybridIdentity:
     if not isinstance(text, str):
         raise TypeError("an identity must be a str")
     if text.startswith("AGE-SECRET-KEY-PQ-1"):
+        from client_sim.age.pq import HybridIdentity  # only for a hybrid key (start-up)
+
         return HybridIdentity.parse(text)
     if text.startswith("AGE-SECRET-KEY-1"):
         return X25519Identity.parse(text)

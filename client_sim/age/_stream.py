@@ -46,18 +46,44 @@ class StreamEncryptor:
         self._counter = 0
         self._done = False
 
-    def seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> bytes:
-        """Encrypt one chunk (exactly CHUNK_SIZE unless ``last``)."""
+    def _next_nonce(self, size: int, last: bool) -> bytes:
         if self._done:
             raise ValueError("the final chunk was already sealed")
-        if len(chunk) > CHUNK_SIZE or (not last and len(chunk) != CHUNK_SIZE):
+        if size > CHUNK_SIZE or (not last and size != CHUNK_SIZE):
             raise ValueError("non-final chunks are exactly 64 KiB")
-        if last and not chunk and self._counter:
+        if last and not size and self._counter:
             raise ValueError("only an empty payload has an empty final chunk")
-        out = self._cipher.seal(_nonce(self._counter, last), chunk)
+        return _nonce(self._counter, last)
+
+    def seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> bytes:
+        """Encrypt one chunk (exactly CHUNK_SIZE unless ``last``).
+
+        Raises:
+            ValueError: the final chunk was sealed already, or a size rule
+                is broken.
+        """
+        out = self._cipher.seal(self._next_nonce(len(chunk), last), chunk)
         self._counter += 1
         self._done = last
         return out
+
+    def seal_into(
+        self, chunk: bytes | bytearray | memoryview, out: memoryview, *, last: bool
+    ) -> int:
+        """:meth:`seal` into the start of ``out``; returns the bytes written
+        (``len(chunk) + 16``).  ``out`` must not overlap ``chunk``.
+
+        Raises:
+            ValueError: as for :meth:`seal`, or ``out`` is too small.
+        """
+        size = len(chunk) + _TAG_SIZE
+        nonce = self._next_nonce(len(chunk), last)
+        if len(out) < size:
+            raise ValueError("no room for the sealed chunk")
+        self._cipher.seal_into(nonce, chunk, out[:size])
+        self._counter += 1
+        self._done = last
+        return size
 
 
 class StreamDecryptor:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 
 from client_sim import _hazmat
+from client_sim.age._core import DEFAULT_MAX_WORK_FACTOR
 from client_sim.age._format import Stanza, b64_decode, b64_encode
 from client_sim.age.errors import DecryptionError, NoIdentityMatch
 
@@ -35,8 +36,6 @@ _ZERO_NONCE = bytes(_hazmat.CHACHA20_POLY1305_NONCE_SIZE)
 _BODY_SIZE = _FILE_KEY_SIZE + _hazmat.CHACHA20_POLY1305_TAG_SIZE
 #: age's default for new files: about a second and 256 MiB on a laptop.
 DEFAULT_WORK_FACTOR = 18
-#: age's default ceiling when decrypting (4 GiB of scrypt memory).
-DEFAULT_MAX_WORK_FACTOR = 22
 # Decimal without sign or leading zero; two digits are enough for any
 # work factor we accept, and the bound keeps int() away from huge strings.
 _WORK_FACTOR_RE = re.compile(r"[1-9][0-9]?")

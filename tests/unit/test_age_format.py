@@ -137,3 +137,47 @@ def test_stanza_constructor_types() -> None:
         Stanza("t", ["list"], b"")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Stanza("t", (), "text")  # type: ignore[arg-type]
+
+
+def test_stanza_is_an_immutable_value() -> None:
+    # Stanza is a plain class (no dataclasses at start-up): it must keep the
+    # frozen dataclass's behaviour that callers rely on.
+    import copy
+    import pickle
+
+    a = Stanza("X25519", ("share",), b"wrapped key")
+    same = Stanza(type="X25519", args=("share",), body=b"wrapped key")
+    assert a == same
+    assert hash(a) == hash(same)
+    assert a != Stanza("X25519", ("share",), b"other key")
+    assert a != Stanza("X25519", ("other",), b"wrapped key")
+    assert a != ("X25519", ("share",), b"wrapped key")
+    assert Stanza("t") == Stanza("t", (), b"")
+    assert len({a, same, Stanza("t")}) == 2
+    assert copy.copy(a) == a
+    assert copy.deepcopy(a) == a
+    assert pickle.loads(pickle.dumps(a)) == a
+    for name in ("type", "args", "body", "extra"):
+        with pytest.raises(AttributeError):
+            setattr(a, name, "x")
+        with pytest.raises(AttributeError):
+            delattr(a, name)
+    assert (a.type, a.args, a.body) == ("X25519", ("share",), b"wrapped key")
+    match a:
+        case Stanza("X25519", args, body):
+            assert (args, body) == (("share",), b"wrapped key")
+        case _:
+            pytest.fail("Stanza supports positional patterns")
+
+
+def test_stanza_and_header_reprs_leave_out_key_material() -> None:
+    # A stanza body is a wrapped file key and the header MAC is keyed by it.
+    stanza = Stanza("X25519", ("share",), b"\x8f" * 32)
+    assert repr(stanza) == "Stanza(type='X25519', args=('share',))"
+    header = _parse(_header(stanza))
+    assert bytes(header.stanzas[0].body) == b"\x8f" * 32
+    shown = repr(header)
+    assert "share" in shown
+    for secret in (b"\x8f" * 32, MAC):
+        assert repr(secret)[2:-1] not in shown
+        assert b64_encode(secret) not in shown

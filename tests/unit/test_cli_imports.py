@@ -112,3 +112,59 @@ def test_the_console_script_runs_sealbox_age_without_click(tmp_path: Path) -> No
     status, loaded = modules_after_launcher(["age", "--help"], tmp_path)
     assert status == 0
     assert "click" in loaded  # help (and every usage error) is still click's
+
+
+# What a plain X25519 `sealbox age -r` must not import: start-up is a large
+# share of the whole process that bench.age_throughput compares with Go's
+# age.  dataclasses drags in inspect (ast, dis, tokenize); the others are
+# the hybrid, passphrase, armor and signing machinery that only other
+# command lines need.
+NOT_FOR_A_PLAIN_ENCRYPTION = (
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
+    "client_sim.age.pq",
+    "client_sim.age.scrypt",
+    "client_sim.age.armor",
+    "cryptography.hazmat.primitives.hpke",
+    "cryptography.hazmat.primitives.asymmetric.mlkem",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.kdf.argon2",
+    "cryptography.hazmat.primitives.kdf.scrypt",
+)
+
+
+def test_a_plain_encryption_imports_only_what_it_uses(tmp_path: Path) -> None:
+    from client_sim import age
+
+    (tmp_path / "in").write_bytes(b"plain" * 100_000)
+    identity = age.X25519Identity.generate()
+    status, loaded = modules_after_launcher(
+        ["age", "-r", str(identity.recipient()), "-o", "out", "in"], tmp_path
+    )
+    assert status == 0
+    assert age.decrypt_bytes((tmp_path / "out").read_bytes(), [identity]) == b"plain" * 100_000
+    assert under(loaded, *NOT_FOR_A_PLAIN_ENCRYPTION) == []
+
+
+def test_the_lazy_modules_still_load_when_needed(tmp_path: Path) -> None:
+    # The probe above sees lazily imported modules: a hybrid recipient
+    # loads its module and HPKE, and armor loads the armor module.
+    from client_sim import age
+
+    (tmp_path / "in").write_bytes(b"plain")
+    hybrid = age.HybridIdentity.generate()
+    status, loaded = modules_after_launcher(
+        ["age", "-a", "-r", str(hybrid.recipient()), "-o", "out", "in"], tmp_path
+    )
+    assert status == 0
+    assert age.decrypt_bytes((tmp_path / "out").read_bytes(), [hybrid]) == b"plain"
+    for module in (
+        "client_sim.age.pq",
+        "client_sim.age.armor",
+        "cryptography.hazmat.primitives.hpke",
+        "cryptography.hazmat.primitives.asymmetric.mlkem",
+    ):
+        assert module in loaded, module

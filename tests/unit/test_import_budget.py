@@ -98,6 +98,14 @@ def test_the_age_library_does_not_pay_for_the_sdk() -> None:
     assert offending(added, FORBIDDEN_FOR_SDK) == []
     for sdk_module in ("client_sim.device", "client_sim.session", "client_sim.api"):
         assert sdk_module not in added
+    # Nor for the key types and formats a plain X25519 file does not use
+    # (they load on first use), nor dataclasses and the inspect tree: 12 of
+    # our modules -- the package, _hazmat, and age's __init__, _core,
+    # _format, _io, _stream, errors, _keys, _keyutil, bech32 and x25519.
+    lazy = ("client_sim.age.pq", "client_sim.age.scrypt", "client_sim.age.armor")
+    assert offending(added, (*lazy, "dataclasses", "inspect")) == []
+    assert offending(added, ("cryptography.hazmat.primitives.hpke",)) == []
+    assert len(own(added, "client_sim")) <= 12, own(added, "client_sim")
 
 
 def test_the_probe_sees_what_an_import_adds() -> None:
