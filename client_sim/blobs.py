@@ -66,9 +66,9 @@ from client_sim.errors import (
     SourceChanged,
     StorageTransferFailed,
 )
-from client_sim.files import WRITEBACK_EVERY, atomic_output, start_writeback
+from client_sim.files import WRITEBACK_EVERY, atomic_output
 from client_sim.origins import StorageOrigins
-from client_sim.pipeline import ReadAhead
+from client_sim.pipeline import ReadAhead, WriteBehind
 from client_sim.transport import (
     HttpObjectTransport,
     HttpReply,
@@ -96,10 +96,16 @@ DEFAULT_INLINE_MAX = 64 * 1024
 SERVER_INLINE_MAX = 256 * 1024
 _CHUNK = 64 * 1024
 _COPY_BLOCK = 16 * _CHUNK
-# Blocks a transfer reads ahead (256 KiB each).  With 8 the device's peak
-# RSS at 1 GiB was 1.7 MiB above that at 1 MiB (bench.blobs: 1.048, the goal
-# is <= 1.05); 4 still keeps a megabyte ready.
-_AHEAD_DEPTH = 4
+# Blocks a download reads ahead with read_ahead=True (256 KiB each).  With 8
+# the device's peak RSS at 1 GiB was 1.7 MiB above that at 1 MiB
+# (bench.blobs: 1.048, the goal is <= 1.05); 4 still keeps a megabyte ready.
+_DOWNLOAD_AHEAD = 4
+# An upload sealed ahead (by default above one part) keeps two 128 KiB
+# blocks ready: its peak RSS at 1 GiB was 1.033 x that of a 1 MiB upload
+# (in line), against 1.092 with four 256 KiB blocks; the thread's own
+# allocations are most of the difference.
+_UPLOAD_AHEAD_BLOCK = 128 * 1024
+_UPLOAD_AHEAD_DEPTH = 2
 #: By default (``read_ahead=None``), uploads larger than this (one multipart
 #: part) are sealed on a second thread; below it the thread measured even.
 UPLOAD_AHEAD_MIN = 16 * 1024 * 1024
@@ -127,11 +133,13 @@ class BlobTransfer:
     upload, and the download is received a few blocks ahead of decryption.
     ``None`` (the default) does it where it measured faster against the
     local stack: uploads larger than one part (16 MiB) are sealed ahead
-    (read-ahead / in line: 1.25 x at 32 MiB, 1.07 x and 1.25 x at 100 MiB,
-    1.48 x and 1.77 x at 1 GiB; 0.97 x to 1.08 x below), downloads are
+    (read-ahead / in line: 1.25 x at 32 MiB, 1.07 x to 1.22 x at 100 MiB,
+    1.10 x to 1.77 x at 1 GiB; 0.97 x to 1.08 x below), downloads are
     received in line, where the payload reader fills its buffer straight
-    from the socket (read-ahead / in line: 0.87 x at 100 MiB, 0.98 x at
-    1 GiB -- the thread's extra copy costs more than the overlap gains).
+    from the socket (read-ahead / in line: 0.82 x to 0.97 x at 100 MiB,
+    0.59 x to 0.99 x at 1 GiB -- the thread's extra copy costs more than
+    the overlap gains).  Either way a download into a path is written by a
+    second thread that hands each 8 MiB to the disk as it goes.
     ``True`` reads ahead both ways, ``False`` neither; ``python -m
     bench.blobs`` measures in line against both ways in one run.  Errors and
     the all-or-nothing destination are the same either way.
@@ -229,7 +237,9 @@ class BlobTransfer:
         if not enabled:
             yield ciphertext
             return
-        with ReadAhead(ciphertext, name=name, depth=_AHEAD_DEPTH) as ahead:
+        with ReadAhead(
+            ciphertext, name=name, depth=_UPLOAD_AHEAD_DEPTH, block=_UPLOAD_AHEAD_BLOCK
+        ) as ahead:
             yield ahead
 
     def _put(self, target: UploadTarget, ciphertext: Readable) -> None:
@@ -281,7 +291,7 @@ class BlobTransfer:
             if not self._read_ahead:
                 yield response
                 return
-            with ReadAhead(response, name="sealbox-download", depth=_AHEAD_DEPTH) as ahead:
+            with ReadAhead(response, name="sealbox-download", depth=_DOWNLOAD_AHEAD) as ahead:
                 yield _ReadAheadResponse(response, ahead)
 
     def header(self, info: BlobInfo) -> bytes:
@@ -512,8 +522,11 @@ class BlobClient:
         with self.fetch(blob_id) as (info, response):
             plaintext = age.decrypt_reader(response, identities)
             if isinstance(out, str | os.PathLike):
-                with atomic_output(Path(out)) as handle:
-                    _copy(plaintext, handle, durable=True)
+                with (
+                    atomic_output(Path(out)) as handle,
+                    WriteBehind(handle, writeback=WRITEBACK_EVERY) as behind,
+                ):
+                    _open_behind(plaintext, behind)
             else:
                 _copy(plaintext, out)
         return info
@@ -598,17 +611,17 @@ def _storage_code(reply: HttpReply) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _copy(reader: age.AgeReader, out: BinaryIO, *, durable: bool = False) -> None:
-    """Decrypt ``reader`` into ``out``; with ``durable`` (``out`` is a file
-    that will be fsynced), each 8 MiB written is handed to the disk at once."""
+def _copy(reader: age.AgeReader, out: BinaryIO) -> None:
     # Chunks are opened straight into one reused buffer (AgeReader.readinto).
     buffer = bytearray(_COPY_BLOCK)
     view = memoryview(buffer)
-    written = handed = 0
     while filled := reader.readinto(buffer):
         out.write(view[:filled])
-        written += filled
-        if durable and written - handed >= WRITEBACK_EVERY:
-            out.flush()
-            start_writeback(out.fileno(), handed, written - handed)
-            handed = written
+
+
+def _open_behind(reader: age.AgeReader, behind: WriteBehind) -> None:
+    """Open ``reader``'s chunks straight into the buffers ``behind`` lends;
+    its thread writes each (and hands it to the disk) while the next is
+    received and opened."""
+    while filled := reader.readinto(behind.claim_batch()):
+        behind.submit_batch(filled)

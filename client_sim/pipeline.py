@@ -39,6 +39,8 @@ import queue
 import threading
 from typing import IO, TYPE_CHECKING, Protocol
 
+from client_sim.files import start_writeback
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
@@ -253,6 +255,11 @@ class WriteBehind:
     written (``age.AgeWriter`` seals chunks into them).  A buffer is never
     lent while it is queued or being written.
 
+    With ``writeback`` (a byte count), the thread also asks the kernel to
+    start writing each ``writeback`` bytes to disk once they are written
+    (:func:`client_sim.files.start_writeback`), for a file that will be
+    fsynced.
+
     Raises:
         io.UnsupportedOperation, OSError: (constructor) ``dst`` has no file
             descriptor; see :func:`write_behind` for a fallback.
@@ -265,11 +272,15 @@ class WriteBehind:
         batch: int = WRITE_BATCH,
         depth: int = WRITE_DEPTH,
         lend: int = LEND_SIZE,
+        writeback: int = 0,
     ) -> None:
-        if batch < 1 or depth < 1 or lend < 1:
+        if batch < 1 or depth < 1 or lend < 1 or writeback < 0:
             raise ValueError("batch, depth and lend must be positive")
         self._fd = dst.fileno()
         dst.flush()
+        self._writeback = writeback
+        self._offset = _position(self._fd)  # where the next write lands
+        self._handed = self._offset  # everything before was handed to the disk
         self._batch = batch
         self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
@@ -295,7 +306,10 @@ class WriteBehind:
                 parts, lent = item
                 try:
                     if self._error is None and not self._discard:
-                        _writev_all(self._fd, parts)
+                        self._offset += _writev_all(self._fd, parts)
+                        if self._writeback and self._offset - self._handed >= self._writeback:
+                            start_writeback(self._fd, self._handed, self._offset - self._handed)
+                            self._handed = self._offset
                 finally:
                     if lent is not None:
                         self._ring.put(lent)
@@ -442,10 +456,20 @@ _IOV_MAX = (
 )
 
 
-def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
+def _position(fd: int) -> int:
+    """The descriptor's offset (0 for a pipe, which has none)."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return 0
+
+
+def _writev_all(fd: int, parts: list[bytes | memoryview]) -> int:
     """Write every byte of ``parts`` to ``fd``, at most ``_IOV_MAX`` buffers a
-    call (``os.writev`` may also write fewer bytes than it was given)."""
+    call (``os.writev`` may also write fewer bytes than it was given); the
+    number of bytes."""
     views = [memoryview(part) for part in parts if part]
+    total = sum(len(view) for view in views)
     first = 0
     while first < len(views):
         written = os.writev(fd, views[first : first + _IOV_MAX])
@@ -454,6 +478,7 @@ def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
             first += 1
         if written:
             views[first] = views[first][written:]
+    return total
 
 
 def write_behind(dst: IO[bytes]) -> WriteBehind | IO[bytes]:

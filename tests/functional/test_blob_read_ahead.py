@@ -217,11 +217,11 @@ def test_which_transfers_read_ahead(
 def test_a_long_download_hands_each_8_mib_to_the_disk_as_it_goes(
     alice: User, transport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: bool | None
 ) -> None:
-    import client_sim.blobs
+    import client_sim.pipeline
 
     handed: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        client_sim.blobs,
+        client_sim.pipeline,
         "start_writeback",
         lambda fd, offset, length: handed.append((offset, length)),
     )

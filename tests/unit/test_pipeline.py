@@ -147,3 +147,25 @@ def test_read_ahead_readinto_raises_the_sources_error_after_the_data_before_it()
             ahead.readinto(buffer)
     with pytest.raises(ValueError, match="closed"):
         ahead.readinto(buffer)
+
+
+def test_write_behind_hands_each_writeback_span_to_the_disk(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import client_sim.pipeline
+    from client_sim.pipeline import WriteBehind
+
+    handed: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        client_sim.pipeline, "start_writeback", lambda fd, at, n: handed.append((at, n))
+    )
+    with (tmp_path / "out").open("wb") as out:
+        out.write(b"h" * 10)  # already in the file: the spans start after it
+        with WriteBehind(out, writeback=1000, lend=300) as behind:
+            for _ in range(10):
+                view = behind.claim_batch()
+                view[:300] = b"x" * 300
+                behind.submit_batch(300)
+            behind.write(b"y" * 500)
+    assert (tmp_path / "out").read_bytes() == b"h" * 10 + b"x" * 3000 + b"y" * 500
+    assert handed == [(10, 1200), (1210, 1200), (2410, 1100)]
