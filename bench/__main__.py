@@ -37,7 +37,17 @@ FULL = [
     ["bench.kt", "--leaves", "100000", "--publishes", "300"],
     ["bench.api_overhead", "--requests", "200"],
     ["bench.age_throughput", "--size", "256MiB", "--rss-sizes", "1MiB,1GiB", "--runs", "5"],
-    ["bench.blobs", "--sizes", "100MiB,1GiB", "--rss-sizes", "1MiB,1GiB", "--runs", "3"],
+    [
+        "bench.blobs",
+        "--sizes",
+        "100MiB,1GiB",
+        "--rss-sizes",
+        "1MiB,1GiB",
+        "--runs",
+        "5",
+        "--large-runs",
+        "3",
+    ],
     ["bench.fleet", "--devices", "60", "--scenario", "full"],
     # Memory per phone at the size issue 16 states its goal for (fixed costs amortized).
     ["bench.fleet_workers", "--devices", "60", "--workers", "2", "--memory-devices", "1000"],
