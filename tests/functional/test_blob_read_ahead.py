@@ -77,13 +77,15 @@ def alice(api, transport) -> User:
     return user
 
 
-def _reader(user: User, transport, objects: MotoObjects) -> BlobClient:
+def _reader(
+    user: User, transport, objects: MotoObjects, read_ahead: bool | None = True
+) -> BlobClient:
     return BlobClient(
         transport,
         lambda: user.token,
         objects=objects,
         storage_origins=MOTO_STORAGE_ORIGINS,
-        read_ahead=True,
+        read_ahead=read_ahead,
     )
 
 
@@ -198,13 +200,7 @@ def test_which_transfers_read_ahead(
             super().__init__(src, **kwargs)
 
     monkeypatch.setattr(client_sim.blobs, "ReadAhead", Recording)
-    client = BlobClient(
-        transport,
-        lambda: alice.token,
-        objects=alice.objects,
-        storage_origins=MOTO_STORAGE_ORIGINS,
-        read_ahead=read_ahead,
-    )
+    client = _reader(alice, transport, alice.objects, read_ahead)
     source = tmp_path / "in.bin"
     source.write_bytes(bytes(size))  # above the inline limit: presigned URLs
     info = client.upload(source, recipients=[alice.recipient()])
@@ -225,13 +221,7 @@ def test_a_long_download_hands_each_8_mib_to_the_disk_as_it_goes(
         "start_writeback",
         lambda fd, offset, length: handed.append((offset, length)),
     )
-    client = BlobClient(
-        transport,
-        lambda: alice.token,
-        objects=alice.objects,
-        storage_origins=MOTO_STORAGE_ORIGINS,
-        read_ahead=read_ahead,
-    )
+    client = _reader(alice, transport, alice.objects, read_ahead)
     source = tmp_path / "in.bin"
     source.write_bytes(bytes(20 * MIB + 5))
     info = client.upload(source, recipients=[alice.recipient()])
