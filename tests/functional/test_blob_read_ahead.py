@@ -122,15 +122,24 @@ def test_read_ahead_upload_of_a_file_that_grows_is_source_changed(
     assert [info.state for info in alice.blobs.iter_blobs()] == ["reserved"]
 
 
-@pytest.mark.parametrize("where", ["header", "payload"])
+@pytest.mark.parametrize("read_ahead", [True, None, False])
+@pytest.mark.parametrize(
+    ("where", "size"),
+    [
+        ("header", 3 * 65536 + 5),
+        ("payload", 3 * 65536 + 5),
+        # Past the writing thread's 1 MiB batches: some were written already.
+        ("payload", 3 * MIB + 5),
+    ],
+)
 def test_read_ahead_download_of_tampered_content_fails_and_leaves_nothing(
-    alice: User, transport, tmp_path: Path, where: str
+    alice: User, transport, tmp_path: Path, where: str, size: int, read_ahead: bool | None
 ) -> None:
     source = tmp_path / "in.bin"
-    source.write_bytes(bytes(3 * 65536 + 5))
+    source.write_bytes(bytes(size))
     info = alice.blobs.upload(source, recipients=[alice.recipient()])
     offset = 40 if where == "header" else info.size - 100
-    hostile = _reader(alice, transport, HostileObjects(flip_at=offset))
+    hostile = _reader(alice, transport, HostileObjects(flip_at=offset), read_ahead)
     out = tmp_path / "out" / "file.bin"
     out.parent.mkdir()
     with pytest.raises(age.DecryptionError):
@@ -138,13 +147,14 @@ def test_read_ahead_download_of_tampered_content_fails_and_leaves_nothing(
     assert list(out.parent.iterdir()) == []
 
 
+@pytest.mark.parametrize("read_ahead", [True, None, False])
 def test_read_ahead_download_cut_short_is_connection_failed_and_leaves_nothing(
-    alice: User, transport, tmp_path: Path
+    alice: User, transport, tmp_path: Path, read_ahead: bool | None
 ) -> None:
     source = tmp_path / "in.bin"
     source.write_bytes(bytes(5 * 65536))
     info = alice.blobs.upload(source, recipients=[alice.recipient()])
-    hostile = _reader(alice, transport, HostileObjects(cut_at=2 * 65536))
+    hostile = _reader(alice, transport, HostileObjects(cut_at=2 * 65536), read_ahead)
     out = tmp_path / "out" / "file.bin"
     out.parent.mkdir()
     with pytest.raises(ConnectionFailed):
