@@ -143,10 +143,11 @@ class BlockSource:
     For the long run of equal reads that is an age payload: the source is
     read up to a block (1 MiB) per call -- with ``readinto`` straight into
     the buffer when the source has it (files, sockets) -- instead of once per
-    64 KiB chunk, and nothing is copied on the way out.  The buffer starts
-    at two requests (small files stay small) and grows to a block once a
-    fill finds it too small for what the source has; it is never resized
-    afterwards, so memory stays flat in the stream's length.
+    64 KiB chunk, and nothing is copied on the way out.  What the header's
+    reads brought along is served first (for a small file, often all of
+    it); the first fill makes a buffer of two requests, which grows to a
+    block once a fill finds it too small for what the source has, and is
+    never resized afterwards, so memory stays flat in the stream's length.
 
     A view returned by :meth:`read_view` is valid only until the next call
     on this object, which may overwrite it.
@@ -158,9 +159,10 @@ class BlockSource:
         self._src = src
         self._readinto = getattr(src, "readinto", None)
         self._max = max_request
-        self._buf = bytearray(max(2 * max_request, len(head) + max_request))
+        # What the header's reads brought along: often the whole payload of
+        # a small file, served from here without another buffer.
+        self._buf = bytearray(head)
         self._view = memoryview(self._buf)
-        self._view[: len(head)] = head
         self._start = 0
         self._end = len(head)
         self._eof = eof
@@ -184,10 +186,21 @@ class BlockSource:
 
     def _fill(self, want: int) -> None:
         rest = self._end - self._start
-        if self._long and len(self._buf) < _BLOCK_SIZE + self._max:
-            # The last fill found the buffer too small: read a block at a time.
-            bigger = bytearray(_BLOCK_SIZE + self._max)
+        # Two requests at first; a block once a fill found that too small.
+        size = _BLOCK_SIZE + self._max if self._long else 2 * self._max
+        if len(self._buf) < size:
+            first = b""
+            if not self._long:
+                # Still on what came with the header: a small file has often
+                # ended there, which the source says without a new buffer.
+                first = self._src.read(self._max)
+                if not first:
+                    self._eof = True
+                    return
+            bigger = bytearray(max(size, rest + len(first)))
             bigger[:rest] = self._view[self._start : self._end]
+            bigger[rest : rest + len(first)] = first
+            rest += len(first)
             self._buf, self._view = bigger, memoryview(bigger)
         elif self._start:
             self._view[:rest] = self._view[self._start : self._end]

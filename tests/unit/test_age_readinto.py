@@ -173,3 +173,10 @@ def test_block_source_refuses_reads_larger_than_it_was_made_for() -> None:
     source = BlockSource(b"", io.BytesIO(b""), False, max_request=10)
     with pytest.raises(ValueError, match="max_request"):
         source.read_view(11)
+
+
+def test_a_small_payload_that_came_with_the_header_needs_no_buffer() -> None:
+    source = BlockSource(b"p" * 1000, io.BytesIO(b""), False, max_request=65552)
+    assert bytes(source.read_view(65552)) == b"p" * 1000
+    assert source.at_end()
+    assert len(source._buf) == 1000  # no second buffer was made to learn the end
