@@ -15,13 +15,14 @@ block, into a spooled file: ``FakeMultipart.complete`` returns that file
 setter, given it, takes the file over as the object's value.  (moto
 disposes of the parts before it stores the object, so they can't be read
 later.)  The checksum is the one moto computes, over the same bytes
-(incrementally, with the same algorithm and the same fallbacks).  Everything moto answers is the same:
-the bytes, the ETag (the MD5 of the parts' MD5s, ``-N``), the checksum and
-its type, and the errors (``InvalidPart`` for a missing part or a wrong
-ETag, ``EntityTooSmall`` for a small part that is not the last,
-``MalformedXML`` for none).  ``tests/unit/test_moto_multipart.py`` holds
-the two implementations to the same answers.  Only the local stack's moto
-server (:mod:`sealbox_tools.moto_server`) applies it; AWS is never affected.
+(incrementally, with the same algorithm and the same fallbacks).
+Everything moto answers is the same: the bytes, the ETag (the MD5 of the
+parts' MD5s, ``-N``), the checksum and its type, and the errors
+(``InvalidPart`` for a missing part or a wrong ETag, ``EntityTooSmall`` for
+a small part that is not the last, ``MalformedXML`` for none).
+``tests/functional/test_moto_multipart.py`` holds the two implementations
+to the same answers.  Only the local stack's moto server
+(:mod:`sealbox_tools.moto_server`) applies it; AWS is never affected.
 """
 
 from __future__ import annotations
