@@ -101,8 +101,8 @@ _COPY_BLOCK = 16 * _CHUNK
 # (bench.blobs: 1.048, the goal is <= 1.05); 4 still keeps a megabyte ready.
 _DOWNLOAD_AHEAD = 4
 # An upload sealed ahead (by default above one part) keeps two 128 KiB
-# blocks ready: its peak RSS at 1 GiB was 1.033 x that of a 1 MiB upload
-# (in line), against 1.092 with four 256 KiB blocks; the thread's own
+# blocks ready: its peak RSS at 1 GiB was 1.036 x to 1.039 x that of a 1 MiB
+# upload (in line), against 1.092 with four 256 KiB blocks; the thread's own
 # allocations are most of the difference.
 _UPLOAD_AHEAD_BLOCK = 128 * 1024
 _UPLOAD_AHEAD_DEPTH = 2
@@ -133,11 +133,11 @@ class BlobTransfer:
     upload, and the download is received a few blocks ahead of decryption.
     ``None`` (the default) does it where it measured faster against the
     local stack: uploads larger than one part (16 MiB) are sealed ahead
-    (read-ahead / in line: 1.25 x at 32 MiB, 1.07 x to 1.22 x at 100 MiB,
-    1.10 x to 1.77 x at 1 GiB; 0.97 x to 1.08 x below), downloads are
+    (read-ahead / in line: 1.25 x at 32 MiB, 1.07 x to 1.38 x at 100 MiB,
+    1.04 x to 1.77 x at 1 GiB; 0.97 x to 1.08 x below), downloads are
     received in line, where the payload reader fills its buffer straight
-    from the socket (read-ahead / in line: 0.82 x to 0.97 x at 100 MiB,
-    0.59 x to 0.99 x at 1 GiB -- the thread's extra copy costs more than
+    from the socket (read-ahead / in line: 0.89 x to 0.97 x at 100 MiB,
+    0.59 x to 0.84 x at 1 GiB -- the thread's extra copy costs more than
     the overlap gains).  Either way a download into a path is written by a
     second thread that hands each 8 MiB to the disk as it goes.
     ``True`` reads ahead both ways, ``False`` neither; ``python -m
