@@ -183,6 +183,9 @@ def complete_by_parts(
         checksum = (kind, value, len(parts))
     else:
         checksum = (kind, binascii.b2a_base64(whole.digest(), newline=False).decode(), 1)
+    # moto 5.2.6 keeps the parts' sizes for GetObject's PartNumber and
+    # PartsCount (5.2.5 has no such attribute and ignores it).
+    multipart.completed_part_sizes = [part.size for part in parts]
     etag = hashlib.md5(bytes(md5s), usedforsecurity=False).hexdigest()
     return AssembledParts(spool, size), f"{etag}-{len(parts)}", checksum
 
