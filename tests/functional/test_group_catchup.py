@@ -25,11 +25,9 @@ from chalicelib.wire.group_catchup import (
 from client_sim.api import ApiClient
 from client_sim.device import Device
 from client_sim.errors import GroupVerificationFailed, NotAMember, ServerError
-from client_sim.passwords import PASSWORD_KDF_SIMULATION
 from client_sim.transport import ChaliceTransport, HttpReply, Transport
 from tests.functional.test_groups import People
-from tests.support.device_flows import PASSWORD
-from tests.support.objects import MOTO_STORAGE_ORIGINS, MotoObjects
+from tests.support.objects import MotoObjects
 
 pytestmark = pytest.mark.functional
 
@@ -69,17 +67,8 @@ class Hostile:
         return HttpReply(reply.status, reply.headers, self.rewrite(reply.body))
 
 
-def follower(tmp_path: Path, transport: ChaliceTransport, name: str = "follower") -> Device:
-    device = Device(
-        tmp_path / name,
-        Hostile(transport),
-        kdf=PASSWORD_KDF_SIMULATION,
-        sleep=lambda _: None,
-        objects=MotoObjects(),
-        storage_origins=MOTO_STORAGE_ORIGINS,
-    )
-    device.register(name, PASSWORD)
-    return device
+def follower(people: People, transport: ChaliceTransport) -> Device:
+    return people.device("follower", Hostile(transport))
 
 
 def hostile(device: Device) -> Hostile:
@@ -94,15 +83,9 @@ def test_one_frame_of_1297_bytes_moves_a_member_on_after_a_removal(
     from bench.group_transfer import Counted, CountingObjects, CountingTransport
 
     counted = Counted()
-    member = Device(
-        tmp_path / "counted",
-        CountingTransport(transport, counted),
-        kdf=PASSWORD_KDF_SIMULATION,
-        sleep=lambda _: None,
-        objects=CountingObjects(counted),
-        storage_origins=MOTO_STORAGE_ORIGINS,
+    member = people.device(
+        "counted", CountingTransport(transport, counted), CountingObjects(counted)
     )
-    member.register("counted", PASSWORD)
     group = people["alice"].create_group(["bob", "carol", "counted"])
     member.group(group.group_id).info()
     group.remove_members(["carol"])
@@ -122,7 +105,7 @@ def test_one_frame_of_1297_bytes_moves_a_member_on_after_a_removal(
 def test_a_member_offline_for_several_epochs_moves_on_in_one_frame(
     people: People, transport: ChaliceTransport, tmp_path: Path
 ) -> None:
-    device = follower(tmp_path, transport)
+    device = follower(people, transport)
     alice = people["alice"]
     people["dave"]
     group = alice.create_group(["bob", "carol", "follower"])
@@ -239,7 +222,7 @@ def test_a_hostile_frame_is_refused_and_the_member_stays_where_it_was(
     people: People, transport: ChaliceTransport, tmp_path: Path, attack: str, code: str
 ) -> None:
     alice, bob = people["alice"], people["bob"]
-    device = follower(tmp_path, transport)
+    device = follower(people, transport)
     group = alice.create_group(["bob", "carol", "follower"])
     device.group(group.group_id).info()
     group.remove_members(["carol"])
@@ -293,7 +276,7 @@ def test_an_operator_adding_a_reader_to_the_stored_roster_fails_the_roster_check
     from tests.functional.conftest import STAGE_ENV, aws_client
 
     alice, dave = people["alice"], people["dave"]
-    device = follower(tmp_path, transport)
+    device = follower(people, transport)
     group = alice.create_group(["bob", "follower"])
     device.group(group.group_id).info()
     ddb = aws_client("dynamodb")

@@ -44,16 +44,23 @@ class People(dict[str, Device]):
         self._transport = transport
 
     def __missing__(self, name: str) -> Device:
+        device = self.device(name)
+        self[name] = device
+        return device
+
+    def device(self, name: str, transport: Any = None, objects: Any = None) -> Device:
+        """A newly registered device for ``name`` (not kept here), reaching the
+        API through ``transport`` (the shared one by default) and storage
+        through ``objects`` (moto's by default)."""
         device = Device(
             self._home / name,
-            self._transport,
+            transport if transport is not None else self._transport,
             kdf=PASSWORD_KDF_SIMULATION,
             sleep=lambda _: None,
-            objects=MotoObjects(),
+            objects=objects if objects is not None else MotoObjects(),
             storage_origins=MOTO_STORAGE_ORIGINS,
         )
         device.register(name, PASSWORD)
-        self[name] = device
         return device
 
 
@@ -539,15 +546,9 @@ def test_a_following_member_moves_on_with_the_delta_and_its_own_wrap(
     from bench.group_transfer import Counted, CountingObjects, CountingTransport
 
     counted = Counted()
-    follower = Device(
-        tmp_path / "follower",
-        CountingTransport(transport, counted),
-        kdf=PASSWORD_KDF_SIMULATION,
-        sleep=lambda _: None,
-        objects=CountingObjects(counted),
-        storage_origins=MOTO_STORAGE_ORIGINS,
+    follower = people.device(
+        "follower", CountingTransport(transport, counted), CountingObjects(counted)
     )
-    follower.register("follower", PASSWORD)
     follower._groups.compact = False
     group = people["alice"].create_group(["bob", "carol", "follower"])
     follower.group(group.group_id).info()
