@@ -17,6 +17,7 @@ import pytest
 from client_sim.errors import SourceChanged
 from client_sim.transport import ChaliceTransport
 from tests.functional.test_groups import People
+from tests.support.fakes import Zeros
 
 pytestmark = pytest.mark.functional
 
@@ -73,18 +74,6 @@ def test_group_encrypt_file_and_stream_round_trip(people: People, tmp_path: Path
     assert opened.plaintext == b"minutes" * 1000
 
 
-class _Zeros:
-    """``size`` zero bytes, made as they are read (no buffer of the whole)."""
-
-    def __init__(self, size: int) -> None:
-        self._left = size
-
-    def read(self, n: int = -1, /) -> bytes:
-        n = self._left if n < 0 else min(n, self._left)
-        self._left -= n
-        return bytes(n)
-
-
 class _Sink:
     def __init__(self) -> None:
         self.size = 0
@@ -106,7 +95,7 @@ def test_sealing_group_content_from_a_stream_keeps_memory_flat(people: People) -
         sink = _Sink()
         tracemalloc.start()
         try:
-            group.encrypt_stream(_Zeros(size), sink)  # type: ignore[arg-type]
+            group.encrypt_stream(Zeros(size), sink)  # type: ignore[arg-type]
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

@@ -275,3 +275,15 @@ class MemoryBackups:
         return BackupRecord(
             name=name, version=stored[1], updated_at=stored[2], ciphertext=stored[3]
         )
+
+
+class Zeros:
+    """A readable of ``size`` zero bytes, made as they are read (no buffer of the whole)."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+
+    def read(self, n: int = -1, /) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        self._left -= n
+        return bytes(n)

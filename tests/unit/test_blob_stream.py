@@ -13,6 +13,7 @@ from client_sim import age
 from client_sim.blobs import EncryptingReader, age_file_size
 from client_sim.errors import ConnectionFailed, SourceChanged
 from client_sim.transport import _ExactBody
+from tests.support.fakes import Zeros
 
 KEY = age.X25519Identity.generate()
 
@@ -68,16 +69,6 @@ def test_an_upload_body_shorter_than_declared_fails_instead_of_hanging() -> None
 # --- spooled_ciphertext (group blobs) ----------------------------------------------------
 
 
-class _Zeros:
-    def __init__(self, size: int) -> None:
-        self._left = size
-
-    def read(self, n: int = -1, /) -> bytes:
-        n = self._left if n < 0 else min(n, self._left)
-        self._left -= n
-        return bytes(n)
-
-
 def _copy(src: Any, dst: Any) -> None:
     while chunk := src.read(64 * 1024):
         dst.write(chunk)
@@ -91,7 +82,7 @@ def test_spooled_ciphertext_rewinds_for_every_attempt_in_flat_memory() -> None:
     def peak(size: int) -> int:
         tracemalloc.start()
         try:
-            with spooled_ciphertext(_Zeros(size), _copy) as ciphertext:
+            with spooled_ciphertext(Zeros(size), _copy) as ciphertext:
                 for _ in range(2):  # a retry sends it again from the start
                     stream, total = ciphertext()
                     assert total == size
