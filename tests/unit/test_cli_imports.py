@@ -31,11 +31,19 @@ def modules_after(argv: list[str]) -> list[str]:
         "except SystemExit:\n    pass\n"
         "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
     )
+    status, loaded = _run_listing_modules(code, ROOT)
+    assert status == 0
+    return loaded
+
+
+def _run_listing_modules(code: str, cwd: Path) -> tuple[int, list[str]]:
+    """Run ``code`` (which prints the loaded modules as its last stderr line)
+    in a fresh interpreter; its exit status and those modules."""
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False
     )
     loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
-    return loaded
+    return done.returncode, loaded
 
 
 def under(modules: list[str], *packages: str) -> list[str]:
@@ -90,11 +98,7 @@ def modules_after_launcher(argv: list[str], tmp_path: Path) -> tuple[int, list[s
         "from sealbox_tools.launcher import main\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
-    loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
-    return done.returncode, loaded
+    return _run_listing_modules(code, tmp_path)
 
 
 def test_the_console_script_runs_sealbox_age_without_click(tmp_path: Path) -> None:
