@@ -292,6 +292,9 @@ def throughput(stack: LocalStack, size: int, runs: int, workdir: Path) -> dict[s
     }
 
 
+_MODE = {"inline": "in line", "read_ahead": "read ahead"}
+
+
 def default_modes(size: int) -> tuple[str, str]:
     """Which measured mode the default ``BlobClient`` (``read_ahead=None``)
     uses for an upload and a download of ``size`` bytes."""
@@ -361,9 +364,6 @@ def throughput_ratios(result: dict[str, Any]) -> list[dict[str, Any]]:
             baseline=f"in line {mbs(m['inline_download'])}",
         ),
     ]
-
-
-_MODE = {"inline": "in line", "read_ahead": "read ahead"}
 
 
 def rss(stack: LocalStack, sizes: list[int], workdir: Path) -> dict[int, tuple[int, int]]:

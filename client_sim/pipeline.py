@@ -275,7 +275,7 @@ class WriteBehind:
         writeback: int = 0,
     ) -> None:
         if batch < 1 or depth < 1 or lend < 1 or writeback < 0:
-            raise ValueError("batch, depth and lend must be positive")
+            raise ValueError("batch, depth and lend must be positive, writeback not negative")
         self._fd = dst.fileno()
         dst.flush()
         self._writeback = writeback
